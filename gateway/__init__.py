@@ -1,0 +1,1 @@
+"""The only public HTTP edge of Tailor: authentication, roles, routing, REDCap."""

@@ -1,0 +1,335 @@
+"""Write the PerPAIN pilot's REDCap project files from protocols/perpain-pilot.yaml.
+
+    .venv/bin/python protocols/perpain-pilot/redcap/generate.py
+
+Field names, codes, events and mappings come from the protocol file (the `redcap`,
+`timepoints`, `modules`, `reminders` and `safety` sections), so the dictionary and the
+code that reads it cannot drift apart. The CSV files beside this script are the
+artifact a REDCap administrator imports; re-run the script after changing the protocol
+and commit the result (a test fails when they differ).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[2]
+PROTOCOL = ROOT / "protocols" / "perpain-pilot.yaml"
+
+# MPI-D: items per part; 1_14 and 3_11 also allow -99 (not applicable); the pain severity
+# scale (1_1, 1_7, 1_12) is repeated at the follow-ups.
+MPID_PARTS = {1: 22, 2: 11, 3: 18}
+MPID_NOT_APPLICABLE = {"1_14", "3_11"}
+MPID_PAIN_SEVERITY = ("1_1", "1_7", "1_12")
+# PANAS items are stored by meaning (the German order differs from the English one)
+PANAS_ITEMS = ("interested", "distressed", "excited", "upset", "strong", "guilty", "scared",
+               "hostile", "enthusiastic", "proud", "irritable", "alert", "ashamed", "inspired",
+               "nervous", "determined", "attentive", "jittery", "active", "afraid")
+PANAS_POSITIVE = frozenset({"interested", "excited", "strong", "enthusiastic", "proud", "alert",
+                            "inspired", "determined", "attentive", "active"})
+ODI_SECTIONS = ("Pain intensity", "Personal care", "Lifting", "Walking", "Sitting", "Standing",
+                "Sleeping", "Sex life", "Social life", "Travelling")
+LANGUAGE_NAMES = {"de": "Deutsch", "en": "English"}
+CHANNEL_NAMES = {"email": "E-mail", "sms": "SMS (text message)", "phone": "Telephone call",
+                 "letter": "Letter"}
+COLUMNS = (
+    "field_name", "form_name", "section_header", "field_type", "field_label",
+    "select_choices_or_calculations", "field_note", "text_validation_type_or_show_slider_number",
+    "text_validation_min", "text_validation_max", "identifier", "branching_logic",
+    "required_field", "custom_alignment", "question_number", "matrix_group_name",
+    "matrix_ranking", "field_annotation",
+)
+Row = dict[str, str]
+
+
+def field(name: str, form: str, ftype: str, label: str, **extra: str) -> Row:
+    short = {"choices": "select_choices_or_calculations", "note": "field_note",
+             "validation": "text_validation_type_or_show_slider_number",
+             "min": "text_validation_min", "max": "text_validation_max",
+             "branching": "branching_logic", "header": "section_header",
+             "annotation": "field_annotation", "required": "required_field"}
+    row = dict.fromkeys(COLUMNS, "")
+    row.update(field_name=name, form_name=form, field_type=ftype, field_label=label)
+    for key, value in extra.items():
+        row[short.get(key, key)] = value
+    return row
+
+
+def choices(pairs: Any) -> str:
+    return " | ".join(f"{code}, {label}" for code, label in pairs)
+
+
+def scale(low: int, high: int) -> str:
+    return choices((n, n) for n in range(low, high + 1))
+
+
+def humane(value: object) -> str:
+    text = str(value).replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def coded(codes: dict[str, Any], labels: dict[Any, str] | None = None) -> str:
+    return choices((code, (labels or {}).get(value) or humane(value)) for code, value in codes.items())
+
+
+def screening_and_consent(p: Any) -> Iterator[Row]:
+    f = p.redcap.fields
+    yield field(f.record_id, "screening", "text", "Record ID")
+    yield field("scr_date", "screening", "text", "Date of screening", validation="date_ymd")
+    yield field("scr_diagnosis", "screening", "radio", "Main pain diagnosis", choices=choices([
+        (1, "Non-specific chronic back pain"), (2, "Osteoarthritis"),
+        (3, "Fibromyalgia syndrome"), (4, "Rheumatoid arthritis")]))
+    yield field("scr_pain_months", "screening", "text", "For how many months has the pain lasted?",
+                validation="integer", min="0", max="720", note="Inclusion: at least 3 months")
+    yield field("scr_pain_intensity", "screening", "text",
+                "Average pain intensity over the last week (0 = no pain, 10 = worst imaginable)",
+                validation="integer", min="0", max="10", annotation="@FORCE-MINMAX")
+    yield field("scr_mobile_ok", "screening", "yesno", "Able to see and use a mobile telephone?")
+    yield field(f.eligible, "screening", "yesno", "Eligible for the trial?", required="y")
+    yield field("scr_ineligible_reason", "screening", "notes", "Why not eligible?",
+                branching=f"[{f.eligible}] = '0'")
+    yield field(f.consent, "consent", "yesno", "Written informed consent given?", required="y")
+    yield field("cons_date", "consent", "text", "Date of consent", validation="date_ymd",
+                branching=f"[{f.consent}] = '1'")
+    yield field("cons_email", "consent", "text", "E-mail address", validation="email",
+                identifier="y", header="Contact details for assessment reminders")
+    yield field("cons_mobile", "consent", "text", "Mobile phone number", identifier="y",
+                note="International format, e.g. +49 151 23456789")
+    yield field("cons_address", "consent", "notes", "Postal address", identifier="y")
+    yield field("cons_language", "consent", "radio", "Language for messages",
+                choices=choices((c, LANGUAGE_NAMES.get(c, c)) for c in p.reminders.languages))
+    yield field("cons_timezone", "consent", "text", "Time zone (IANA name)",
+                note="e.g. Europe/Berlin; reminders respect quiet hours in this zone",
+                annotation=f"@DEFAULT='{p.reminders.default_timezone}'")
+    channels = list(dict.fromkeys(step.channel for step in p.reminders.steps))
+    yield field("cons_optout", "consent", "checkbox", "Does NOT want reminders by",
+                choices=choices((c, CHANNEL_NAMES.get(c, humane(c))) for c in channels))
+
+
+def baseline_questionnaires(p: Any) -> Iterator[Row]:
+    f = p.redcap.fields
+    sex_labels = {1: "Female", 0: "Male"}
+    yield field(f.age, "demographics", "text", "Age (years)", validation="integer", min="18",
+                max="99", annotation="@FORCE-MINMAX", required="y")
+    yield field(f.sex, "demographics", "radio", "Sex", required="y", choices=choices(
+        (code, sex_labels[value]) for code, value in p.redcap.sex_codes.items()))
+    for part, count in MPID_PARTS.items():
+        for n in range(1, count + 1):
+            item = f"{part}_{n}"
+            options = scale(0, 6) + (" | -99, not applicable" if item in MPID_NOT_APPLICABLE else "")
+            yield field(f"{f.mpid_item_prefix}{item}", "mpid", "radio",
+                        f"MPI-D part {part}, item {n}", choices=options,
+                        header=f"MPI-D part {part}" if n == 1 else "", custom_alignment="LH")
+    for n in range(1, 15):
+        yield field(f"hads_{n}", "hads", "radio",
+                    f"HADS item {n} ({'anxiety' if n % 2 else 'depression'})",
+                    choices=scale(0, 3), note="scored points 0-3", custom_alignment="LH")
+    panas = choices([(1, "very slightly or not at all"), (2, "a little"), (3, "moderately"),
+                     (4, "quite a bit"), (5, "extremely")])
+    for word in PANAS_ITEMS:
+        kind = "positive" if word in PANAS_POSITIVE else "negative"
+        yield field(f"panas_{word}", "panas", "radio", f"PANAS: {word} ({kind} affect)",
+                    choices=panas)
+    for n, section in enumerate(ODI_SECTIONS, start=1):
+        yield field(f"odi_{n}", "odi", "radio", f"ODI section {n}: {section}",
+                    choices=scale(0, 5), note="0 = no limitation ... 5 = most severe",
+                    custom_alignment="LH")
+
+
+def follow_up_questionnaires(p: Any) -> Iterator[Row]:
+    change = choices([(1, "very much improved"), (2, "much improved"), (3, "minimally improved"),
+                      (4, "no change"), (5, "minimally worse"), (6, "much worse"),
+                      (7, "very much worse")])
+    for item in MPID_PAIN_SEVERITY:
+        yield field(f"mpidps_{item}", "mpid_ps", "radio", f"MPI-D pain severity, item {item}",
+                    choices=scale(0, 6), custom_alignment="LH")
+    yield field("pgic_rating", "pgic", "radio", "Patient's global impression of change",
+                choices=change)
+    yield field("tgic_rating", "pgic", "radio", "Therapist's global impression of change",
+                choices=change)
+    yield field("wm_days_off_work", "work_medication", "text",
+                "Days out of work because of pain since the last assessment",
+                validation="integer", min="0", max="366")
+    yield field("wm_med_change", "work_medication", "radio", "Pain medication since the last "
+                "assessment", choices=choices([(0, "No change"), (1, "Started or increased"),
+                                               (2, "Reduced"), (3, "Stopped"),
+                                               (4, "Switched to another medication")]))
+    yield field("wm_med_details", "work_medication", "notes", "Which medication, what change?",
+                branching="[wm_med_change] <> '0' and [wm_med_change] <> ''")
+
+
+def safety_forms(p: Any) -> Iterator[Row]:
+    form = p.safety.redcap_form
+    a, c = form.fields, form.codes
+    attribution = coded(c.attribution, {"treatment": "the treatment", "other": "other circumstances"})
+    for n in range(1, p.safety.neq_items + 1):
+        item = f"{form.neq_prefix}{n}"
+        yield field(item, "neq", "yesno", f"NEQ item {n}: did this happen?")
+        yield field(f"{item}_impact", "neq", "radio", f"NEQ item {n}: how negative was it?",
+                    choices=choices([(0, "not at all"), (1, "slightly"), (2, "moderately"),
+                                     (3, "very"), (4, "extremely")]),
+                    branching=f"[{item}] = '1'")
+        yield field(f"{item}_attr", "neq", "radio", f"NEQ item {n}: caused by", choices=attribution,
+                    branching=f"[{item}] = '1'")
+    inep = p.safety.inep
+    off = inep.bipolar_code_offset
+    bipolar = choices((k + off, f"{k:+d}" + {-off: " much worse", 0: " unchanged",
+                                              off: " much better"}.get(k, ""))
+                      for k in range(-off, off + 1))
+    unipolar = choices([(0, "not at all"), (1, "a little"), (2, "somewhat"), (3, "very much")])
+    for n in range(1, inep.items + 1):
+        item = f"{form.inep_prefix}{n}"
+        yield field(item, "inep", "radio", f"INEP item {n}",
+                    choices=bipolar if n in inep.bipolar_items else unipolar)
+        yield field(f"{item}_attr", "inep", "radio", f"INEP item {n}: caused by",
+                    choices=attribution)
+    yield from adverse_event(a, c)
+
+
+def adverse_event(a: Any, c: Any) -> Iterator[Row]:
+    ae = "adverse_event"
+    yes = f"[{a.serious}] = '1'"
+    yield field(a.onset_date, ae, "text", "Onset date", validation="date_ymd", required="y")
+    yield field(a.awareness_time, ae, "text", "Date and time the site became aware",
+                validation="datetime_ymd", note="site local time", required="y")
+    yield field(a.verbatim_term, ae, "text", "Adverse event (verbatim term)", required="y")
+    yield field(a.severity, ae, "radio", "Severity", choices=coded(c.severity), required="y")
+    yield field(a.grade, ae, "radio", "Grade (optional)", choices=scale(1, 5))
+    yield field(a.serious, ae, "yesno", "Serious adverse event?", required="y",
+                header="Seriousness (ICH E2A)")
+    for key, label in (("death", "Resulted in death"), ("life_threatening", "Life-threatening"),
+                       ("hospitalisation", "Required or prolonged hospitalisation"),
+                       ("disability", "Persistent or significant disability or incapacity"),
+                       ("congenital_anomaly", "Congenital anomaly or birth defect"),
+                       ("medically_important", "Other medically important event")):
+        yield field(getattr(a, key), ae, "yesno", label, branching=yes)
+    yield field(a.relatedness, ae, "radio", "Relationship to the study treatment",
+                choices=coded(c.relatedness, {"not": "Not related"}), required="y",
+                header="Assessment")
+    yield field(a.expected, ae, "yesno", "Expected (listed in the protocol)?")
+    yield field(a.outcome, ae, "radio", "Outcome", choices=coded(c.outcome), required="y")
+    yield field(a.action_taken, ae, "radio", "Action taken with the study treatment",
+                choices=coded(c.action_taken))
+    yield field(a.reporter, ae, "text", "Reported by (name and role)", required="y")
+    yield field(a.meddra_version, ae, "text", "MedDRA version", header="Coding (MedDRA)")
+    yield field(a.meddra_llt, ae, "text", "MedDRA lowest level term code", validation="integer")
+    yield field(a.meddra_pt, ae, "text", "MedDRA preferred term code", validation="integer")
+    yield field(a.narrative, ae, "notes", "Narrative")
+    yield field(a.follow_up_reason, ae, "notes", "What changed (when this event is updated)?")
+
+
+def withdrawal_and_allocation(p: Any) -> Iterator[Row]:
+    f = p.redcap.fields
+    wd = p.redcap.withdrawal_form
+    yield field(f.withdrawn, wd, "yesno", "Has the participant withdrawn or been lost?",
+                required="y")
+    yield field("wd_date", wd, "text", "Date of withdrawal", validation="date_ymd",
+                branching=f"[{f.withdrawn}] = '1'")
+    yield field("wd_reason", wd, "radio", "Reason", branching=f"[{f.withdrawn}] = '1'",
+                choices=choices([(1, "Participant's decision"), (2, "Lost to follow-up"),
+                                 (3, "Adverse event"), (4, "Investigator's decision"),
+                                 (5, "Other")]))
+    yield field("wd_reason_other", wd, "text", "Other reason", branching="[wd_reason] = '5'")
+    yield field("wd_preventable", wd, "yesno", "Could the study design have prevented it?",
+                branching=f"[{f.withdrawn}] = '1'")
+    al = p.redcap.allocation_form
+    written = "Written by Tailor; staff cannot edit it."
+    yield field(f.allocation_number, al, "text", "Allocation number", note=written,
+                annotation="@READONLY")
+    yield field(f.allocation_module, al, "dropdown", "Treatment module", note=written,
+                annotation="@READONLY", choices=choices((m.key, m.label) for m in p.modules))
+    yield field(f.allocation_time, al, "text", "Allocation time (UTC)", note=written,
+                validation="datetime_seconds_ymd", annotation="@READONLY")
+
+
+def dictionary_rows(p: Any) -> list[Row]:
+    return [*screening_and_consent(p), *baseline_questionnaires(p),
+            *follow_up_questionnaires(p), *safety_forms(p), *withdrawal_and_allocation(p)]
+
+
+def event_name(redcap_event: str) -> str:
+    """A display name whose REDCap slug is `redcap_event` (`t1_post` -> `T1 post`)."""
+    text = redcap_event.replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def event_rows(p: Any) -> list[Row]:
+    days: dict[str, int] = {}
+    rows = []
+    for t in p.timepoints:
+        start = days.get(t.anchor, 0)
+        days[t.key] = start + t.offset_days
+        rows.append({"event_name": event_name(t.redcap_event), "arm_num": str(p.redcap.arm_number),
+                     "day_offset": str(days[t.key]), "offset_min": str(-t.window_days[0]),
+                     "offset_max": str(t.window_days[1]),
+                     "unique_event_name": p.redcap.unique_event_name(t.redcap_event),
+                     "custom_event_label": ""})
+    return rows
+
+
+def mapping_rows(p: Any, forms: list[str]) -> list[Row]:
+    rows = []
+    every_event = {p.redcap.withdrawal_form, p.redcap.adverse_event_form}
+    for t in p.timepoints:
+        here = set(t.forms) | every_event
+        if t.redcap_event == p.redcap.baseline_event:
+            here.add(p.redcap.allocation_form)
+        rows += [{"arm_num": str(p.redcap.arm_number),
+                  "unique_event_name": p.redcap.unique_event_name(t.redcap_event), "form": form}
+                 for form in forms if form in here]
+    return rows
+
+
+def repeating_rows(p: Any) -> list[Row]:
+    f = p.safety.redcap_form.fields
+    return [{"event_name": p.redcap.unique_event_name(t.redcap_event),
+             "form_name": p.redcap.adverse_event_form,
+             "custom_form_label": f"[{f.verbatim_term}] ([{f.onset_date}])"} for t in p.timepoints]
+
+
+def to_csv(rows: list[Row], columns: list[str], header: list[str] | None = None) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header or columns)
+    writer.writerows([[r[c] for c in columns] for r in rows])
+    return out.getvalue()
+
+
+def render(protocol_path: Path = PROTOCOL) -> dict[str, str]:
+    """File name -> content of every generated file."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    from services.core.protocol import load_protocol
+    from sim.redcap.design import DICTIONARY_HEADERS
+
+    p = load_protocol(protocol_path)
+    fields = dictionary_rows(p)
+    forms = list(dict.fromkeys(r["form_name"] for r in fields))
+    arm = [{"arm_num": str(p.redcap.arm_number), "name": p.redcap.arm_name}]
+    return {
+        "data_dictionary.csv": to_csv(fields, list(COLUMNS), list(DICTIONARY_HEADERS)),
+        "arms.csv": to_csv(arm, ["arm_num", "name"]),
+        "events.csv": to_csv(event_rows(p), ["event_name", "arm_num", "day_offset", "offset_min",
+                                             "offset_max", "unique_event_name",
+                                             "custom_event_label"]),
+        "instrument_event_mapping.csv": to_csv(mapping_rows(p, forms),
+                                               ["arm_num", "unique_event_name", "form"]),
+        "repeating_instruments.csv": to_csv(repeating_rows(p),
+                                            ["event_name", "form_name", "custom_form_label"]),
+    }
+
+
+def main() -> None:
+    for name, content in render().items():
+        (HERE / name).write_text(content, encoding="utf-8")
+        print(f"wrote {HERE / name}")
+
+
+if __name__ == "__main__":
+    main()

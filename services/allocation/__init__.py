@@ -1,0 +1,1 @@
+"""Allocation service: MPI-D scoring, cluster model training and cluster prediction."""

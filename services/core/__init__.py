@@ -1,0 +1,1 @@
+"""Shared kernel of every Tailor service: the only code services share."""

@@ -1,0 +1,170 @@
+"""Append-only, hash-chained audit trail (one chain per service database).
+
+hash = SHA-256 over a canonical JSON encoding of the entry including `prev_hash` and
+`seq`, so a changed, removed or reordered row breaks the chain at that row. UPDATE and
+DELETE are refused by the database itself (triggers created in the kernel migration).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Column, Text, func, text
+from sqlmodel import Field, Session, SQLModel, select
+
+from .db import UtcDateTime
+
+GENESIS = "0" * 64
+
+
+class AuditEntry(SQLModel, table=True):
+    __tablename__ = "audit_entry"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    actor: str
+    role: str
+    action: str = Field(index=True)
+    entity_type: str
+    entity_id: str = Field(index=True)
+    record: str | None = Field(default=None, index=True)
+    before: str | None = Field(default=None, sa_column=Column(Text))
+    after: str | None = Field(default=None, sa_column=Column(Text))
+    reason: str | None = None
+    correlation_id: str | None = None
+    prev_hash: str
+    hash: str = Field(unique=True)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      default=_json_default)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _utc_iso(value)
+    if hasattr(value, "model_dump"):
+        return value.model_dump(mode="json")
+    return str(value)
+
+
+def _utc_iso(at: datetime) -> str:
+    # SQLite hands back naive datetimes; every stored time is UTC by construction.
+    at = at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+    return at.isoformat(timespec="microseconds")
+
+
+def entry_hash(e: AuditEntry) -> str:
+    body = {
+        "seq": e.seq, "at": _utc_iso(e.at), "actor": e.actor, "role": e.role,
+        "action": e.action, "entity_type": e.entity_type, "entity_id": e.entity_id,
+        "record": e.record, "before": e.before, "after": e.after, "reason": e.reason,
+        "correlation_id": e.correlation_id, "prev_hash": e.prev_hash,
+    }
+    return hashlib.sha256(canonical_json(body).encode()).hexdigest()
+
+
+def _lock_chain(session: Session) -> None:
+    """Serialize appends so two writers never chain from the same head."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.exec(text("SELECT pg_advisory_xact_lock(72616469)"))  # type: ignore[call-overload]
+    # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
+
+
+def head(session: Session) -> AuditEntry | None:
+    return session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+
+def append(
+    session: Session,
+    *,
+    actor: str,
+    role: str,
+    action: str,
+    entity_type: str,
+    entity_id: str,
+    record: str | None = None,
+    before: Any = None,
+    after: Any = None,
+    reason: str | None = None,
+    correlation_id: str | None = None,
+    at: datetime | None = None,
+) -> AuditEntry:
+    _lock_chain(session)
+    last = head(session)
+    entry = AuditEntry(
+        seq=(last.seq or 0) + 1 if last else 1,
+        at=at or datetime.now(UTC),
+        actor=actor, role=role, action=action, entity_type=entity_type,
+        entity_id=str(entity_id), record=record,
+        before=None if before is None else canonical_json(before),
+        after=None if after is None else canonical_json(after),
+        reason=reason, correlation_id=correlation_id,
+        prev_hash=last.hash if last else GENESIS,
+        hash="",
+    )
+    entry.hash = entry_hash(entry)
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+@dataclass(frozen=True)
+class ChainReport:
+    length: int
+    head_hash: str
+    first_broken_seq: int | None = None
+    problem: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.first_broken_seq is None
+
+
+def verify_entries(entries: Iterable[AuditEntry]) -> ChainReport:
+    prev_hash, expected_seq, length = GENESIS, 1, 0
+    for e in entries:
+        if e.seq != expected_seq:
+            return ChainReport(length, prev_hash, expected_seq, f"entry {expected_seq} is missing")
+        if e.prev_hash != prev_hash:
+            return ChainReport(length, prev_hash, e.seq, "prev_hash does not match the entry before")
+        if entry_hash(e) != e.hash:
+            return ChainReport(length, prev_hash, e.seq, "content does not match its hash")
+        prev_hash, expected_seq, length = e.hash, expected_seq + 1, length + 1
+    return ChainReport(length, prev_hash)
+
+
+def verify(session: Session, *, batch: int = 2000) -> ChainReport:
+    rows = session.exec(
+        select(AuditEntry).order_by(AuditEntry.seq).execution_options(yield_per=batch)  # type: ignore[arg-type]
+    )
+    return verify_entries(rows)
+
+
+def count(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(AuditEntry)).one()
+
+
+# Created by every service's first migration (see services/core/migrations.py).
+APPEND_ONLY_SQLITE = [
+    """CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
+    """CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry
+       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
+]
+APPEND_ONLY_POSTGRES = [
+    """CREATE OR REPLACE FUNCTION tailor_audit_append_only() RETURNS trigger
+       LANGUAGE plpgsql AS $$ BEGIN
+         RAISE EXCEPTION 'audit_entry is append-only' USING ERRCODE = 'insufficient_privilege';
+       END $$""",
+    """CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry
+       FOR EACH ROW EXECUTE FUNCTION tailor_audit_append_only()""",
+    """CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
+       FOR EACH STATEMENT EXECUTE FUNCTION tailor_audit_append_only()""",
+]

@@ -1,0 +1,72 @@
+"""The consumer edge: one bus message = one database transaction.
+
+Parses the envelope (unparseable → poison), records the event id in the inbox in the
+same transaction as the handler's effect (a duplicate has no second effect), commits,
+then wakes the outbox relay so any event the handler staged goes out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import structlog
+from nats.aio.msg import Msg
+from pydantic import ValidationError
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from . import inbox, metrics
+from .bus import ConsumerSpec
+from .db import unit_of_work
+from .errors import DomainError, PermanentError
+from .events import Envelope
+
+log = structlog.get_logger(__name__)
+
+EventHandler = Callable[[Session, Envelope], None]
+
+
+@dataclass(frozen=True)
+class Consumer:
+    """A service's subscription: durable name, subjects and a synchronous handler."""
+
+    durable: str
+    subjects: tuple[str, ...]
+    handle: EventHandler
+    max_deliver: int | None = None
+
+
+def parse_envelope(data: bytes) -> Envelope:
+    try:
+        return Envelope.model_validate_json(data)
+    except ValidationError as exc:
+        raise PermanentError(f"not a Tailor event envelope: {exc.errors()[:3]}") from None
+
+
+def apply_once(engine: Engine, consumer: Consumer, env: Envelope, service: str) -> bool:
+    """Run the handler for `env` unless this consumer already did; True if it ran."""
+    with structlog.contextvars.bound_contextvars(event_id=env.id, record=env.record,
+                                                 correlation_id=env.correlation_id):
+        with unit_of_work(engine) as session:
+            if not inbox.claim(session, consumer.durable, env.id):
+                metrics.DUPLICATES.labels(service, consumer.durable).inc()
+                log.info("consumer.duplicate_skipped", consumer=consumer.durable)
+                return False
+            try:
+                consumer.handle(session, env)
+            except DomainError as exc:  # the rules refuse this event: retrying cannot help
+                raise PermanentError(f"{type(exc).__name__}: {exc}") from exc
+        return True
+
+
+def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[[], None],
+            default_max_deliver: int) -> ConsumerSpec:
+    async def handler(msg: Msg) -> None:
+        env = parse_envelope(msg.data)
+        if await asyncio.to_thread(apply_once, engine, consumer, env, service):
+            wake()
+
+    return ConsumerSpec(durable=consumer.durable, subjects=consumer.subjects, handler=handler,
+                        max_deliver=consumer.max_deliver or default_max_deliver)

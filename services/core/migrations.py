@@ -1,0 +1,107 @@
+"""Alembic support shared by every service's migration history.
+
+Each service has its own `migrations/` folder (its own history, its own database);
+their `env.py` calls `run_env()` and their first revision calls `create_kernel_tables()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command, context, op
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+from .audit import APPEND_ONLY_POSTGRES, APPEND_ONLY_SQLITE
+from .db import make_engine
+
+
+def alembic_config(script_location: Path, url: str) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(script_location))
+    cfg.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return cfg
+
+
+def run_migrations(script_location: Path, url: str, *, engine: Engine | None = None) -> None:
+    """Bring the database at `url` to the newest revision of `script_location`."""
+    cfg = alembic_config(script_location, url)
+    eng = engine or make_engine(url)
+    try:
+        with eng.begin() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+    finally:
+        if engine is None:
+            eng.dispose()
+
+
+def run_env() -> None:
+    """Body of every service's migrations/env.py (online mode only)."""
+    conn = context.config.attributes.get("connection")
+    if conn is None:
+        eng = make_engine(context.config.get_main_option("sqlalchemy.url") or "")
+        with eng.begin() as conn:
+            context.configure(connection=conn, render_as_batch=True)
+            context.run_migrations()
+        eng.dispose()
+        return
+    context.configure(connection=conn, render_as_batch=True)
+    context.run_migrations()
+
+
+def _utc() -> sa.DateTime:
+    return sa.DateTime(timezone=True)
+
+
+def create_kernel_tables() -> None:
+    """Outbox, inbox and audit chain, with the audit table's append-only triggers."""
+    op.create_table(
+        "outbox_message",
+        sa.Column("id", sa.String(), primary_key=True),
+        sa.Column("subject", sa.String(), nullable=False),
+        sa.Column("envelope", sa.Text(), nullable=False),
+        sa.Column("created_at", _utc(), nullable=False),
+        sa.Column("sent_at", _utc(), nullable=True),
+        sa.Column("position", sa.Integer(), nullable=True),
+    )
+    op.create_index("ix_outbox_message_sent_at", "outbox_message", ["sent_at"])
+    op.create_index("ix_outbox_message_position", "outbox_message", ["position"])
+    op.create_table(
+        "inbox_entry",
+        sa.Column("consumer", sa.String(), primary_key=True),
+        sa.Column("event_id", sa.String(), primary_key=True),
+        sa.Column("processed_at", _utc(), nullable=False),
+    )
+    op.create_table(
+        "audit_entry",
+        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("at", _utc(), nullable=False),
+        sa.Column("actor", sa.String(), nullable=False),
+        sa.Column("role", sa.String(), nullable=False),
+        sa.Column("action", sa.String(), nullable=False),
+        sa.Column("entity_type", sa.String(), nullable=False),
+        sa.Column("entity_id", sa.String(), nullable=False),
+        sa.Column("record", sa.String(), nullable=True),
+        sa.Column("before", sa.Text(), nullable=True),
+        sa.Column("after", sa.Text(), nullable=True),
+        sa.Column("reason", sa.String(), nullable=True),
+        sa.Column("correlation_id", sa.String(), nullable=True),
+        sa.Column("prev_hash", sa.String(), nullable=False),
+        sa.Column("hash", sa.String(), nullable=False, unique=True),
+    )
+    op.create_index("ix_audit_entry_action", "audit_entry", ["action"])
+    op.create_index("ix_audit_entry_entity_id", "audit_entry", ["entity_id"])
+    op.create_index("ix_audit_entry_record", "audit_entry", ["record"])
+    statements = (APPEND_ONLY_POSTGRES if op.get_bind().dialect.name == "postgresql"
+                  else APPEND_ONLY_SQLITE)
+    for statement in statements:
+        op.execute(statement)
+
+
+def drop_kernel_tables() -> None:
+    for table in ("audit_entry", "inbox_entry", "outbox_message"):
+        op.drop_table(table)
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP FUNCTION IF EXISTS tailor_audit_append_only() CASCADE")

@@ -1,0 +1,138 @@
+"""The trial protocol file, validated at start-up.
+
+`load_protocol(path)` returns a `TrialProtocol` or raises `ProtocolError` whose
+message names every wrong key as a dotted path (e.g. `clusters[1].matching_module`).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import yaml
+from pydantic import Field, ValidationError, model_validator
+
+from .allocation import ActiveModel, AllocationRules
+from .base import Strict
+from .notifications import DiaryPolicy, QuietHours, ReminderPolicy, ReminderStep
+from .randomization import ArmRule, ModuleWeights, RandomizationDesign
+from .redcap import RedcapFields, RedcapProject
+from .safety import ClockCondition, Contact, ReportingRule, SafetyRules
+from .trial import Arm, Cluster, Module, Timepoint, TrialInfo
+
+__all__ = [
+    "ActiveModel", "AllocationRules", "Arm", "ArmRule", "ClockCondition", "Cluster",
+    "Contact", "DiaryPolicy", "Module", "ModuleWeights", "ProtocolError", "QuietHours",
+    "RandomizationDesign", "RedcapFields", "RedcapProject", "ReminderPolicy", "ReminderStep",
+    "ReportingRule", "SafetyRules", "Timepoint", "TrialInfo", "TrialProtocol", "load_protocol",
+]
+
+
+class ProtocolError(ValueError):
+    """The protocol file is missing, unreadable or wrong; the message names the key."""
+
+
+class TrialProtocol(Strict):
+    trial: TrialInfo
+    arms: list[Arm] = Field(min_length=2)
+    modules: list[Module] = Field(min_length=1)
+    clusters: list[Cluster] = Field(min_length=1)
+    timepoints: list[Timepoint] = Field(min_length=1)
+    randomization: RandomizationDesign
+    allocation: AllocationRules
+    reminders: ReminderPolicy
+    diary: DiaryPolicy
+    safety: SafetyRules
+    redcap: RedcapProject
+
+    @model_validator(mode="after")
+    def _cross_references(self) -> TrialProtocol:
+        problems: list[str] = []
+        for name, items in (("arms", self.arms), ("modules", self.modules),
+                            ("clusters", self.clusters), ("timepoints", self.timepoints)):
+            keys = [i.key for i in items]
+            dupes = sorted({k for k in keys if keys.count(k) > 1})
+            if dupes:
+                problems.append(f"{name}: duplicate keys {dupes}")
+        modules = {m.key for m in self.modules}
+        arms = {a.key for a in self.arms}
+        for i, c in enumerate(self.clusters):
+            if c.matching_module not in modules:
+                problems.append(
+                    f"clusters[{i}].matching_module: {c.matching_module!r} is not a module "
+                    f"(known: {sorted(modules)})")
+        seen: set[str] = {"allocation", "consent"}
+        for i, t in enumerate(self.timepoints):
+            if t.anchor not in seen:
+                problems.append(
+                    f"timepoints[{i}].anchor: {t.anchor!r} is neither 'allocation', 'consent' "
+                    "nor an earlier timepoint")
+            seen.add(t.key)
+        r = self.randomization
+        for field in ("matching", "non_matching"):
+            arm = getattr(r.arm_of, field)
+            if arm not in arms:
+                problems.append(f"randomization.arm_of.{field}: {arm!r} is not an arm")
+        unit = r.module_weights.matching + r.module_weights.non_matching * (len(self.modules) - 1)
+        for j, b in enumerate(r.block_lengths):
+            if b % unit:
+                problems.append(
+                    f"randomization.block_lengths[{j}]: {b} is not a multiple of {unit}, "
+                    "the sum of the module weights")
+        if "site" in r.stratify_by and not r.sites:
+            problems.append("randomization.sites: stratifying by site needs the list of sites")
+        if self.diary.module not in modules:
+            problems.append(f"diary.module: {self.diary.module!r} is not a module")
+        if len(self.reminders.steps) > self.reminders.max_per_timepoint:
+            problems.append(
+                f"reminders.steps: {len(self.reminders.steps)} steps exceed "
+                f"max_per_timepoint={self.reminders.max_per_timepoint}")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    # Lookups used everywhere; derived, never stored.
+    @cached_property
+    def cluster_by_key(self) -> dict[str, Cluster]:
+        return {c.key: c for c in self.clusters}
+
+    @cached_property
+    def module_keys(self) -> list[str]:
+        return [m.key for m in self.modules]
+
+    @cached_property
+    def timepoint_by_key(self) -> dict[str, Timepoint]:
+        return {t.key: t for t in self.timepoints}
+
+
+def _describe(err: ValidationError) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ""
+        for part in e["loc"]:
+            loc += f"[{part}]" if isinstance(part, int) else (f".{part}" if loc else str(part))
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key (not part of the protocol model)"
+        elif e["type"] == "missing":
+            msg = "required key is missing"
+        lines.append(f"  {loc or '(top level)'}: {msg}")
+    return "\n".join(lines)
+
+
+def parse_protocol(data: object, source: str = "<protocol>") -> TrialProtocol:
+    try:
+        return TrialProtocol.model_validate(data)
+    except ValidationError as err:
+        raise ProtocolError(f"{source} is not a valid trial protocol:\n{_describe(err)}") from None
+
+
+def load_protocol(path: str | Path) -> TrialProtocol:
+    p = Path(path)
+    try:
+        data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ProtocolError(f"protocol file not found: {p}") from None
+    except yaml.YAMLError as err:
+        raise ProtocolError(f"{p} is not valid YAML: {err}") from None
+    return parse_protocol(data, str(p))

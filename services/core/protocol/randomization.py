@@ -1,0 +1,68 @@
+"""The randomization design: strata, ratio, block lengths, list hygiene."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from .base import Strict
+
+# A site key becomes part of a stratum key (`DYS|site-a`): no `|`, nothing that needs quoting.
+SITE_KEY = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class ModuleWeights(Strict):
+    """Weight of each module within a cluster stratum, by its relation to the cluster."""
+
+    matching: int = Field(gt=0)
+    non_matching: int = Field(gt=0)
+
+
+class ArmRule(Strict):
+    """Which arm a slot belongs to, by the module's relation to the stratum's cluster."""
+
+    matching: str
+    non_matching: str
+
+
+class RandomizationDesign(Strict):
+    stratify_by: list[Literal["cluster", "site"]] = Field(min_length=1)
+    module_weights: ModuleWeights
+    arm_of: ArmRule
+    block_lengths: list[int] = Field(min_length=1)
+    low_slots_threshold: int = Field(ge=0)
+    sites: list[str] = Field(default_factory=list)
+    # Slots generated per stratum when a list is created (rounded up to whole blocks);
+    # None: whoever generates the list must say how many.
+    initial_slots_per_stratum: int | None = Field(default=None, gt=0)
+
+    @field_validator("stratify_by")
+    @classmethod
+    def _cluster_and_no_repeats(cls, v: list[str]) -> list[str]:
+        # Module weights are defined relative to the stratum's cluster, so cluster is required.
+        if "cluster" not in v:
+            raise ValueError("stratification must include 'cluster' (module weights depend on it)")
+        if len(set(v)) != len(v):
+            raise ValueError("a stratification factor is listed twice")
+        return v
+
+    @field_validator("sites")
+    @classmethod
+    def _site_keys(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if not re.match(SITE_KEY, s)]
+        if bad:
+            raise ValueError(f"site keys must match {SITE_KEY} (no '|'): {bad}")
+        if len(set(v)) != len(v):
+            raise ValueError("site keys must be distinct")
+        return v
+
+    @field_validator("block_lengths")
+    @classmethod
+    def _positive_unique(cls, v: list[int]) -> list[int]:
+        if any(b <= 0 for b in v):
+            raise ValueError("block lengths must be positive")
+        if len(set(v)) != len(v):
+            raise ValueError("block lengths must be distinct")
+        return sorted(v)

@@ -1,0 +1,107 @@
+"""Changing a project's design through the API: metadata, arms, events, mappings, repeating.
+
+Each import is checked as REDCap checks an upload; a refused import changes nothing.
+REDCap allows these only while a project is in development status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+from .api_result import ApiResult
+from .checks import DesignError, check_design
+from .context import ProjectContext
+from .design import ProjectDesign
+from .dictionary import (
+    arms_from_rows,
+    events_from_rows,
+    fields_from_rows,
+    mapping_from_rows,
+    repeating_from_rows,
+)
+from .formats import ImportFormatError, parse_rows
+from .params import ApiError, ApiRequest
+
+
+def _rows(req: ApiRequest) -> list[dict[str, str]]:
+    if "data" not in req.scalars:
+        raise ApiError(400, 'The parameter "data" is missing')
+    try:
+        return parse_rows(req.scalars["data"], req.format)
+    except ImportFormatError as err:
+        raise ApiError(400, str(err)) from None
+
+
+def _change(ctx: ProjectContext, req: ApiRequest, what: str,
+            change: Callable[[ProjectDesign, list[dict[str, str]]], ProjectDesign]) -> ApiResult:
+    if ctx.project.settings.get("in_production"):
+        raise ApiError(400, f"{what} can only be imported while the project is in development")
+    rows = _rows(req)
+    try:
+        design = change(ctx.design, rows)
+        check_design(design)
+    except DesignError as err:
+        raise ApiError(400, str(err)) from None
+    with ctx.store.transaction():
+        ctx.store.save_design(ctx.pid, design)
+        ctx.store.log(ctx.pid, ctx.username, "manage", "Manage/Design",
+                      details=f"Import {what} (API), {len(rows)} row(s)")
+    return ApiResult.data(str(len(rows)), req.return_format)
+
+
+def import_metadata(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    def change(design: ProjectDesign, rows: list[dict[str, str]]) -> ProjectDesign:
+        fields = fields_from_rows(rows)
+        forms = {f.form_name for f in fields}
+        mapping = {e: [f for f in fs if f in forms] for e, fs in design.mapping.items()}
+        repeating = {e: {f: lbl for f, lbl in r.items() if f == "" or f in forms}
+                     for e, r in design.repeating.items()}
+        return replace(design, fields=fields, mapping=mapping, repeating=repeating)
+    return _change(ctx, req, "data dictionary", change)
+
+
+def import_arms(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    override = req.get("override") == "1"
+
+    def change(design: ProjectDesign, rows: list[dict[str, str]]) -> ProjectDesign:
+        arms = {a.arm_num: a for a in ([] if override else design.arms)}
+        arms.update({a.arm_num: a for a in arms_from_rows(rows)})
+        kept = [e for e in design.events if e.arm_num in arms]
+        return replace(design, arms=sorted(arms.values(), key=lambda a: a.arm_num), events=kept)
+    return _change(ctx, req, "arms", change)
+
+
+def import_events(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    override = req.get("override") == "1"
+
+    def change(design: ProjectDesign, rows: list[dict[str, str]]) -> ProjectDesign:
+        kept = [] if override else list(design.events)
+        new = events_from_rows([{k: v for k, v in r.items() if k != "unique_event_name"}
+                                for r in rows], start_id=1 + max(
+                                    (e.event_id for e in design.events), default=0))
+        taken = {e.unique_event_name for e in kept}
+        events = kept + [e for e in new if e.unique_event_name not in taken]
+        names = {e.unique_event_name for e in events}
+        return replace(design, events=events,
+                       mapping={k: v for k, v in design.mapping.items() if k in names},
+                       repeating={k: v for k, v in design.repeating.items() if k in names})
+    return _change(ctx, req, "events", change)
+
+
+def import_mapping(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    def change(design: ProjectDesign, rows: list[dict[str, str]]) -> ProjectDesign:
+        given = mapping_from_rows(rows)
+        arms = {int(r["arm_num"]) for r in rows if r.get("arm_num", "").isdigit()}
+        mapping = {e: fs for e, fs in design.mapping.items() if design.arm_of_event(e) not in arms}
+        mapping.update(given)
+        return replace(design, mapping=mapping)
+    return _change(ctx, req, "instrument-event mappings", change)
+
+
+def import_repeating(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    def change(design: ProjectDesign, rows: list[dict[str, str]]) -> ProjectDesign:
+        if not design.longitudinal:
+            rows = [{**r, "event_name": design.event_names()[0]} for r in rows]
+        return replace(design, repeating=repeating_from_rows(rows))
+    return _change(ctx, req, "repeating instruments and events", change)

@@ -1,0 +1,174 @@
+"""content=record, action=export: flat and EAV rows, filters, labels, date range."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .context import ProjectContext
+from .design import FORM_STATUS, FieldDef, ProjectDesign
+from .layout import column_owner, form_applies, select_columns, sort_records
+from .params import ApiError, ApiRequest
+from .store import RowKey
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    labels: bool = False
+    event_labels: bool = False
+    checkbox_labels: bool = False
+    blank_gray_status: bool = False
+    with_dag: bool = False
+
+
+def export_records(ctx: ProjectContext, req: ApiRequest) -> tuple[list[dict[str, Any]], list[str]]:
+    """Rows and their column names, as REDCap exports them for this request."""
+    design = ctx.design
+    if req.get("filterLogic"):
+        raise ApiError(400, "The emulator does not evaluate filterLogic")
+    raw_or_label = req.get("rawOrLabel", "raw") or "raw"
+    if raw_or_label not in ("raw", "label"):
+        raise ApiError(400, 'The value of the parameter "rawOrLabel" is not valid')
+    event_name = req.get("eventName") or ("label" if raw_or_label == "label" else "unique")
+    opts = ExportOptions(
+        labels=raw_or_label == "label",
+        event_labels=raw_or_label == "label" and event_name == "label",
+        checkbox_labels=req.flag("exportCheckboxLabel"),
+        blank_gray_status=req.flag("exportBlankForGrayFormStatus"),
+        with_dag=req.flag("exportDataAccessGroups") and bool(design.dags))
+    columns = select_columns(design, req.list("fields"), req.list("forms"))
+    events = _chosen_events(design, req.list("events"))
+    records = _chosen_records(ctx, req)
+    data = ctx.store.data(ctx.pid, records)
+    dags = {r.record: r.dag for r in ctx.store.records(ctx.pid)}
+    keys = _row_keys(design, data, records, events, columns)
+    if req.get("type", "flat") == "eav":
+        return _eav(design, keys, data, columns, opts), []
+    rows = [_flat_row(design, key, data.get(key, {}), columns, opts, dags) for key in keys]
+    header = _key_columns(design, opts) + [c for c in columns if c != design.record_id_field]
+    return [{c: r.get(c, "") for c in header} for r in rows], header
+
+
+def _chosen_events(design: ProjectDesign, events: list[str]) -> list[str]:
+    known = design.event_names()
+    bad = [e for e in events if e not in known]
+    if bad:
+        raise ApiError(400, 'The following values in the parameter "events" are not valid: '
+                       + ", ".join(f"'{e}'" for e in bad))
+    return [e for e in known if not events or e in events]
+
+
+def _chosen_records(ctx: ProjectContext, req: ApiRequest) -> list[str]:
+    existing = sort_records(r.record for r in ctx.store.records(ctx.pid))
+    wanted = set(req.list("records"))
+    begin, end = req.get("dateRangeBegin"), req.get("dateRangeEnd")
+    changed = ctx.store.records_changed(ctx.pid, begin or None, end or None) if (
+        begin or end) else None
+    return [r for r in existing
+            if (not wanted or r in wanted) and (changed is None or r in changed)]
+
+
+def _row_keys(design: ProjectDesign, data: dict[RowKey, dict[str, str]], records: list[str],
+              events: list[str], columns: list[str]) -> list[RowKey]:
+    """Base rows of every (record, event) with data, then its repeating instances, in order."""
+    owner = column_owner(design)
+    wanted_forms = {owner[c][0] for c in columns if c in owner and c != design.record_id_field}
+    form_order = {f: i for i, f in enumerate(design.forms)}
+    keys: list[RowKey] = []
+    for record in records:
+        for event in events:
+            here = [k for k in data if k[0] == record and k[1] == event]
+            base = [k for k in here if k[2] == "" and k[3] == 1]
+            repeats = sorted((k for k in here if k not in base),
+                             key=lambda k: (form_order.get(k[2], -1), k[3]))
+            keys += base
+            keys += [k for k in repeats if k[2] == "" or k[2] in wanted_forms]
+    return keys
+
+
+def _key_columns(design: ProjectDesign, opts: ExportOptions) -> list[str]:
+    cols = [design.record_id_field]
+    if design.longitudinal:
+        cols.append("redcap_event_name")
+    if design.has_repeating():
+        cols += ["redcap_repeat_instrument", "redcap_repeat_instance"]
+    if opts.with_dag:
+        cols.append("redcap_data_access_group")
+    return cols
+
+
+def _flat_row(design: ProjectDesign, key: RowKey, stored: dict[str, str], columns: list[str],
+              opts: ExportOptions, dags: dict[str, str]) -> dict[str, Any]:
+    record, event, repeat_instrument, instance = key
+    row: dict[str, Any] = {design.record_id_field: record}
+    if design.longitudinal:
+        row["redcap_event_name"] = design.event_label(event) if opts.event_labels else event
+    if design.has_repeating():
+        repeated = bool(repeat_instrument) or design.is_repeating_event(event)
+        row["redcap_repeat_instrument"] = (
+            design.form_label(repeat_instrument) if opts.labels and repeat_instrument
+            else repeat_instrument)
+        row["redcap_repeat_instance"] = instance if repeated else ""
+    if opts.with_dag:
+        row["redcap_data_access_group"] = dags.get(record, "")
+    owner = column_owner(design)
+    for col in columns:
+        if col == design.record_id_field:
+            continue
+        form, f = owner[col]
+        if not form_applies(design, form, event, repeat_instrument):
+            row[col] = ""
+        elif f is None:
+            row[col] = _status(stored.get(col, ""), opts)
+        else:
+            row[col] = _value(f, col, stored, opts)
+    return row
+
+
+def _status(value: str, opts: ExportOptions) -> str:
+    if value == "":
+        value = "" if opts.blank_gray_status else "0"
+    return dict(FORM_STATUS).get(value, value) if opts.labels and value else value
+
+
+def _value(f: FieldDef, col: str, stored: dict[str, str], opts: ExportOptions) -> str:
+    if f.field_type == "checkbox":
+        checked = stored.get(col) == "1"
+        if opts.checkbox_labels and opts.labels:
+            return dict(f.choices).get(f.checkbox_code(col), "") if checked else ""
+        if opts.labels:
+            return "Checked" if checked else "Unchecked"
+        return "1" if checked else "0"
+    value = stored.get(col, "")
+    if opts.labels and value and f.choices:
+        return dict(f.choices).get(value, value)
+    return value
+
+
+def _eav(design: ProjectDesign, keys: list[RowKey], data: dict[RowKey, dict[str, str]],
+         columns: list[str], opts: ExportOptions) -> list[dict[str, Any]]:
+    """One stored data point per row; a checked checkbox choice is (field, code)."""
+    owner = column_owner(design)
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        record, event, repeat_instrument, instance = key
+        base: dict[str, Any] = {"record": record}
+        if design.longitudinal:
+            base["redcap_event_name"] = design.event_label(event) if opts.event_labels else event
+        if design.has_repeating():
+            repeated = bool(repeat_instrument) or design.is_repeating_event(event)
+            base["redcap_repeat_instrument"] = repeat_instrument
+            base["redcap_repeat_instance"] = instance if repeated else ""
+        stored = data.get(key, {})
+        for col in columns:
+            value = stored.get(col, "")
+            form, f = owner[col]
+            if value == "" or col == design.record_id_field or not form_applies(
+                    design, form, event, repeat_instrument):
+                continue
+            if f is not None and f.field_type == "checkbox":
+                out.append({**base, "field_name": f.field_name, "value": f.checkbox_code(col)})
+            else:
+                shown = _status(value, opts) if f is None else _value(f, col, stored, opts)
+                out.append({**base, "field_name": col, "value": shown})
+    return out

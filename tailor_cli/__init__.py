@@ -1,0 +1,1 @@
+"""The `tailor` command: run services, the local stack, migrations and the demo."""

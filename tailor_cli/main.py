@@ -1,0 +1,119 @@
+"""`tailor`: serve a service, run the local stack, migrate, play the demo."""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import registry
+
+app = typer.Typer(help="Tailor: personalized-allocation trials.", no_args_is_help=True)
+console = Console()
+
+
+@app.command()
+def serve(
+    service: Annotated[str, typer.Argument(help="gateway, allocation, randomization, …")],
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port (0 = TAILOR_<SERVICE>_PORT or 8000)")] = 0,
+) -> None:
+    """Run one service as its own process: HTTP API, consumers, outbox relay."""
+    from services.core.runner import serve as run
+    from services.core.settings import service_settings
+
+    own = service_settings(service)
+    run(registry.app_factory(service)(), host=host or own.host, port=port or own.port or 8000)
+
+
+@app.command()
+def migrate(service: Annotated[str, typer.Argument(help="service whose database to migrate")]) -> None:
+    """Apply the service's Alembic migrations to its database."""
+    from services.core.migrations import run_migrations
+    from services.core.settings import service_settings, settings
+
+    url = service_settings(service).resolved_database_url(settings().home)
+    run_migrations(registry.migrations_of(service), url)
+    console.print(f"[green]{service}[/green]: database at head")
+
+
+def _print_stack(stack: object) -> None:
+    from .stack import LocalStack
+
+    assert isinstance(stack, LocalStack)
+    table = Table(title="Tailor local stack")
+    table.add_column("process")
+    table.add_column("listens on")
+    table.add_column("pid")
+    pids = stack.pids()
+    if stack.nats:
+        table.add_row("nats-server", stack.nats.url, str(pids.get("nats-server", "")))
+    for child in stack.children:
+        table.add_row(child.name, child.url or "", str(pids.get(child.name, "")))
+    console.print(table)
+
+
+@app.command()
+def up(
+    home: Annotated[Path, typer.Option(help="state folder")] = Path(".tailor"),
+    protocol: Annotated[Path, typer.Option(help="protocol file")] = Path("protocols/perpain-pilot.yaml"),
+) -> None:
+    """Start nats-server and every service; wait until all are ready; Ctrl-C stops them all."""
+    from .stack import LocalStack
+
+    stack = LocalStack(home=home, services=registry.existing(), protocol_file=protocol)
+    stopping = False
+
+    def _stop(_sig: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, _stop)
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        stack.start()
+        _print_stack(stack)
+        console.print("[bold green]ready[/bold green] — Ctrl-C stops everything")
+        while not stopping:
+            if stack.dead():
+                console.print(f"[red]stopped unexpectedly:[/red] {', '.join(stack.dead())}")
+                raise typer.Exit(1)
+            time.sleep(0.2)
+    finally:
+        console.print("stopping…")
+        stack.stop()
+        console.print("stopped")
+
+
+@app.command()
+def demo(
+    home: Annotated[Path, typer.Option(help="state folder (wiped first)")] = Path(".tailor/demo"),
+) -> None:
+    """Start the stack, show an event crossing the bus via the outbox, stop, exit 0."""
+    from .demo import run_demo
+
+    raise typer.Exit(run_demo(home, console))
+
+
+def _mount_subcommands() -> None:
+    """Service-owned command groups (`tailor allocation train`, `tailor keys create`, …)."""
+    import importlib
+
+    for name, module in (("allocation", "services.allocation.cli"),
+                         ("randomization", "services.randomization.cli"),
+                         ("keys", "gateway.keys_cli")):
+        try:
+            sub = importlib.import_module(module).app
+        except ModuleNotFoundError as exc:
+            if exc.name != module:  # the group exists but something it needs is missing
+                raise
+            continue
+        app.add_typer(sub, name=name)
+
+
+_mount_subcommands()

@@ -1,0 +1,34 @@
+"""Where each process of the stack lives. The CLI is the only place that knows them all."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from collections.abc import Callable
+from pathlib import Path
+
+from fastapi import FastAPI
+
+# Start order of `tailor up`: producers of facts after their consumers is not needed
+# (JetStream keeps the facts), so the order only makes the log easier to read.
+APPS: dict[str, str] = {
+    "gateway": "gateway.app",
+    "allocation": "services.allocation.app",
+    "randomization": "services.randomization.app",
+    "notifications": "services.notifications.app",
+    "safety": "services.safety.app",
+}
+
+
+def existing() -> list[str]:
+    return [name for name, module in APPS.items() if importlib.util.find_spec(module)]
+
+
+def app_factory(name: str) -> Callable[[], FastAPI]:
+    if name not in APPS:
+        raise KeyError(f"unknown service {name!r}; known: {', '.join(APPS)}")
+    return importlib.import_module(APPS[name]).create_app  # type: ignore[no-any-return]
+
+
+def migrations_of(name: str) -> Path:
+    return importlib.import_module(APPS[name]).SPEC.migrations  # type: ignore[no-any-return]

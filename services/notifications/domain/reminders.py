@@ -127,7 +127,7 @@ def cancellations(
     entered before the reminder's moment; `is_still_due` decides that at send time.
     """
     schedules = list(schedules)
-    out = []
+    out: list[tuple[PlannedReminder, CancelReason]] = []
     for r in queued:
         check = is_still_due(r, find_schedule(schedules, r.timepoint), snapshot, policy, now)
         if check.reason is not None and check.reason is not CancelReason.NO_CONTACT:

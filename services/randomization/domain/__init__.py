@@ -3,19 +3,22 @@
 No I/O, no database: callers pass the protocol, seeds, keys and text in. Typical use:
 
     design = design_from_protocol(protocol)
-    slots = generate_list(design, seed)            # seed = new_seed(), kept secret or destroyed
-    # or: slots = parse_list_csv(csv_text, design)  # ListImportError lists every problem
+    slots = generate_list(design, seed)      # seed = new_seed(); whoever holds it can rebuild
+    # or: slots = parse_list_csv(csv_text, design)   # ListImportError carries every problem
     sealed = seal_batch(slots, key=list_key, list_id=list_id)        # batch 1
     commitment = ListCommitment(list_id).extended(sealed.commitment)  # publish .statement()
-    # store sealed.slots rows: (stratum, seq, nonce, ciphertext, leaf)
+    # store each of sealed.slots with its batch: (stratum, seq, nonce, ciphertext, leaf)
 
-    key = stratum_of(design, cluster, site)          # allocation: next free row of this stratum
-    opened = unseal_slot(row, key=list_key, list_id=list_id)  # opened.slot.module / .arm
+    stratum = stratum_of(design, cluster, site)   # allocation: next free row of this stratum
+    opened = unseal_slot(row, key=list_key, list_id=list_id)   # opened.slot.module, .arm
+    module = pilot_module(design, cluster)        # pilot (QA) participant: no slot used
 
-    new = extend_stratum(design, key, seed, after=last_opened.slot, min_new_slots=n)
-    ext = seal_batch(new, key=list_key, list_id=list_id, batch=commitment.next_batch)
-    commitment = commitment.extended(ext.commitment)  # earlier batches unchanged
+    if stratum in strata_running_low(design, free_slots_by_stratum):
+        new = extend_stratum(design, stratum, seed, after=last_opened.slot, min_new_slots=n)
+        ext = seal_batch(new, key=list_key, list_id=list_id, batch=commitment.next_batch)
+        commitment = commitment.extended(ext.commitment)   # earlier batches unchanged
 
+    proof = prove_slot(leaves_of_batch_in_order, commitment.batches[b - 1], stratum, seq)
     verify_list(unseal_slots(rows, key=list_key, list_id=list_id), commitment)  # closure
 """
 
@@ -45,10 +48,10 @@ from .errors import (
     ExtensionError,
     ImportProblem,
     ListImportError,
+    NotInDesignError,
     RandomizationError,
     SealError,
     SecretError,
-    UnknownStratumError,
 )
 from .generate import extend_stratum, generate_list, generate_stratum
 from .merkle import InclusionProof
@@ -66,14 +69,56 @@ from .stream import SEED_BYTES, new_seed
 from .verification import prove_slot, verify_batch, verify_list, verify_slot
 
 __all__ = [
-    "COLUMNS", "KEY_BYTES", "SCHEME", "SEED_BYTES", "Allocation", "BatchCommitment",
-    "CommitmentError", "DesignError", "ExtensionError", "ImportProblem", "InclusionProof",
-    "ListCommitment", "ListDesign", "ListImportError", "ModuleBalance", "OpenedSlot",
-    "RandomizationError", "SealError", "SealedBatch", "SealedSlot", "SecretError", "Slot",
-    "StratumBalance", "StratumDesign", "StratumRange", "UnknownStratumError", "build_design",
-    "canonical_order", "commit_batch", "decode_slot", "design_from_protocol", "encode_slot",
-    "extend_stratum", "generate_list", "generate_stratum", "module_balance", "new_list_key",
-    "new_seed", "parse_list_csv", "pilot_module", "prove_slot", "seal_batch", "slot_leaf",
-    "strata_running_low", "stratum_balance", "stratum_key", "stratum_of", "unseal_slot",
-    "unseal_slots", "verify_batch", "verify_list", "verify_slot",
+    "COLUMNS",
+    "KEY_BYTES",
+    "SCHEME",
+    "SEED_BYTES",
+    "Allocation",
+    "BatchCommitment",
+    "CommitmentError",
+    "DesignError",
+    "ExtensionError",
+    "ImportProblem",
+    "InclusionProof",
+    "ListCommitment",
+    "ListDesign",
+    "ListImportError",
+    "ModuleBalance",
+    "NotInDesignError",
+    "OpenedSlot",
+    "RandomizationError",
+    "SealError",
+    "SealedBatch",
+    "SealedSlot",
+    "SecretError",
+    "Slot",
+    "StratumBalance",
+    "StratumDesign",
+    "StratumRange",
+    "build_design",
+    "canonical_order",
+    "commit_batch",
+    "decode_slot",
+    "design_from_protocol",
+    "encode_slot",
+    "extend_stratum",
+    "generate_list",
+    "generate_stratum",
+    "module_balance",
+    "new_list_key",
+    "new_seed",
+    "parse_list_csv",
+    "pilot_module",
+    "prove_slot",
+    "seal_batch",
+    "slot_leaf",
+    "strata_running_low",
+    "stratum_balance",
+    "stratum_key",
+    "stratum_of",
+    "unseal_slot",
+    "unseal_slots",
+    "verify_batch",
+    "verify_list",
+    "verify_slot",
 ]

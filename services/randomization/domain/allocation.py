@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from .design import ListDesign
-from .errors import UnknownStratumError
+from .errors import NotInDesignError
 
 
 def stratum_of(design: ListDesign, cluster: str, site: str | None = None) -> str:
@@ -62,11 +62,11 @@ def stratum_balance(design: ListDesign,
               for s in design.strata}
     for a in _randomized(allocations):
         if a.stratum not in counts:
-            raise UnknownStratumError(f"allocation to {a.stratum!r}, not a stratum of the list",
+            raise NotInDesignError(f"allocation to {a.stratum!r}, not a stratum of the list",
                                       field="stratum")
         by_module, by_arm = counts[a.stratum]
         if a.module not in by_module:
-            raise UnknownStratumError(f"allocation to {a.module!r}, not a module",
+            raise NotInDesignError(f"allocation to {a.module!r}, not a module",
                                       field="module")
         by_module[a.module] += 1
         by_arm[design.stratum(a.stratum).arm_of(a.module)] += 1  # arm follows from both
@@ -84,7 +84,7 @@ def module_balance(design: ListDesign, allocations: Iterable[Allocation]) -> lis
     counts = dict.fromkeys(design.modules, 0)
     for a in _randomized(allocations):
         if a.module not in counts:
-            raise UnknownStratumError(f"allocation to {a.module!r}, not a module",
+            raise NotInDesignError(f"allocation to {a.module!r}, not a module",
                                       field="module")
         counts[a.module] += 1
     return [ModuleBalance(m, n) for m, n in counts.items()]

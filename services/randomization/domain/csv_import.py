@@ -82,12 +82,12 @@ def parse_list_csv(text: str, design: ListDesign) -> list[Slot]:
     for key in design.stratum_keys:
         if key not in by_stratum:
             problems.append(ImportProblem(None, "stratum", f"stratum {key} has no slots"))
-    for rows in by_stratum.values():
-        _check_stratum(rows, problems)
+    for stratum_rows in by_stratum.values():
+        _check_stratum(stratum_rows, problems)
     if problems:
         problems.sort(key=lambda p: (p.row is None, p.row or 0))
         raise ListImportError(problems)
-    slots = (_slot(r) for rows in by_stratum.values() for r in rows)
+    slots = (_slot(r) for stratum_rows in by_stratum.values() for r in stratum_rows)
     return canonical_order(s for s in slots if s is not None)  # no problems: all are complete
 
 
@@ -117,15 +117,22 @@ def _header(reader: Iterator[list[str]],
 def _read_rows(text: str, design: ListDesign,
                problems: list[ImportProblem]) -> list[_Row] | None:
     text = text.removeprefix("\ufeff")
-    first = text.split("\n", 1)[0]
+    first = text.partition("\n")[0]
     delimiter = next((d for d in (",", ";", "\t") if d in first), ",")
-    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter, strict=True)
     header = _header(reader, problems)
     if header is None:
         return None
     index, width = header
     rows: list[_Row] = []
-    for fields in reader:
+    while True:
+        try:
+            fields = next(reader, None)
+        except csv.Error as err:  # e.g. an unclosed quote swallowing the rest of the file
+            problems.append(ImportProblem(reader.line_num, None, f"unreadable CSV: {err}"))
+            return None
+        if fields is None:
+            return rows
         if not any(f.strip() for f in fields):
             continue
         if len(fields) != width:
@@ -136,7 +143,6 @@ def _read_rows(text: str, design: ListDesign,
                          design, problems)
         if row is not None:
             rows.append(row)
-    return rows
 
 
 def _natural(row: int, column: str, value: str, problems: list[ImportProblem]) -> int | None:

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING
 
-from .errors import DesignError, UnknownStratumError
+from .errors import DesignError, NotInDesignError
 
 if TYPE_CHECKING:
     from services.core.protocol import Cluster, RandomizationDesign, TrialProtocol
@@ -47,7 +48,7 @@ class StratumDesign:
         for m, arm in self.arms:
             if m == module:
                 return arm
-        raise UnknownStratumError(
+        raise NotInDesignError(
             f"{module!r} is not a module of stratum {self.key}", field="module")
 
     def expected_counts(self, block_length: int) -> dict[str, int]:
@@ -84,7 +85,7 @@ class ListDesign:
     def by_site(self) -> bool:
         return bool(self.sites)
 
-    @property
+    @cached_property
     def stratum_keys(self) -> tuple[str, ...]:
         return tuple(s.key for s in self.strata)
 
@@ -92,13 +93,13 @@ class ListDesign:
         try:
             return self._by_key[key]
         except KeyError:
-            raise UnknownStratumError(
+            raise NotInDesignError(
                 f"{key!r} is not a stratum of this design (known: {', '.join(self._by_key)})",
                 field="stratum") from None
 
     def _check_cluster(self, cluster: str) -> None:
         if cluster not in self.clusters:
-            raise UnknownStratumError(
+            raise NotInDesignError(
                 f"{cluster!r} is not a cluster (known: {', '.join(self.clusters)})",
                 field="cluster")
 
@@ -110,11 +111,11 @@ class ListDesign:
         self._check_cluster(cluster)
         if self.by_site:
             if site is None:
-                raise UnknownStratumError(
+                raise NotInDesignError(
                     "the list is stratified by site: the participant's site is required",
                     field="site")
             if site not in self.sites:
-                raise UnknownStratumError(
+                raise NotInDesignError(
                     f"{site!r} is not a site (known: {', '.join(self.sites)})", field="site")
             return self._by_key[stratum_key(cluster, site)]
         return self._by_key[stratum_key(cluster)]

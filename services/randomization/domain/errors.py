@@ -21,8 +21,8 @@ class DesignError(RandomizationError):
     """The protocol's randomization section cannot make a list design."""
 
 
-class UnknownStratumError(RandomizationError):
-    """A cluster, site or stratum key that the design does not have."""
+class NotInDesignError(RandomizationError):
+    """A cluster, site, stratum or module key that the list design does not have."""
 
 
 class SecretError(RandomizationError):

@@ -13,6 +13,7 @@ from services.core import metrics
 from services.core.bus import DLQ_STREAM, Bus, ConsumerSpec
 from services.core.errors import PermanentError
 from tailor_cli.natsd import NatsServer
+from tests.support.harness import eventually
 
 
 async def _bus(server: NatsServer, name: str = "test") -> Bus:
@@ -20,14 +21,6 @@ async def _bus(server: NatsServer, name: str = "test") -> Bus:
     await bus.connect(attempts=20)
     await bus.ensure_streams()
     return bus
-
-
-async def _until(predicate, timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
 
 
 async def test_publish_consume_ack(nats_server: NatsServer) -> None:
@@ -41,9 +34,8 @@ async def test_publish_consume_ack(nats_server: NatsServer) -> None:
     bus.start_consumer(ConsumerSpec("t-ack", ("trial.v1.test.>",), handle), stop)
     for i in range(10):
         await bus.publish("trial.v1.test.thing", f"m{i}".encode(), msg_id=f"id-{i}")
-    await _until(lambda: len(seen) == 10)
+    await eventually(lambda: len(seen) == 10)
     info = await bus.js.consumer_info("TRIAL", "t-ack")
-    await _until(lambda: True)
     assert [s.decode() for s in seen] == [f"m{i}" for i in range(10)]
     assert info.num_pending == 0
     stop.set()
@@ -83,7 +75,7 @@ async def test_failed_handler_is_redelivered_after_nak_delay(nats_server: NatsSe
     stop = asyncio.Event()
     bus.start_consumer(ConsumerSpec("t-nak", ("trial.v1.test.>",), flaky, backoff_base=0.2), stop)
     await bus.publish("trial.v1.test.thing", b"x", msg_id="x")
-    await _until(lambda: len(deliveries) == 3)
+    await eventually(lambda: len(deliveries) == 3)
     assert deliveries == [1, 2, 3]
     before = metrics.CONSUMER_MESSAGES.labels("test", "t-nak", "nak")._value.get()
     assert before >= 2
@@ -171,13 +163,13 @@ async def test_consumption_resumes_after_nats_server_is_killed(nats_server: Nats
                     await asyncio.sleep(0.1)
 
     await publish_all(range(0, 300))
-    await _until(lambda: len(handled) >= 50)
+    await eventually(lambda: len(handled) >= 50)
     nats_server.kill()  # mid-stream: the consumer has not seen everything yet
     assert len(handled) < 300
     await asyncio.sleep(1.0)
     nats_server.start()
     await publish_all(range(300, 400))
-    await _until(lambda: len(handled) == 400, timeout=60)
+    await eventually(lambda: len(handled) == 400, timeout=60)
     assert handled == set(range(400))
     stop.set()
     await producer.close()

@@ -18,6 +18,7 @@ from services.core.db import make_engine, unit_of_work
 from services.core.events import Envelope, Event
 from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
+from tests.support.harness import eventually
 
 MIGRATIONS = Path("gateway/migrations")
 
@@ -56,14 +57,6 @@ def _effects(engine) -> list[str]:
         return sorted(r.entity_id for r in rows)
 
 
-async def _until(predicate, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():
-        assert loop.time() < deadline, "condition not reached in time"
-        await asyncio.sleep(0.05)
-
-
 async def test_relay_crash_between_publish_and_mark_sent(engine, nats_server: NatsServer) -> None:
     bus = Bus(nats_server.url, "test")
     await bus.connect(attempts=20)
@@ -84,7 +77,7 @@ async def test_relay_crash_between_publish_and_mark_sent(engine, nats_server: Na
     with Session(engine) as session:
         assert outbox.backlog(session) == 0
 
-    await _until(lambda: len(_effects(engine)) == 5)
+    await eventually(lambda: len(_effects(engine)) == 5)
     await asyncio.sleep(0.5)  # give any duplicate time to arrive
     assert _effects(engine) == [str(n) for n in range(5)]
     info = await bus.js.stream_info("TRIAL")

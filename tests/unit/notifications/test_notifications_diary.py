@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
@@ -55,7 +56,7 @@ def test_prompts_lie_inside_the_local_waking_window_and_keep_the_gap(diary: Diar
         by_day.setdefault((p.participant, p.day), []).append(p.at)
     for times in by_day.values():
         assert times == sorted(times)
-        assert all(b - a >= gap for a, b in zip(times, times[1:], strict=False))
+        assert all(b - a >= gap for a, b in itertools.pairwise(times))
 
 
 def test_times_spread_over_the_whole_window(diary: DiaryPolicy):

@@ -18,6 +18,7 @@ from services.notifications.domain import (
     wilson_interval,
 )
 
+
 # Hand-computed with (2np + z² ± z·√(z² + 4np(1−p))) / (2(n + z²)), z = 1.95996.
 @pytest.mark.parametrize(("x", "n", "low", "high"), [
     (0, 10, 0.0, 0.2775), (10, 10, 0.7225, 1.0), (5, 10, 0.2366, 0.7634),
@@ -37,17 +38,18 @@ def test_wilson_refuses_impossible_counts_and_proportion_handles_none():
     assert proportion(17, 20).rate == pytest.approx(0.85)
 
 
-def R(tp: str, status: TimepointStatus, closed: bool, needed: int | None = None):  # noqa: N802
+def record(tp: str, status: TimepointStatus, closed: bool, needed: int | None = None
+           ) -> TimepointRecord:
     return TimepointRecord(tp, status, closed, needed)
 
 
 def test_timepoint_report_counts_and_response_among_closed_windows():
     S = TimepointStatus
-    records = [
-        R("t1", S.COMPLETE, True, 0), R("t1", S.COMPLETE, True, 2), R("t1", S.COMPLETE, False, 2),
-        R("t1", S.OVERDUE, True), R("t1", S.IN_PROGRESS, False), R("t1", S.DUE, False),
-        R("t1", S.NOT_DUE, False), R("t2", S.NOT_DUE, False),
-    ]
+    rows = [("t1", S.COMPLETE, True, 0), ("t1", S.COMPLETE, True, 2),
+            ("t1", S.COMPLETE, False, 2), ("t1", S.OVERDUE, True, None),
+            ("t1", S.IN_PROGRESS, False, None), ("t1", S.DUE, False, None),
+            ("t1", S.NOT_DUE, False, None), ("t2", S.NOT_DUE, False, None)]
+    records = [record(*r) for r in rows]
     t1, t2, week_4 = timepoint_report(records, ["t1", "t2", "week_4"])
     assert (t1.scheduled, t1.due, t1.complete, t1.in_progress, t1.overdue) == (7, 6, 3, 1, 1)
     assert (t1.response.successes, t1.response.n) == (2, 3)

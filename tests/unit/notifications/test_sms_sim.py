@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import socket
 import subprocess
@@ -147,22 +146,22 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-async def test_runs_as_a_process():
+def test_runs_as_a_process():
     port = _free_port()
     proc = subprocess.Popen([sys.executable, "-m", "sim.sms", "--port", str(port)], cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as c:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as c:
             deadline = time.monotonic() + 15
             while True:
                 try:
-                    r = await c.post("/v1/messages", json={"to": "+4917012345678", "text": "x"})
+                    r = c.post("/v1/messages", json={"to": "+4917012345678", "text": "x"})
                     break
                 except httpx.TransportError:
                     assert time.monotonic() < deadline, "sim.sms did not start"
-                    await asyncio.sleep(0.1)
+                    time.sleep(0.1)
             assert r.status_code == 202
-            assert len((await c.get("/v1/messages")).json()) == 1
+            assert len(c.get("/v1/messages").json()) == 1
     finally:
         proc.terminate()
         proc.wait(10)

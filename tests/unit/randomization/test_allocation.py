@@ -10,7 +10,7 @@ from services.randomization.domain import (
     Allocation,
     ListDesign,
     ModuleBalance,
-    UnknownStratumError,
+    NotInDesignError,
     module_balance,
     pilot_module,
     strata_running_low,
@@ -26,9 +26,9 @@ def test_stratum_of_a_participant(design: ListDesign, site_design: ListDesign) -
 
 
 def test_stratum_of_names_the_wrong_field(design: ListDesign, site_design: ListDesign) -> None:
-    with pytest.raises(UnknownStratumError) as cluster:
+    with pytest.raises(NotInDesignError) as cluster:
         stratum_of(design, "dys")
-    with pytest.raises(UnknownStratumError) as site:
+    with pytest.raises(NotInDesignError) as site:
         stratum_of(site_design, "DYS", None)
     assert (cluster.value.field, site.value.field) == ("cluster", "site")
 
@@ -41,7 +41,7 @@ def test_pilot_participants_get_the_matching_module(design: ListDesign, cluster:
 
 
 def test_pilot_module_of_an_unknown_cluster(design: ListDesign) -> None:
-    with pytest.raises(UnknownStratumError) as err:
+    with pytest.raises(NotInDesignError) as err:
         pilot_module(design, "XX")
     assert err.value.field == "cluster"
 
@@ -73,11 +73,11 @@ def test_module_balance_is_blinded_and_leaves_pilots_out(design: ListDesign) -> 
 
 
 def test_balance_refuses_unknown_strata_and_modules(design: ListDesign) -> None:
-    with pytest.raises(UnknownStratumError) as stratum:
+    with pytest.raises(NotInDesignError) as stratum:
         stratum_balance(design, [Allocation("PERT", "XX")])
-    with pytest.raises(UnknownStratumError) as module:
+    with pytest.raises(NotInDesignError) as module:
         stratum_balance(design, [Allocation("YOGA", "DYS")])
-    with pytest.raises(UnknownStratumError) as blinded:
+    with pytest.raises(NotInDesignError) as blinded:
         module_balance(design, [Allocation("YOGA", "DYS")])
     assert (stratum.value.field, module.value.field, blinded.value.field) == \
         ("stratum", "module", "module")

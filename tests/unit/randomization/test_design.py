@@ -9,7 +9,7 @@ from services.core.protocol import RandomizationDesign, TrialProtocol
 from services.randomization.domain import (
     DesignError,
     ListDesign,
-    UnknownStratumError,
+    NotInDesignError,
     build_design,
     stratum_key,
 )
@@ -59,17 +59,17 @@ def test_site_strata_combine_cluster_and_site(site_design: ListDesign) -> None:
 
 
 def test_site_stratification_needs_a_known_site(site_design: ListDesign) -> None:
-    with pytest.raises(UnknownStratumError) as missing:
+    with pytest.raises(NotInDesignError) as missing:
         site_design.stratum_for("DYS")
-    with pytest.raises(UnknownStratumError) as unknown:
+    with pytest.raises(NotInDesignError) as unknown:
         site_design.stratum_for("DYS", "site-z")
     assert missing.value.field == unknown.value.field == "site"
 
 
 def test_unknown_cluster_and_stratum_name_their_field(design: ListDesign) -> None:
-    with pytest.raises(UnknownStratumError) as cluster:
+    with pytest.raises(NotInDesignError) as cluster:
         design.stratum_for("XYZ")
-    with pytest.raises(UnknownStratumError) as stratum:
+    with pytest.raises(NotInDesignError) as stratum:
         design.stratum("DYS|site-a")
     assert cluster.value.field == "cluster"
     assert stratum.value.field == "stratum"

@@ -211,3 +211,9 @@ def test_all_problems_are_collected_in_row_order(design: ListDesign, slots: list
     assert rows == sorted(rows)
     assert err.value.field == err.value.problems[0].column
     assert "row 4, column module" in str(err.value)
+
+
+def test_broken_quoting_stops_the_import_at_its_row(design: ListDesign) -> None:
+    p = one(HEADER + '\nDYS,1,1,4,"PERT,personalized\n', design)
+    assert p.row == 2
+    assert "unreadable CSV" in p.message

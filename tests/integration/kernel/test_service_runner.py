@@ -1,0 +1,69 @@
+"""A service run by the kernel: lifespan, health, metrics, problem+json, audit beacon."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlmodel import Session
+
+from gateway.app import SPEC as GATEWAY
+from services.core import audit
+from services.core.runner import ServiceSpec
+from tailor_cli.natsd import NatsServer
+from tests.support.harness import eventually, running_service
+
+ALLOCATION_LIKE = ServiceSpec(name="allocation", migrations=Path("services/allocation/migrations"))
+
+
+async def test_health_readiness_and_metrics(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with running_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
+                               database_url=f"sqlite:///{tmp_path}/gw.db") as gw:
+        assert (await gw.client.get("/healthz")).json() == {"status": "alive"}
+        ready = await gw.client.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["checks"] == {"database": "ok", "nats": "ok"}
+        await gw.client.get("/api/v1/audit/heads")
+        text = (await gw.client.get("/metrics")).text
+        assert 'route="/api/v1/audit/heads"' in text
+        assert "tailor_outbox_backlog_messages" in text
+
+
+async def test_unknown_route_is_a_problem_document(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with running_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
+                               database_url=f"sqlite:///{tmp_path}/gw.db") as gw:
+        response = await gw.client.get("/no/such/route")
+        assert response.status_code == 404
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.headers["x-request-id"]
+
+
+async def test_readiness_fails_when_nats_is_gone(tmp_path: Path, nats_server: NatsServer) -> None:
+    async with running_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
+                               database_url=f"sqlite:///{tmp_path}/gw.db") as gw:
+        nats_server.kill()
+        await eventually(lambda: not gw.kernel.bus.connected)
+        response = await gw.client.get("/readyz")
+        assert response.status_code == 503
+        assert response.json()["checks"]["nats"] == "unreachable"
+        nats_server.start()
+        await eventually(lambda: gw.kernel.bus.connected)
+
+
+async def test_audit_head_crosses_the_bus_to_the_gateway(tmp_path: Path, nats_server: NatsServer) -> None:
+    """Service start is audited; the head goes out through the outbox; the gateway keeps it."""
+    async with (
+        running_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
+                        database_url=f"sqlite:///{tmp_path}/gw.db") as gw,
+        running_service(ALLOCATION_LIKE, home=tmp_path, nats_url=nats_server.url,
+                        database_url=f"sqlite:///{tmp_path}/alloc.db") as alloc,
+    ):
+        async def witnessed() -> list:
+            heads = (await gw.client.get("/api/v1/audit/heads")).json()
+            return [h for h in heads if h["service"] == "allocation"]
+
+        await eventually(witnessed)
+        [head] = await witnessed()
+        with Session(alloc.kernel.engine) as session:
+            report = audit.verify(session)
+        assert head["length"] == report.length >= 1
+        assert head["head_hash"] == report.head_hash

@@ -27,8 +27,15 @@ def serve(
     from services.core.runner import serve as run
     from services.core.settings import service_settings
 
+    from services.core.protocol import ProtocolError
+
     own = service_settings(service)
-    run(registry.app_factory(service)(), host=host or own.host, port=port or own.port or 8000)
+    try:
+        application = registry.app_factory(service)()
+    except ProtocolError as exc:  # name the wrong key and stop, no traceback
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    run(application, host=host or own.host, port=port or own.port or 8000)
 
 
 @app.command()

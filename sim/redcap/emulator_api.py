@@ -111,6 +111,10 @@ def router(emulator: Emulator) -> APIRouter:
     def put_det(project_id: int, body: DetConfig) -> DetConfig:
         ctx(project_id)
         emulator.store.update_settings(project_id, det_url=body.url)
+        # like REDCap, log that the trigger changed, never the URL (it carries a secret)
+        emulator.store.log(project_id, "admin", "manage", "Manage/Design",
+                           details="Modify project settings: Data Entry Trigger "
+                           + ("set" if body.url else "removed"))
         return body
 
     @r.get("/projects/{project_id}/det/deliveries")

@@ -9,6 +9,8 @@ from .design import FieldDef, ProjectDesign
 from .params import ApiError
 
 KEY_COLUMNS = ("redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance")
+# export column -> (form, field definition; None for `<form>_complete`)
+Owners = dict[str, tuple[str, FieldDef | None]]
 
 
 def complete_field(form: str) -> str:
@@ -25,9 +27,9 @@ def value_columns(design: ProjectDesign) -> list[str]:
     return cols
 
 
-def column_owner(design: ProjectDesign) -> dict[str, tuple[str, FieldDef | None]]:
-    """export column -> (form, field definition; None for `<form>_complete`)."""
-    owner: dict[str, tuple[str, FieldDef | None]] = {}
+def column_owner(design: ProjectDesign) -> Owners:
+    """Which form and field each export column belongs to."""
+    owner: Owners = {}
     for f in design.fields:
         for name in f.export_names():
             owner[name] = (f.form_name, f)

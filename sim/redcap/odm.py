@@ -147,14 +147,15 @@ def _read_fields(mdv: ET.Element, design: ProjectDesign) -> None:
     seen: set[str] = set()
     for group in _children(mdv, "ItemGroupDef"):
         g = _attrs(group)
-        form = group_form.get(g["OID"])
-        if form is None:
+        if g["OID"] not in group_form:
             continue
+        form = group_form[g["OID"]]
         for ref in _children(group, "ItemRef"):
             r = _attrs(ref)
             var = r.get("redcap:Variable") or r["ItemOID"]
-            if var == f"{form}_complete" or var in seen:
-                continue
+            if var == f"{form}_complete" or (
+                    var in seen and r["ItemOID"].startswith(var + "___")):
+                continue  # the form status, or a further choice of a checkbox
             seen.add(var)
             item = items.get(r["ItemOID"])
             if item is None:

@@ -130,7 +130,8 @@ def _forms_groups_items(design: ProjectDesign) -> list[str]:
                          f"\t\t<ItemGroupRef ItemGroupOID={_a(g)} Mandatory=\"No\"/>\n"
                          for g, _, _ in form_groups) + "\t</FormDef>\n")
         for oid, name, fields in form_groups:
-            refs = [(n, f) for f in fields for n in _item_names(f)] or [(status, None)]
+            refs: list[tuple[str, FieldDef | None]] = [
+                (n, f) for f in fields for n in _item_names(f)] or [(status, None)]
             groups.append(f"\t<ItemGroupDef OID={_a(oid)} Name={_a(name)} Repeating=\"No\">\n" + "".join(
                 f"\t\t<ItemRef ItemOID={_a(n)} Mandatory={_a('Yes' if f and f.required_field else 'No')}"
                 f" redcap:Variable={_a(f.field_name if f else n)}/>\n" for n, f in refs)

@@ -7,7 +7,7 @@ from typing import Any
 
 from .context import ProjectContext
 from .design import FORM_STATUS, FieldDef, ProjectDesign
-from .layout import column_owner, form_applies, select_columns, sort_records
+from .layout import Owners, column_owner, form_applies, select_columns, sort_records
 from .params import ApiError, ApiRequest
 from .store import RowKey
 
@@ -41,10 +41,11 @@ def export_records(ctx: ProjectContext, req: ApiRequest) -> tuple[list[dict[str,
     records = _chosen_records(ctx, req)
     data = ctx.store.data(ctx.pid, records)
     dags = {r.record: r.dag for r in ctx.store.records(ctx.pid)}
-    keys = _row_keys(design, data, records, events, columns)
+    owner = column_owner(design)
+    keys = _row_keys(design, data, records, events, columns, owner)
     if req.get("type", "flat") == "eav":
-        return _eav(design, keys, data, columns, opts), []
-    rows = [_flat_row(design, key, data.get(key, {}), columns, opts, dags) for key in keys]
+        return _eav(design, keys, data, columns, opts, owner), []
+    rows = [_flat_row(design, key, data.get(key, {}), columns, opts, dags, owner) for key in keys]
     header = _key_columns(design, opts) + [c for c in columns if c != design.record_id_field]
     return [{c: r.get(c, "") for c in header} for r in rows], header
 
@@ -69,15 +70,17 @@ def _chosen_records(ctx: ProjectContext, req: ApiRequest) -> list[str]:
 
 
 def _row_keys(design: ProjectDesign, data: dict[RowKey, dict[str, str]], records: list[str],
-              events: list[str], columns: list[str]) -> list[RowKey]:
+              events: list[str], columns: list[str], owner: Owners) -> list[RowKey]:
     """Base rows of every (record, event) with data, then its repeating instances, in order."""
-    owner = column_owner(design)
     wanted_forms = {owner[c][0] for c in columns if c in owner and c != design.record_id_field}
     form_order = {f: i for i, f in enumerate(design.forms)}
+    by_place: dict[tuple[str, str], list[RowKey]] = {}
+    for k in data:
+        by_place.setdefault((k[0], k[1]), []).append(k)
     keys: list[RowKey] = []
     for record in records:
         for event in events:
-            here = [k for k in data if k[0] == record and k[1] == event]
+            here = by_place.get((record, event), [])
             base = [k for k in here if k[2] == "" and k[3] == 1]
             repeats = sorted((k for k in here if k not in base),
                              key=lambda k: (form_order.get(k[2], -1), k[3]))
@@ -98,7 +101,7 @@ def _key_columns(design: ProjectDesign, opts: ExportOptions) -> list[str]:
 
 
 def _flat_row(design: ProjectDesign, key: RowKey, stored: dict[str, str], columns: list[str],
-              opts: ExportOptions, dags: dict[str, str]) -> dict[str, Any]:
+              opts: ExportOptions, dags: dict[str, str], owner: Owners) -> dict[str, Any]:
     record, event, repeat_instrument, instance = key
     row: dict[str, Any] = {design.record_id_field: record}
     if design.longitudinal:
@@ -111,7 +114,6 @@ def _flat_row(design: ProjectDesign, key: RowKey, stored: dict[str, str], column
         row["redcap_repeat_instance"] = instance if repeated else ""
     if opts.with_dag:
         row["redcap_data_access_group"] = dags.get(record, "")
-    owner = column_owner(design)
     for col in columns:
         if col == design.record_id_field:
             continue
@@ -146,9 +148,8 @@ def _value(f: FieldDef, col: str, stored: dict[str, str], opts: ExportOptions) -
 
 
 def _eav(design: ProjectDesign, keys: list[RowKey], data: dict[RowKey, dict[str, str]],
-         columns: list[str], opts: ExportOptions) -> list[dict[str, Any]]:
+         columns: list[str], opts: ExportOptions, owner: Owners) -> list[dict[str, Any]]:
     """One stored data point per row; a checked checkbox choice is (field, code)."""
-    owner = column_owner(design)
     out: list[dict[str, Any]] = []
     for key in keys:
         record, event, repeat_instrument, instance = key

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from .context import ProjectContext
 from .design import FieldDef, ProjectDesign
-from .layout import column_owner, complete_field, form_applies
+from .layout import Owners, column_owner, complete_field, form_applies
 from .params import ApiError
 from .store import RowKey
 from .values import check_checkbox, check_form_status, check_value
@@ -72,7 +72,7 @@ def plan_rows(design: ProjectDesign, rows: list[dict[str, str]], *, date_format:
     if rows and any(rid not in r for r in rows):
         raise ApiError(400, f"The record ID field ({rid}) is missing from the data being imported")
     problems: list[str] = []
-    planned = [_plan_row(design, r, problems, date_format, now) for r in rows]
+    planned = [_plan_row(design, owner, r, problems, date_format, now) for r in rows]
     if problems:
         raise ApiError(400, "\n".join(problems))
     return planned
@@ -82,8 +82,8 @@ def _line(record: str, name: str, value: str, message: str) -> str:
     return ",".join('"' + s.replace('"', '""') + '"' for s in (record, name, value, message))
 
 
-def _plan_row(design: ProjectDesign, row: dict[str, str], problems: list[str], date_format: str,
-              now: Callable[[], datetime] | None) -> PlannedRow:
+def _plan_row(design: ProjectDesign, owner: Owners, row: dict[str, str], problems: list[str],
+              date_format: str, now: Callable[[], datetime] | None) -> PlannedRow:
     rid = design.record_id_field
     record = row.get(rid, "").strip()
     if not record:
@@ -96,7 +96,6 @@ def _plan_row(design: ProjectDesign, row: dict[str, str], problems: list[str], d
     if plan.dag and plan.dag not in design.dag_unique_names():
         problems.append(_line(record, "redcap_data_access_group", plan.dag,
                               "This is not a unique group name of a data access group."))
-    owner = column_owner(design)
     for name, raw in row.items():
         if name in SPECIAL or (name.endswith("_timestamp") and name not in owner) or name == rid:
             continue
@@ -189,6 +188,7 @@ def apply_rows(ctx: ProjectContext, planned: list[PlannedRow], *, overwrite: boo
                 if plan.record not in renamed:
                     renamed[plan.record] = next_record_name([*known, *renamed.values()])
         data = store.data(ctx.pid, [renamed.get(p.record, p.record) for p in planned])
+        owner = column_owner(design)
         ids: list[str] = []
         changed: list[RowKey] = []
         to_announce: set[str] = set()
@@ -202,7 +202,7 @@ def apply_rows(ctx: ProjectContext, planned: list[PlannedRow], *, overwrite: boo
                 store.set_dag(ctx.pid, record, plan.dag)
             if record not in ids:
                 ids.append(record)
-            key, updates = _save_row(ctx, data, record, plan, overwrite)
+            key, updates = _save_row(ctx, owner, data, record, plan, overwrite)
             if updates or record in to_announce:
                 changed.append(key)
                 _log_change(ctx, key, updates, plan.repeat_instrument,
@@ -212,15 +212,14 @@ def apply_rows(ctx: ProjectContext, planned: list[PlannedRow], *, overwrite: boo
     return ImportOutcome(ids, pairs, changed)
 
 
-def _save_row(ctx: ProjectContext, data: dict[RowKey, dict[str, str]], record: str,
-              plan: PlannedRow, overwrite: bool) -> tuple[RowKey, dict[str, str]]:
+def _save_row(ctx: ProjectContext, owner: Owners, data: dict[RowKey, dict[str, str]],
+              record: str, plan: PlannedRow, overwrite: bool) -> tuple[RowKey, dict[str, str]]:
     """Write one row's changes; blanks erase only under overwrite. Returns what changed."""
     design, store = ctx.design, ctx.store
     instance = plan.instance or 1 + max(
         (k[3] for k in data if k[:3] == (record, plan.event, plan.repeat_instrument)), default=0)
     key: RowKey = (record, plan.event, plan.repeat_instrument, instance)
     stored = data.setdefault(key, {})
-    owner = column_owner(design)
     updates: dict[str, str] = {}
     for name, value in plan.values.items():
         f = owner[name][1]

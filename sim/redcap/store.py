@@ -175,10 +175,11 @@ class Store:
                                (dag, project_id, record))
 
     def data(self, project_id: int, records: list[str] | None = None) -> dict[RowKey, dict[str, str]]:
-        sql, args = "SELECT * FROM data WHERE project_id = ?", [project_id]
+        sql = "SELECT * FROM data WHERE project_id = ?"
+        args: list[Any] = [project_id]
         if records is not None:
             sql += f" AND record IN ({','.join('?' * len(records))})"
-            args += records
+            args += list(records)
         out: dict[RowKey, dict[str, str]] = {}
         for r in self._q(sql, tuple(args)):
             key = (r["record"], r["event"], r["repeat_instrument"], r["instance"])
@@ -197,7 +198,8 @@ class Store:
 
     def delete_data(self, project_id: int, record: str, *, event: str | None = None,
                     fields: list[str] | None = None, instance: int | None = None) -> int:
-        sql, args = "DELETE FROM data WHERE project_id = ? AND record = ?", [project_id, record]
+        sql = "DELETE FROM data WHERE project_id = ? AND record = ?"
+        args: list[Any] = [project_id, record]
         if event is not None:
             sql, args = sql + " AND event = ?", [*args, event]
         if instance is not None:

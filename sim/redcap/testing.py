@@ -43,6 +43,11 @@ class SettableClock:
         with self._lock:
             self._now = when
 
+    def reset(self) -> None:
+        """Back to the real time."""
+        with self._lock:
+            self._now = None
+
     def advance(self, seconds: float) -> datetime:
         with self._lock:
             self._now = (self._now or datetime.now(UTC)) + timedelta(seconds=seconds)
@@ -64,7 +69,8 @@ class RunningEmulator:
 
     @property
     def emulator(self) -> Emulator:
-        return self.app.state.emulator  # type: ignore[no-any-return]
+        emulator: Emulator = self.app.state.emulator
+        return emulator
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         response = httpx.request(method, self.base_url + path, timeout=30, **kwargs)
@@ -80,13 +86,19 @@ class RunningEmulator:
                 "repeat_instance": repeat_instance, "complete": complete, "username": username,
                 "fire_det": fire_det}
         pid = project_id or self.project_id
-        return self._call("POST", f"/emulator/projects/{pid}/forms/{instrument}", json=body)  # type: ignore[no-any-return]
+        answer: dict[str, Any] = self._call(
+            "POST", f"/emulator/projects/{pid}/forms/{instrument}", json=body)
+        return answer
 
     def set_det_url(self, url: str | None, project_id: int | None = None) -> None:
-        self._call("PUT", f"/emulator/projects/{project_id or self.project_id}/det", json={"url": url})
+        pid = project_id or self.project_id
+        self._call("PUT", f"/emulator/projects/{pid}/det", json={"url": url})
 
     def det_deliveries(self, project_id: int | None = None) -> list[dict[str, Any]]:
-        return self._call("GET", f"/emulator/projects/{project_id or self.project_id}/det/deliveries")  # type: ignore[no-any-return]
+        """Every DET the project sent: time, url, payload, status_code (None) and error."""
+        pid = project_id or self.project_id
+        deliveries: list[dict[str, Any]] = self._call("GET", f"/emulator/projects/{pid}/det/deliveries")
+        return deliveries
 
     def set_fault(self, mode: str, *, status: int = 500, seconds: float = 0.0,
                   remaining: int | None = None, contents: list[str] | None = None) -> None:

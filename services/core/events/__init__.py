@@ -9,3 +9,4 @@ from .allocation import *  # noqa: F403
 from .base import Envelope, Event, utcnow  # noqa: F401
 from .gateway import *  # noqa: F403
 from .randomization import *  # noqa: F403
+from .safety import *  # noqa: F403

@@ -21,6 +21,11 @@ class ClusterAssigned(Event):
 
 
 class AllocationNeedsReview(Event):
+    """Blinded: the baseline cannot be scored (or a value is invalid); staff must review it.
+    `reason` is stable per problem (it names the scale or field); `detail` says what to fix."""
+
     subject: ClassVar[str] = "trial.v1.allocation.needs_review"
     record: str
     reason: str
+    field: str | None = None
+    detail: str | None = None

@@ -81,6 +81,12 @@ class TrialProtocol(Strict):
                     "the sum of the module weights")
         if "site" in r.stratify_by and not r.sites:
             problems.append("randomization.sites: stratifying by site needs the list of sites")
+        clusters = [c.key for c in self.clusters]
+        profiled = list(self.allocation.cluster_profiles)
+        if sorted(profiled) != sorted(clusters):
+            problems.append(
+                f"allocation.cluster_profiles: names {sorted(profiled)}, but the clusters are "
+                f"{sorted(clusters)} (training names each cluster by its profile)")
         if self.diary.module not in modules:
             problems.append(f"diary.module: {self.diary.module!r} is not a module")
         if len(self.reminders.steps) > self.reminders.max_per_timepoint:

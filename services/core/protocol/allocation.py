@@ -111,6 +111,13 @@ class AllocationRules(Strict):
     cluster_profiles: dict[str, ClusterProfile] = Field(min_length=2)
     training: TrainingSettings
     synthetic_reference: SyntheticReference
+    # Optional REDCap fields (baseline event) passed on with `cluster_assigned`: the
+    # participant's site, needed when randomization stratifies by site, and the flag of a
+    # quality-assurance pilot participant ("1" = pilot), allocated outside the lists.
+    site_field: str | None = Field(
+        default=None, description="REDCap field holding the site key (e.g. a DAG)")
+    pilot_field: str | None = Field(
+        default=None, description="REDCap yes/no field marking a pilot (QA) participant")
 
     @field_validator("reference_norms")
     @classmethod

@@ -73,7 +73,7 @@ def perpain(emulator: RunningEmulator, clock: SettableClock) -> Iterator[Perpain
     token = secrets.token_hex(16).upper()
     pid, _ = emulator.emulator.create_from_folder(PERPAIN_REDCAP, token=token)
     yield PerpainProject(pid, token, emulator.api_url, StatusLog())
-    clock.set(None)  # type: ignore[arg-type]
+    clock.reset()
 
 
 @pytest.fixture
@@ -115,3 +115,9 @@ def det(det_server: tuple[DetReceiver, str], emulator: RunningEmulator,
     receiver.status = 200
     emulator.set_det_url(f"{base}/redcap/det?secret=s3cret", project_id=perpain.pid)
     return receiver
+
+
+def error_message(err: pytest.ExceptionInfo[Exception]) -> str:
+    """The message of a PyCap RedcapError: the `error` of a JSON answer, else the text."""
+    content = err.value.args[0] if err.value.args else ""
+    return str(content["error"]) if isinstance(content, dict) else str(content)

@@ -24,10 +24,9 @@ def serve(
     port: Annotated[int, typer.Option(help="port (0 = TAILOR_<SERVICE>_PORT or 8000)")] = 0,
 ) -> None:
     """Run one service as its own process: HTTP API, consumers, outbox relay."""
+    from services.core.protocol import ProtocolError
     from services.core.runner import serve as run
     from services.core.settings import service_settings
-
-    from services.core.protocol import ProtocolError
 
     own = service_settings(service)
     try:

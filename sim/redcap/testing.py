@@ -80,11 +80,11 @@ class RunningEmulator:
     def save_form(self, instrument: str, *, values: dict[str, str], record: str | None = None,
                   event: str | None = None, repeat_instance: int | str | None = None,
                   complete: str = "2", username: str = "site_user", fire_det: bool = True,
-                  project_id: int | None = None) -> dict[str, Any]:
+                  dag: str = "", project_id: int | None = None) -> dict[str, Any]:
         """Save a form as a person would; `fire_det=False` plays a lost trigger."""
         body = {"values": values, "record": record, "event": event,
                 "repeat_instance": repeat_instance, "complete": complete, "username": username,
-                "fire_det": fire_det}
+                "fire_det": fire_det, "dag": dag}
         pid = project_id or self.project_id
         answer: dict[str, Any] = self._call(
             "POST", f"/emulator/projects/{pid}/forms/{instrument}", json=body)

@@ -179,8 +179,8 @@ def safety_forms(p: Any) -> Iterator[Row]:
                     branching=f"[{item}] = '1'")
     inep = p.safety.inep
     off = inep.bipolar_code_offset
-    bipolar = choices((k + off, f"{k:+d}" + {-off: " much worse", 0: " unchanged",
-                                              off: " much better"}.get(k, ""))
+    ends = {-off: " much worse", 0: " unchanged", off: " much better"}
+    bipolar = choices((k + off, (f"{k:+d}" if k else "0") + ends.get(k, ""))
                       for k in range(-off, off + 1))
     unipolar = choices([(0, "not at all"), (1, "a little"), (2, "somewhat"), (3, "very much")])
     for n in range(1, inep.items + 1):
@@ -200,7 +200,8 @@ def adverse_event(a: Any, c: Any) -> Iterator[Row]:
                 validation="datetime_ymd", note="site local time", required="y")
     yield field(a.verbatim_term, ae, "text", "Adverse event (verbatim term)", required="y")
     yield field(a.severity, ae, "radio", "Severity", choices=coded(c.severity), required="y")
-    yield field(a.grade, ae, "radio", "Grade (optional)", choices=scale(1, 5))
+    yield field(a.grade, ae, "radio", "Grade (optional)",
+                choices=choices((n, f"Grade {n}") for n in range(1, 6)))
     yield field(a.serious, ae, "yesno", "Serious adverse event?", required="y",
                 header="Seriousness (ICH E2A)")
     for key, label in (("death", "Resulted in death"), ("life_threatening", "Life-threatening"),

@@ -9,7 +9,7 @@ import redcap
 
 from sim.redcap.testing import RunningEmulator
 
-from .conftest import BASELINE, DetReceiver, PerpainProject
+from .conftest import BASELINE, FIXTURES, DetReceiver, PerpainProject
 
 
 def test_saving_a_form_fires_one_det_with_redcaps_fields(
@@ -115,3 +115,19 @@ def test_ui_saves_are_logged_under_the_persons_name(
     entry = project.export_logging(log_type="record", record="8")[0]
     assert (entry["username"], entry["action"]) == ("nurse_b", "Create record 8")
     assert "cons_given = '1'" in entry["details"]
+
+
+def test_a_record_in_a_data_access_group_names_it_in_the_det(
+        emulator: RunningEmulator, perpain: PerpainProject, det: DetReceiver,
+        det_server: tuple[DetReceiver, str]) -> None:
+    odm = (FIXTURES / "wellbeing_project.xml").read_text(encoding="utf-8")
+    pid, token = emulator.emulator.create_from_odm(odm)
+    emulator.set_det_url(det_server[1] + "/redcap/det", project_id=pid)
+    emulator.save_form("enrolment", record="2", event="baseline_arm_1", dag="site_berlin",
+                       values={"enr_date": "2024-03-01", "enr_symptoms___2": "1"},
+                       project_id=pid)
+    assert det.posts[-1]["redcap_data_access_group"] == "site_berlin"
+    assert det.posts[-1]["project_id"] == str(pid)
+    rows = perpain.project(token).export_records(records=["2"], export_data_access_groups=True)
+    assert (rows[0]["redcap_data_access_group"], rows[0]["enr_symptoms___2"]) == (
+        "site_berlin", "1")

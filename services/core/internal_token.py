@@ -118,11 +118,13 @@ class InternalTokenSigner:
         self._issuer = issuer
         self._ttl = ttl
 
-    def sign(self, caller: Caller, *, audience: str, now: datetime | None = None) -> str:
+    def sign(self, caller: Caller, *, audience: str | list[str], now: datetime | None = None) -> str:
+        """`audience` may list several services (e.g. safety and randomization for the DSMB
+        report, which safety forwards): each verifier checks its own name is a member."""
         issued = now or datetime.now(UTC)
         claims = {
             "iss": self._issuer,
-            "aud": audience,
+            "aud": audience if isinstance(audience, str) else list(audience),
             "sub": caller.subject,
             "role": caller.role.value,
             "key_id": caller.key_id,

@@ -164,6 +164,13 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         participant_data=True,
         requires=Capability.UNBLINDED_VIEW,
     ),
+    _rule(
+        "GET",
+        "/api/v1/allocation/v1/predictions/{record}",
+        R.STUDY_MANAGER,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+    ),
     _rule("GET", "/api/v1/allocation/v1/models/active", R.STUDY_MANAGER, R.STATISTICIAN, R.MONITOR),
     # Randomization: lists
     _rule("GET", "/api/v1/randomization/v1/lists", R.STATISTICIAN, R.MONITOR),
@@ -182,6 +189,15 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         note="at trial closure",
     ),
     # Randomization: allocations
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/allocations/unblinded",
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="every allocation with arm and cluster (the DSMB report reads it); audited",
+    ),
     _rule(
         "GET",
         "/api/v1/randomization/v1/allocations/{record}",
@@ -263,6 +279,13 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("POST", "/api/v1/safety/v1/obligations/{obligation_id}/acknowledge", R.SAFETY_OFFICER),
     _rule("POST", "/api/v1/safety/v1/obligations/{obligation_id}/sent", R.SAFETY_OFFICER),
     _rule("GET", "/api/v1/safety/v1/reports/blinded", R.SAFETY_OFFICER, R.MONITOR),
+    _rule(
+        "GET",
+        "/api/v1/safety/v1/reports/unblinded",
+        R.DSMB,
+        requires=Capability.UNBLINDED_VIEW,
+        note="by arm; safety asks randomization for the arms with the DSMB member's token",
+    ),
     _rule("GET", "/api/v1/safety/v1/reports/dsmb", R.DSMB, requires=Capability.UNBLINDED_VIEW),
 )
 

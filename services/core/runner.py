@@ -41,7 +41,8 @@ class ServiceSpec:
     name: str
     migrations: Path
     routers: Sequence[APIRouter] = ()
-    consumers: Sequence[Consumer] = ()
+    # A list, or a factory that builds the consumers from the running kernel (protocol, extras).
+    consumers: Sequence[Consumer] | Callable[[Kernel], Sequence[Consumer]] = ()
     on_startup: Sequence[Callable[[Kernel], None]] = ()
     background: Sequence[Background] = ()
     title: str | None = None
@@ -102,14 +103,20 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
     await asyncio.to_thread(record_start, kernel)
-    for hook in spec.on_startup:
-        hook(kernel)
+    try:
+        for hook in spec.on_startup:
+            hook(kernel)
+    except BaseException:  # a refused start-up must not leave the bus connected
+        await bus.close()
+        engine.dispose()
+        raise
     tasks = kernel.extras.setdefault("tasks", [])
     tasks.append(asyncio.create_task(relay.run(kernel.stop), name="outbox-relay"))
-    for consumer in spec.consumers:
+    consumers = spec.consumers(kernel) if callable(spec.consumers) else spec.consumers
+    for consumer in consumers:
         bus.start_consumer(to_spec(consumer, engine, spec.name, wake=relay.wake,
                                    default_max_deliver=config.max_deliver), kernel.stop)
-    bus.start_dead_letter_mover([c.durable for c in spec.consumers], kernel.stop)
+    bus.start_dead_letter_mover([c.durable for c in consumers], kernel.stop)
     tasks.append(asyncio.create_task(audit_beacon(kernel), name="audit-beacon"))
     for job in spec.background:
         tasks.append(asyncio.create_task(job(kernel), name=getattr(job, "__name__", "job")))

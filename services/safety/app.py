@@ -6,11 +6,30 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.core.runner import ServiceSpec, build_app
+from services.core.runner import Kernel, ServiceSpec, build_app
+
+from . import handlers
+from .api import router
+from .config import SafetyConfig, utc_now
+from .jobs import watch_obligations
+
+
+def configure(kernel: Kernel) -> None:
+    """Deployment settings and the clock (tests replace `extras["now"]` to freeze time)."""
+    kernel.extras.setdefault("config", SafetyConfig())
+    kernel.extras.setdefault("now", utc_now)
+    handlers.bind(kernel)
+
 
 SPEC = ServiceSpec(
     name="safety",
+    title="Tailor safety",
+    description="Adverse events, SAE reporting clocks, negative-effects screening, DSMB reports.",
     migrations=Path(__file__).parent / "migrations",
+    routers=[router],
+    consumers=handlers.CONSUMERS,
+    on_startup=[configure],
+    background=[watch_obligations],
 )
 
 

@@ -4,14 +4,22 @@ consumers, relay), a real nats-server and database, and callers with signed toke
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+import socket
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import uvicorn
 from fastapi import FastAPI
+from nats.errors import TimeoutError as NatsTimeout
 
+from services.core.bus import Bus
+from services.core.events import Envelope
 from services.core.internal_token import (
     HEADER,
     Caller,
@@ -79,3 +87,75 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0,
         if loop.time() > deadline:
             raise AssertionError(f"condition not reached within {timeout}s")
         await asyncio.sleep(interval)
+
+
+@contextmanager
+def served_service(spec: ServiceSpec, *, home: Path, nats_url: str, database_url: str,
+                   **settings: object) -> Iterator[tuple[str, FastAPI]]:
+    """The service with its real lifespan, listening on a free port (uvicorn in a thread):
+    for peers that must reach it over HTTP, like REDCap firing a Data Entry Trigger."""
+    ensure_keypair(home / "keys")
+    app = build_app(spec, config=test_settings(home, nats_url, **settings),
+                    own=ServiceSettings(name=spec.name, database_url=database_url))
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError(f"{spec.name} did not start")
+        time.sleep(0.01)
+    try:
+        yield f"http://127.0.0.1:{port}", app
+    finally:
+        server.should_exit = True
+        thread.join(timeout=20)
+        sock.close()
+
+
+class EventTap:
+    """Reads what services published on a subject, from the start of the stream."""
+
+    def __init__(self, nats_url: str, subject: str) -> None:
+        self.nats_url, self.subject = nats_url, subject
+        self.seen: list[Envelope] = []
+        self._bus: Bus | None = None
+        self._sub = None
+
+    async def __aenter__(self) -> EventTap:
+        self._bus = Bus(self.nats_url, "test-tap")
+        await self._bus.connect(attempts=20)
+        await self._bus.ensure_streams()
+        assert self._bus.js is not None
+        self._sub = await self._bus.js.pull_subscribe(self.subject, durable=f"tap-{uuid.uuid4().hex[:8]}",
+                                                      stream=self._stream())
+        return self
+
+    def _stream(self) -> str:
+        return "TRIAL_DLQ" if self.subject.startswith("trial.dlq.") else "TRIAL"
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._bus:
+            await self._bus.close()
+
+    async def poll(self, seconds: float = 0.3) -> list[Envelope]:
+        assert self._sub is not None
+        try:
+            for msg in await self._sub.fetch(100, timeout=seconds):
+                self.seen.append(Envelope.model_validate_json(msg.data))
+                await msg.ack()
+        except NatsTimeout:
+            pass
+        return self.seen
+
+    async def wait_for(self, count: int, timeout: float = 20.0) -> list[Envelope]:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while len(await self.poll()) < count:
+            if loop.time() > deadline:
+                raise AssertionError(f"{len(self.seen)} of {count} events on {self.subject}")
+        return self.seen

@@ -168,14 +168,15 @@ def safety_forms(p: Any) -> Iterator[Row]:
     form = p.safety.redcap_form
     a, c = form.fields, form.codes
     attribution = coded(c.attribution, {"treatment": "the treatment", "other": "other circumstances"})
+    neq, inep_form = form.neq_instrument, form.inep_instrument
     for n in range(1, p.safety.neq_items + 1):
         item = f"{form.neq_prefix}{n}"
-        yield field(item, "neq", "yesno", f"NEQ item {n}: did this happen?")
-        yield field(f"{item}_impact", "neq", "radio", f"NEQ item {n}: how negative was it?",
+        yield field(item, neq, "yesno", f"NEQ item {n}: did this happen?")
+        yield field(f"{item}_impact", neq, "radio", f"NEQ item {n}: how negative was it?",
                     choices=choices([(0, "not at all"), (1, "slightly"), (2, "moderately"),
                                      (3, "very"), (4, "extremely")]),
                     branching=f"[{item}] = '1'")
-        yield field(f"{item}_attr", "neq", "radio", f"NEQ item {n}: caused by", choices=attribution,
+        yield field(f"{item}_attr", neq, "radio", f"NEQ item {n}: caused by", choices=attribution,
                     branching=f"[{item}] = '1'")
     inep = p.safety.inep
     off = inep.bipolar_code_offset
@@ -185,15 +186,14 @@ def safety_forms(p: Any) -> Iterator[Row]:
     unipolar = choices([(0, "not at all"), (1, "a little"), (2, "somewhat"), (3, "very much")])
     for n in range(1, inep.items + 1):
         item = f"{form.inep_prefix}{n}"
-        yield field(item, "inep", "radio", f"INEP item {n}",
+        yield field(item, inep_form, "radio", f"INEP item {n}",
                     choices=bipolar if n in inep.bipolar_items else unipolar)
-        yield field(f"{item}_attr", "inep", "radio", f"INEP item {n}: caused by",
+        yield field(f"{item}_attr", inep_form, "radio", f"INEP item {n}: caused by",
                     choices=attribution)
-    yield from adverse_event(a, c)
+    yield from adverse_event(p.redcap.adverse_event_form, a, c)
 
 
-def adverse_event(a: Any, c: Any) -> Iterator[Row]:
-    ae = "adverse_event"
+def adverse_event(ae: str, a: Any, c: Any) -> Iterator[Row]:
     yes = f"[{a.serious}] = '1'"
     yield field(a.onset_date, ae, "text", "Onset date", validation="date_ymd", required="y")
     yield field(a.awareness_time, ae, "text", "Date and time the site became aware",

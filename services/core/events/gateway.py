@@ -35,3 +35,13 @@ class AuditHead(Event):
     length: int
     head_hash: str
     at: datetime
+
+
+class RedcapWriteFailed(Event):
+    """A write-back REDCap refused for good; kept in the dead-letter stream for a person."""
+
+    subject: ClassVar[str] = "trial.dlq.gateway-redcap-sync"
+    write_id: str
+    record: str
+    kind: str
+    error: str

@@ -1,4 +1,8 @@
-"""Facts the randomization service publishes. Blinded unless marked otherwise."""
+"""Facts the randomization service publishes. Blinded unless marked otherwise.
+
+None of them carries an arm, a cluster or a stratum (a stratum key is a cluster): blinded
+components (gateway's REDCap sync, notifications, safety) read this stream.
+"""
 
 from __future__ import annotations
 
@@ -16,3 +20,29 @@ class Allocated(Event):
     allocation_number: str
     module: str
     allocated_at: datetime
+
+
+class StratumRunningLow(Event):
+    """Blinded alarm: some stratum of the active list has fewer free slots than the
+    protocol's threshold. Counts only, no stratum and no record: which stratum it is, the
+    statistician reads from the lists API (`GET /v1/lists`) before extending it."""
+
+    subject: ClassVar[str] = "trial.v1.randomization.stratum_running_low"
+    list_id: str
+    strata_running_low: int  # how many strata are below the threshold now
+    fewest_free_slots: int
+    threshold: int
+    at: datetime
+
+
+class EmergencyUnblinded(Event):
+    """One participant's allocation was unblinded in an emergency (for the trial team's
+    notification). Says who and why, never what: no arm, no cluster."""
+
+    subject: ClassVar[str] = "trial.v1.randomization.emergency_unblinded"
+    record: str
+    allocation_number: str
+    unblinded_by: str
+    role: str
+    reason: str
+    at: datetime

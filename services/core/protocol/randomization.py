@@ -37,6 +37,12 @@ class RandomizationDesign(Strict):
     # Slots generated per stratum when a list is created (rounded up to whole blocks);
     # None: whoever generates the list must say how many.
     initial_slots_per_stratum: int | None = Field(default=None, gt=0)
+    # Allocation numbers run in allocation order over the whole trial (never per stratum,
+    # which would group participants by cluster): prefix + zero-padded counter, `PP-0007`.
+    allocation_number_prefix: str = Field(default="R-", pattern=r"^[A-Za-z0-9_.-]{0,16}$")
+    allocation_number_digits: int = Field(default=4, ge=1, le=9)
+    # Unsealing at closure is a two-person act: the first request lapses after this long.
+    unseal_request_valid_hours: float = Field(default=24.0, gt=0)
 
     @field_validator("stratify_by")
     @classmethod

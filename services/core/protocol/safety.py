@@ -7,6 +7,7 @@ names and codes of the REDCap adverse-event form, so no trial specific lives in 
 from __future__ import annotations
 
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
@@ -130,6 +131,30 @@ class AeForm(Strict):
         description="NEQ item n: {prefix}{n} occurred, {prefix}{n}_impact, {prefix}{n}_attr")
     inep_prefix: str = Field(
         default="inep_", description="INEP item n: {prefix}{n} value, {prefix}{n}_attr")
+    neq_instrument: str = "neq"
+    inep_instrument: str = "inep"
+    site_timezone: str = Field(
+        default="UTC", description="IANA zone of the site's REDCap wall-clock datetimes")
+
+    @field_validator("site_timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"{v!r} is not an IANA time zone") from None
+        return v
+
+
+class E2bExport(Strict):
+    """Who sends the E2B(R3)-style case export and where from."""
+
+    sender: str | None = Field(default=None, description="sender organisation; default trial.sponsor")
+    country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    language: str | None = Field(default=None, pattern=r"^[a-z]{2,3}$")
+    intervention: str = Field(
+        default="study intervention",
+        description="G.k.2.2 when the participant's module is not known")
 
 
 class SafetyRules(Strict):
@@ -143,6 +168,7 @@ class SafetyRules(Strict):
     inep: InepDesign
     redcap_form: AeForm = AeForm()
     contacts: list[Contact] = Field(min_length=1)
+    e2b: E2bExport | None = None
 
     @field_validator("rules")
     @classmethod

@@ -108,14 +108,15 @@ def test_safety_fields_and_codes_match_the_dictionary(
         assert fields[name].field_type == "yesno" and set(codes.yes_no) == {"0", "1"}
     for n in range(1, protocol.safety.neq_items + 1):
         p = f"{form.neq_prefix}{n}"
-        assert (fields[p].field_type, fields[f"{p}_impact"].form_name) == ("yesno", "neq")
+        assert (fields[p].field_type, fields[f"{p}_impact"].form_name) == (
+            "yesno", form.neq_instrument)
         assert {c for c, _ in fields[f"{p}_attr"].choices} == set(codes.attribution)
     inep = protocol.safety.inep
     for n in range(1, inep.items + 1):
         top = 2 * inep.bipolar_code_offset if n in inep.bipolar_items else 3
         assert [c for c, _ in fields[f"{form.inep_prefix}{n}"].choices] == [
             str(k) for k in range(top + 1)]
-        assert f"{form.inep_prefix}{n}_attr" in fields
+        assert fields[f"{form.inep_prefix}{n}_attr"].form_name == form.inep_instrument
 
 
 def test_coded_fields_follow_the_protocol(protocol: TrialProtocol,

@@ -1,0 +1,74 @@
+"""Tables of the REDCap integration (migration gateway_0003)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Text
+from sqlmodel import Field, SQLModel
+
+from services.core.db import UtcDateTime
+
+
+class RedcapTrigger(SQLModel, table=True):
+    """A Data Entry Trigger (or a sweep finding), stored before REDCap gets its 200."""
+
+    __tablename__ = "redcap_trigger"
+
+    id: str = Field(primary_key=True)
+    source: str  # det | sweep
+    project_id: int
+    record: str
+    event: str | None = None
+    instrument: str
+    repeat_instance: int | None = None
+    body: str = Field(sa_column=Column(Text, nullable=False))
+    received_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    status: str = "pending"  # pending | published | unchanged
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    done_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+
+
+class RedcapSnapshot(SQLModel, table=True):
+    """Hash of a form's data as last published: an unchanged re-save publishes nothing."""
+
+    __tablename__ = "redcap_snapshot"
+
+    project_id: int = Field(primary_key=True)
+    record: str = Field(primary_key=True)
+    event: str = Field(primary_key=True)
+    instrument: str = Field(primary_key=True)
+    repeat_instance: int = Field(primary_key=True)
+    data_hash: str
+    event_id: str
+    updated_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+class RedcapWrite(SQLModel, table=True):
+    """A write-back to REDCap, keyed by the event that caused it (idempotent)."""
+
+    __tablename__ = "redcap_write"
+
+    id: str = Field(primary_key=True)
+    kind: str
+    project_id: int
+    record: str
+    event: str | None = None
+    fields: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = "pending"  # pending | written | failed
+    attempts: int = 0
+    next_attempt_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    last_error: str | None = Field(default=None, sa_column=Column(Text))
+    created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    written_at: datetime | None = Field(default=None, sa_column=Column(UtcDateTime()))
+    correlation_id: str | None = None
+
+
+class RedcapSweep(SQLModel, table=True):
+    __tablename__ = "redcap_sweep"
+
+    project_id: int = Field(primary_key=True)
+    swept_until: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+    last_run_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))

@@ -1,0 +1,43 @@
+"""REDCap connection settings (`TAILOR_REDCAP_…`). The token and the DET secret are secrets:
+from the environment or a mounted file, never from the repository, never logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class RedcapSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="TAILOR_REDCAP_", extra="ignore")
+
+    api_url: str | None = None
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    det_secret: SecretStr | None = None
+    det_secret_file: Path | None = None
+    timeout_seconds: float = 10.0
+    sweep_interval_seconds: float = 60.0
+    sweep_overlap_seconds: float = 120.0
+    worker_poll_seconds: float = 0.2
+    retry_base_seconds: float = 1.0
+    retry_cap_seconds: float = 300.0
+
+    def api_token(self) -> str | None:
+        return _secret(self.token, self.token_file)
+
+    def trigger_secret(self) -> str | None:
+        return _secret(self.det_secret, self.det_secret_file)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.api_url and self.api_token())
+
+
+def _secret(value: SecretStr | None, path: Path | None) -> str | None:
+    if value is not None and value.get_secret_value():
+        return value.get_secret_value()
+    if path is not None and path.exists():
+        return path.read_text().strip() or None
+    return None

@@ -1,0 +1,100 @@
+"""Background loops of the REDCap integration, started with the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import structlog
+from sqlmodel import Session
+
+from services.core.runner import Kernel
+
+from . import metrics, repository, service
+from .client import RedcapClient, RedcapRefused, RedcapUnavailable
+from .models import RedcapTrigger, RedcapWrite
+from .settings import RedcapSettings
+
+log = structlog.get_logger(__name__)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _idle(kernel: Kernel, wake: asyncio.Event, seconds: float) -> None:
+    wake.clear()
+    waiter = asyncio.ensure_future(wake.wait())
+    stopper = asyncio.ensure_future(kernel.stop.wait())
+    await asyncio.wait({waiter, stopper}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    waiter.cancel()
+    stopper.cancel()
+
+
+async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[..., str],
+                 wake: asyncio.Event, poll: float, gauge: Callable[[Session], None]) -> None:
+    while not kernel.stop.is_set():
+        try:
+            with Session(kernel.engine) as session:
+                batch = due(session)
+                gauge(session)
+            for item in batch:
+                if kernel.stop.is_set():
+                    break
+                await asyncio.to_thread(work, item)
+                kernel.relay.wake()
+        except Exception as exc:  # keep the loop alive; the row stays pending
+            log.exception("redcap.worker_error", error=repr(exc))
+            batch = []
+        if not batch:
+            await _idle(kernel, wake, poll)
+
+
+def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient) -> None:
+    protocol = kernel.protocol
+    trigger_wake: asyncio.Event = kernel.extras["redcap_trigger_wake"]
+    write_wake: asyncio.Event = kernel.extras["redcap_write_wake"]
+    tasks = kernel.extras.setdefault("tasks", [])
+
+    def fetch(t: RedcapTrigger) -> str:
+        return service.process_trigger(kernel.engine, client, protocol, settings, t, _now())
+
+    def write(w: RedcapWrite) -> str:
+        return service.perform_write(kernel.engine, client, settings, w, _now())
+
+    tasks.append(asyncio.create_task(_drain(
+        kernel, lambda s: repository.due_triggers(s, _now()), fetch, trigger_wake,
+        settings.worker_poll_seconds,
+        lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger))),
+        name="redcap-triggers"))
+    tasks.append(asyncio.create_task(_drain(
+        kernel, lambda s: repository.due_writes(s, _now()), write, write_wake,
+        settings.worker_poll_seconds,
+        lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite))),
+        name="redcap-writes"))
+    tasks.append(asyncio.create_task(_sweeper(kernel, settings, client, trigger_wake),
+                                     name="redcap-sweep"))
+
+
+async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
+                   trigger_wake: asyncio.Event) -> None:
+    covered = _now()
+    metrics.SWEEP_LAG.set_function(lambda: (_now() - covered).total_seconds())
+    while not kernel.stop.is_set():
+        started = _now()
+        try:
+            found = await asyncio.to_thread(service.sweep, kernel.engine, client, kernel.protocol,
+                                            settings, started)
+            if found:
+                log.info("redcap.sweep_found", forms=found)
+                trigger_wake.set()
+            covered = started
+        except (RedcapUnavailable, RedcapRefused) as exc:
+            log.warning("redcap.sweep_failed", error=str(exc))
+        except Exception as exc:
+            log.exception("redcap.sweep_error", error=repr(exc))
+        try:
+            await asyncio.wait_for(kernel.stop.wait(), settings.sweep_interval_seconds)
+        except TimeoutError:
+            pass

@@ -1,0 +1,254 @@
+"""Routes of the randomization service: parse, authorize (CallerDep), call, shape by role.
+
+Every route's roles are in `services.core.roles.PERMISSIONS` (`/api/v1/randomization/v1/…`).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import structlog
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlmodel import Session
+
+from services.core import audit
+from services.core.auth import CallerDep, view_of
+from services.core.errors import InvalidInput
+from services.core.http import SessionDep, problem
+from services.core.internal_token import Caller
+from services.core.roles import Role, View, find_rule
+
+from . import lists, reports, repository, service
+from .domain import ListCommitment, ListImportError
+from .models import AllocationRow, RandomizationList
+from .schemas import (
+    AllocationBlinded,
+    AllocationCreate,
+    AllocationUnblinded,
+    AuditEntryRead,
+    BalanceBlinded,
+    BalanceUnblinded,
+    ChainReportRead,
+    CommitmentRead,
+    EmergencyUnblinding,
+    ListExtend,
+    ListGenerate,
+    ListRead,
+    ListSummary,
+    ModuleBalanceRead,
+    SlotRef,
+    StratumBalanceRead,
+    StratumSlotsRead,
+    UnblindedListItem,
+    UnsealedListRead,
+    UnsealedSlotRead,
+    UnsealPendingRead,
+)
+from .service import Actor, Context, Disclosure
+
+router = APIRouter(prefix="/v1")
+MAX_CSV_BYTES = 20 * 1024 * 1024
+
+
+def _context(request: Request) -> Context:
+    return request.app.state.kernel.extras[service.EXTRA]  # type: ignore[no-any-return]
+
+
+ContextDep = Annotated[Context, Depends(_context)]
+
+
+def _request_id() -> str | None:
+    return structlog.contextvars.get_contextvars().get("request_id")
+
+
+# ── lists ───────────────────────────────────────────────────────────────────────────
+
+
+def _list_view(session: Session, ctx: Context, lst: RandomizationList,
+               caller: Caller) -> ListRead | ListSummary:
+    if caller.role is not Role.STATISTICIAN:  # per-stratum counts follow allocations
+        return ListSummary.model_validate(lst, from_attributes=True)
+    threshold = ctx.design_of(lst).low_slots_threshold
+    strata = [StratumSlotsRead(stratum=s.stratum, ref=s.ref, slots=s.slots, used=s.used,
+                               free=s.free, running_low=s.free < threshold)
+              for s in reports.strata_of(session, ctx, lst)]
+    return ListRead.model_validate({**lst.model_dump(), "low_slots_threshold": threshold,
+                                    "strata": strata})
+
+
+@router.get("/lists", response_model=list[ListRead] | list[ListSummary], tags=["lists"])
+def get_lists(session: SessionDep, ctx: ContextDep, caller: CallerDep) -> list:
+    return [_list_view(session, ctx, lst, caller) for lst in repository.all_lists(session)]
+
+
+@router.post("/lists", status_code=201, response_model=ListRead, tags=["lists"],
+             summary="Generate a list from the protocol's design and a fresh seed")
+def generate_list(body: ListGenerate, session: SessionDep, ctx: ContextDep,
+                  caller: CallerDep) -> ListRead | ListSummary:
+    lst = lists.generate(session, ctx, slots_per_stratum=body.slots_per_stratum,
+                         actor=Actor.of(caller))
+    return _list_view(session, ctx, lst, caller)
+
+
+async def _csv_body(request: Request) -> str:
+    raw = await request.body()
+    if len(raw) > MAX_CSV_BYTES:
+        raise InvalidInput(f"the list is larger than {MAX_CSV_BYTES} bytes", field="body")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("the list must be UTF-8 text (CSV)", field="body") from None
+
+
+@router.post("/lists/import", status_code=201, response_model=ListRead, tags=["lists"],
+             summary="Import a list made elsewhere (CSV body: stratum,seq,block,block_length,"
+                     "module,arm)",
+             responses={422: {"description": "every problem of the list, with row and column"}})
+def import_list(text: Annotated[str, Depends(_csv_body)], session: SessionDep, ctx: ContextDep,
+                caller: CallerDep) -> ListRead | ListSummary | JSONResponse:
+    try:
+        lst = lists.import_csv(session, ctx, text=text, actor=Actor.of(caller))
+    except ListImportError as err:
+        errors = [{"row": p.row, "column": p.column, "message": p.message} for p in err.problems]
+        return problem(422, "Invalid randomization list", str(err), field=err.field or "body",
+                       errors=errors)
+    return _list_view(session, ctx, lst, caller)
+
+
+def _commitment_read(commitment: ListCommitment) -> CommitmentRead:
+    return CommitmentRead(list_id=commitment.list_id, digest=commitment.digest(),
+                          statement=commitment.statement())
+
+
+@router.post("/lists/{list_id}/seal", response_model=CommitmentRead, tags=["lists"])
+def seal_list(list_id: str, session: SessionDep, ctx: ContextDep,
+              caller: CallerDep) -> CommitmentRead:
+    return _commitment_read(lists.seal(session, ctx, list_id=list_id, actor=Actor.of(caller)))
+
+
+@router.post("/lists/{list_id}/extend", response_model=CommitmentRead, tags=["lists"])
+def extend_list(list_id: str, body: ListExtend, session: SessionDep, ctx: ContextDep,
+                caller: CallerDep) -> CommitmentRead:
+    return _commitment_read(lists.extend(session, ctx, list_id=list_id, stratum=body.stratum,
+                                         slots=body.slots, actor=Actor.of(caller)))
+
+
+@router.get("/lists/{list_id}/commitment", response_model=CommitmentRead, tags=["lists"])
+def get_commitment(list_id: str, session: SessionDep, _caller: CallerDep) -> CommitmentRead:
+    return _commitment_read(lists.published_commitment(session, list_id))
+
+
+def _unseal_roles() -> list[str]:
+    rule = find_rule("POST", f"/api/v1/{service.SERVICE}/v1/lists/{{list_id}}/unseal")
+    return sorted(r.value for r in rule.roles) if rule and rule.together else []
+
+
+@router.post("/lists/{list_id}/unseal", response_model=UnsealedListRead | UnsealPendingRead,
+             tags=["lists"], responses={202: {"model": UnsealPendingRead}},
+             summary="At closure: one role requests, the other confirms; then the full list")
+def unseal_list(list_id: str, response: Response, session: SessionDep, ctx: ContextDep,
+                caller: CallerDep) -> UnsealedListRead | UnsealPendingRead:
+    outcome = lists.unseal(session, ctx, list_id=list_id, actor=Actor.of(caller),
+                           together=_unseal_roles())
+    if isinstance(outcome, lists.UnsealPending):
+        response.status_code = 202
+        return UnsealPendingRead(list_id=outcome.list_id, requested_by=outcome.requested_by,
+                                 requested_role=outcome.requested_role,
+                                 awaiting_roles=list(outcome.awaiting_roles),
+                                 expires_at=outcome.expires_at)
+    return UnsealedListRead(
+        list_id=outcome.list_id, source=outcome.source, seed=outcome.seed.hex(),
+        commitment_digest=outcome.commitment.digest(), commitment=outcome.commitment.statement(),
+        verified=outcome.verified, problems=list(outcome.problems),
+        slots=[UnsealedSlotRead(**s.slot._asdict(), salt=s.salt.hex(), batch=s.batch, used=s.used)
+               for s in outcome.slots])
+
+
+# ── allocations ─────────────────────────────────────────────────────────────────────
+
+
+def _unblinded(row: AllocationRow, d: Disclosure) -> AllocationUnblinded:
+    slot = SlotRef(seq=d.seq, batch=d.batch) if d.seq is not None and d.batch is not None else None
+    return AllocationUnblinded(record=row.record, allocation_number=row.allocation_number,
+                               module=row.module, allocated_at=row.allocated_at,
+                               cluster=d.cluster, arm=d.arm, stratum=d.stratum, slot=slot,
+                               pilot=row.pilot, list_id=row.list_id, source=row.source)
+
+
+@router.post("/allocations", response_model=AllocationUnblinded, tags=["allocations"],
+             status_code=201, summary="Manual allocation (study manager) when REDCap or the bus is down")
+def create_allocation(body: AllocationCreate, response: Response, session: SessionDep,
+                      ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
+    row, created = service.allocate(session, ctx, service.AllocationRequest(
+        record=body.record, cluster=body.cluster, site=body.site, pilot=body.pilot,
+        source="manual", actor=Actor.of(caller), correlation_id=_request_id(), reason=body.reason))
+    if not created:
+        response.status_code = 200
+    return _unblinded(row, service.disclose(ctx, row))
+
+
+@router.get("/allocations/unblinded", response_model=list[UnblindedListItem], tags=["allocations"],
+            summary="Every allocation with arm and cluster (study manager, DSMB); audited")
+def list_unblinded(session: SessionDep, ctx: ContextDep, caller: CallerDep) -> list[UnblindedListItem]:
+    pairs = service.unblinded_all(session, ctx, actor=Actor.of(caller))
+    return [UnblindedListItem(record=r.record, module=r.module, arm=d.arm, cluster=d.cluster,
+                              allocated_at=r.allocated_at, pilot=r.pilot) for r, d in pairs]
+
+
+@router.get("/allocations/{record}", response_model=AllocationUnblinded | AllocationBlinded,
+            tags=["allocations"], summary="Blinded (module, number, time) or unblinded, by role")
+def get_allocation(record: str, session: SessionDep, ctx: ContextDep,
+                   caller: CallerDep) -> AllocationUnblinded | AllocationBlinded:
+    if view_of(caller) is View.UNBLINDED:
+        return _unblinded(*service.unblinded(session, ctx, record=record, actor=Actor.of(caller)))
+    row = service.allocation_of(session, record)
+    return AllocationBlinded(record=row.record, allocation_number=row.allocation_number,
+                             module=row.module, allocated_at=row.allocated_at)
+
+
+@router.post("/allocations/{record}/emergency-unblinding", response_model=AllocationUnblinded,
+             tags=["allocations"], summary="Unblind one participant in an emergency (reason required)")
+def emergency_unblinding(record: str, body: EmergencyUnblinding, session: SessionDep,
+                         ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
+    return _unblinded(*service.emergency_unblind(session, ctx, record=record, reason=body.reason,
+                                                 actor=Actor.of(caller),
+                                                 correlation_id=_request_id()))
+
+
+@router.get("/reports/balance", response_model=BalanceUnblinded | BalanceBlinded, tags=["reports"])
+def get_balance(session: SessionDep, ctx: ContextDep,
+                caller: CallerDep) -> BalanceUnblinded | BalanceBlinded:
+    unblinded = view_of(caller) is View.UNBLINDED
+    report = reports.balance(session, ctx, unblinded=unblinded)
+    by_module = [ModuleBalanceRead(module=m.module, allocated=m.allocated) for m in report.by_module]
+    if not unblinded:
+        return BalanceBlinded(list_id=report.list_id, by_module=by_module)
+    return BalanceUnblinded(list_id=report.list_id, by_module=by_module,
+                            by_stratum=[StratumBalanceRead(**s.__dict__)
+                                        for s in report.by_stratum or []])
+
+
+# ── audit trail (monitors, through the gateway) ─────────────────────────────────────
+
+
+@router.get("/audit", response_model=list[AuditEntryRead], tags=["audit"])
+def get_audit(session: SessionDep, _caller: CallerDep, record: str | None = None,
+              after_seq: Annotated[int, Query(ge=0)] = 0,
+              limit: Annotated[int, Query(gt=0, le=1000)] = 200) -> list[AuditEntryRead]:
+    def parsed(text: str | None) -> object:
+        return None if text is None else json.loads(text)
+
+    return [AuditEntryRead.model_validate({**e.model_dump(), "before": parsed(e.before),
+                                           "after": parsed(e.after)})
+            for e in repository.audit_entries(session, record=record, after_seq=after_seq,
+                                              limit=limit)]
+
+
+@router.get("/audit/verify", response_model=ChainReportRead, tags=["audit"])
+def verify_audit(session: SessionDep, _caller: CallerDep) -> ChainReportRead:
+    report = audit.verify(session)
+    return ChainReportRead(ok=report.ok, length=report.length, head_hash=report.head_hash,
+                           first_broken_seq=report.first_broken_seq, problem=report.problem)
+

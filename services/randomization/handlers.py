@@ -1,0 +1,94 @@
+"""Bus consumer (`cluster_assigned` → allocation) and the free-slot watcher (metrics, alarm).
+
+Metrics never carry a stratum label (a stratum is a cluster): the free-slot gauge shows
+the total and the fewest free slots in any stratum, and how many strata run low.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+import structlog
+from prometheus_client import Gauge
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from services.core.consumers import Consumer
+from services.core.db import unit_of_work
+from services.core.errors import InvalidInput, TransientError
+from services.core.events import ClusterAssigned, Envelope
+from services.core.runner import Kernel
+
+from . import reports, service
+from .service import Actor, AllocationRequest, Context
+
+log = structlog.get_logger(__name__)
+
+DURABLE = "randomization-cluster-assigned"
+WATCH_SECONDS = 2.0
+
+FREE_SLOTS = Gauge(
+    "tailor_randomization_free_slots",
+    "Free slots of the allocating list: `total` over all strata, `fewest` in any one stratum "
+    "(no stratum label: a stratum is a cluster)", ["service", "statistic"])
+STRATA_RUNNING_LOW = Gauge(
+    "tailor_randomization_strata_running_low",
+    "Strata of the allocating list with fewer free slots than the protocol's threshold",
+    ["service"])
+
+
+def _payload(env: Envelope) -> ClusterAssigned:
+    try:
+        return env.payload(ClusterAssigned)
+    except ValidationError as err:
+        # Name the fields only: pydantic's message would echo the values (the cluster).
+        fields = sorted({".".join(map(str, e["loc"])) for e in err.errors()})
+        raise InvalidInput(f"cluster_assigned payload is invalid at {', '.join(fields)}",
+                           field=fields[0] if fields else None) from None
+
+
+def consumers(context: Callable[[], Context]) -> list[Consumer]:
+    """`context` returns the running service's Context (made at start-up)."""
+
+    def on_cluster_assigned(session: Session, env: Envelope) -> None:
+        event = _payload(env)
+        request = AllocationRequest(
+            record=event.record, cluster=event.cluster, site=event.site, pilot=event.pilot,
+            source="event", actor=Actor(f"event:{env.producer}", "system"),
+            correlation_id=env.correlation_id or env.id, model_version=event.model_version,
+            low_confidence=event.low_confidence)
+        try:
+            service.allocate(session, context(), request)
+        except service.RETRYABLE as err:  # no list yet, stratum empty, a race: try again later
+            raise TransientError(err.detail) from None
+
+    return [Consumer(DURABLE, (ClusterAssigned.subject,), on_cluster_assigned)]
+
+
+def check_slots(kernel: Kernel) -> None:
+    """Raise the low-slot alarm where due (own transaction) and refresh the gauges."""
+    ctx: Context = kernel.extras[service.EXTRA]
+    with unit_of_work(kernel.engine) as session:
+        alarm = reports.raise_low_alarms(session, ctx)
+        free = reports.free_slots(session, ctx)
+    if alarm is not None:
+        kernel.relay.wake()
+        log.warning("randomization.stratum_running_low", list_id=alarm.list_id,
+                    strata_running_low=alarm.strata_running_low,
+                    fewest_free_slots=alarm.fewest_free_slots)
+    FREE_SLOTS.labels(kernel.name, "total").set(free.total if free else 0)
+    FREE_SLOTS.labels(kernel.name, "fewest").set(free.fewest if free else 0)
+    STRATA_RUNNING_LOW.labels(kernel.name).set(free.running_low if free else 0)
+
+
+async def watch_free_slots(kernel: Kernel) -> None:
+    while not kernel.stop.is_set():
+        try:
+            await asyncio.to_thread(check_slots, kernel)
+        except Exception as exc:  # database busy or gone: next round
+            log.warning("randomization.slot_check_failed", error=type(exc).__name__)
+        try:
+            await asyncio.wait_for(kernel.stop.wait(), WATCH_SECONDS)
+        except TimeoutError:
+            pass

@@ -1,0 +1,119 @@
+"""Tables the randomization service owns.
+
+What a reader of the database learns without the list key: each record's module and
+allocation number (what blinded staff see anyway), when lists were made and sealed, and
+how many slots each *opaque* stratum has and has used. Everything that unblinds is either
+sealed with the key (slots, each allocation's cluster/arm/stratum/slot, the seed) or keyed
+by an HMAC of it (stratum names, which participant used a slot), because a stratum is a
+cluster and cluster + module reveals the arm. Slots carry no use time, so a slot cannot be
+matched to an allocation by its timestamp.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, LargeBinary, Text
+from sqlmodel import Field, SQLModel
+
+from services.core.db import UtcDateTime
+
+
+class ListStatus(StrEnum):
+    GENERATED = "generated"  # encrypted at rest, commitment computed, not yet published
+    SEALED = "sealed"  # commitment in the audit chain; the list allocates
+    UNSEALED = "unsealed"  # opened at closure; allocates no more
+
+
+class ListSource(StrEnum):
+    GENERATED = "generated"
+    IMPORTED = "imported"
+
+
+def _utc(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+    return Column(UtcDateTime(), nullable=nullable)
+
+
+class RandomizationList(SQLModel, table=True):
+    __tablename__ = "randomization_list"
+
+    id: str = Field(primary_key=True)
+    status: str
+    source: str
+    design: str = Field(sa_column=Column(Text, nullable=False))  # JSON snapshot of the protocol
+    key_id: str  # fingerprint of the list key that sealed it
+    seed_sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_by: str
+    created_role: str
+    created_at: datetime = Field(sa_column=_utc())
+    sealed_by: str | None = None
+    sealed_at: datetime | None = Field(default=None, sa_column=_utc(True))
+    unseal_requested_by: str | None = None
+    unseal_requested_role: str | None = None
+    unseal_requested_at: datetime | None = Field(default=None, sa_column=_utc(True))
+    unsealed_by: str | None = None
+    unsealed_at: datetime | None = Field(default=None, sa_column=_utc(True))
+
+
+class SealedSlotRow(SQLModel, table=True):
+    __tablename__ = "sealed_slot"
+
+    list_id: str = Field(primary_key=True, foreign_key="randomization_list.id")
+    stratum_ref: str = Field(primary_key=True)  # ListKey.stratum_ref
+    seq: int = Field(primary_key=True)
+    batch: int
+    nonce: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    ciphertext: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    leaf: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    used_by: str | None = None  # ListKey.participant_tag; unique per list
+
+
+class StratumCounter(SQLModel, table=True):
+    """One row per stratum of a list: the row allocation locks to take the next slot."""
+
+    __tablename__ = "stratum_counter"
+
+    list_id: str = Field(primary_key=True, foreign_key="randomization_list.id")
+    stratum_ref: str = Field(primary_key=True)
+    next_seq: int  # the slot the next participant of this stratum takes
+    last_seq: int  # the stratum's last sealed slot
+    low_alarm: bool = False  # raised since the last extension
+
+
+class ListCommitmentRow(SQLModel, table=True):
+    __tablename__ = "list_commitment"
+
+    list_id: str = Field(primary_key=True, foreign_key="randomization_list.id")
+    batch: int = Field(primary_key=True)
+    root: str  # hex
+    statement: str = Field(sa_column=Column(Text, nullable=False))  # BatchCommitment.statement()
+    created_by: str
+    created_at: datetime = Field(sa_column=_utc())
+
+
+class AllocationRow(SQLModel, table=True):
+    __tablename__ = "allocation"
+
+    record: str = Field(primary_key=True)
+    allocation_number: str = Field(unique=True)
+    module: str
+    list_id: str = Field(foreign_key="randomization_list.id")
+    pilot: bool
+    # cluster, arm, stratum, seq, batch and a salt, sealed with the list key (AAD: record)
+    sealed_detail: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    detail_digest: str  # SHA-256 of the salted detail: what the audit chain holds
+    source: str  # event | manual
+    allocated_by: str
+    allocated_at: datetime = Field(sa_column=_utc())
+    correlation_id: str | None = None
+    reason: str | None = None
+
+
+class NamedCounter(SQLModel, table=True):
+    """Trial-wide counters (the allocation number), locked row by row."""
+
+    __tablename__ = "randomization_counter"
+
+    name: str = Field(primary_key=True)
+    value: int

@@ -1,0 +1,218 @@
+"""Request and response models. Blinded and unblinded shapes are separate classes (none
+inherits from another), chosen by the caller's role before anything is read."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Reason = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=2000)]
+RecordId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100,
+                                            pattern=r"^[A-Za-z0-9_.:-]+$")]
+
+
+class Schema(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# ── lists ───────────────────────────────────────────────────────────────────────────
+
+
+class ListGenerate(Schema):
+    slots_per_stratum: int | None = Field(
+        default=None, gt=0, le=100_000,
+        description="rounded up to whole blocks; default: the protocol's initial_slots_per_stratum")
+
+
+class ListExtend(Schema):
+    stratum: Text = Field(description="stratum key, e.g. `DYS` or `DYS|site-a`")
+    slots: int = Field(gt=0, le=100_000, description="at least this many new slots (whole blocks)")
+
+
+class StratumSlotsRead(Schema):
+    stratum: str
+    ref: str = Field(description="the opaque name the database and nothing else uses")
+    slots: int
+    used: int
+    free: int
+    running_low: bool
+
+
+class ListRead(Schema):
+    """Statistician: the list with its strata's slot counts."""
+
+    id: str
+    status: str
+    source: str
+    key_id: str
+    created_by: str
+    created_at: datetime
+    sealed_at: datetime | None
+    unsealed_at: datetime | None
+    unseal_requested_role: str | None
+    low_slots_threshold: int
+    strata: list[StratumSlotsRead]
+
+
+class ListSummary(Schema):
+    """Monitor: the list's life, no per-stratum counts (those follow allocations)."""
+
+    id: str
+    status: str
+    source: str
+    key_id: str
+    created_at: datetime
+    sealed_at: datetime | None
+    unsealed_at: datetime | None
+    unseal_requested_role: str | None
+
+
+class CommitmentRead(Schema):
+    list_id: str
+    digest: str = Field(description="SHA-256 of the statement as canonical JSON (in the audit chain)")
+    statement: dict[str, Any]
+
+
+class UnsealPendingRead(Schema):
+    list_id: str
+    status: Literal["awaiting_confirmation"] = "awaiting_confirmation"
+    requested_by: str
+    requested_role: str
+    awaiting_roles: list[str]
+    expires_at: datetime
+
+
+class UnsealedSlotRead(Schema):
+    stratum: str
+    seq: int
+    block: int
+    block_length: int
+    module: str
+    arm: str
+    salt: str
+    batch: int
+    used: bool
+
+
+class UnsealedListRead(Schema):
+    list_id: str
+    status: Literal["unsealed"] = "unsealed"
+    source: str
+    seed: str = Field(description="hex; for a generated list it regenerates every slot")
+    commitment_digest: str
+    commitment: dict[str, Any]
+    verified: bool
+    problems: list[str]
+    slots: list[UnsealedSlotRead]
+
+
+# ── allocations ─────────────────────────────────────────────────────────────────────
+
+
+class AllocationCreate(Schema):
+    """Manual allocation (REDCap or the bus is down): the same guarantees as the event path."""
+
+    record: RecordId
+    cluster: Text
+    site: Text | None = None
+    pilot: bool = False
+    reason: Reason
+
+
+class EmergencyUnblinding(Schema):
+    reason: Reason
+
+
+class AllocationBlinded(Schema):
+    record: str
+    allocation_number: str
+    module: str
+    allocated_at: datetime
+
+
+class SlotRef(Schema):
+    seq: int
+    batch: int
+
+
+class AllocationUnblinded(Schema):
+    record: str
+    allocation_number: str
+    module: str
+    allocated_at: datetime
+    cluster: str
+    arm: str
+    stratum: str
+    slot: SlotRef | None = Field(description="None for a pilot participant (no slot used)")
+    pilot: bool
+    list_id: str
+    source: str
+
+
+class UnblindedListItem(Schema):
+    """One line of `GET /v1/allocations/unblinded` (read by the safety service's DSMB report)."""
+
+    record: str
+    module: str
+    arm: str
+    cluster: str
+    allocated_at: datetime
+    pilot: bool
+
+
+# ── reports ─────────────────────────────────────────────────────────────────────────
+
+
+class ModuleBalanceRead(Schema):
+    module: str
+    allocated: int
+
+
+class StratumBalanceRead(Schema):
+    stratum: str
+    allocated: int
+    by_module: dict[str, int]
+    by_arm: dict[str, int]
+    expected_by_module: dict[str, float]
+
+
+class BalanceBlinded(Schema):
+    list_id: str | None
+    by_module: list[ModuleBalanceRead]
+
+
+class BalanceUnblinded(Schema):
+    list_id: str | None
+    by_module: list[ModuleBalanceRead]
+    by_stratum: list[StratumBalanceRead]
+
+
+# ── audit ───────────────────────────────────────────────────────────────────────────
+
+
+class AuditEntryRead(Schema):
+    seq: int
+    at: datetime
+    actor: str
+    role: str
+    action: str
+    entity_type: str
+    entity_id: str
+    record: str | None
+    before: Any
+    after: Any
+    reason: str | None
+    correlation_id: str | None
+    prev_hash: str
+    hash: str
+
+
+class ChainReportRead(Schema):
+    ok: bool
+    length: int
+    head_hash: str
+    first_broken_seq: int | None
+    problem: str | None

@@ -1,0 +1,305 @@
+"""Allocation use cases: take a session and keyword arguments; never commit.
+
+Exactly once per participant, strictly in list order, on any number of replicas:
+1. an existing allocation of the record is returned as it is (no second event);
+2. the stratum's counter row is locked (`SELECT … FOR UPDATE`; SQLite: BEGIN IMMEDIATE
+   already holds the write lock), the record is looked up again (a concurrent duplicate
+   may have committed while we waited), and the slot `next_seq` is opened and marked used;
+3. the allocation number (a trial-wide counter, also locked), the allocation row
+   (record is its primary key), the audit entry and the `Allocated` event are written in
+   the same transaction. Lock order is always stratum → number → audit chain.
+
+Whatever unblinds (cluster, arm, stratum, slot) is sealed with the list key in the
+allocation row; the audit chain gets only a salted SHA-256 digest of it (an unsalted
+digest of one of three clusters would be reversed by trying them).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from services.core import audit, outbox
+from services.core.errors import Conflict, InvalidInput, NotFound
+from services.core.events import Allocated, EmergencyUnblinded
+from services.core.internal_token import Caller
+from services.core.protocol import Cluster, RandomizationDesign, TrialProtocol
+
+from . import repository
+from .domain import (
+    ListDesign,
+    RandomizationError,
+    SealedSlot,
+    SealError,
+    build_design,
+    pilot_module,
+    stratum_of,
+    unseal_slot,
+)
+from .keys import ListKey
+from .models import AllocationRow, RandomizationList
+
+log = structlog.get_logger(__name__)
+
+SERVICE = "randomization"
+EXTRA = "randomization"  # key of the Context in Kernel.extras
+DETAIL = "tailor.allocation-detail/1"
+NUMBER_COUNTER = "allocation_number"
+
+
+class NoSealedList(Conflict):
+    """No list allocates: none sealed yet, or the trial is closed."""
+
+
+class StratumExhausted(Conflict):
+    """The participant's stratum has no free slot: the statistician must extend it."""
+
+
+class AllocationRace(Conflict):
+    """A concurrent transaction allocated the same record first; retrying returns it."""
+
+
+class ListKeyMismatch(Conflict):
+    """The list was sealed with another key than this process holds."""
+
+
+# Conditions that a later attempt can overcome: the bus retries them, never dead-letters.
+RETRYABLE = (NoSealedList, StratumExhausted, AllocationRace, ListKeyMismatch)
+
+
+@dataclass(frozen=True)
+class Actor:
+    name: str
+    role: str
+
+    @classmethod
+    def of(cls, caller: Caller) -> Actor:
+        return cls(caller.subject, caller.role.value)
+
+
+def invalid(err: RandomizationError) -> InvalidInput:
+    return InvalidInput(str(err), field=err.field)
+
+
+def design_snapshot(protocol: TrialProtocol) -> dict[str, Any]:
+    """What a list is made from, kept with it: a later protocol edit never changes a list."""
+    return {"randomization": protocol.randomization.model_dump(mode="json"),
+            "clusters": [c.model_dump(mode="json") for c in protocol.clusters],
+            "modules": list(protocol.module_keys)}
+
+
+def design_from_snapshot(snapshot: dict[str, Any]) -> ListDesign:
+    return build_design(RandomizationDesign.model_validate(snapshot["randomization"]),
+                        [Cluster.model_validate(c) for c in snapshot["clusters"]],
+                        snapshot["modules"])
+
+
+@dataclass
+class Context:
+    """What use cases need beyond the session: the key, the protocol, cached designs."""
+
+    key: ListKey
+    protocol: TrialProtocol
+    producer: str = SERVICE
+    _designs: dict[str, ListDesign] = field(default_factory=dict, repr=False)
+
+    def design_of(self, lst: RandomizationList) -> ListDesign:
+        design = self._designs.get(lst.id)
+        if design is None:
+            design = self._designs[lst.id] = design_from_snapshot(json.loads(lst.design))
+        return design
+
+    def check_key(self, lst: RandomizationList) -> None:
+        if lst.key_id != self.key.key_id:
+            raise ListKeyMismatch(f"list {lst.id} was sealed with key {lst.key_id}, this "
+                                  f"process holds {self.key.key_id}", field="list_key")
+
+
+@dataclass(frozen=True)
+class Disclosure:
+    """What unblinds one allocation; sealed in its row, shown only to unblinded roles."""
+
+    cluster: str
+    arm: str
+    stratum: str
+    seq: int | None  # None: pilot participant, no slot used
+    batch: int | None
+    salt: str
+
+    def digest(self, record: str, number: str) -> str:
+        body = {"record": record, "allocation_number": number, **self.__dict__}
+        return hashlib.sha256(audit.canonical_json(body).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class AllocationRequest:
+    record: str
+    cluster: str
+    site: str | None
+    pilot: bool
+    source: str  # event | manual
+    actor: Actor
+    correlation_id: str | None = None
+    reason: str | None = None
+    model_version: str | None = None
+    low_confidence: bool | None = None
+
+
+def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[AllocationRow, bool]:
+    """The record's allocation and whether it was made now (False: it existed already)."""
+    existing = repository.allocation(session, req.record)
+    if existing is not None:
+        return existing, False
+    lst = repository.active_list(session)
+    if lst is None:
+        raise NoSealedList("no sealed randomization list: the statistician must generate "
+                           "and seal one first", field="list")
+    ctx.check_key(lst)
+    design = ctx.design_of(lst)
+    try:
+        stratum = stratum_of(design, req.cluster, req.site)
+    except RandomizationError as err:
+        raise invalid(err) from None
+    if req.pilot:
+        module = pilot_module(design, req.cluster)
+        disclosure = Disclosure(req.cluster, design.stratum(stratum).arm_of(module), stratum,
+                                None, None, secrets.token_hex(16))
+    else:
+        taken = _take_slot(session, ctx, lst, stratum, req)
+        if isinstance(taken, AllocationRow):
+            return taken, False
+        module, disclosure = taken
+    return _record_allocation(session, ctx, lst, req, module, disclosure), True
+
+
+def _take_slot(session: Session, ctx: Context, lst: RandomizationList, stratum: str,
+               req: AllocationRequest) -> AllocationRow | tuple[str, Disclosure]:
+    counter = repository.lock_counter(session, lst.id, ctx.key.stratum_ref(lst.id, stratum))
+    if counter is None:
+        raise InvalidInput("the sealed list has no counter for the participant's stratum",
+                           field="cluster")
+    again = repository.allocation(session, req.record)
+    if again is not None:
+        return again
+    if counter.next_seq > counter.last_seq:
+        # No stratum name here: this message reaches logs next to the record id.
+        raise StratumExhausted("the participant's stratum has no free slot left; the "
+                               "statistician must extend it", field="cluster")
+    row = repository.slot(session, lst.id, counter.stratum_ref, counter.next_seq)
+    if row is None or row.used_by is not None:
+        raise Conflict("the list's next slot is missing or already used: the list is "
+                       "inconsistent", field="list")
+    try:
+        opened = unseal_slot(SealedSlot(stratum, row.seq, row.nonce, row.ciphertext, row.leaf),
+                             key=ctx.key.material, list_id=lst.id)
+    except SealError:
+        raise Conflict("the next slot does not open with this key: altered, moved or sealed "
+                       "with another key", field="list") from None
+    row.used_by = ctx.key.participant_tag(lst.id, req.record)
+    counter.next_seq += 1
+    session.add(row)
+    session.add(counter)
+    slot = opened.slot
+    return slot.module, Disclosure(req.cluster, slot.arm, stratum, slot.seq, row.batch,
+                                   secrets.token_hex(16))
+
+
+def format_number(protocol: TrialProtocol, n: int) -> str:
+    r = protocol.randomization
+    return f"{r.allocation_number_prefix}{n:0{r.allocation_number_digits}d}"
+
+
+def _record_allocation(session: Session, ctx: Context, lst: RandomizationList,
+                       req: AllocationRequest, module: str, disclosure: Disclosure) -> AllocationRow:
+    number = format_number(ctx.protocol, repository.next_counter(session, NUMBER_COUNTER))
+    now = datetime.now(UTC)
+    plain = audit.canonical_json(disclosure.__dict__).encode()
+    row = AllocationRow(
+        record=req.record, allocation_number=number, module=module, list_id=lst.id,
+        pilot=req.pilot, sealed_detail=ctx.key.seal(DETAIL, (lst.id, req.record, number), plain),
+        detail_digest=disclosure.digest(req.record, number), source=req.source,
+        allocated_by=req.actor.name, allocated_at=now, correlation_id=req.correlation_id,
+        reason=req.reason)
+    session.add(row)
+    try:
+        session.flush()
+    except IntegrityError:
+        raise AllocationRace(f"record {req.record} was allocated concurrently; ask again",
+                             field="record") from None
+    audit.append(session, actor=req.actor.name, role=req.actor.role, action="allocation.created",
+                 entity_type="allocation", entity_id=number, record=req.record, reason=req.reason,
+                 correlation_id=req.correlation_id,
+                 after={"allocation_number": number, "module": module, "list_id": lst.id,
+                        "source": req.source, "detail_digest": row.detail_digest,
+                        "model_version": req.model_version, "low_confidence": req.low_confidence})
+    outbox.enqueue(session, Allocated(record=req.record, allocation_number=number, module=module,
+                                      allocated_at=now),
+                   producer=ctx.producer, correlation_id=req.correlation_id, record=req.record)
+    log.info("allocation.created", record=req.record, allocation_number=number, module=module,
+             source=req.source)
+    return row
+
+
+# ── unblinded reads ─────────────────────────────────────────────────────────────────
+
+
+def disclose(ctx: Context, row: AllocationRow) -> Disclosure:
+    plain = ctx.key.open(DETAIL, (row.list_id, row.record, row.allocation_number),
+                         row.sealed_detail)
+    return Disclosure(**json.loads(plain))
+
+
+def allocation_of(session: Session, record: str) -> AllocationRow:
+    row = repository.allocation(session, record)
+    if row is None:
+        raise NotFound(f"record {record} has no allocation", field="record")
+    return row
+
+
+def unblinded(session: Session, ctx: Context, *, record: str,
+              actor: Actor) -> tuple[AllocationRow, Disclosure]:
+    """One participant's allocation with arm and cluster; the read is audited."""
+    row = allocation_of(session, record)
+    disclosure = disclose(ctx, row)
+    audit.append(session, actor=actor.name, role=actor.role, action="allocation.unblinded_read",
+                 entity_type="allocation", entity_id=row.allocation_number, record=record)
+    return row, disclosure
+
+
+def unblinded_all(session: Session, ctx: Context, *,
+                  actor: Actor) -> list[tuple[AllocationRow, Disclosure]]:
+    """Every allocation with arm and cluster (DSMB report); the read is audited."""
+    rows = repository.allocations(session)
+    audit.append(session, actor=actor.name, role=actor.role, action="allocations.unblinded_listed",
+                 entity_type="allocation", entity_id="*", after={"allocations": len(rows)})
+    return [(row, disclose(ctx, row)) for row in rows]
+
+
+def emergency_unblind(session: Session, ctx: Context, *, record: str, reason: str, actor: Actor,
+                      correlation_id: str | None) -> tuple[AllocationRow, Disclosure]:
+    """Unblind ONE participant in an emergency: reason required, audited, announced."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required for emergency unblinding", field="reason")
+    row = allocation_of(session, record)
+    disclosure = disclose(ctx, row)
+    now = datetime.now(UTC)
+    audit.append(session, actor=actor.name, role=actor.role,
+                 action="allocation.emergency_unblinded", entity_type="allocation",
+                 entity_id=row.allocation_number, record=record, reason=reason,
+                 correlation_id=correlation_id,
+                 after={"allocation_number": row.allocation_number,
+                        "detail_digest": row.detail_digest})
+    outbox.enqueue(session, EmergencyUnblinded(
+        record=record, allocation_number=row.allocation_number, unblinded_by=actor.name,
+        role=actor.role, reason=reason, at=now),
+        producer=ctx.producer, correlation_id=correlation_id, record=record)
+    log.warning("allocation.emergency_unblinded", record=record, by=actor.name)
+    return row, disclosure

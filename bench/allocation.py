@@ -11,7 +11,10 @@ Prints, for the shipped model and participants from the shipped synthetic cohort
 - scikit-learn's own `predict_proba` on one row (n_jobs=1), for comparison;
 - batch predictions per second (forest on validated feature rows), and single
   predictions (scoring included) one after another per second;
-- through HTTP: see `measure_http` below (needs the running service).
+- through HTTP: POST /v1/predictions p50 / p99 as a study manager, beside GET /healthz on
+  the same server (the HTTP floor). The service is started here under uvicorn on a free
+  port, with its own nats-server and a temporary SQLite database, unless `--http URL`
+  names a running one.
 """
 
 from __future__ import annotations
@@ -20,22 +23,41 @@ import argparse
 import csv
 import statistics
 import sys
+import tempfile
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import numpy as np
+import uvicorn
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from services.allocation.app import SPEC  # noqa: E402
 from services.allocation.domain import (  # noqa: E402
     FEATURES,
+    ITEM_KEYS,
     ClusterPredictor,
     read_model,
     score_mpid,
 )
+from services.core.internal_token import (  # noqa: E402
+    HEADER,
+    Caller,
+    InternalTokenSigner,
+    ensure_keypair,
+    load_private_key,
+)
 from services.core.protocol import TrialProtocol, load_protocol  # noqa: E402
+from services.core.roles import Role  # noqa: E402
+from services.core.runner import build_app  # noqa: E402
+from services.core.settings import ServiceSettings, Settings  # noqa: E402
+from tailor_cli.natsd import NatsServer, free_port  # noqa: E402
 
 
 def percentiles(samples_ns: list[int]) -> tuple[float, float]:
@@ -55,15 +77,95 @@ def time_each(call: Callable[[int], object], n: int, warmup: int = 50) -> list[i
     return samples
 
 
-def measure_http(base_url: str | None, records: list[dict[str, str]]) -> tuple[float, float] | None:
-    """HTTP HOOK — to be completed by the lead once the allocation service exists.
+@dataclass(frozen=True)
+class HttpFigures:
+    p50: float
+    p99: float
+    floor_p50: float  # GET /healthz on the same server: HTTP + ASGI alone
+    floor_p99: float
+    requests: int
 
-    Should POST each record to `{base_url}/v1/predictions` (unblinded role token) and
-    return (p50, p99) in ms, measured like `time_each`. Returns None until then, and
-    the report says the HTTP figure was not measured.
-    """
-    del base_url, records
-    return None
+
+def prediction_body(record: dict[str, str], prefix: str) -> dict[str, object]:
+    """A REDCap-style record as the what-if request: items keyed `1_1`, blanks skipped."""
+    items = {k: (int(v) if (v := record[prefix + k].strip()) else None) for k in ITEM_KEYS}
+    return {"items": items, "age": float(record["age"]), "sex": int(record["sex"])}
+
+
+class _Tokens:
+    """Study-manager tokens as the gateway signs them, renewed well before they expire."""
+
+    def __init__(self, keys_dir: Path) -> None:
+        keys = ensure_keypair(keys_dir)
+        self._signer = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
+        self._header: dict[str, str] = {}
+        self._signed_at = -1e9
+
+    def header(self) -> dict[str, str]:
+        if time.monotonic() - self._signed_at > 20:
+            token = self._signer.sign(Caller(subject="bench", role=Role.STUDY_MANAGER),
+                                      audience="allocation")
+            self._header, self._signed_at = {HEADER: token}, time.monotonic()
+        return self._header
+
+
+def time_http(base_url: str, tokens: _Tokens, bodies: list[dict[str, object]],
+              n: int) -> HttpFigures:
+    with httpx.Client(base_url=base_url, timeout=10) as client:
+        def predict(i: int) -> object:
+            response = client.post("/v1/predictions", json=bodies[i % len(bodies)],
+                                   headers=tokens.header())
+            response.raise_for_status()
+            return response
+
+        def health(_i: int) -> object:
+            return client.get("/healthz").raise_for_status()
+
+        f50, f99 = percentiles(time_each(health, n))
+        p50, p99 = percentiles(time_each(predict, n))
+    return HttpFigures(p50, p99, f50, f99, n)
+
+
+@contextmanager
+def served_allocation(protocol_file: Path) -> Iterator[tuple[str, Path]]:
+    """The allocation app under uvicorn on a free port (in a thread of this process), with
+    its own nats-server and a temporary SQLite database; yields (base URL, key folder)."""
+    with tempfile.TemporaryDirectory(prefix="tailor-bench-") as tmp:
+        home = Path(tmp)
+        ensure_keypair(home / "keys")
+        nats = NatsServer(store_dir=home / "nats").start()
+        config = Settings(home=home, nats_url=nats.url, protocol_file=protocol_file,
+                          log_level="warning", log_json=False)
+        app = build_app(SPEC, config=config, own=ServiceSettings(
+            name="allocation", database_url=f"sqlite:///{home / 'allocation.db'}"))
+        port = free_port()
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
+                                               log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+        thread.start()
+        try:
+            deadline = time.monotonic() + 60
+            while not server.started:
+                if not thread.is_alive() or time.monotonic() > deadline:
+                    raise RuntimeError("the allocation service did not start")
+                time.sleep(0.05)
+            yield f"http://127.0.0.1:{port}", home / "keys"
+        finally:
+            server.should_exit = True
+            thread.join(timeout=30)
+            nats.kill()
+
+
+def measure_http(base_url: str | None, records: list[dict[str, str]], *, prefix: str,
+                 protocol_file: Path, keys_dir: Path, n: int) -> HttpFigures:
+    """POST /v1/predictions p50/p99 through real HTTP, beside GET /healthz on the same
+    server. Without `base_url` the service is started here; with it, tokens are signed
+    with the private key in `keys_dir` (the embedded stack's `.tailor/keys`)."""
+    bodies = [prediction_body(r, prefix) for r in records]
+    if base_url:
+        return time_http(base_url, _Tokens(keys_dir), bodies, n)
+    with served_allocation(protocol_file) as (url, keys):
+        return time_http(url, _Tokens(keys), bodies, n)
 
 
 def load(protocol: TrialProtocol) -> tuple[ClusterPredictor, list[dict[str, str]]]:
@@ -81,7 +183,12 @@ def main() -> None:
     parser.add_argument("--protocol", default=str(ROOT / "protocols" / "perpain-pilot.yaml"))
     parser.add_argument("--participants", type=int, default=2000)
     parser.add_argument("--batch", type=int, default=20000)
-    parser.add_argument("--http", default=None, help="base URL of a running allocation service")
+    parser.add_argument("--http", default=None,
+                        help="base URL of a running allocation service (default: start one here)")
+    parser.add_argument("--home", default=".tailor",
+                        help="with --http: state folder whose keys/ sign the study-manager token")
+    parser.add_argument("--http-requests", type=int, default=1000)
+    parser.add_argument("--no-http", action="store_true", help="skip the HTTP figures")
     args = parser.parse_args()
 
     protocol = load_protocol(args.protocol)
@@ -132,15 +239,16 @@ def main() -> None:
     print(f"one by one, with scoring {full_rate:10.0f} predictions/s   "
           f"(scoring alone {score_rate:.0f}/s, ratio {score_rate / full_rate:.1f}x)")
 
-    http = measure_http(args.http, records)
-    if http is None:
-        print("HTTP                     not measured: needs the running service "
-              "(measure_http hook, to be added by the lead)")
-    else:
-        h50, h99 = http
-        print(f"prediction, HTTP         p50 {h50:7.3f} ms   p99 {h99:7.3f} ms   "
-              f"= {h50 / p50:.1f}x in-process")
-
+    if args.no_http:
+        print("HTTP                     not measured (--no-http)")
+        return
+    http = measure_http(args.http, records, prefix=prefix, protocol_file=Path(args.protocol),
+                        keys_dir=Path(args.home) / "keys", n=args.http_requests)
+    print(f"HTTP floor, GET /healthz p50 {http.floor_p50:7.3f} ms   p99 {http.floor_p99:7.3f} ms   "
+          f"(baseline of the HTTP figures; {http.requests} requests each)")
+    print(f"prediction, HTTP         p50 {http.p50:7.3f} ms   p99 {http.p99:7.3f} ms   "
+          f"= {http.p50 / p50:.1f}x in-process, {http.p50 / http.floor_p50:.1f}x the HTTP floor "
+          "(POST /v1/predictions: token check, validation, prediction, audited read)")
 
 if __name__ == "__main__":
     main()

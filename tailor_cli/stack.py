@@ -1,14 +1,19 @@
-"""The embedded local stack: nats-server and every service as its own process.
+"""The embedded local stack: nats-server, the outside world from `sim/` (REDCap emulator,
+SMTP sink, SMS provider) and every service, each as its own process.
 
 Children run in their own sessions so a Ctrl-C reaches only `tailor up`, which then
 stops them in reverse order (SIGTERM, a grace period, SIGKILL) and leaves no orphan.
+Secrets of the embedded stack (REDCap token, DET secret, internal-token keys) are
+generated under `<home>/secrets` and `<home>/keys` with mode 0600 and passed by file.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,28 +22,40 @@ from pathlib import Path
 
 import httpx
 
-from .natsd import NatsServer, free_port
+from services.core.internal_token import ensure_keypair
+
+from .natsd import NatsServer, free_port, wait_for_port
+
+REDCAP_DICTIONARY = Path("protocols/perpain-pilot/redcap")
 
 
 @dataclass
 class Child:
     name: str
     argv: list[str]
-    url: str | None = None  # probed at /readyz when set
+    url: str | None = None  # where it listens, as printed
+    ready: str | None = None  # a URL that answers 200 when ready, or tcp:<port>
     proc: subprocess.Popen[bytes] | None = None
 
 
 def port_for(name: str, preferred: int | None = None) -> int:
     configured = os.environ.get(f"TAILOR_{name.upper()}_PORT")
-    if configured:
+    if configured and configured != "0":
         return int(configured)
     if preferred:
-        import socket
-
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", preferred)) != 0:
                 return preferred
     return free_port()
+
+
+def _secret_file(path: Path, value: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(value)
+    return path
 
 
 @dataclass
@@ -46,14 +63,17 @@ class LocalStack:
     home: Path
     services: list[str]
     protocol_file: Path = Path("protocols/perpain-pilot.yaml")
+    with_sims: bool = True
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     children: list[Child] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
+    redcap: dict[str, str] = field(default_factory=dict)
 
-    def start(self, *, timeout: float = 60.0) -> None:
+    def start(self, *, timeout: float = 90.0) -> None:
         self.home = self.home.resolve()
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        ensure_keypair(self.home / "keys")
         nats_port = int(os.environ.get("TAILOR_NATS_PORT", 0)) or free_port()
         self.nats = NatsServer(store_dir=self.home / "nats", port=nats_port,
                                log_file=self.home / "logs" / "nats-server.log").start()
@@ -64,14 +84,51 @@ class LocalStack:
             "TAILOR_NATS_URL": self.nats.url,
             "TAILOR_PROTOCOL_FILE": str(self.protocol_file.resolve()),
             **{f"TAILOR_{s.upper()}_URL": f"http://127.0.0.1:{p}" for s, p in ports.items()},
-            **self.extra_env,
         }
+        if self.with_sims:
+            self._start_sims(ports.get("gateway"))
+        self.env.update(self.extra_env)
         for name in self.services:
+            url = f"http://127.0.0.1:{ports[name]}"
             self.spawn(Child(name, [sys.executable, "-m", "tailor_cli", "serve", name,
-                                    "--port", str(ports[name])],
-                             url=f"http://127.0.0.1:{ports[name]}"))
+                                    "--port", str(ports[name])], url=url, ready=f"{url}/readyz"))
         self.wait_ready(timeout)
         self._write_state()
+
+    def _start_sims(self, gateway_port: int | None) -> None:
+        token = secrets.token_hex(16).upper()
+        det_secret = secrets.token_urlsafe(24)
+        token_file = _secret_file(self.home / "secrets" / "redcap-token", token)
+        secret_file = _secret_file(self.home / "secrets" / "redcap-det-secret", det_secret)
+        token, det_secret = token_file.read_text(), secret_file.read_text()  # kept across restarts
+        redcap_port = port_for("redcap", 8300)
+        det_url = f"http://127.0.0.1:{gateway_port}/redcap/det?secret={det_secret}"
+        redcap_url = f"http://127.0.0.1:{redcap_port}"
+        project_id = "101"
+        self.spawn(Child("redcap-emulator", [
+            sys.executable, "-m", "sim.redcap", "serve", "--port", str(redcap_port),
+            "--db", str(self.home / "redcap.sqlite"), "--dictionary", str(REDCAP_DICTIONARY.resolve()),
+            "--project-id", project_id, "--token", token, "--det-url", det_url],
+            url=redcap_url, ready=f"{redcap_url}/emulator/health"))
+        smtp_port = port_for("smtp", None)
+        self.spawn(Child("smtp-sink", [
+            sys.executable, "-m", "sim.smtp", "--port", str(smtp_port),
+            "--folder", str(self.home / "mail")], url=f"smtp://127.0.0.1:{smtp_port}",
+            ready=f"tcp:{smtp_port}"))
+        sms_port = port_for("sms", None)
+        self.spawn(Child("sms-provider", [
+            sys.executable, "-m", "sim.sms", "--port", str(sms_port), "--delay-min", "0.1",
+            "--delay-max", "0.5"], url=f"http://127.0.0.1:{sms_port}", ready=f"tcp:{sms_port}"))
+        self.redcap = {"url": redcap_url, "api_url": f"{redcap_url}/api/", "token": token,
+                       "project_id": project_id}
+        self.env.update({
+            "TAILOR_REDCAP_API_URL": f"{redcap_url}/api/",
+            "TAILOR_REDCAP_TOKEN_FILE": str(token_file),
+            "TAILOR_REDCAP_DET_SECRET_FILE": str(secret_file),
+            "TAILOR_NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
+            "TAILOR_NOTIFICATIONS_SMTP_PORT": str(smtp_port),
+            "TAILOR_NOTIFICATIONS_SMS_URL": f"http://127.0.0.1:{sms_port}",
+        })
 
     def spawn(self, child: Child) -> Child:
         log = open(self.home / "logs" / f"{child.name}.log", "ab")
@@ -82,21 +139,34 @@ class LocalStack:
 
     def wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        pending = [c for c in self.children if c.url]
+        pending = [c for c in self.children if c.ready]
         with httpx.Client(timeout=1.0) as client:
             while pending:
                 for child in list(pending):
                     if child.proc and child.proc.poll() is not None:
                         raise RuntimeError(f"{child.name} exited with {child.proc.returncode}; "
                                            f"see {self.home / 'logs' / (child.name + '.log')}")
-                    try:
-                        if client.get(f"{child.url}/readyz").status_code == 200:
-                            pending.remove(child)
-                    except httpx.HTTPError:
-                        pass
+                    if self._is_ready(client, child.ready or ""):
+                        pending.remove(child)
                 if pending and time.monotonic() > deadline:
                     raise TimeoutError(f"not ready after {timeout}s: {[c.name for c in pending]}")
                 time.sleep(0.1)
+
+    @staticmethod
+    def _is_ready(client: httpx.Client, probe: str) -> bool:
+        if probe.startswith("tcp:"):
+            try:
+                wait_for_port(int(probe[4:]), timeout=0.1)
+                return True
+            except TimeoutError:
+                return False
+        try:
+            return client.get(probe).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def url_of(self, name: str) -> str:
+        return next(c.url for c in self.children if c.name == name and c.url)
 
     def dead(self) -> list[str]:
         return [c.name for c in self.children if c.proc and c.proc.poll() is not None]

@@ -222,7 +222,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         requires=Capability.UNBLINDED_VIEW,
     ),
     _rule("GET", "/api/v1/randomization/v1/reports/balance", R.STUDY_MANAGER, R.DSMB, R.MONITOR),
-    # Notifications
+    # Notifications (blinded: the service holds no arm, cluster or module)
     _rule(
         "GET",
         "/api/v1/notifications/v1/schedules/{record}",
@@ -235,8 +235,30 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/claim", R.COORDINATOR, participant_data=True),
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/outcome", R.COORDINATOR, participant_data=True),
     _rule("GET", "/api/v1/notifications/v1/tasks/{task_id}/letter", R.COORDINATOR, participant_data=True),
-    _rule("GET", "/api/v1/notifications/v1/reports/timepoints", R.COORDINATOR, R.STUDY_MANAGER, R.MONITOR),
-    _rule("GET", "/api/v1/notifications/v1/reports/channels", R.COORDINATOR, R.MONITOR, R.OPS),
+    _rule(
+        "POST",
+        "/api/v1/notifications/v1/participants/{record}/opt-out",
+        R.COORDINATOR,
+        participant_data=True,
+        note="the participant wants no more messages on a channel",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/notifications/v1/messages",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.MONITOR,
+        participant_data=True,
+        note="delivery states only, never message text or addresses",
+    ),
+    _rule("GET", "/api/v1/notifications/v1/reports/retention", R.COORDINATOR, R.STUDY_MANAGER, R.MONITOR),
+    _rule(
+        "POST",
+        "/api/v1/notifications/v1/sms/callbacks",
+        credential=Credential.NONE,
+        note="SMS provider delivery status: no bearer token; the service verifies the "
+        "provider's HMAC signature and timestamp (X-Signature) and applies each callback once",
+    ),
     # Safety
     _rule(
         "POST",

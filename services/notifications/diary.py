@@ -13,7 +13,7 @@ from sqlmodel import Session
 
 from services.core import audit
 
-from . import contacts
+from . import contacts, repository
 from .domain import DiaryParticipant, diary_prompts, local_day
 from .models import Message, Participant
 from .runtime import Runtime
@@ -50,3 +50,18 @@ def extend_diary(session: Session, rt: Runtime, participant: Participant, now: d
                  after={"from_day": start, "days": end - start, "prompts": len(batch),
                         "skipped_days": skipped})
     return len(batch)
+
+
+def mark_answered(session: Session, rt: Runtime, record: str, *,
+                  correlation_id: str | None = None) -> str | None:
+    """A diary answer arrived: the open prompt it answers (None if none is open)."""
+    now = rt.now()
+    prompt = repository.answerable_prompt(session, record, now)
+    if prompt is None:
+        return None
+    prompt.answered_at = now
+    session.add(prompt)
+    audit.append(session, actor="service:notifications", role="system",
+                 action="diary.prompt_answered", entity_type="message", entity_id=prompt.key,
+                 record=record, after={"answered_at": now}, correlation_id=correlation_id)
+    return prompt.key

@@ -99,6 +99,7 @@ class Message(SQLModel, table=True):
     lease_until: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     sent_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     delivered_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
+    answered_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))  # diary
     finished_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     provider_ref: str | None = Field(default=None, index=True)
     error: str | None = None

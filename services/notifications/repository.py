@@ -183,3 +183,12 @@ def open_tasks_for(session: Session, keys: Collection[str]) -> list[StaffTask]:
         return []
     return list(session.exec(select(StaffTask).where(
         col(StaffTask.message_key).in_(list(keys)), col(StaffTask.state).in_(OPEN_TASK))))
+
+
+def answerable_prompt(session: Session, record: str, now: datetime) -> Message | None:
+    """The participant's latest prompt that went out and is still open."""
+    return session.exec(select(Message).where(
+        Message.record == record, Message.kind == "diary_prompt",
+        col(Message.state).in_(LEFT_US), col(Message.answered_at).is_(None),
+        Message.due_at <= now, col(Message.expires_at) > now)
+        .order_by(col(Message.due_at).desc())).first()

@@ -27,7 +27,7 @@ from services.core.events import (
 )
 
 from . import contacts, repository
-from .diary import extend_diary
+from .diary import extend_diary, mark_answered
 from .dispatch.metrics import count_outcome
 from .domain import CancelReason, local_day, plan_reminders, schedule_timepoints
 from .models import FormStatus, Message, Participant, TimepointRow
@@ -115,6 +115,9 @@ def record_form_saved(session: Session, rt: Runtime, *, saved: FormSaved,
                        correlation_id=correlation_id)
     if _store_form_statuses(session, rt, record, event_name, saved.fields, correlation_id):
         refresh_completion(session, rt, record, correlation_id=correlation_id)
+    answer_form = rt.protocol.diary.answer_form
+    if answer_form and saved.instrument == answer_form and saved.complete_status == 2:
+        mark_answered(session, rt, record, correlation_id=correlation_id)
     if saved.fields.get(redcap.fields.withdrawn) == "1":
         withdraw(session, rt, record=record, correlation_id=correlation_id)
 

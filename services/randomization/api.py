@@ -74,8 +74,9 @@ def _list_view(session: Session, ctx: Context, lst: RandomizationList,
     strata = [StratumSlotsRead(stratum=s.stratum, ref=s.ref, slots=s.slots, used=s.used,
                                free=s.free, running_low=s.free < threshold)
               for s in reports.strata_of(session, ctx, lst)]
-    return ListRead.model_validate({**lst.model_dump(), "low_slots_threshold": threshold,
-                                    "strata": strata})
+    fields = {name: getattr(lst, name) for name in ListSummary.model_fields}
+    return ListRead(**fields, created_by=lst.created_by, low_slots_threshold=threshold,
+                    strata=strata)
 
 
 @router.get("/lists", response_model=list[ListRead] | list[ListSummary], tags=["lists"])

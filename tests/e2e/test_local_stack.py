@@ -43,8 +43,9 @@ def test_tailor_up_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         pids = state["pids"]
         assert {"nats-server", "gateway", "allocation", "randomization"} <= set(pids)
         assert all(_alive(pid) for pid in pids.values())
-        for name, url in state["urls"].items():
-            assert httpx.get(f"{url}/readyz", timeout=5).status_code == 200, name
+        assert {"redcap-emulator", "smtp-sink", "sms-provider"} <= set(pids)
+        for name in ("gateway", "allocation", "randomization", "notifications", "safety"):
+            assert httpx.get(f"{state['urls'][name]}/readyz", timeout=5).status_code == 200, name
     finally:
         proc.send_signal(signal.SIGINT)
         rest, _ = proc.communicate(timeout=60)

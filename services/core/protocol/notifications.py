@@ -109,6 +109,11 @@ class DiaryPolicy(Strict):
     days: int = Field(gt=0)
     channel: Channel = "sms"
     prompt_link: str = Field(description="URL of a prompt's questions, with {token}")
+    answer_form: str | None = Field(
+        default=None,
+        description="REDCap instrument that records a diary answer; a complete save marks "
+                    "the participant's open prompt answered (adherence). None: answers are "
+                    "not reported back to Tailor")
 
     @field_validator("prompt_link")
     @classmethod

@@ -93,9 +93,10 @@ class SafetyNotices:
     def __init__(self, protocol: TrialProtocol) -> None:
         self._protocol = protocol
         self._guard = ContentGuard.from_protocol(protocol)
-        self._env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES),
-                                       undefined=jinja2.StrictUndefined, autoescape=False,
-                                       trim_blocks=True, lstrip_blocks=True)
+        self._env = jinja2.Environment(  # plain text: escaping would corrupt it
+            loader=jinja2.FileSystemLoader(TEMPLATES), undefined=jinja2.StrictUndefined,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+            trim_blocks=True, lstrip_blocks=True)
 
     def render(self, msg: Message) -> Outgoing:
         facts = json.loads(msg.facts or "{}")

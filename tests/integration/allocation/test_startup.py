@@ -50,7 +50,7 @@ async def test_start_up_is_refused_for_a_tampered_artifact(
     data = bytearray(copy.read_bytes())
     data[len(data) // 2] ^= 0x01
     copy.write_bytes(bytes(data))
-    with pytest.raises(StartupRefused, match="allocation.model.sha256"):
+    with pytest.raises(StartupRefused, match=r"allocation\.model\.sha256"):
         await start(tmp_path, nats_server.url, protocol_with_model(tmp_path, path=str(copy)))
 
 

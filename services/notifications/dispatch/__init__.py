@@ -1,0 +1,1 @@
+"""Dispatch: channel adapters, claim/send/record steps, the background loops."""

@@ -1,0 +1,168 @@
+"""Background jobs of the notifications service (ServiceSpec.background).
+
+`dispatcher`: settles expired claims, picks due messages, claims each one in the
+database before any side effect, sends it and records the outcome. Several sends run at
+once (bounded); a graceful stop lets in-flight sends finish.
+`housekeeping`: extends diary prompts ahead in batches and refreshes the gauges.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import timedelta
+
+import aiosmtplib
+import structlog
+from sqlmodel import Session, select
+
+from services.core.db import unit_of_work
+from services.core.runner import Kernel
+
+from .. import repository
+from ..diary import extend_diary
+from ..models import Message
+from ..runtime import Runtime, runtime_for
+from . import steps
+from .channels import EmailChannel, SmsChannel
+from .metrics import BACKLOG, DIARY_ADHERENCE, DIARY_SENT
+
+log = structlog.get_logger(__name__)
+
+
+class Dispatcher:
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.engine = rt.kernel.engine
+        contact = rt.protocol.reminders.messages.contact.email
+        self.email = EmailChannel(rt.settings, rt.settings.mail_from or contact)
+        self.sms = SmsChannel(rt.settings)
+        self.inflight: set[str] = set()
+        self._slots = asyncio.Semaphore(max(1, rt.settings.dispatch_concurrency))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            while not stop.is_set():
+                try:
+                    busy = await self.run_once()
+                except Exception as exc:  # database busy or gone: try again at the next poll
+                    log.warning("dispatch.round_failed", error=repr(exc))
+                    busy = False
+                if not busy:
+                    await self._idle(stop)
+        finally:
+            await self.email.close()
+            await self.sms.close()
+
+    async def _idle(self, stop: asyncio.Event) -> None:
+        self.rt.wake_event.clear()
+        waiters = {asyncio.ensure_future(self.rt.wake_event.wait()),
+                   asyncio.ensure_future(stop.wait())}
+        await asyncio.wait(waiters, timeout=self.rt.settings.dispatch_poll_seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+        for w in waiters:
+            w.cancel()
+
+    async def run_once(self) -> bool:
+        """One round; True when the batch was full (more may be due at once)."""
+        batch = self.rt.settings.dispatch_batch
+        await asyncio.to_thread(steps.recover, self.engine, self.rt, set(self.inflight))
+        keys = await asyncio.to_thread(steps.due, self.engine, self.rt, batch, set(self.inflight))
+        if keys:
+            await asyncio.gather(*(self._guarded(k) for k in keys))
+        return len(keys) >= batch
+
+    async def _guarded(self, key: str) -> None:
+        async with self._slots:
+            self.inflight.add(key)
+            try:
+                await self.dispatch(key)
+            except Exception as exc:
+                log.warning("dispatch.message_failed", key=key, error=repr(exc))
+            finally:
+                self.inflight.discard(key)
+
+    async def dispatch(self, key: str) -> None:
+        """Claim, send, record. A crash after the claim leaves a lease to `steps.recover`."""
+        channel = await asyncio.to_thread(self._channel_of, key)
+        conn: aiosmtplib.SMTP | None = None
+        if channel == "email":  # connect first: the claim-to-send window stays short
+            conn = await self.email.acquire()
+        try:
+            claimed = await asyncio.to_thread(steps.claim, self.engine, self.rt, key)
+            if claimed is None:
+                return
+            limit = self.rt.settings.lease_seconds / 2  # always settled before the lease ends
+            try:
+                async with asyncio.timeout(limit):
+                    if channel == "email":  # a failed send closes the connection
+                        receipt, conn = await self.email.send(claimed.outgoing, conn)
+                    else:
+                        receipt = await self.sms.send(claimed.outgoing)
+            except Exception as exc:
+                await asyncio.to_thread(steps.record_failure, self.engine, self.rt, key,
+                                        claimed, exc)
+                return
+            await asyncio.to_thread(steps.record_sent, self.engine, self.rt, key, claimed,
+                                    receipt)
+        finally:
+            if channel == "email":
+                self.email.release(conn)
+
+    def _channel_of(self, key: str) -> str | None:
+        with Session(self.engine) as session:
+            return session.exec(select(Message.channel).where(Message.key == key)).first()
+
+
+async def dispatcher(kernel: Kernel) -> None:
+    await Dispatcher(runtime_for(kernel)).run(kernel.stop)
+
+
+# ── housekeeping: diary batches and gauges ─────────────────────────────────────────
+def extend_diaries(rt: Runtime) -> int:
+    created = 0
+    with Session(rt.kernel.engine) as session:
+        records = [p.record for p in repository.diary_participants(
+            session, rt.protocol.diary.days)]
+    for record in records:
+        with unit_of_work(rt.kernel.engine) as session:
+            participant = repository.participant(session, record)
+            if participant is not None:
+                created += extend_diary(session, rt, participant, rt.now())
+    if created:
+        rt.wake()
+    return created
+
+
+def refresh_gauges(rt: Runtime) -> None:
+    now = rt.now()
+    with Session(rt.kernel.engine) as session:
+        BACKLOG.set(repository.backlog(session, now))
+        prompts = repository.recent_prompts(session, now - timedelta(days=7), now)
+    due = [p for p in prompts if p.state != "scheduled"]
+    sent = [p for p in due if p.state in repository.LEFT_US]
+    answered = [p for p in sent if p.answered_at is not None
+                and (p.expires_at is None or p.answered_at < p.expires_at)]
+    DIARY_SENT.set(len(sent) / len(due) if due else 0.0)
+    DIARY_ADHERENCE.set(len(answered) / len(sent) if sent else 0.0)
+
+
+async def housekeeping(kernel: Kernel) -> None:
+    rt = runtime_for(kernel)
+    last_diary = last_gauges = float("-inf")
+    while not kernel.stop.is_set():
+        clock = time.monotonic()
+        try:
+            if clock - last_diary >= rt.settings.diary_interval_seconds:
+                await asyncio.to_thread(extend_diaries, rt)
+                last_diary = clock
+            if clock - last_gauges >= rt.settings.gauge_interval_seconds:
+                await asyncio.to_thread(refresh_gauges, rt)
+                last_gauges = clock
+        except Exception as exc:
+            log.warning("notifications.housekeeping_failed", error=repr(exc))
+        pause = min(rt.settings.diary_interval_seconds, rt.settings.gauge_interval_seconds)
+        try:
+            await asyncio.wait_for(kernel.stop.wait(), pause)
+        except TimeoutError:
+            pass

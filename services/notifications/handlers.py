@@ -1,0 +1,44 @@
+"""Bus consumers: parse the event, call the use case. Each runs in one transaction with
+its inbox record (a redelivered event has no second effect)."""
+
+from __future__ import annotations
+
+from sqlmodel import Session
+
+from services.core.consumers import Consumer
+from services.core.events import (
+    Allocated,
+    Envelope,
+    FormSaved,
+    SafetyObligationEscalated,
+    SafetyObligationOpened,
+)
+
+from . import service
+from .runtime import runtime_of
+
+
+def on_allocated(session: Session, env: Envelope) -> None:
+    service.schedule_participant(session, runtime_of(session), allocated=env.payload(Allocated),
+                                 correlation_id=env.correlation_id)
+
+
+def on_form_saved(session: Session, env: Envelope) -> None:
+    service.record_form_saved(session, runtime_of(session), saved=env.payload(FormSaved),
+                              correlation_id=env.correlation_id)
+
+
+def on_safety_obligation(session: Session, env: Envelope) -> None:
+    kind = (SafetyObligationEscalated if env.subject == SafetyObligationEscalated.subject
+            else SafetyObligationOpened)
+    service.notify_safety(session, runtime_of(session), obligation=env.payload(kind),
+                          correlation_id=env.correlation_id)
+
+
+CONSUMERS = [
+    Consumer("notifications-allocated", (Allocated.subject,), on_allocated),
+    Consumer("notifications-form-saved", (FormSaved.subject,), on_form_saved),
+    Consumer("notifications-safety",
+             (SafetyObligationOpened.subject, SafetyObligationEscalated.subject),
+             on_safety_obligation),
+]

@@ -1,0 +1,97 @@
+"""A synthetic PerPAIN cohort for the demo and the end-to-end tests: screened participants
+and, for each, the forms site staff enter in REDCap, in order, with the values they type.
+
+MPI-D answers come from the protocol's synthetic reference (published centroids and
+spreads); everything else is drawn plausibly. Labelled synthetic: no real person is here.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Literal
+
+from services.allocation.domain.synthetic import synthesize_reference
+from services.core.protocol import TrialProtocol
+
+Story = Literal["allocate", "ineligible", "unscorable", "withdrawn"]
+INTERFERENCE_ITEMS = ("1_2", "1_3", "1_4", "1_8")  # blanking these makes interference unscorable
+PANAS = ("interested distressed excited upset strong guilty scared hostile enthusiastic proud "
+         "irritable alert ashamed inspired nervous determined attentive jittery active afraid").split()
+
+
+@dataclass
+class Participant:
+    record: str
+    story: Story
+    forms: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    @property
+    def expects_allocation(self) -> bool:
+        return self.story == "allocate"
+
+
+def _mpid(row: dict[str, object], prefix: str) -> dict[str, str]:
+    return {k: str(v) for k, v in row.items() if k.startswith(prefix) and v is not None}
+
+
+def make_cohort(protocol: TrialProtocol, *, eligible: int = 105, ineligible: int = 12,
+                seed: int = 7, unscorable: int = 1, withdrawn: int = 1) -> list[Participant]:
+    """`eligible` participants complete the baseline (of whom `unscorable` have an MPI-D
+    that cannot be scored and `withdrawn` withdraw before allocation); `ineligible` are
+    screened out. Records are numbered in screening order."""
+    rng = random.Random(seed)
+    a, fields = protocol.allocation, protocol.redcap.fields
+    prefix = fields.mpid_item_prefix
+    rows = synthesize_reference(a.synthetic_reference, a.reference_norms, seed=seed,
+                                size=eligible, item_prefix=prefix)
+    stories: list[Story] = (["unscorable"] * unscorable + ["withdrawn"] * withdrawn
+                            + ["allocate"] * (eligible - unscorable - withdrawn))
+    rng.shuffle(stories)
+    screened: list[tuple[Story, dict[str, object] | None]] = [
+        *zip(stories, rows, strict=True), *[("ineligible", None)] * ineligible]
+    rng.shuffle(screened)
+    sex_code = {v: k for k, v in protocol.redcap.sex_codes.items()}
+    cohort = []
+    for n, (story, row) in enumerate(screened, start=1):
+        record = f"{1000 + n}"
+        p = Participant(record, story)
+        p.forms.append(("screening", _screening(rng, story != "ineligible")))
+        if story == "ineligible":
+            cohort.append(p)
+            continue
+        assert row is not None
+        p.forms.append(("consent", _consent(rng, n, fields)))
+        p.forms.append(("demographics", {fields.age: str(row["age"]),
+                                         fields.sex: sex_code[int(row["sex"])]}))  # type: ignore[call-overload]
+        mpid = _mpid(row, prefix)
+        if story == "unscorable":
+            for item in INTERFERENCE_ITEMS:
+                mpid.pop(f"{prefix}{item}", None)
+        if story == "withdrawn":
+            p.forms.append(("withdrawal", {fields.withdrawn: "1", "wd_date": date.today().isoformat(),
+                                           "wd_reason": "1", "wd_preventable": "0"}))
+        p.forms.append(("mpid", mpid))
+        p.forms.append(("hads", {f"hads_{i}": str(rng.randint(0, 3)) for i in range(1, 15)}))
+        p.forms.append(("panas", {f"panas_{w}": str(rng.randint(1, 5)) for w in PANAS}))
+        p.forms.append(("odi", {f"odi_{i}": str(rng.randint(0, 5)) for i in range(1, 11)}))
+        cohort.append(p)
+    return cohort
+
+
+def _screening(rng: random.Random, eligible: bool) -> dict[str, str]:
+    values = {"scr_date": date.today().isoformat(), "scr_diagnosis": rng.choice("134"),
+              "scr_pain_months": str(rng.randint(6, 240)), "scr_pain_intensity": str(rng.randint(3, 9)),
+              "scr_mobile_ok": "1", "scr_eligible": "1" if eligible else "0"}
+    if not eligible:
+        values["scr_ineligible_reason"] = "pain duration or intensity below the inclusion criteria"
+    return values
+
+
+def _consent(rng: random.Random, n: int, fields: object) -> dict[str, str]:
+    language = rng.choice(["de", "de", "de", "en"])
+    return {"cons_given": "1", "cons_date": date.today().isoformat(),
+            "cons_email": f"participant{n}@example.org", "cons_mobile": f"+49151{n:07d}",
+            "cons_address": f"Teststraße {n}\n10115 Berlin", "cons_language": language,
+            "cons_timezone": "Europe/Berlin"}

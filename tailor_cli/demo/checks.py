@@ -1,0 +1,78 @@
+"""What the demo verifies before it may exit 0 (pure functions over what it collected)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from services.core.protocol import TrialProtocol
+from sim.cohort import Participant
+
+
+@dataclass
+class Verdict:
+    passed: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+
+    def check(self, ok: bool, what: str) -> None:
+        (self.passed if ok else self.failed).append(what)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+def check_allocations(verdict: Verdict, cohort: list[Participant], in_redcap: dict[str, dict[str, str]],
+                      unblinded: list[dict], fields: tuple[str, str]) -> None:
+    expected = {p.record for p in cohort if p.expects_allocation}
+    number_field, module_field = fields
+    verdict.check(set(in_redcap) == expected,
+                  f"every eligible participant ({len(expected)}) has an allocation in REDCap and "
+                  f"nobody else has one ({len(set(in_redcap) - expected)} unexpected, "
+                  f"{len(expected - set(in_redcap))} missing)")
+    by_record = Counter(a["record"] for a in unblinded)
+    verdict.check(all(n == 1 for n in by_record.values()) and set(by_record) == expected,
+                  "the randomization service holds exactly one allocation per participant")
+    service_view = {a["record"]: a for a in unblinded}
+    mismatched = [r for r, row in in_redcap.items()
+                  if r not in service_view or service_view[r]["module"] != row[module_field]]
+    verdict.check(not mismatched, f"REDCap's module matches the randomization service for every "
+                                  f"participant ({len(mismatched)} mismatches)")
+    numbers = [row[number_field] for row in in_redcap.values()]
+    verdict.check(len(numbers) == len(set(numbers)), "allocation numbers are unique")
+    skipped = {p.story for p in cohort if not p.expects_allocation and p.record in in_redcap}
+    verdict.check(not skipped, "no allocation for the ineligible, the unscorable baseline or the "
+                               "withdrawn participant")
+
+
+def design_table(protocol: TrialProtocol, unblinded: list[dict]) -> list[tuple[str, str, str, int]]:
+    """(cluster, arm, module, count), in protocol order."""
+    counts = Counter((a["cluster"], a["arm"], a["module"]) for a in unblinded if not a.get("pilot"))
+    return [(c.key, arm.key, m, counts[(c.key, arm.key, m)])
+            for c in protocol.clusters for arm in protocol.arms for m in protocol.module_keys
+            if counts[(c.key, arm.key, m)]]
+
+
+def check_design(verdict: Verdict, protocol: TrialProtocol, unblinded: list[dict]) -> None:
+    """Permuted blocks keep each stratum within half a block of the 2:1:1 ratio at all times."""
+    w = protocol.randomization.module_weights
+    unit = w.matching + w.non_matching * (len(protocol.modules) - 1)
+    slack = max(protocol.randomization.block_lengths) / 2
+    for cluster in protocol.clusters:
+        rows = [a for a in unblinded if a["cluster"] == cluster.key and not a.get("pilot")]
+        n = len(rows)
+        for module in protocol.module_keys:
+            weight = w.matching if module == cluster.matching_module else w.non_matching
+            got = sum(1 for a in rows if a["module"] == module)
+            target = n * weight / unit
+            verdict.check(abs(got - target) <= slack,
+                          f"{cluster.key} → {module}: {got} of {n} (design {target:.1f} ± {slack:.0f})")
+        arm_ok = all(a["arm"] == (protocol.randomization.arm_of.matching
+                                  if a["module"] == cluster.matching_module
+                                  else protocol.randomization.arm_of.non_matching) for a in rows)
+        verdict.check(arm_ok, f"{cluster.key}: arm follows the module (matching = personalized)")
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]

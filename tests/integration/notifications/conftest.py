@@ -1,0 +1,195 @@
+"""Fixtures: the notifications service with a real SMTP sink, the SMS provider simulator,
+a real nats-server and database, and a clock the test moves."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request, Response
+
+from services.core.bus import Bus
+from services.core.events import Allocated, Envelope, Event, FormSaved
+from services.notifications.app import SPEC
+from services.notifications.runtime import Runtime, runtime_for
+from sim.smtp import SmtpSink
+from sim.sms import SmsConfig, SmsProvider, create_app, serving
+from tailor_cli.natsd import NatsServer
+from tests.support.harness import RunningService, eventually, running_service
+
+SMS_SECRET = "test-sms-secret"  # noqa: S105
+# Monday 6 January 2025, 09:00 UTC (10:00 in Berlin).
+T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
+
+
+class Clock:
+    """Moves with real time from wherever the test put it (so retry backoff still elapses)."""
+
+    def __init__(self, start: datetime) -> None:
+        self.set(start)
+
+    def set(self, at: datetime) -> None:
+        self._offset = at - datetime.now(UTC)
+
+    def advance(self, **delta: float) -> None:
+        self._offset += timedelta(**delta)
+
+    def __call__(self) -> datetime:
+        return datetime.now(UTC) + self._offset
+
+
+@dataclass
+class Stack:
+    """One notifications service and the outside world around it."""
+
+    tmp: Path
+    nats: NatsServer
+    database_url: str
+    sink: SmtpSink
+    provider: SmsProvider
+    clock: Clock
+    bus: Bus
+    services: list[RunningService] = field(default_factory=list)
+
+    @property
+    def svc(self) -> RunningService:
+        return self.services[-1]
+
+    @property
+    def rt(self) -> Runtime:
+        return runtime_for(self.svc.kernel)
+
+    def start(self) -> AbstractAsyncContextManager[RunningService]:
+        @asynccontextmanager
+        async def run() -> AsyncIterator[RunningService]:
+            async with running_service(SPEC, home=self.tmp, nats_url=self.nats.url,
+                                       database_url=self.database_url) as svc:
+                svc.kernel.extras["now"] = self.clock
+                self.services.append(svc)
+                try:
+                    yield svc
+                finally:
+                    self.services.remove(svc)
+        return run()
+
+    def move_to(self, at: datetime) -> None:
+        self.clock.set(at)
+        for svc in self.services:
+            runtime_for(svc.kernel).wake()
+
+    async def publish(self, event: Event, *, record: str, event_id: str | None = None,
+                      msg_id: str | None = None) -> Envelope:
+        env = Envelope(subject=event.subject, producer="test", record=record,
+                       data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
+        await self.bus.publish(env.subject, env.model_dump_json().encode(), msg_id=msg_id or env.id)
+        return env
+
+    async def allocate(self, record: str, *, module: str = "PERT",
+                       at: datetime = T0) -> Envelope:
+        return await self.publish(Allocated(record=record, allocation_number=f"A-{record}",
+                                            module=module, allocated_at=at), record=record)
+
+    async def save(self, record: str, event: str, instrument: str, fields: dict[str, str],
+                   complete: int = 2) -> Envelope:
+        return await self.publish(FormSaved(
+            project_id=101, record=record, event=f"{event}_arm_1", instrument=instrument,
+            complete_status=complete, fields=fields, trigger="det"), record=record)
+
+    async def save_contact(self, record: str, **overrides: str) -> Envelope:
+        fields = contact_fields(record) | overrides
+        return await self.save(record, "t0_baseline", "consent", fields)
+
+    async def scheduled(self, record: str) -> dict[str, Any]:
+        async def ready() -> bool:
+            r = await self.svc.client.get(f"/v1/schedules/{record}",
+                                          headers=self.svc.as_role("coordinator"))
+            return r.status_code == 200
+        await eventually(ready)
+        r = await self.svc.client.get(f"/v1/schedules/{record}",
+                                      headers=self.svc.as_role("coordinator"))
+        return r.json()  # type: ignore[no-any-return]
+
+    async def messages(self, record: str) -> list[dict[str, Any]]:
+        r = await self.svc.client.get("/v1/messages", params={"record": record},
+                                      headers=self.svc.as_role("coordinator"))
+        assert r.status_code == 200, r.text
+        return r.json()  # type: ignore[no-any-return]
+
+
+def contact_fields(record: str, *, language: str = "en", zone: str = "Europe/Berlin",
+                   ) -> dict[str, str]:
+    n = sum(map(ord, record)) % 1000
+    return {
+        "record_id": record, "cons_given": "1", "cons_email": f"{record}@participant.example",
+        "cons_mobile": f"+49 151 1000{n:04d}", "cons_address": f"P. {record}\nHauptstraße 5\n10115 Berlin",
+        "cons_language": language, "cons_timezone": zone,
+        "cons_optout___email": "0", "cons_optout___sms": "0", "cons_optout___phone": "0",
+        "cons_optout___letter": "0", "consent_complete": "2",
+    }
+
+
+def forwarder(target: Callable[[], RunningService]) -> FastAPI:
+    """A real HTTP endpoint for the SMS simulator's callbacks, handed to the in-process
+    service (which has no socket of its own in these tests)."""
+    app = FastAPI()
+
+    @app.post("/callbacks/sms")
+    async def forward(request: Request) -> Response:
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower().startswith("x-signature") or k.lower() == "content-type"}
+        r = await target().client.post("/v1/sms/callbacks", content=await request.body(),
+                                       headers=headers)
+        return Response(r.content, status_code=r.status_code)
+
+    return app
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch,
+                request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
+    database_url = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'notifications.db'}"
+    sink = SmtpSink()
+    holder: list[Stack] = []
+    async with sink.serving(), serving(forwarder(lambda: holder[0].svc)) as callback_base:
+        provider = SmsProvider(SmsConfig(seed=3, delay=(0.01, 0.03), secret=SMS_SECRET.encode(),
+                                         callback_url=f"{callback_base}/callbacks/sms"))
+        async with serving(create_app(provider)) as sms_url:
+            for name, value in {
+                "SMTP_PORT": str(sink.port), "SMS_URL": sms_url,
+                "SMS_CALLBACK_SECRET": SMS_SECRET, "DISPATCH_POLL_SECONDS": "0.05",
+                "RETRY_BASE_SECONDS": "0.05", "RETRY_CAP_SECONDS": "0.2",
+                "MAX_RETRIES": "3", "DIARY_INTERVAL_SECONDS": "0.1",
+                "GAUGE_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "60",
+            }.items():
+                monkeypatch.setenv(f"TAILOR_NOTIFICATIONS_{name}", value)
+            bus = Bus(nats_server.url, "test-publisher")
+            await bus.connect(attempts=20)
+            await bus.ensure_streams()
+            st = Stack(tmp_path, nats_server, database_url, sink, provider, Clock(T0), bus)
+            holder.append(st)
+            try:
+                yield st
+            finally:
+                await bus.close()
+
+
+async def dlq_messages(bus: Bus, subject: str = "trial.dlq.notifications") -> list[bytes]:
+    assert bus.js is not None
+    sub = await bus.js.pull_subscribe(subject, stream="TRIAL_DLQ")
+    try:
+        msgs = await sub.fetch(100, timeout=1)
+    except Exception:
+        return []
+    finally:
+        await sub.unsubscribe()
+    return [m.data for m in msgs]
+
+
+def http() -> httpx.AsyncClient:
+    return httpx.AsyncClient(timeout=5)

@@ -1,0 +1,269 @@
+"""Lists through the API: generate, seal, commitment, import validation, extension, unsealing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlmodel import Session, col, select
+
+from services.core import audit
+from services.randomization.domain import (
+    ListCommitment,
+    OpenedSlot,
+    SealedSlot,
+    SealError,
+    Slot,
+    generate_list,
+    seal_batch,
+    unseal_slot,
+    verify_list,
+)
+from services.randomization.keys import ListKey
+from services.randomization.models import RandomizationList, SealedSlotRow
+from services.randomization.service import design_from_snapshot
+from tests.support.harness import RunningService
+
+from .support import Tap, sealed_list
+
+STAT = "statistician"
+
+
+def _audit(svc: RunningService, action: str) -> list[audit.AuditEntry]:
+    with Session(svc.kernel.engine) as session:
+        return list(session.exec(select(audit.AuditEntry).where(col(audit.AuditEntry.action) == action)))
+
+
+async def test_generated_list_is_sealed_and_its_commitment_exported(svc: RunningService) -> None:
+    made = await svc.client.post("/v1/lists", json={}, headers=svc.as_role(STAT))
+    assert made.status_code == 201, made.text
+    body = made.json()
+    assert body["status"] == "generated" and body["source"] == "generated"
+    assert [s["stratum"] for s in body["strata"]] == ["AC", "DYS", "ID"]
+    assert all(s["slots"] >= 105 and s["used"] == 0 for s in body["strata"])
+    list_id = body["id"]
+
+    early = await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role("monitor"))
+    assert early.status_code == 409  # a draft has no published commitment
+
+    sealed = await svc.client.post(f"/v1/lists/{list_id}/seal", headers=svc.as_role(STAT))
+    assert sealed.status_code == 200, sealed.text
+    exported = await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role("monitor"))
+    assert exported.status_code == 200
+    statement, digest = exported.json()["statement"], exported.json()["digest"]
+    assert ListCommitment.from_statement(statement).digest() == digest == sealed.json()["digest"]
+    assert sum(b["size"] for b in statement["batches"]) == sum(s["slots"] for s in body["strata"])
+
+    [entry] = _audit(svc, "list.sealed")
+    assert json.loads(entry.after)["commitment_digest"] == digest
+    verify = await svc.client.get("/v1/audit/verify", headers=svc.as_role("monitor"))
+    assert verify.json()["ok"] is True
+
+    again = await svc.client.post(f"/v1/lists/{list_id}/seal", headers=svc.as_role(STAT))
+    assert again.status_code == 409
+    other = (await svc.client.post("/v1/lists", json={"slots_per_stratum": 8},
+                                   headers=svc.as_role(STAT))).json()["id"]
+    second = await svc.client.post(f"/v1/lists/{other}/seal", headers=svc.as_role(STAT))
+    assert second.status_code == 409 and "one list allocates" in second.json()["detail"]
+
+
+async def test_monitor_sees_lists_without_per_stratum_counts(sqlite_svc: RunningService) -> None:
+    svc = sqlite_svc
+    await sealed_list(svc, 8)
+    stat = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()
+    monitor = (await svc.client.get("/v1/lists", headers=svc.as_role("monitor"))).json()
+    assert "strata" in stat[0] and "strata" not in monitor[0]
+    assert (await svc.client.get("/v1/lists", headers=svc.as_role("coordinator"))).status_code == 403
+    assert (await svc.client.post("/v1/lists", json={}, headers=svc.as_role("monitor"))).status_code == 403
+
+
+def test_sealed_slots_are_unreadable_in_the_database_without_the_key(
+        tmp_path, list_key: ListKey, protocol) -> None:
+    """Pure storage check: what sealing writes holds no module, arm or stratum in the clear."""
+    from services.randomization.domain import design_from_protocol
+
+    design = design_from_protocol(protocol)
+    slots = generate_list(design, b"\x01" * 32, 24)
+    sealed = seal_batch(slots, key=list_key.material, list_id="L1")
+    words = [w.encode() for w in (*design.modules, *design.arms, *design.stratum_keys)]
+    for row in sealed.slots:
+        assert not any(w in row.ciphertext for w in words)
+        with pytest.raises(SealError):
+            unseal_slot(row, key=bytes(32), list_id="L1")
+    assert len({len(r.ciphertext) for r in sealed.slots}) == 1  # length does not unblind
+
+
+def _csv(slots) -> str:
+    lines = ["stratum,seq,block,block_length,module,arm"]
+    lines += [",".join(map(str, s)) for s in slots]
+    return "\n".join(lines) + "\n"
+
+
+async def test_import_reports_every_defect_with_row_and_column(sqlite_svc: RunningService,
+                                                                protocol) -> None:
+    from services.randomization.domain import design_from_protocol
+
+    svc = sqlite_svc
+    design = design_from_protocol(protocol)
+    slots = generate_list(design, b"\x02" * 32, 12)
+    rows = {(s.stratum, s.seq): i + 2 for i, s in enumerate(slots)}  # header is row 1
+    defects = list(slots)
+    i = rows[("AC", 2)] - 2
+    defects[i] = defects[i]._replace(module="YOGA")  # unknown module
+    i = rows[("AC", 4)] - 2
+    wrong_arm = next(a for a in design.arms if a != defects[i].arm)
+    defects[i] = defects[i]._replace(arm=wrong_arm)  # arm does not follow the module
+    i = rows[("ID", 1)] - 2
+    other = next(m for m in design.modules if m != defects[i].module)
+    defects[i] = defects[i]._replace(module=other, arm=design.stratum("ID").arm_of(other))  # ratio
+    del defects[rows[("DYS", 3)] - 2]  # gap: the rows after it keep their numbers only before
+
+    response = await svc.client.post("/v1/lists/import", content=_csv(defects).encode(),
+                                     headers={**svc.as_role(STAT), "content-type": "text/csv"})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+    errors = response.json()["errors"]
+    found = {(e["row"], e["column"]) for e in errors}
+    assert (rows[("AC", 2)], "module") in found
+    assert (rows[("AC", 4)], "arm") in found
+    assert any(e["column"] == "seq" and "DYS: seq 3 missing" in e["message"] for e in errors)
+    assert any(e["column"] == "module" and "stratum ID block 1" in e["message"] for e in errors)
+    assert len(errors) == 4
+    assert (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json() == []
+
+    bad_bytes = await svc.client.post("/v1/lists/import", content=b"\xff\xfe\x00",
+                                      headers=svc.as_role(STAT))
+    assert bad_bytes.status_code == 422 and bad_bytes.json()["field"] == "body"
+
+    good = await svc.client.post("/v1/lists/import", content=_csv(slots).encode(),
+                                 headers={**svc.as_role(STAT), "content-type": "text/csv"})
+    assert good.status_code == 201, good.text
+    assert good.json()["source"] == "imported"
+    assert [s["slots"] for s in good.json()["strata"]] == [
+        sum(1 for s in slots if s.stratum == k) for k in design.stratum_keys]
+
+
+async def _allocate(svc: RunningService, record: str, cluster: str) -> dict:
+    response = await svc.client.post("/v1/allocations", headers=svc.as_role("study_manager"),
+                                     json={"record": record, "cluster": cluster,
+                                           "reason": "REDCap down during the test"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(f"{name}{{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} {labels} not exported")
+
+
+async def test_low_stratum_alarms_and_an_extension_continues_it(sqlite_svc: RunningService) -> None:
+    svc = sqlite_svc
+    async with Tap(svc.kernel.bus, "trial.v1.randomization.stratum_running_low") as tap:
+        await _low_alarm_then_extension(svc, tap)
+
+
+async def _low_alarm_then_extension(svc: RunningService, tap) -> None:
+    list_id = await sealed_list(svc, 12)
+    strata = {s["stratum"]: s for s in
+              (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]}
+    threshold = svc.kernel.protocol.randomization.low_slots_threshold
+    first = (await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role(STAT))).json()
+    dys = strata["DYS"]["slots"]
+    for i in range(dys - threshold + 1):  # one below the threshold
+        await _allocate(svc, f"D{i}", "DYS")
+
+    [alarm] = await tap.read(at_least=1)
+    assert set(alarm.data) == {"list_id", "strata_running_low", "fewest_free_slots", "threshold", "at"}
+    assert alarm.data["strata_running_low"] == 1 and alarm.data["fewest_free_slots"] == threshold - 1
+    assert alarm.record is None
+    metrics = (await svc.client.get("/metrics")).text
+    assert _metric(metrics, "tailor_randomization_strata_running_low", service="randomization") == 1
+    assert _metric(metrics, "tailor_randomization_free_slots", service="randomization",
+                   statistic="fewest") == threshold - 1
+    listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]
+    assert [s["stratum"] for s in listed if s["running_low"]] == ["DYS"]
+
+    refused = await svc.client.post(f"/v1/lists/{list_id}/extend", headers=svc.as_role(STAT),
+                                     json={"stratum": "XYZ", "slots": 12})
+    assert refused.status_code == 422 and refused.json()["field"] == "stratum"
+    extended = await svc.client.post(f"/v1/lists/{list_id}/extend", headers=svc.as_role(STAT),
+                                     json={"stratum": "DYS", "slots": 24})
+    assert extended.status_code == 200, extended.text
+    statement = extended.json()["statement"]
+    assert statement["batches"][0] == first["statement"]["batches"][0]  # batch 1 unchanged
+    [batch2] = statement["batches"][1:]
+    assert batch2["ranges"] == [{"stratum": "DYS", "first_seq": dys + 1,
+                                 "last_seq": batch2["ranges"][0]["last_seq"]}]
+    assert _audit(svc, "list.extended")
+
+    for i in range(dys - threshold + 1, dys + 1):  # use up batch 1, then the first new slot
+        last = await _allocate(svc, f"D{i}", "DYS")
+    assert last["slot"] == {"seq": dys + 1, "batch": 2}
+    await tap.read()
+    assert len(tap.seen or []) == 1  # one alarm per crossing; the extension reset it
+
+
+async def test_unsealing_needs_the_statistician_and_a_monitor(sqlite_svc: RunningService) -> None:
+    svc = sqlite_svc
+    list_id = await sealed_list(svc, 12)
+    for i in range(5):
+        await _allocate(svc, f"P{i}", ["DYS", "ID", "AC"][i % 3])
+    exported = (await svc.client.get(f"/v1/lists/{list_id}/commitment",
+                                     headers=svc.as_role("monitor"))).json()
+    url = f"/v1/lists/{list_id}/unseal"
+    assert (await svc.client.post(url, headers=svc.as_role("coordinator"))).status_code == 403
+
+    asked = await svc.client.post(url, headers=svc.as_role(STAT, "stat-1"))
+    assert asked.status_code == 202
+    assert asked.json()["awaiting_roles"] == ["monitor"] and "slots" not in asked.json()
+    alone = await svc.client.post(url, headers=svc.as_role(STAT, "stat-2"))
+    assert alone.status_code == 403  # a second statistician is not the other role
+    assert _audit(svc, "list.unseal_requested") and not _audit(svc, "list.unsealed")
+
+    opened = await svc.client.post(url, headers=svc.as_role("monitor", "mon-1"))
+    assert opened.status_code == 200, opened.text
+    body = opened.json()
+    assert body["verified"] is True and body["problems"] == []
+    assert body["commitment_digest"] == exported["digest"]
+    slots = [Slot(s["stratum"], s["seq"], s["block"], s["block_length"], s["module"], s["arm"])
+             for s in body["slots"]]
+    verify_list([OpenedSlot(slot, bytes.fromhex(s["salt"]))
+                 for slot, s in zip(slots, body["slots"], strict=True)],
+                ListCommitment.from_statement(exported["statement"]))  # offline, by anyone
+    assert sum(s["used"] for s in body["slots"]) == 5
+    with Session(svc.kernel.engine) as session:
+        design = design_from_snapshot(json.loads(session.get(RandomizationList, list_id).design))
+    assert generate_list(design, bytes.fromhex(body["seed"]), 12) == slots  # the seed rebuilds it
+    [entry] = _audit(svc, "list.unsealed")
+    assert entry.role == "monitor" and json.loads(entry.after)["requested_role"] == STAT
+
+    closed = await svc.client.post("/v1/allocations", headers=svc.as_role("study_manager"),
+                                   json={"record": "late", "cluster": "AC", "reason": "after closure"})
+    assert closed.status_code == 409
+
+
+async def test_commitment_detects_a_changed_slot(sqlite_svc: RunningService, list_key: ListKey) -> None:
+    """Someone with the key re-seals another module into a free slot: the slot still
+    opens, but the unsealed list no longer matches the commitment."""
+    svc = sqlite_svc
+    list_id = await sealed_list(svc, 12)
+    ref = list_key.stratum_ref(list_id, "AC")
+    with Session(svc.kernel.engine) as session:
+        row = session.get(SealedSlotRow, (list_id, ref, 5))
+        opened = unseal_slot(SealedSlot("AC", 5, row.nonce, row.ciphertext, row.leaf),
+                             key=list_key.material, list_id=list_id).slot
+        design = design_from_snapshot(json.loads(session.get(RandomizationList, list_id).design))
+        module = next(m for m in design.modules if m != opened.module)
+        forged = opened._replace(module=module, arm=design.stratum("AC").arm_of(module))
+        [resealed] = seal_batch([forged], key=list_key.material, list_id=list_id).slots
+        row.nonce, row.ciphertext, row.leaf = resealed.nonce, resealed.ciphertext, resealed.leaf
+        session.add(row)
+        session.commit()
+    await svc.client.post(f"/v1/lists/{list_id}/unseal", headers=svc.as_role(STAT, "stat-1"))
+    body = (await svc.client.post(f"/v1/lists/{list_id}/unseal",
+                                  headers=svc.as_role("monitor", "mon-1"))).json()
+    assert body["verified"] is False
+    assert any("batch 1" in p and "root" in p for p in body["problems"])
+    assert json.loads(_audit(svc, "list.unsealed")[0].after)["verified"] is False

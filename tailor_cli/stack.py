@@ -165,6 +165,23 @@ class LocalStack:
         except httpx.HTTPError:
             return False
 
+    def child(self, name: str) -> Child:
+        return next(c for c in self.children if c.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILL one process, as a crash would."""
+        proc = self.child(name).proc
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    def restart(self, name: str, *, timeout: float = 60.0) -> None:
+        """Start a killed process again with the same command line, and wait until ready."""
+        child = self.child(name)
+        self.children.remove(child)
+        self.spawn(Child(child.name, child.argv, url=child.url, ready=child.ready))
+        self.wait_ready(timeout)
+
     def url_of(self, name: str) -> str:
         return next(c.url for c in self.children if c.name == name and c.url)
 

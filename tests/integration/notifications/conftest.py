@@ -134,7 +134,7 @@ def contact_fields(record: str, *, language: str = "en", zone: str = "Europe/Ber
     }
 
 
-def forwarder(target: Callable[[], RunningService]) -> FastAPI:
+def forwarder(target: Callable[[], RunningService | None]) -> FastAPI:
     """A real HTTP endpoint for the SMS simulator's callbacks, handed to the in-process
     service (which has no socket of its own in these tests)."""
     app = FastAPI()
@@ -143,8 +143,11 @@ def forwarder(target: Callable[[], RunningService]) -> FastAPI:
     async def forward(request: Request) -> Response:
         headers = {k: v for k, v in request.headers.items()
                    if k.lower().startswith("x-signature") or k.lower() == "content-type"}
-        r = await target().client.post("/v1/sms/callbacks", content=await request.body(),
-                                       headers=headers)
+        svc = target()
+        if svc is None:  # between a stop and a restart: the provider retries
+            return Response(status_code=503)
+        r = await svc.client.post("/v1/sms/callbacks", content=await request.body(),
+                                  headers=headers)
         return Response(r.content, status_code=r.status_code)
 
     return app
@@ -156,7 +159,7 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
     database_url = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'notifications.db'}"
     sink = SmtpSink()
     holder: list[Stack] = []
-    async with sink.serving(), serving(forwarder(lambda: holder[0].svc)) as callback_base:
+    async with sink.serving(), serving(forwarder(lambda: holder[0].services[-1] if holder[0].services else None)) as callback_base:
         provider = SmsProvider(SmsConfig(seed=3, delay=(0.01, 0.03), secret=SMS_SECRET.encode(),
                                          callback_url=f"{callback_base}/callbacks/sms"))
         async with serving(create_app(provider)) as sms_url:

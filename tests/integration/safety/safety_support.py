@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -221,3 +222,8 @@ def serve_in_thread(fake: FakeRandomization) -> Iterator[FakeRandomization]:
     finally:
         server.should_exit = True
         thread.join(timeout=5)
+
+
+# HTTP-mapping tests that exercise no database-specific behaviour run on SQLite only,
+# which keeps the suite within its time budget; persistence-heavy tests run on both.
+sqlite_only = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)

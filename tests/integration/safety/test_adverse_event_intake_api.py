@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from services.core.events import SafetyObligationOpened
 from tests.support.harness import RunningService
 
-from .safety_support import AWARE, BusProbe, ae_body, audit_entries, criteria, sae_body
+from .safety_support import AWARE, BusProbe, ae_body, audit_entries, criteria, sae_body, sqlite_only
 
 URL = "/v1/adverse-events"
 REQUIRED = ("participant", "onset_date", "awareness_time", "verbatim_term", "severity",
@@ -20,6 +20,7 @@ def fields_of(response) -> set[str]:
     return {e["field"] for e in response.json()["errors"]}
 
 
+@sqlite_only
 async def test_each_missing_field_is_named(safety: RunningService) -> None:
     so = safety.as_role("safety_officer")
     for name in REQUIRED:
@@ -30,6 +31,7 @@ async def test_each_missing_field_is_named(safety: RunningService) -> None:
     assert "seriousness.disability" in fields_of(await safety.client.post(URL, json=body, headers=so))
 
 
+@sqlite_only
 async def test_every_malformed_field_is_named_in_one_answer(safety: RunningService) -> None:
     body = ae_body(participant="", onset_date="yesterday", awareness_time="2025-03-10T08:00:00",
                    verbatim_term="", severity="catastrophic", grade=7,
@@ -44,6 +46,7 @@ async def test_every_malformed_field_is_named_in_one_answer(safety: RunningServi
     assert not_an_object.status_code == 422
 
 
+@sqlite_only
 async def test_contradictory_fields_are_named(safety: RunningService) -> None:
     so = safety.as_role("safety_officer")
     cases = {
@@ -60,6 +63,7 @@ async def test_contradictory_fields_are_named(safety: RunningService) -> None:
     assert not [e for e in audit_entries(safety) if e.action.startswith("case.")]
 
 
+@sqlite_only
 async def test_only_reporting_roles_may_post_and_a_token_is_required(safety: RunningService) -> None:
     for role in ("assessor", "monitor", "dsmb", "study_manager", "ops", "admin"):
         response = await safety.client.post(URL, json=ae_body(), headers=safety.as_role(role))
@@ -101,6 +105,7 @@ async def test_susar_opens_24h_and_15_day_obligations_and_announces_them(
     assert {e.producer for e in opened} == {"safety"}
 
 
+@sqlite_only
 async def test_case_export_follows_the_e2b_sections(safety: RunningService) -> None:
     case = (await safety.client.post(URL, json=sae_body(), headers=safety.as_role("coordinator"))).json()
     url = f"{URL}/{case['case_id']}/e2b"

@@ -7,7 +7,14 @@ from datetime import datetime, timedelta
 
 from tests.support.harness import RunningService
 
-from .safety_support import AWARE, FrozenClock, assert_audit_verified_and_blind, criteria, sae_body
+from .safety_support import (
+    AWARE,
+    FrozenClock,
+    assert_audit_verified_and_blind,
+    criteria,
+    sae_body,
+    sqlite_only,
+)
 
 
 async def test_follow_ups_version_the_case_and_restart_clocks(safety: RunningService,
@@ -56,6 +63,7 @@ async def test_follow_ups_version_the_case_and_restart_clocks(safety: RunningSer
     assert actions.count("case.created") == 1 and actions.count("case.versioned") == 2
 
 
+@sqlite_only
 async def test_refused_follow_ups_name_the_field_and_change_nothing(safety: RunningService,
                                                                     clock: FrozenClock) -> None:
     so = safety.as_role("safety_officer")

@@ -21,6 +21,7 @@ from .safety_support import (
     assert_audit_verified_and_blind,
     envelope,
     form_saved,
+    sqlite_only,
 )
 
 SO = "safety_officer"
@@ -62,6 +63,7 @@ async def test_duplicated_and_redelivered_ae_form_creates_one_case(
     assert actions.count("case.created") == 2 and actions.count("case.versioned") == 1
 
 
+@sqlite_only
 async def test_invalid_ae_draft_is_skipped_and_a_complete_one_is_refused(
         safety: RunningService, probe: BusProbe) -> None:
     draft = ae_form(ae_term="", adverse_event_complete="0")

@@ -19,6 +19,7 @@ from .safety_support import (
     envelope,
     headers_for,
     sae_body,
+    sqlite_only,
 )
 
 ALLOCATED_AT = AWARE - timedelta(days=30)
@@ -44,6 +45,7 @@ async def _allocate(safety: RunningService, probe: BusProbe, fake: FakeRandomiza
     await eventually(blinded_sees_all)
 
 
+@sqlite_only
 async def test_blinded_report_counts_by_module_without_arm(
         safety: RunningService, probe: BusProbe, fake_randomization: FakeRandomization) -> None:
     await _allocate(safety, probe, fake_randomization)

@@ -1,0 +1,149 @@
+"""End-to-end benchmark: DET → REDCap write-back through the whole local stack.
+
+Drives Data Entry Triggers at steady rates (each one completes a participant's baseline in
+the REDCap emulator) and prints p50/p99 DET → write-back latency and sustained
+allocations/s, beside the floor measured in the same run: the same path with the
+allocation and randomization handlers replaced by pass-throughs (bus hops, outbox/inbox and
+REDCap calls only). Latencies come from the gateway's audit trail (DET received → written).
+
+    python bench/e2e.py [--rates 2,5,10,20] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import httpx  # noqa: E402
+from sqlmodel import Session, select  # noqa: E402
+
+from services.core.audit import AuditEntry  # noqa: E402
+from services.core.db import make_engine  # noqa: E402
+from services.core.protocol import load_protocol  # noqa: E402
+from sim.cohort import Participant, make_cohort  # noqa: E402
+from tailor_cli.demo.client import Gateway, issue_keys  # noqa: E402
+from tailor_cli.stack import Child, LocalStack  # noqa: E402
+
+PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
+EVENT = PROTOCOL.redcap.unique_event_name(PROTOCOL.redcap.baseline_event)
+
+
+@dataclass
+class Figures:
+    rate: float
+    sent: int
+    written: int
+    p50: float
+    p99: float
+    throughput: float
+
+
+def prepare(stack: LocalStack, cohort: list[Participant]) -> None:
+    """Every form but the last, saved without a trigger: the bench's DET completes the baseline."""
+    with httpx.Client(base_url=f"{stack.redcap['url']}/emulator/projects/101", timeout=30) as web:
+        for p in cohort:
+            for instrument, values in p.forms[:-1]:
+                web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
+                                                       "event": EVENT, "fire_det": False}).raise_for_status()
+
+
+def drive(stack: LocalStack, batch: list[Participant], rate: float) -> float:
+    started = time.monotonic()
+    with httpx.Client(base_url=f"{stack.redcap['url']}/emulator/projects/101", timeout=30) as web:
+        for i, p in enumerate(batch):
+            instrument, values = p.forms[-1]
+            delay = started + i / rate - time.monotonic()
+            if delay > 0:
+                time.sleep(delay)
+            web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
+                                                   "event": EVENT}).raise_for_status()
+    return time.monotonic() - started
+
+
+def latencies(home: Path, records: set[str], wait: float = 60) -> dict[str, float]:
+    engine = make_engine(f"sqlite:///{home / 'gateway.db'}")
+    deadline = time.monotonic() + wait
+    try:
+        while True:
+            with Session(engine) as session:
+                rows = list(session.exec(select(AuditEntry).where(
+                    AuditEntry.action.in_(["redcap.det_received", "redcap.written"]))))  # type: ignore[attr-defined]
+            received = {e.record: e.at for e in rows if e.action == "redcap.det_received"}
+            written = {e.record: e.at for e in rows if e.action == "redcap.written"}
+            done = records & set(written)
+            if done == records or time.monotonic() > deadline:
+                return {r: (written[r] - received[r]).total_seconds() for r in done if r in received}
+            time.sleep(0.5)
+    finally:
+        engine.dispose()
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+def run(label: str, passthrough: bool, rates: list[float], seconds: float) -> list[Figures]:
+    home = Path(tempfile.mkdtemp(prefix=f"tailor-bench-{label}-"))
+    services = ["gateway"] if passthrough else ["gateway", "allocation", "randomization"]
+    # the sweep would find the forms entered without triggers: keep it out of the measurement
+    stack = LocalStack(home=home, services=services, with_sims=True,
+                       extra_env={"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "3600"})
+    results = []
+    try:
+        stack.start()
+        if passthrough:
+            stack.spawn(Child("passthrough", [sys.executable, str(Path(__file__).parent / "passthrough.py")]))
+            time.sleep(3)
+        else:
+            keys = issue_keys(f"sqlite:///{home / 'gateway.db'}", ["statistician"])
+            gw = Gateway(stack.url_of("gateway"), keys)
+            lst = gw.call("statistician", "POST", "/api/v1/randomization/v1/lists",
+                          json={"slots_per_stratum": 600})
+            gw.call("statistician", "POST", f"/api/v1/randomization/v1/lists/{lst['id']}/seal")
+        total = int(sum(r * seconds for r in rates)) + len(rates)
+        cohort = make_cohort(PROTOCOL, eligible=total, ineligible=0, unscorable=0, withdrawn=0, seed=3)
+        prepare(stack, cohort)
+        offset = 0
+        for rate in rates:
+            batch = cohort[offset:offset + int(rate * seconds)]
+            offset += len(batch)
+            elapsed = drive(stack, batch, rate)
+            found = latencies(home, {p.record for p in batch})
+            values = list(found.values())
+            span = max(elapsed, max(values, default=0) + elapsed)
+            results.append(Figures(rate, len(batch), len(found), pct(values, 0.5), pct(values, 0.99),
+                                   len(found) / span if span else 0.0))
+    finally:
+        stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
+    return results
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rates", default="2,5,10,20")
+    parser.add_argument("--seconds", type=float, default=10)
+    args = parser.parse_args()
+    rates = [float(r) for r in args.rates.split(",")]
+    floor = run("floor", True, rates, args.seconds)
+    full = run("full", False, rates, args.seconds)
+    print(f"\nDET → REDCap write-back, {args.seconds:.0f} s per rate; floor = pass-through handlers\n")
+    print(f"{'DET/s':>6} | {'full p50':>9} {'p99':>7} {'alloc/s':>8} | {'floor p50':>9} {'p99':>7} "
+          f"{'alloc/s':>8} | {'p50 ratio':>9} {'p99 ratio':>9}")
+    for f, b in zip(full, floor, strict=True):
+        print(f"{f.rate:>6.0f} | {f.p50:>8.2f}s {f.p99:>6.2f}s {f.throughput:>8.1f} | {b.p50:>8.2f}s "
+              f"{b.p99:>6.2f}s {b.throughput:>8.1f} | {f.p50 / b.p50:>8.1f}x {f.p99 / b.p99:>8.1f}x"
+              + ("" if f.written == f.sent else f"   ({f.sent - f.written} not written in time)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,140 @@
+"""The main job with the real stack as processes: a form saved in REDCap → cluster →
+sealed allocation → REDCap write-back, under duplicates, crashes and outages."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from services.core.protocol import load_protocol
+from sim.cohort import Participant, make_cohort
+from tailor_cli import registry
+from tailor_cli.demo.client import Gateway, issue_keys
+from tailor_cli.demo.pilot import allocations_in_redcap, enter_cohort
+from tailor_cli.stack import LocalStack
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
+PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
+EVENT = PROTOCOL.redcap.unique_event_name(PROTOCOL.redcap.baseline_event)
+F = PROTOCOL.redcap.fields
+ALLOC_FIELDS = (F.allocation_number, F.allocation_module, F.allocation_time)
+
+
+class Trial:
+    def __init__(self, stack: LocalStack, gateway: Gateway) -> None:
+        self.stack, self.gateway = stack, gateway
+        self.cohort = make_cohort(PROTOCOL, eligible=60, ineligible=0, unscorable=0, withdrawn=0,
+                                  seed=11)
+        self.next = 0
+
+    def participants(self, n: int) -> list[Participant]:
+        batch = self.cohort[self.next:self.next + n]
+        self.next += n
+        return batch
+
+    def enter(self, batch: list[Participant], **kwargs: object) -> None:
+        enter_cohort(self.stack.redcap["url"], self.stack.redcap["project_id"], EVENT, batch,
+                     duplicates=0, **kwargs)  # type: ignore[arg-type]
+
+    def in_redcap(self) -> dict[str, dict[str, str]]:
+        return allocations_in_redcap(self.stack.redcap["api_url"], self.stack.redcap["token"],
+                                     ALLOC_FIELDS, EVENT)
+
+    def unblinded(self) -> list[dict]:
+        return self.gateway.call("study_manager", "GET", "/api/v1/randomization/v1/allocations/unblinded")
+
+    def assert_each_allocated_once(self, batch: list[Participant], timeout: float = 120) -> None:
+        records = {p.record for p in batch}
+        deadline = time.monotonic() + timeout
+        while not records <= set(self.in_redcap()):
+            assert time.monotonic() < deadline, f"not allocated: {sorted(records - set(self.in_redcap()))}"
+            time.sleep(0.5)
+        time.sleep(1.0)
+        service = [a for a in self.unblinded() if a["record"] in records]
+        assert sorted(a["record"] for a in service) == sorted(records)  # exactly once each
+        redcap = self.in_redcap()
+        for a in service:
+            assert redcap[a["record"]][F.allocation_module] == a["module"]
+
+
+@pytest.fixture(scope="module")
+def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trial]:
+    home: Path = tmp_path_factory.mktemp("stack")
+    stack = LocalStack(home=home, services=registry.existing(),
+                       extra_env={"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "2",
+                                  "TAILOR_REDCAP_RETRY_BASE_SECONDS": "0.3",
+                                  "TAILOR_REDCAP_RETRY_CAP_SECONDS": "2"})
+    stack.start()
+    try:
+        gateway = Gateway(stack.url_of("gateway"),
+                          issue_keys(f"sqlite:///{home / 'gateway.db'}", ["statistician", "study_manager"]))
+        lst = gateway.call("statistician", "POST", "/api/v1/randomization/v1/lists", json={})
+        gateway.call("statistician", "POST", f"/api/v1/randomization/v1/lists/{lst['id']}/seal")
+        yield Trial(stack, gateway)
+    finally:
+        stack.stop()
+
+
+def test_happy_path_for_a_small_cohort(trial: Trial) -> None:
+    batch = trial.participants(8)
+    trial.enter(batch)
+    trial.assert_each_allocated_once(batch)
+
+
+def test_twenty_duplicate_triggers_per_save(trial: Trial) -> None:
+    batch = trial.participants(3)
+    trial.enter(batch)
+    redcap = trial.stack.redcap["url"]
+    deliveries = httpx.get(f"{redcap}/emulator/projects/101/det/deliveries").json()
+    mine = [d for d in deliveries if d["payload"].get("record") in {p.record for p in batch}]
+    det_url = mine[0]["url"]
+    with httpx.Client() as client:
+        for delivery in mine:
+            for _ in range(20):
+                assert client.post(det_url, data=delivery["payload"]).status_code == 200
+    trial.assert_each_allocated_once(batch)
+
+
+def test_randomization_killed_and_restarted_mid_cohort(trial: Trial) -> None:
+    batch = trial.participants(8)
+    trial.enter(batch[:4])
+    trial.stack.kill("randomization")
+    trial.enter(batch[4:])  # triggers keep arriving while it is down
+    trial.stack.restart("randomization")
+    trial.assert_each_allocated_once(batch)
+
+
+def test_nats_server_killed_and_restarted_mid_cohort(trial: Trial) -> None:
+    batch = trial.participants(8)
+    trial.enter(batch[:4])
+    assert trial.stack.nats is not None
+    trial.stack.nats.kill()
+    trial.enter(batch[4:])
+    time.sleep(1.0)
+    trial.stack.nats.start()
+    trial.assert_each_allocated_once(batch)
+
+
+def test_redcap_answering_500_for_a_while(trial: Trial) -> None:
+    batch = trial.participants(4)
+    redcap = trial.stack.redcap["url"]
+    httpx.put(f"{redcap}/emulator/faults", json={"mode": "error", "status": 500, "remaining": 25}
+              ).raise_for_status()
+    trial.enter(batch)
+    trial.assert_each_allocated_once(batch)
+    httpx.delete(f"{redcap}/emulator/faults")
+
+
+def test_lost_trigger_recovered_by_the_sweep(trial: Trial) -> None:
+    [p] = trial.participants(1)
+    last_form, last_values = p.forms[-1]
+    p.forms = p.forms[:-1]
+    trial.enter([p])
+    with httpx.Client(base_url=f"{trial.stack.redcap['url']}/emulator/projects/101") as web:
+        web.post(f"/forms/{last_form}", json={"values": last_values, "record": p.record,
+                                              "event": EVENT, "fire_det": False}).raise_for_status()
+    trial.assert_each_allocated_once([p])

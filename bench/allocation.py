@@ -48,6 +48,7 @@ from services.allocation.domain import (  # noqa: E402
 )
 from services.core.internal_token import (  # noqa: E402
     HEADER,
+    PRIVATE_KEY_FILE,
     Caller,
     InternalTokenSigner,
     ensure_keypair,
@@ -96,8 +97,10 @@ class _Tokens:
     """Study-manager tokens as the gateway signs them, renewed well before they expire."""
 
     def __init__(self, keys_dir: Path) -> None:
-        keys = ensure_keypair(keys_dir)
-        self._signer = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
+        private_key = keys_dir / PRIVATE_KEY_FILE
+        if not private_key.exists():
+            raise SystemExit(f"no internal-token key at {private_key}: pass --home of the stack")
+        self._signer = InternalTokenSigner(load_private_key(private_key.read_bytes()))
         self._header: dict[str, str] = {}
         self._signed_at = -1e9
 

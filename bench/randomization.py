@@ -1,4 +1,4 @@
-"""Randomization benchmark: list generation, sealing, closure verification; allocation (later).
+"""Randomization benchmark: list generation, sealing, closure verification, allocation.
 
 Run: `.venv/bin/python bench/randomization.py [--slots 1000000] [--seal-slots 1000000]`
 
@@ -11,16 +11,27 @@ as a ratio, because absolute speeds depend on the machine and its load:
 - sealing: `seal_batch` (salt, canonical encoding, padding, AES-256-GCM, leaf hash, Merkle
   root) against a bare loop of AESGCM.encrypt over same-size plaintexts with fresh nonces.
 - closure: `unseal_slots` + `verify_list` against a bare AESGCM.decrypt loop.
+- allocation (SQLite, and PostgreSQL when reachable): the service's `allocate` use case from
+  concurrent threads, each allocation its own transaction (stratum row lock, slot unsealed
+  and marked, allocation number, sealed detail, audit entry, outbox row), against the bare
+  loop any allocator needs at least: lock a per-stratum counter row and bump it
+  (`SELECT … FOR UPDATE` + `UPDATE`; SQLite has no FOR UPDATE: BEGIN IMMEDIATE + SELECT +
+  UPDATE), same database, same clients.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import secrets
 import sys
+import tempfile
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
@@ -116,12 +127,119 @@ def bench_closure(rows: list, commitment: ListCommitment, list_id: str, key: byt
     report("unseal+verify", len(rows), t_ours, t_base, "bare AESGCM.decrypt")
 
 
+# ── database allocation ───────────────────────────────────────────────────────────────
+
+
+@contextmanager
+def databases(postgres_admin: str) -> Iterator[list[tuple[str, str]]]:
+    """A fresh SQLite file and, when reachable, a fresh PostgreSQL database."""
+    from sqlalchemy import create_engine, text
+
+    found: list[tuple[str, str]] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        found.append(("sqlite", f"sqlite:///{Path(tmp) / 'bench.db'}"))
+        name, admin = f"tailor_bench_{uuid.uuid4().hex[:10]}", None
+        try:
+            admin = create_engine(postgres_admin, isolation_level="AUTOCOMMIT")
+            with admin.connect() as conn:
+                conn.execute(text(f'CREATE DATABASE "{name}"'))
+            found.append(("postgresql", postgres_admin.rsplit("/", 1)[0] + f"/{name}"))
+        except Exception as exc:
+            print(f"postgresql     skipped: unreachable ({type(exc).__name__})")
+            admin = None
+        try:
+            yield found
+        finally:
+            if admin is not None:
+                with admin.connect() as conn:
+                    conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+                admin.dispose()
+
+
+def run_clients(clients: int, jobs: list[T], work: Callable[[T], object]) -> float:
+    """Seconds for `clients` threads to run `work` over `jobs`."""
+    start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=clients) as pool:
+        for _ in pool.map(work, jobs):
+            pass
+    return time.perf_counter() - start
+
+
+def bare_lock_loop(engine, strata: list[str], n: int, clients: int) -> float:  # noqa: ANN001
+    """The floor: lock a per-stratum counter row, read it, bump it, commit."""
+    from sqlalchemy import text
+
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.begin() as conn:
+        conn.execute(text("CREATE TABLE bench_counter (stratum VARCHAR PRIMARY KEY, "
+                          "next_seq INTEGER NOT NULL)"))
+        for s in strata:
+            conn.execute(text("INSERT INTO bench_counter VALUES (:s, 1)"), {"s": s})
+    lock = "SELECT next_seq FROM bench_counter WHERE stratum = :s" + ("" if sqlite else " FOR UPDATE")
+
+    def one(i: int) -> None:
+        with engine.begin() as conn:  # SQLite: the engine begins with BEGIN IMMEDIATE
+            conn.execute(text(lock), {"s": strata[i % len(strata)]}).scalar_one()
+            conn.execute(text("UPDATE bench_counter SET next_seq = next_seq + 1 "
+                              "WHERE stratum = :s"), {"s": strata[i % len(strata)]})
+
+    return run_clients(clients, list(range(n)), one)
+
+
+def bench_allocation(name: str, url: str, n: int, clients: int, protocol_file: str) -> None:
+    from services.core.db import make_engine, unit_of_work
+    from services.core.migrations import run_migrations
+    from services.randomization.app import SPEC
+    from services.randomization.keys import ListKey
+    from services.randomization.lists import generate, seal
+    from services.randomization.service import Actor, AllocationRequest, Context, allocate
+
+    engine = make_engine(url, pool_size=clients)
+    run_migrations(SPEC.migrations, url, engine=engine)
+    ctx = Context(key=ListKey(new_list_key(), source="bench"), protocol=load_protocol(protocol_file))
+    statistician, manager = Actor("bench", "statistician"), Actor("bench", "study_manager")
+    with unit_of_work(engine) as session:
+        lst = generate(session, ctx, slots_per_stratum=n, actor=statistician)
+    with unit_of_work(engine) as session:
+        seal(session, ctx, list_id=lst.id, actor=statistician)
+    clusters = [c.key for c in ctx.protocol.clusters]
+
+    def one(i: int) -> None:
+        request = AllocationRequest(record=f"B{i:06d}", cluster=clusters[i % len(clusters)],
+                                    site=None, pilot=False, source="manual", actor=manager)
+        with unit_of_work(engine) as session:
+            allocate(session, ctx, request)
+
+    ours = run_clients(clients, list(range(n)), one)
+    base = bare_lock_loop(engine, clusters, n, clients)
+    engine.dispose()
+    rate, base_rate = n / ours, n / base
+    print(f"allocate {name:<10} {clients:>2} clients {n:>6,} alloc {rate:>9,.0f} alloc/s "
+          f"({ours:5.2f} s) | baseline lock+update loop: {base_rate:>9,.0f} /s | "
+          f"baseline/ours = {base_rate / rate:5.2f}x")
+
+
+def bench_databases(n: int, clients: int, postgres_admin: str, protocol_file: str) -> None:
+    from services.core.logging import configure_logging
+
+    configure_logging("randomization", level="warning", json=False)  # not a line per allocation
+    with databases(postgres_admin) as found:
+        for name, url in found:
+            bench_allocation(name, url, n, clients, protocol_file)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--slots", type=int, default=1_000_000, help="slots to generate")
     parser.add_argument("--seal-slots", type=int, default=1_000_000,
                         help="how many of them to seal and verify")
     parser.add_argument("--protocol", default=str(ROOT / "protocols" / "perpain-pilot.yaml"))
+    parser.add_argument("--allocations", type=int, default=600,
+                        help="allocations per database (0: skip the database benchmark)")
+    parser.add_argument("--clients", type=int, default=8, help="concurrent allocating threads")
+    parser.add_argument("--postgres-url", default=os.environ.get(
+        "TAILOR_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"),
+                        help="admin URL of a PostgreSQL server (skipped when unreachable)")
     args = parser.parse_args()
 
     design = design_from_protocol(load_protocol(args.protocol))
@@ -134,10 +252,11 @@ def main() -> None:
     bench_closure(rows, commitment, list_id, key)
 
     # ------------------------------------------------------------------------------------
-    # DATABASE ALLOCATION BENCHMARK (the lead adds this once the service is wired):
-    # allocations/s with concurrent clients on SQLite and PostgreSQL, beside a bare
-    # `SELECT … FOR UPDATE` + `UPDATE` loop on the same database as the baseline.
+    # DATABASE ALLOCATION BENCHMARK: allocations/s with concurrent clients on SQLite and
+    # PostgreSQL, beside a bare `SELECT … FOR UPDATE` + `UPDATE` loop on the same database.
     # ------------------------------------------------------------------------------------
+    if args.allocations:
+        bench_databases(args.allocations, args.clients, args.postgres_url, args.protocol)
 
 
 if __name__ == "__main__":

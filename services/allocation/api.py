@@ -32,9 +32,11 @@ def predictor_of(request: Request) -> ClusterPredictor:
              summary="What-if: predict the cluster for given answers, without storing it")
 def compute_prediction(body: PredictionCreate, caller: CallerDep, session: SessionDep,
                        request: Request) -> PredictionResult:
+    kernel = kernel_of(request)
     result = service.compute_prediction(
         session, predictor=predictor_of(request), caller=caller, items=body.items,
-        scales=body.scales, age=body.age, sex=body.sex)
+        scales=body.scales, age=body.age, sex=body.sex,
+        item_prefix=kernel.protocol.redcap.fields.mpid_item_prefix)
     p = result.prediction
     return PredictionResult(scales=p.scales, t_scores=p.t_scores, probabilities=p.probabilities,
                             cluster=p.cluster, low_confidence=p.low_confidence,

@@ -39,8 +39,7 @@ def load_active_model(kernel: Kernel) -> None:
             f"allocation service refuses to start: {exc.detail} "
             f"(protocol key {exc.field}, file {rules.model.path})") from exc
     predictor = ClusterPredictor.from_rules(model, rules)
-    kernel.extras["predictor"] = predictor
-    handlers.attach(kernel.engine, handlers.Loaded(protocol, predictor))
+    kernel.extras["predictor"] = predictor  # read by the routes and the consumer factory
     with unit_of_work(kernel.engine) as session:
         audit.append(session, actor=f"service:{kernel.name}", role="system",
                      action="model.loaded", entity_type="model", entity_id=model.version,
@@ -56,7 +55,7 @@ SPEC = ServiceSpec(
     description="MPI-D scoring and cluster prediction (cluster is unblinding data).",
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
-    consumers=handlers.CONSUMERS,
+    consumers=handlers.consumers,
     on_startup=[load_active_model],
 )
 

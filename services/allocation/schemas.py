@@ -18,8 +18,8 @@ class PredictionCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: dict[str, int | None] | None = Field(
-        default=None, description="MPI-D answers keyed by item (`1_1` … `3_18`): 0-6, "
-        "-99 = not applicable (items 1_14 and 3_11), null = skipped")
+        default=None, description="MPI-D answers keyed by item (`1_1` … `3_18`) or by REDCap "
+        "field name (`mpid_1_1`): 0-6, -99 = not applicable (items 1_14 and 3_11), null = skipped")
     scales: dict[str, float] | None = Field(
         default=None, description="the nine scale means (PS, I, LC, AD, S, PR, SR, DR, GA), 0-6")
     age: float = Field(description="years")

@@ -62,7 +62,7 @@ class Outcome(StrEnum):
     IGNORED = "ignored"  # a save after the prediction: the prediction never changes
     REVIEW_PENDING = "review_pending"  # the same problem was reported before
     WAITING = "waiting"  # allocation conditions not (yet) met
-    OTHER_EVENT = "other_event"  # not the baseline event
+    NOT_BASELINE = "not_baseline"  # not a save of the baseline forms
 
 
 COUNTED = (Outcome.ASSIGNED, Outcome.NEEDS_REVIEW, Outcome.IGNORED)
@@ -133,8 +133,10 @@ def record_form_saved(session: Session, *, saved: FormSaved, trigger: Trigger,
     redcap = protocol.redcap
     withdrawn = note_withdrawal(session, saved=saved, trigger=trigger, redcap=redcap)
     if not is_baseline(saved.event, redcap):
-        return Outcome.OTHER_EVENT
+        return Outcome.NOT_BASELINE
     if repository.prediction(session, saved.record) is not None:
+        if saved.instrument not in redcap.baseline_forms:
+            return Outcome.NOT_BASELINE  # e.g. an adverse event reported at T0
         audit.append(session, actor=ACTOR, role="system", action="prediction.ignored",
                      entity_type="prediction", entity_id=saved.record, record=saved.record,
                      after={"trigger_event_id": trigger.event_id, "event": saved.event,
@@ -259,25 +261,25 @@ class WhatIf:
 
 def compute_prediction(session: Session, *, predictor: ClusterPredictor, caller: Caller,
                        items: Mapping[str, object] | None, scales: Mapping[str, object] | None,
-                       age: object, sex: object) -> WhatIf:
+                       age: object, sex: object, item_prefix: str) -> WhatIf:
     """A prediction for given answers, NOT stored: a what-if tool. The read is audited.
 
-    `items` are keyed by MPI-D item (`1_1` … `3_18`); errors name `items.<item>`,
-    `scales.<scale>`, `age` or `sex`."""
+    `items` are keyed by MPI-D item (`1_6`) or REDCap field (`item_prefix` + item); errors
+    name `items.<key as given>`, `scales.<scale>`, `age` or `sex`."""
     if (items is None) == (scales is None):
         raise InvalidInput("give either item answers or scale scores", field="items")
+    given = {k.removeprefix(item_prefix): k for k in items or {}}  # item key → key as sent
     try:
         with timed("http"):
             if items is not None:
-                unknown = sorted(set(items) - set(ITEM_KEYS))
-                if unknown:
-                    raise InvalidInput(f"{unknown[0]!r} is not an MPI-D item (1_1 … 3_18)",
-                                       field=f"items.{unknown[0]}")
-                prediction = predictor.predict_items(items, age=age, sex=sex)
+                prediction = predictor.predict_items(_item_answers(items, given), age=age, sex=sex)
             else:
                 prediction = predictor.predict_scales(scales or {}, age=age, sex=sex)
-    except (InvalidAnswer, InvalidScaleScore) as exc:
-        exc.field = f"{'items' if items is not None else 'scales'}.{exc.field}"
+    except InvalidAnswer as exc:
+        exc.field = f"items.{given.get(exc.field or '', exc.field)}"
+        raise
+    except InvalidScaleScore as exc:
+        exc.field = f"scales.{exc.field}"
         raise
     except UnscorableBaseline as exc:
         exc.field = "items"  # the detail names every unscorable scale
@@ -290,6 +292,17 @@ def compute_prediction(session: Session, *, predictor: ClusterPredictor, caller:
                         "input": "items" if items is not None else "scales"},
                  correlation_id=caller.request_id)
     return WhatIf(prediction, digest, salt)
+
+
+def _item_answers(items: Mapping[str, object], given: dict[str, str]) -> dict[str, object]:
+    unknown = [sent for item, sent in given.items() if item not in ITEM_KEYS]
+    if unknown:
+        raise InvalidInput(f"{unknown[0]!r} is not an MPI-D item (1_1 … 3_18)",
+                           field=f"items.{unknown[0]}")
+    if len(given) < len(items):
+        raise InvalidInput("an item is given twice (by item key and by REDCap field name)",
+                           field="items")
+    return {item: items[sent] for item, sent in given.items()}
 
 
 def read_prediction(session: Session, *, record: str, caller: Caller) -> ParticipantPrediction:

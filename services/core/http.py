@@ -3,6 +3,7 @@ the one-transaction-per-request session dependency, health and metrics routes.""
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from . import metrics
+from . import metrics, outbox
 from .db import ping, unit_of_work
 from .errors import DomainError
 
@@ -106,7 +107,8 @@ def _session(request: Request) -> Iterator[Session]:
     kernel = kernel_of(request)
     with unit_of_work(kernel.engine) as session:
         yield session
-    kernel.relay.wake()
+    if outbox.staged(session):
+        kernel.relay.wake()
 
 
 # One transaction per request, committed before the response is sent.
@@ -123,8 +125,6 @@ def health_router() -> APIRouter:
 
     @router.get("/readyz", summary="Database and NATS reachable")
     async def readyz(request: Request) -> JSONResponse:
-        import asyncio
-
         kernel = kernel_of(request)
         checks: dict[str, str] = {}
         try:

@@ -49,7 +49,13 @@ def enqueue(
                    data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
     session.add(OutboxMessage(id=env.id, subject=env.subject, envelope=env.model_dump_json(),
                               created_at=env.occurred_at, position=_next_position(session)))
+    session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then
     return env
+
+
+def staged(session: Session) -> bool:
+    """Did this unit of work stage an event? (read by the edge after commit)"""
+    return bool(session.info.get("outbox_staged"))
 
 
 def _next_position(session: Session) -> int:

@@ -106,7 +106,9 @@ async def _csv_body(request: Request) -> str:
 @router.post("/lists/import", status_code=201, response_model=ListRead, tags=["lists"],
              summary="Import a list made elsewhere (CSV body: stratum,seq,block,block_length,"
                      "module,arm)",
-             responses={422: {"description": "every problem of the list, with row and column"}})
+             responses={422: {"description": "every problem of the list, with row and column"}},
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "text/csv": {"schema": {"type": "string"}}}}})
 def import_list(text: Annotated[str, Depends(_csv_body)], session: SessionDep, ctx: ContextDep,
                 caller: CallerDep) -> ListRead | ListSummary | JSONResponse:
     try:

@@ -121,8 +121,6 @@ def _read_file(path: Path, source: str) -> ListKey:
         raw = path.read_bytes()
     except OSError as err:
         raise ListKeyError(source, f"cannot read {path}: {err.strerror}") from None
-    if os.name == "posix" and path.stat().st_mode & 0o077:
-        log.warning("list_key.file_readable_by_others", path=str(path))
     return ListKey(_decode(raw, source), source=source)
 
 
@@ -152,6 +150,8 @@ def load_list_key(home: Path, *, allow_generate: bool,
                                "key is generated under TAILOR_HOME only for the embedded "
                                "SQLite default)")
         _create_embedded(path)
+    if os.name == "posix" and path.stat().st_mode & 0o077:  # made 0600; someone opened it up
+        log.warning("list_key.file_readable_by_others", path=str(path))
     return _read_file(path, str(path))
 
 

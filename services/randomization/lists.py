@@ -166,7 +166,8 @@ def extend(session: Session, ctx: Context, *, list_id: str, stratum: str, slots:
         raise invalid(RandomizationError(f"{stratum!r} is not a stratum of list {list_id}",
                                          field="stratum"))
     counter = repository.lock_counter(session, list_id, ctx.key.stratum_ref(list_id, stratum))
-    assert counter is not None  # made with the list, one per stratum
+    if counter is None:  # made with the list, one per stratum: the database was altered
+        raise Conflict(f"list {list_id} has no counter for stratum {stratum}", field="stratum")
     after = _open_slot(session, ctx, lst, stratum, counter.last_seq).slot if counter.last_seq else None
     seed = ctx.key.open(SEED, (list_id,), lst.seed_sealed)
     try:

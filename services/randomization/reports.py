@@ -95,8 +95,12 @@ def raise_low_alarms(session: Session, ctx: Context) -> StratumRunningLow | None
     threshold = ctx.design_of(lst).low_slots_threshold
     counters = repository.counters(session, lst.id)
     free = {c.stratum_ref: c.last_seq - c.next_seq + 1 for c in counters}
-    newly = [c.stratum_ref for c in counters if not c.low_alarm and free[c.stratum_ref] < threshold
-             and repository.raise_low_alarm(session, lst.id, c.stratum_ref)]
+    newly = []
+    for c in counters:
+        # The conditional UPDATE makes one process (of several replicas) the one that alarms.
+        if (not c.low_alarm and free[c.stratum_ref] < threshold
+                and repository.raise_low_alarm(session, lst.id, c.stratum_ref)):
+            newly.append(c.stratum_ref)
     if not newly:
         return None
     low = [f for f in free.values() if f < threshold]

@@ -43,10 +43,16 @@ def all_lists(session: Session) -> list[RandomizationList]:
                              .order_by(col(RandomizationList.created_at), col(RandomizationList.id))))
 
 
-def active_list(session: Session) -> RandomizationList | None:
-    """The sealed list: the one that allocates (a partial unique index keeps it single)."""
-    return session.exec(select(RandomizationList)
-                        .where(col(RandomizationList.status) == ListStatus.SEALED)).first()
+def active_list(session: Session, *, share_lock: bool = False) -> RandomizationList | None:
+    """The sealed list: the one that allocates (a partial unique index keeps it single).
+
+    `share_lock` (FOR SHARE): allocations run side by side, but never beside a seal,
+    an extension or the unsealing, which lock the row FOR UPDATE.
+    """
+    query = select(RandomizationList).where(col(RandomizationList.status) == ListStatus.SEALED)
+    if share_lock:
+        query = query.with_for_update(read=True).execution_options(populate_existing=True)
+    return session.exec(query).first()
 
 
 def latest_used_list(session: Session) -> RandomizationList | None:

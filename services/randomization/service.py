@@ -2,12 +2,14 @@
 
 Exactly once per participant, strictly in list order, on any number of replicas:
 1. an existing allocation of the record is returned as it is (no second event);
-2. the stratum's counter row is locked (`SELECT … FOR UPDATE`; SQLite: BEGIN IMMEDIATE
-   already holds the write lock), the record is looked up again (a concurrent duplicate
-   may have committed while we waited), and the slot `next_seq` is opened and marked used;
+2. the sealed list's row is share-locked (no seal, extension or unsealing meanwhile) and
+   the stratum's counter row is locked (`SELECT … FOR UPDATE`; on SQLite, BEGIN IMMEDIATE
+   already holds the write lock); the record is looked up again (a concurrent duplicate
+   may have committed while we waited) and the slot `next_seq` is opened and marked used;
 3. the allocation number (a trial-wide counter, also locked), the allocation row
    (record is its primary key), the audit entry and the `Allocated` event are written in
-   the same transaction. Lock order is always stratum → number → audit chain.
+   the same transaction. Lock order is always list → stratum → number → audit chain, so
+   concurrent allocations queue per stratum and never deadlock.
 
 Whatever unblinds (cluster, arm, stratum, slot) is sealed with the list key in the
 allocation row; the audit chain gets only a salted SHA-256 digest of it (an unsalted
@@ -44,7 +46,7 @@ from .domain import (
     stratum_of,
     unseal_slot,
 )
-from .keys import ListKey
+from .keys import ListKey, SealedDataError
 from .models import AllocationRow, RandomizationList
 
 log = structlog.get_logger(__name__)
@@ -158,7 +160,7 @@ def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[Al
     existing = repository.allocation(session, req.record)
     if existing is not None:
         return existing, False
-    lst = repository.active_list(session)
+    lst = repository.active_list(session, share_lock=True)
     if lst is None:
         raise NoSealedList("no sealed randomization list: the statistician must generate "
                            "and seal one first", field="list")
@@ -252,8 +254,12 @@ def _record_allocation(session: Session, ctx: Context, lst: RandomizationList,
 
 
 def disclose(ctx: Context, row: AllocationRow) -> Disclosure:
-    plain = ctx.key.open(DETAIL, (row.list_id, row.record, row.allocation_number),
-                         row.sealed_detail)
+    try:
+        plain = ctx.key.open(DETAIL, (row.list_id, row.record, row.allocation_number),
+                             row.sealed_detail)
+    except SealedDataError:
+        raise Conflict(f"the sealed detail of allocation {row.allocation_number} does not open: "
+                       "another key, or the row was altered", field="record") from None
     return Disclosure(**json.loads(plain))
 
 

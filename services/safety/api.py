@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from services.core.auth import CallerDep
@@ -25,6 +26,7 @@ from .domain import InvalidFollowUp, InvalidInput, ObligationStateError, SafetyE
 from .randomization_client import fetch_unblinded_allocations
 from .schemas import (
     AcknowledgeIn,
+    Assessment,
     BlindedReport,
     CandidateRead,
     CandidateStatus,
@@ -61,7 +63,7 @@ def _actor(caller: Caller) -> service.Actor:
 
 
 @contextmanager
-def domain_errors(prefix: str = "") -> Iterator[None]:
+def domain_errors() -> Iterator[None]:
     """Safety domain errors → 422 (every field named) or 409; the transaction rolls back."""
     try:
         yield
@@ -76,6 +78,9 @@ def domain_errors(prefix: str = "") -> Iterator[None]:
         raise Conflict(err.message, field=err.field) from None
     except SafetyError as err:
         raise InvalidRequest(err.message, field=err.field) from None
+    except IntegrityError:  # another request wrote the same version or obligation first
+        raise Conflict("the case changed while this request was processed; reload and retry",
+                       field="case_id") from None
 
 
 def _protocol(request: Request) -> TrialProtocol:
@@ -91,7 +96,7 @@ def _case_read(session: Session, case_id: str, protocol: TrialProtocol, now: dat
     assert row is not None
     return CaseRead(
         **CaseSummary.of(row, case).model_dump(),
-        assessment=service.case_assessment(case, protocol.safety), latest=case.latest.event,
+        assessment=Assessment(**service.case_assessment(case, protocol.safety)), latest=case.latest.event,
         versions=[CaseVersionRead.of(v) for v in repository.version_rows(session, [case_id])],
         obligations=[ObligationRead.of(o, service.obligation_status(o, now).value)
                      for o in repository.obligation_rows(session, case_id=case_id)])

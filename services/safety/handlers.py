@@ -46,7 +46,8 @@ def on_form_saved(session: Session, env: Envelope) -> None:
             intake.record_adverse_event_form(session, saved=saved, protocol=protocol, now=now,
                                              correlation_id=correlation_id)
         elif saved.instrument in (form.neq_instrument, form.inep_instrument):
-            kind = "neq" if saved.instrument == form.neq_instrument else "inep"
+            kind: questionnaires.Instrument = (
+                "neq" if saved.instrument == form.neq_instrument else "inep")
             questionnaires.record_questionnaire_form(
                 session, saved=saved, kind=kind, rules=protocol.safety, now=now,
                 correlation_id=correlation_id)

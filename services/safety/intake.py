@@ -60,11 +60,11 @@ def record_adverse_event_form(session: Session, *, saved: FormSaved, protocol: T
         session.add(SafetyRedcapInstance(record=saved.record, redcap_event=event_name,
                                          repeat_instance=instance, case_id=case.case_id))
         return case.case_id
-    case = repository.load_case(session, known.case_id)
-    if case is None or parsed.event == case.latest.event:
+    existing = repository.load_case(session, known.case_id)
+    if existing is None or parsed.event == existing.latest.event:
         return None  # identical re-save or redelivery: nothing new
-    updated = follow_up(case, parsed.event, reason=parsed.follow_up_reason or RESAVED_REASON,
-                        received_at=max(now, case.latest.received_at), recorded_by=actor.subject)
+    updated = follow_up(existing, parsed.event, reason=parsed.follow_up_reason or RESAVED_REASON,
+                        received_at=max(now, existing.latest.received_at), recorded_by=actor.subject)
     store_version(session, updated, actor=actor, source="redcap", rules=rules, now=now)
     return updated.case_id
 

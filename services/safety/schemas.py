@@ -18,7 +18,7 @@ from .models import SafetyCandidate, SafetyCase, SafetyCaseVersion, SafetyObliga
 from .repository import to_obligation
 
 __all__ = [
-    "AcknowledgeIn", "BlindedReport", "CandidateRead", "CaseRead", "CaseSummary",
+    "AcknowledgeIn", "Assessment", "BlindedReport", "CandidateRead", "CaseRead", "CaseSummary",
     "CaseVersionRead", "FollowUpCreate", "ObligationRead", "SentIn", "TriageIn",
     "UnblindedReport",
 ]

@@ -136,6 +136,7 @@ def store_version(session: Session, case: Case, *, actor: Actor, source: str,
         case_id=case.case_id, number=latest.number, event=json.dumps(event_json),
         event_sha256=digest(event_json), reason=latest.reason, received_at=latest.received_at,
         recorded_by=latest.recorded_by, recorded_role=actor.role, recorded_at=now))
+    session.flush()  # a concurrent writer of the same version fails here, on the primary key
     entry = {**audit_entry(case, latest.number, rules), "event_sha256": digest(event_json)}
     if latest.number == 1:
         entry["event"] = event_json
@@ -268,10 +269,9 @@ def sweep_obligations(session: Session, *, now: datetime) -> Sweep:
     overdue ones, and count obligations by status for the metrics."""
     sweep = Sweep()
     current: dict[str, Obligation] = {}
-    due = {o.key for o in due_for_escalation(
-        [repository.to_obligation(r) for r in repository.obligation_rows(session, unsent_only=True)],
-        now)}
-    for row in repository.obligation_rows(session):
+    rows = repository.obligation_rows(session)
+    due = {o.key for o in due_for_escalation([repository.to_obligation(r) for r in rows], now)}
+    for row in rows:
         o = repository.to_obligation(row)
         if o.key in due:
             escalated = mark_escalated(o, at=now)

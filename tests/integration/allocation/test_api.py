@@ -34,11 +34,11 @@ async def test_predictions_need_a_token_and_an_unblinded_role(api: RunningServic
     assert (await api.client.post("/v1/predictions", json=body)).status_code == 401
     for blinded in ("coordinator", "assessor", "monitor", "ops"):
         response = await api.client.post("/v1/predictions", json=body,
-                                                headers=api.as_role(blinded))
+                                         headers=api.as_role(blinded))
         assert response.status_code == 403, blinded
         assert "cluster" not in response.text
     response = await api.client.post("/v1/predictions", json=body,
-                                            headers=api.as_role("study_manager"))
+                                     headers=api.as_role("study_manager"))
     assert response.status_code == 200, response.text
     assert response.json()["cluster"] == "ID"
 
@@ -48,15 +48,20 @@ async def test_what_if_prediction_is_audited_by_digest_and_not_stored(
     row = reference_rows[5]
     body = {"items": items_of(row), "age": float(row["age"]), "sex": int(row["sex"])}
     response = await api.client.post("/v1/predictions", json=body,
-                                            headers=api.as_role("study_manager", "sm-1"))
+                                     headers=api.as_role("study_manager", "sm-1"))
     assert response.status_code == 200, response.text
     result = response.json()
+    by_redcap_name = {**body, "items": {f"mpid_{k}": v for k, v in body["items"].items()}}
+    again = await api.client.post("/v1/predictions", json=by_redcap_name,
+                                  headers=api.as_role("study_manager", "sm-1"))
+    assert again.status_code == 200, again.text
+    assert again.json()["probabilities"] == result["probabilities"]
     expected = api.kernel.extras["predictor"].predict_items(
         row, age=row["age"], sex=int(row["sex"]), item_prefix="mpid_")
     assert result["cluster"] == expected.cluster
     assert result["probabilities"] == pytest.approx(expected.probabilities)
 
-    [computed] = [e for e in audit_actions(api) if e.action == "prediction.computed"]
+    [computed, _] = [e for e in audit_actions(api) if e.action == "prediction.computed"]
     after = json.loads(computed.after or "{}")
     assert (computed.actor, computed.role) == ("sm-1", "study_manager")
     assert set(after) == {"digest", "model_version", "input"}
@@ -66,14 +71,16 @@ async def test_what_if_prediction_is_audited_by_digest_and_not_stored(
         low_confidence=result["low_confidence"], model_version=result["model_version"],
         salt=result["salt"])
     missing = await api.client.get("/v1/predictions/what-if",
-                                          headers=api.as_role("study_manager"))
+                                   headers=api.as_role("study_manager"))
     assert missing.status_code == 404
 
 
 BAD_INPUT = [
     ({"items": {**{k: 3 for k in ITEM_KEYS}, "1_3": 9}}, "items.1_3"),
     ({"items": {**{k: 3 for k in ITEM_KEYS}, "1_6": -99}}, "items.1_6"),
+    ({"items": {f"mpid_{k}": 3 if k != "1_3" else 9 for k in ITEM_KEYS}}, "items.mpid_1_3"),
     ({"items": {**{k: 3 for k in ITEM_KEYS}, "4_1": 3}}, "items.4_1"),
+    ({"items": {**{k: 3 for k in ITEM_KEYS}, "mpid_1_1": 3}}, "items"),
     ({"items": {**{k: 3 for k in ITEM_KEYS}, "1_3": "often"}}, "items.1_3"),
     ({"scales": {**CENTROID_ID, "GA": 7.5}}, "scales.GA"),
     ({"scales": {k: v for k, v in CENTROID_ID.items() if k != "PS"}}, "scales.PS"),
@@ -103,8 +110,8 @@ async def test_bad_input_is_refused_naming_the_field_and_changes_nothing(
 async def test_unscorable_items_are_refused_naming_the_scale(api: RunningService) -> None:
     items = {k: 3 for k in ITEM_KEYS if k not in ("1_2", "1_3", "1_4")}
     response = await api.client.post("/v1/predictions",
-                                            json={"items": items, "age": 40, "sex": 1},
-                                            headers=api.as_role("study_manager"))
+                                     json={"items": items, "age": 40, "sex": 1},
+                                     headers=api.as_role("study_manager"))
     assert response.status_code == 422
     assert response.json()["field"] == "items" and "scale I" in response.json()["detail"]
 
@@ -113,10 +120,10 @@ async def test_active_model_summary_states_its_synthetic_origin(
         api: RunningService, protocol: TrialProtocol) -> None:
     assert (await api.client.get("/v1/models/active")).status_code == 401
     forbidden = await api.client.get("/v1/models/active",
-                                            headers=api.as_role("coordinator"))
+                                     headers=api.as_role("coordinator"))
     assert forbidden.status_code == 403
     response = await api.client.get("/v1/models/active",
-                                           headers=api.as_role("statistician"))
+                                    headers=api.as_role("statistician"))
     assert response.status_code == 200, response.text
     model = response.json()
     assert model["sha256"] == protocol.allocation.model.sha256

@@ -13,7 +13,9 @@ from services.allocation.domain import ClusterPredictor, read_model
 from services.allocation.models import ParticipantPrediction, ReviewRequest, WithdrawalSeen
 from services.core.audit import AuditEntry
 from services.core.bus import Bus
-from services.core.events import AllocationNeedsReview, ClusterAssigned
+from services.core.db import unit_of_work
+from services.core.events import AllocationNeedsReview, ClusterAssigned, Envelope, FormSaved
+from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol
 from tests.support.harness import RunningService
 
@@ -50,6 +52,8 @@ async def test_completed_baseline_assigns_one_cluster_despite_duplicates_and_res
     await publish(observer, first)
     await publish(observer, first, msg_id=f"{first.id}-republished")  # same event id again
     await publish(observer, form_saved("P-001", fields, instrument="mpid"))  # staff re-save
+    await publish(observer, form_saved("P-001", {"ae_term": "headache"},  # not a baseline form
+                                       instrument="adverse_event"))
     await settled(allocation, observer)
 
     [env] = await published(observer, ClusterAssigned.subject)
@@ -177,3 +181,26 @@ async def test_a_retracted_withdrawal_no_longer_blocks_the_prediction(
     assert env.record == "P-004"
     assert [e.action for e in audit_trail(allocation, "P-004")] == [
         "withdrawal.recorded", "withdrawal.retracted", "prediction.created"]
+
+
+async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_names_them(
+        api: RunningService, protocol: TrialProtocol, reference_rows: list[dict[str, str]]) -> None:
+    rules = protocol.allocation.model_copy(update={"site_field": "redcap_data_access_group",
+                                                   "pilot_field": "scr_qa_pilot"})
+    with_site = protocol.model_copy(update={"allocation": rules})
+    for record, pilot in (("P-300", "1"), ("P-301", "0")):
+        fields = baseline_fields(protocol, reference_rows[7], record,
+                                 redcap_data_access_group="berlin", scr_qa_pilot=pilot)
+        env = form_saved(record, fields)
+        with unit_of_work(api.kernel.engine) as session:
+            outcome = service.record_form_saved(
+                session, saved=env.payload(FormSaved), protocol=with_site,
+                trigger=service.Trigger(event_id=env.id, correlation_id=env.id),
+                predictor=api.kernel.extras["predictor"])
+        assert outcome is service.Outcome.ASSIGNED
+    with Session(api.kernel.engine) as session:
+        staged = [Envelope.model_validate_json(m.envelope) for m in session.exec(
+            select(OutboxMessage).where(OutboxMessage.subject == ClusterAssigned.subject))]
+    assigned = {e.record: e.payload(ClusterAssigned) for e in staged}
+    assert {(a.site, a.pilot) for a in assigned.values()} == {("berlin", True), ("berlin", False)}
+    assert assigned["P-300"].pilot and not assigned["P-301"].pilot

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from services.allocation.app import SPEC, StartupRefused
+from services.core.protocol import ProtocolError, parse_protocol
 from services.core.runner import build_app
 from services.core.settings import ServiceSettings
 from tailor_cli.natsd import NatsServer
@@ -59,3 +60,20 @@ async def test_start_up_is_refused_when_the_model_file_is_missing(
     missing = protocol_with_model(tmp_path, path=str(tmp_path / "nowhere.skops"))
     with pytest.raises(StartupRefused, match="cannot read the model"):
         await start(tmp_path, nats_server.url, missing)
+
+
+async def test_start_up_is_refused_when_randomization_needs_a_site_the_protocol_does_not_name(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    data = yaml.safe_load(PROTOCOL.read_text(encoding="utf-8"))
+    data["randomization"].update(stratify_by=["cluster", "site"], sites=["berlin", "essen"])
+    by_site = tmp_path / "protocol.yaml"
+    by_site.write_text(yaml.safe_dump(data), encoding="utf-8")
+    with pytest.raises(StartupRefused, match=r"allocation\.site_field"):
+        await start(tmp_path, nats_server.url, by_site)
+
+
+def test_protocol_is_refused_when_cluster_profiles_do_not_name_the_clusters() -> None:
+    data = yaml.safe_load(PROTOCOL.read_text(encoding="utf-8"))
+    data["clusters"].append({"key": "XX", "label": "extra", "matching_module": "PERT"})
+    with pytest.raises(ProtocolError, match=r"allocation\.cluster_profiles: names \['AC', 'DYS', 'ID'\]"):
+        parse_protocol(data, "protocol.yaml")

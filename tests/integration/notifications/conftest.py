@@ -10,7 +10,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi import FastAPI, Request, Response
 
@@ -156,7 +155,9 @@ def forwarder(target: Callable[[], RunningService | None]) -> FastAPI:
 @pytest.fixture
 async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch,
                 request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
-    database_url = getattr(request, "param", None) or f"sqlite:///{tmp_path / 'notifications.db'}"
+    backend = getattr(request, "param", "sqlite")
+    database_url = (str(request.getfixturevalue("postgres_url")) if backend == "postgres"
+                    else f"sqlite:///{tmp_path / 'notifications.db'}")
     sink = SmtpSink()
     holder: list[Stack] = []
     async with sink.serving(), serving(forwarder(lambda: holder[0].services[-1] if holder[0].services else None)) as callback_base:
@@ -194,5 +195,4 @@ async def dlq_messages(bus: Bus, subject: str = "trial.dlq.notifications") -> li
     return [m.data for m in msgs]
 
 
-def http() -> httpx.AsyncClient:
-    return httpx.AsyncClient(timeout=5)
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]

@@ -8,19 +8,26 @@ import pytest
 from sqlmodel import Session, col, select
 
 from services.core import audit
+from services.core.protocol import TrialProtocol
 from services.randomization.domain import (
     ListCommitment,
     OpenedSlot,
     SealedSlot,
     SealError,
     Slot,
+    design_from_protocol,
     generate_list,
     seal_batch,
     unseal_slot,
     verify_list,
 )
 from services.randomization.keys import ListKey
-from services.randomization.models import RandomizationList, SealedSlotRow
+from services.randomization.models import (
+    AllocationRow,
+    RandomizationList,
+    SealedSlotRow,
+    StratumCounter,
+)
 from services.randomization.service import design_from_snapshot
 from tests.support.harness import RunningService
 
@@ -77,32 +84,41 @@ async def test_monitor_sees_lists_without_per_stratum_counts(sqlite_svc: Running
     assert (await svc.client.post("/v1/lists", json={}, headers=svc.as_role("monitor"))).status_code == 403
 
 
-def test_sealed_slots_are_unreadable_in_the_database_without_the_key(
-        tmp_path, list_key: ListKey, protocol) -> None:
-    """Pure storage check: what sealing writes holds no module, arm or stratum in the clear."""
-    from services.randomization.domain import design_from_protocol
+async def test_sealed_slots_are_unreadable_in_the_database_without_the_key(
+        sqlite_svc: RunningService, list_key: ListKey) -> None:
+    svc = sqlite_svc
+    list_id = await sealed_list(svc, 12)
+    await svc.client.post("/v1/allocations", headers=svc.as_role("study_manager"),
+                          json={"record": "U1", "cluster": "DYS", "reason": "bus down"})
+    protocol = svc.kernel.protocol
+    words = [w.encode() for w in (*protocol.module_keys, *(a.key for a in protocol.arms),
+                                  *(c.key for c in protocol.clusters))]
+    with Session(svc.kernel.engine) as session:
+        rows = session.exec(select(SealedSlotRow).where(col(SealedSlotRow.list_id) == list_id)).all()
+        [allocation] = session.exec(select(AllocationRow)).all()
+        counters = session.exec(select(StratumCounter)).all()
+    assert rows and all(not any(w in r.ciphertext for w in words) for r in rows)
+    assert len({len(r.ciphertext) for r in rows}) == 1  # the length does not unblind either
+    assert not any(w in allocation.sealed_detail for w in words)
+    strata = {c.key for c in protocol.clusters}
+    assert not strata & ({r.stratum_ref for r in rows} | {c.stratum_ref for c in counters})
+    assert [r.used_by for r in rows if r.used_by] == [list_key.participant_tag(list_id, "U1")]
+    ref = list_key.stratum_ref(list_id, "DYS")
+    first = next(r for r in rows if (r.stratum_ref, r.seq) == (ref, 1))
+    sealed = SealedSlot("DYS", 1, first.nonce, first.ciphertext, first.leaf)
+    assert unseal_slot(sealed, key=list_key.material, list_id=list_id).slot.module == allocation.module
+    with pytest.raises(SealError):
+        unseal_slot(sealed, key=bytes(32), list_id=list_id)
 
-    design = design_from_protocol(protocol)
-    slots = generate_list(design, b"\x01" * 32, 24)
-    sealed = seal_batch(slots, key=list_key.material, list_id="L1")
-    words = [w.encode() for w in (*design.modules, *design.arms, *design.stratum_keys)]
-    for row in sealed.slots:
-        assert not any(w in row.ciphertext for w in words)
-        with pytest.raises(SealError):
-            unseal_slot(row, key=bytes(32), list_id="L1")
-    assert len({len(r.ciphertext) for r in sealed.slots}) == 1  # length does not unblind
 
-
-def _csv(slots) -> str:
+def _csv(slots: list[Slot]) -> str:
     lines = ["stratum,seq,block,block_length,module,arm"]
     lines += [",".join(map(str, s)) for s in slots]
     return "\n".join(lines) + "\n"
 
 
 async def test_import_reports_every_defect_with_row_and_column(sqlite_svc: RunningService,
-                                                                protocol) -> None:
-    from services.randomization.domain import design_from_protocol
-
+                                                                protocol: TrialProtocol) -> None:
     svc = sqlite_svc
     design = design_from_protocol(protocol)
     slots = generate_list(design, b"\x02" * 32, 12)
@@ -164,7 +180,7 @@ async def test_low_stratum_alarms_and_an_extension_continues_it(sqlite_svc: Runn
         await _low_alarm_then_extension(svc, tap)
 
 
-async def _low_alarm_then_extension(svc: RunningService, tap) -> None:
+async def _low_alarm_then_extension(svc: RunningService, tap: Tap) -> None:
     list_id = await sealed_list(svc, 12)
     strata = {s["stratum"]: s for s in
               (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]}

@@ -37,11 +37,13 @@ async def test_every_malformed_field_is_named_in_one_answer(safety: RunningServi
                    verbatim_term="", severity="catastrophic", grade=7,
                    seriousness=criteria(death="maybe"), relatedness="perhaps", expected="often",
                    outcome="better", action_taken="shrugged", reporter="",
-                   meddra={"version": "27", "llt_code": "123"}, colour="blue")
+                   meddra={"version": "27", "llt_code": "123"}, narrative=["not", "text"],
+                   colour="blue")
     named = fields_of(await safety.client.post(URL, json=body, headers=safety.as_role("coordinator")))
     assert named >= {"participant", "onset_date", "awareness_time", "verbatim_term", "severity",
                      "grade", "seriousness.death", "relatedness", "expected", "outcome",
-                     "action_taken", "reporter", "meddra.version", "meddra.llt_code", "colour"}
+                     "action_taken", "reporter", "meddra.version", "meddra.llt_code", "narrative",
+                     "colour"}
     not_an_object = await safety.client.post(URL, json=["x"], headers=safety.as_role("coordinator"))
     assert not_an_object.status_code == 422
 

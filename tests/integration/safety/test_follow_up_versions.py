@@ -5,6 +5,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from services.core.db import unit_of_work
 from tests.support.harness import RunningService
 
 from .safety_support import (
@@ -61,6 +66,8 @@ async def test_follow_ups_version_the_case_and_restart_clocks(safety: RunningSer
 
     actions = assert_audit_verified_and_blind(safety)
     assert actions.count("case.created") == 1 and actions.count("case.versioned") == 2
+    with pytest.raises(DBAPIError), unit_of_work(safety.kernel.engine) as session:
+        session.execute(text("UPDATE safety_case_version SET reason = 'rewritten'"))
 
 
 @sqlite_only

@@ -1,19 +1,18 @@
 """Routes of the randomization service: parse, authorize (CallerDep), call, shape by role.
 
 Every route's roles are in `services.core.roles.PERMISSIONS` (`/api/v1/randomization/v1/…`).
+The audit trail (`/v1/audit`, `/v1/audit/verify`) is the kernel's (services/core/audit_api.py).
 """
 
 from __future__ import annotations
 
-import json
 from typing import Annotated
 
 import structlog
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
-from services.core import audit
 from services.core.auth import CallerDep, view_of
 from services.core.errors import InvalidInput
 from services.core.http import SessionDep, problem
@@ -27,10 +26,8 @@ from .schemas import (
     AllocationBlinded,
     AllocationCreate,
     AllocationUnblinded,
-    AuditEntryRead,
     BalanceBlinded,
     BalanceUnblinded,
-    ChainReportRead,
     CommitmentRead,
     EmergencyUnblinding,
     ListExtend,
@@ -231,27 +228,3 @@ def get_balance(session: SessionDep, ctx: ContextDep,
     return BalanceUnblinded(list_id=report.list_id, by_module=by_module,
                             by_stratum=[StratumBalanceRead(**s.__dict__)
                                         for s in report.by_stratum or []])
-
-
-# ── audit trail (monitors, through the gateway) ─────────────────────────────────────
-
-
-@router.get("/audit", response_model=list[AuditEntryRead], tags=["audit"])
-def get_audit(session: SessionDep, _caller: CallerDep, record: str | None = None,
-              after_seq: Annotated[int, Query(ge=0)] = 0,
-              limit: Annotated[int, Query(gt=0, le=1000)] = 200) -> list[AuditEntryRead]:
-    def parsed(text: str | None) -> object:
-        return None if text is None else json.loads(text)
-
-    return [AuditEntryRead.model_validate({**e.model_dump(), "before": parsed(e.before),
-                                           "after": parsed(e.after)})
-            for e in repository.audit_entries(session, record=record, after_seq=after_seq,
-                                              limit=limit)]
-
-
-@router.get("/audit/verify", response_model=ChainReportRead, tags=["audit"])
-def verify_audit(session: SessionDep, _caller: CallerDep) -> ChainReportRead:
-    report = audit.verify(session)
-    return ChainReportRead(ok=report.ok, length=report.length, head_hash=report.head_hash,
-                           first_broken_seq=report.first_broken_seq, problem=report.problem)
-

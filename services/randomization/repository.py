@@ -12,8 +12,6 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import func, insert, update
 from sqlmodel import Session, col, select
 
-from services.core.audit import AuditEntry
-
 from .domain import SealedSlot
 from .models import (
     AllocationRow,
@@ -158,14 +156,3 @@ def next_counter(session: Session, name: str) -> int:
     row.value += 1
     session.add(row)
     return row.value
-
-
-# ── audit trail (read by monitors through the gateway) ───────────────────────────────
-
-
-def audit_entries(session: Session, *, record: str | None, after_seq: int,
-                  limit: int) -> list[AuditEntry]:
-    query = select(AuditEntry).where(col(AuditEntry.seq) > after_seq)
-    if record is not None:
-        query = query.where(col(AuditEntry.record) == record)
-    return list(session.exec(query.order_by(col(AuditEntry.seq)).limit(limit)))

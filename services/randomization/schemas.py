@@ -188,31 +188,3 @@ class BalanceUnblinded(Schema):
     list_id: str | None
     by_module: list[ModuleBalanceRead]
     by_stratum: list[StratumBalanceRead]
-
-
-# ── audit ───────────────────────────────────────────────────────────────────────────
-
-
-class AuditEntryRead(Schema):
-    seq: int
-    at: datetime
-    actor: str
-    role: str
-    action: str
-    entity_type: str
-    entity_id: str
-    record: str | None
-    before: Any
-    after: Any
-    reason: str | None
-    correlation_id: str | None
-    prev_hash: str
-    hash: str
-
-
-class ChainReportRead(Schema):
-    ok: bool
-    length: int
-    head_hash: str
-    first_broken_seq: int | None
-    problem: str | None

@@ -91,8 +91,9 @@ async def test_sealed_slots_are_unreadable_in_the_database_without_the_key(
     await svc.client.post("/v1/allocations", headers=svc.as_role("study_manager"),
                           json={"record": "U1", "cluster": "DYS", "reason": "bus down"})
     protocol = svc.kernel.protocol
-    words = [w.encode() for w in (*protocol.module_keys, *(a.key for a in protocol.arms),
-                                  *(c.key for c in protocol.clusters))]
+    # As the plaintext encodes them (JSON strings): long enough not to occur by chance.
+    words = [json.dumps(w).encode() for w in (*protocol.module_keys, *(a.key for a in protocol.arms),
+                                              *(c.key for c in protocol.clusters))]
     with Session(svc.kernel.engine) as session:
         rows = session.exec(select(SealedSlotRow).where(col(SealedSlotRow.list_id) == list_id)).all()
         [allocation] = session.exec(select(AllocationRow)).all()

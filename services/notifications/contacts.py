@@ -14,7 +14,7 @@ from services.core.protocol import TrialProtocol
 from . import repository
 from .crypto import ContactDetails
 from .domain import ParticipantSnapshot, participant_zone
-from .models import ContactRow
+from .models import ContactRow, Message
 from .runtime import Runtime
 
 CHANNELS = ("email", "sms", "phone", "letter")
@@ -85,7 +85,7 @@ def changed_fields(before: ContactDetails | None, after: ContactDetails) -> list
 
 
 def snapshot(session: Session, rt: Runtime, record: str,
-             details: ContactDetails | None, *, exclude: str | None = None
+             details: ContactDetails | None, *, exclude: Message | None = None
              ) -> ParticipantSnapshot:
     """What is known about a participant at send time (`exclude`: the message being sent)."""
     participant = repository.participant(session, record)
@@ -93,10 +93,8 @@ def snapshot(session: Session, rt: Runtime, record: str,
     completed = {tp.key: done_by_event.get(tp.redcap_event, frozenset())
                  for tp in rt.protocol.timepoints}
     sent = repository.reminders_left_us(session, record)
-    if exclude is not None:
-        msg = repository.message(session, exclude)
-        if msg is not None and msg.timepoint and msg.state in repository.LEFT_US:
-            sent[msg.timepoint] -= 1
+    if exclude is not None and exclude.timepoint and exclude.state in repository.LEFT_US:
+        sent[exclude.timepoint] -= 1
     return ParticipantSnapshot(
         withdrawn=participant is not None and participant.withdrawn_at is not None,
         opted_out=details.opt_outs() if details else frozenset(),

@@ -29,9 +29,12 @@ def on_form_saved(session: Session, env: Envelope) -> None:
 
 
 def on_safety_obligation(session: Session, env: Envelope) -> None:
-    kind = (SafetyObligationEscalated if env.subject == SafetyObligationEscalated.subject
-            else SafetyObligationOpened)
-    service.notify_safety(session, runtime_of(session), obligation=env.payload(kind),
+    obligation: SafetyObligationOpened | SafetyObligationEscalated
+    if env.subject == SafetyObligationEscalated.subject:
+        obligation = env.payload(SafetyObligationEscalated)
+    else:
+        obligation = env.payload(SafetyObligationOpened)
+    service.notify_safety(session, runtime_of(session), obligation=obligation,
                           correlation_id=env.correlation_id)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session
 
@@ -73,7 +74,8 @@ def apply_sms_callback(session: Session, rt: Runtime, *, body: bytes, timestamp:
         session.refresh(msg)
     if not can_transition(DeliveryState(msg.state), target):
         return "ignored", msg.state
-    stamp = {"delivered_at": now} if target is DeliveryState.DELIVERED else {"finished_at": now}
+    stamp: dict[str, Any] = (
+        {"delivered_at": now} if target is DeliveryState.DELIVERED else {"finished_at": now})
     repository.set_state_if(session, msg.key, msg.state, state=target.value, updated_at=now,
                             error=payload.get("error_code") and f"provider {payload['error_code']}",
                             **stamp)
@@ -126,7 +128,7 @@ def record_outcome(session: Session, rt: Runtime, *, task_id: int, outcome: str,
         raise InvalidInput(f"a {task.channel} task ends {allowed}", field="outcome")
     now, path = rt.now(), task_path(recorded)
     final = path[-1]
-    stamps: dict[str, object] = {"finished_at": now}
+    stamps: dict[str, Any] = {"finished_at": now}
     if DeliveryState.SENT in path:
         stamps["sent_at"] = now
     if DeliveryState.DELIVERED in path:

@@ -78,7 +78,8 @@ def retention(session: Session, rt: Runtime) -> RetentionRead:
     for msg in repository.reminders_sent_before(session):
         if msg.timepoint is not None:
             sent[(msg.record, msg.timepoint)].append(msg.sent_at or msg.updated_at)
-    records, closed = [], Counter()
+    records: list[TimepointRecord] = []
+    closed: Counter[str] = Counter()
     for row in repository.timepoints(session):
         if row.timepoint not in rt.protocol.timepoint_by_key:
             continue

@@ -114,10 +114,13 @@ def queued(session: Session, record: str, *, timepoint: str | None = None,
     return [m for m in rows if m.state == "scheduled" or m.lease_until is None]
 
 
-def due_keys(session: Session, now: datetime, limit: int, skip: Collection[str]) -> list[str]:
-    query = (select(Message.key).where(Message.state == "scheduled", Message.not_before <= now)
+def due_keys(session: Session, now: datetime, limit: int, skip: Collection[str]
+             ) -> list[tuple[str, str]]:
+    """(key, channel) of messages due now, oldest first."""
+    query = (select(Message.key, Message.channel)
+             .where(Message.state == "scheduled", Message.not_before <= now)
              .order_by(col(Message.not_before)).limit(limit + len(skip)))
-    return [k for k in session.exec(query) if k not in skip][:limit]
+    return [(k, c) for k, c in session.exec(query) if k not in skip][:limit]
 
 
 def expired_leases(session: Session, now: datetime, skip: Collection[str]) -> list[Message]:

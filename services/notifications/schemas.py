@@ -97,6 +97,7 @@ class MessageRead(Read):
     tries: int
     sent_at: datetime | None
     delivered_at: datetime | None
+    answered_at: datetime | None = Field(None, description="diary prompts only")
     finished_at: datetime | None
     cancel_reason: str | None
     error: str | None

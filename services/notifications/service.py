@@ -31,6 +31,7 @@ from .diary import extend_diary, mark_answered
 from .dispatch.metrics import count_outcome
 from .domain import CancelReason, local_day, plan_reminders, schedule_timepoints
 from .models import FormStatus, Message, Participant, TimepointRow
+from .planning import replan
 from .runtime import Runtime
 
 ACTOR, SYSTEM = "service:notifications", "system"
@@ -156,10 +157,12 @@ def update_contact(session: Session, rt: Runtime, *, record: str, fields: dict[s
     if details is None or details == previous:
         return False
     contacts.store(session, rt, record, details, rt.now())
+    changed = contacts.changed_fields(previous, details)
     record_change(session, action="contact.updated", entity_type="contact", entity_id=record,
                   record=record, correlation_id=correlation_id,
-                  after={"fields": contacts.changed_fields(previous, details),
-                         "key_id": rt.cipher.key_id})
+                  after={"fields": changed, "key_id": rt.cipher.key_id})
+    if "timezone" in changed:
+        replan(session, rt, record, correlation_id=correlation_id)
     newly_out = details.opt_outs() - (previous.opt_outs() if previous else frozenset())
     for channel in sorted(newly_out):
         cancel_queued(session, rt, repository.queued(session, record, channel=channel),

@@ -14,17 +14,16 @@ from datetime import timedelta
 
 import aiosmtplib
 import structlog
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from services.core.db import unit_of_work
 from services.core.runner import Kernel
 
 from .. import repository
 from ..diary import extend_diary
-from ..models import Message
 from ..runtime import Runtime, runtime_for
 from . import steps
-from .channels import EmailChannel, SmsChannel
+from .channels import EmailChannel, SmsChannel, error_summary
 from .metrics import BACKLOG, DIARY_ADHERENCE, DIARY_SENT
 
 log = structlog.get_logger(__name__)
@@ -67,24 +66,23 @@ class Dispatcher:
         """One round; True when the batch was full (more may be due at once)."""
         batch = self.rt.settings.dispatch_batch
         await asyncio.to_thread(steps.recover, self.engine, self.rt, set(self.inflight))
-        keys = await asyncio.to_thread(steps.due, self.engine, self.rt, batch, set(self.inflight))
-        if keys:
-            await asyncio.gather(*(self._guarded(k) for k in keys))
-        return len(keys) >= batch
+        due = await asyncio.to_thread(steps.due, self.engine, self.rt, batch, set(self.inflight))
+        if due:
+            await asyncio.gather(*(self._guarded(key, channel) for key, channel in due))
+        return len(due) >= batch
 
-    async def _guarded(self, key: str) -> None:
+    async def _guarded(self, key: str, channel: str) -> None:
         async with self._slots:
             self.inflight.add(key)
             try:
-                await self.dispatch(key)
+                await self.dispatch(key, channel)
             except Exception as exc:
-                log.warning("dispatch.message_failed", key=key, error=repr(exc))
+                log.warning("dispatch.message_failed", key=key, error=error_summary(exc))
             finally:
                 self.inflight.discard(key)
 
-    async def dispatch(self, key: str) -> None:
+    async def dispatch(self, key: str, channel: str) -> None:
         """Claim, send, record. A crash after the claim leaves a lease to `steps.recover`."""
-        channel = await asyncio.to_thread(self._channel_of, key)
         conn: aiosmtplib.SMTP | None = None
         if channel == "email":  # connect first: the claim-to-send window stays short
             conn = await self.email.acquire()
@@ -108,11 +106,6 @@ class Dispatcher:
         finally:
             if channel == "email":
                 self.email.release(conn)
-
-    def _channel_of(self, key: str) -> str | None:
-        with Session(self.engine) as session:
-            return session.exec(select(Message.channel).where(Message.key == key)).first()
-
 
 async def dispatcher(kernel: Kernel) -> None:
     await Dispatcher(runtime_for(kernel)).run(kernel.stop)

@@ -89,7 +89,7 @@ def not_due_reason(session: Session, rt: Runtime, msg: Message,
         return CancelReason.WINDOW_CLOSED
     planned = PlannedReminder(msg.record, msg.timepoint, msg.attempt, msg.channel,  # type: ignore[arg-type]
                               msg.due_at, msg.due_at, msg.key)
-    snapshot = contacts.snapshot(session, rt, msg.record, details, exclude=msg.key)
+    snapshot = contacts.snapshot(session, rt, msg.record, details, exclude=msg)
     check = is_still_due(planned, schedule_of(rt, row), snapshot, rt.protocol.reminders, now)
     return check.reason
 
@@ -244,6 +244,6 @@ def recover(engine: Engine, rt: Runtime, inflight: Collection[str]) -> int:
     return settled
 
 
-def due(engine: Engine, rt: Runtime, limit: int, skip: Collection[str]) -> list[str]:
+def due(engine: Engine, rt: Runtime, limit: int, skip: Collection[str]) -> list[tuple[str, str]]:
     with Session(engine) as session:
         return repository.due_keys(session, rt.now(), limit, skip)

@@ -12,17 +12,19 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI, Request, Response
+from sqlmodel import Session
 
 from services.core.bus import Bus
 from services.core.events import Allocated, Envelope, Event, FormSaved
 from services.notifications.app import SPEC
+from services.notifications.models import ContactRow
 from services.notifications.runtime import Runtime, runtime_for
-from sim.smtp import SmtpSink
 from sim.sms import SmsConfig, SmsProvider, create_app, serving
+from sim.smtp import SmtpSink
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import RunningService, eventually, running_service
 
-SMS_SECRET = "test-sms-secret"  # noqa: S105
+SMS_SECRET = "test-sms-secret"
 # Monday 6 January 2025, 09:00 UTC (10:00 in Berlin).
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -101,8 +103,17 @@ class Stack:
             complete_status=complete, fields=fields, trigger="det"), record=record)
 
     async def save_contact(self, record: str, **overrides: str) -> Envelope:
-        fields = contact_fields(record) | overrides
-        return await self.save(record, "t0_baseline", "consent", fields)
+        """Save the consent form and wait until the service has stored the details."""
+        before = self.sealed_contact(record)
+        env = await self.save(record, "t0_baseline", "consent",
+                              contact_fields(record) | overrides)
+        await eventually(lambda: self.sealed_contact(record) not in (None, before))
+        return env
+
+    def sealed_contact(self, record: str) -> str | None:
+        with Session(self.svc.kernel.engine) as session:
+            row = session.get(ContactRow, record)
+            return None if row is None else row.sealed
 
     async def scheduled(self, record: str) -> dict[str, Any]:
         async def ready() -> bool:
@@ -160,7 +171,10 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
                     else f"sqlite:///{tmp_path / 'notifications.db'}")
     sink = SmtpSink()
     holder: list[Stack] = []
-    async with sink.serving(), serving(forwarder(lambda: holder[0].services[-1] if holder[0].services else None)) as callback_base:
+    def current() -> RunningService | None:
+        return holder[0].services[-1] if holder and holder[0].services else None
+
+    async with sink.serving(), serving(forwarder(current)) as callback_base:
         provider = SmsProvider(SmsConfig(seed=3, delay=(0.01, 0.03), secret=SMS_SECRET.encode(),
                                          callback_url=f"{callback_base}/callbacks/sms"))
         async with serving(create_app(provider)) as sms_url:

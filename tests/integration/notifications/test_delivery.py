@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 
 from services.core import metrics
 from services.core.events import SafetyObligationEscalated, SafetyObligationOpened
-from services.notifications.domain import sign_callback
 from services.notifications.dispatch.metrics import DISPATCHED
+from services.notifications.domain import sign_callback
 from tests.support.harness import eventually
 
 from .conftest import SMS_SECRET, Stack, dlq_messages

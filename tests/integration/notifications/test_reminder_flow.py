@@ -41,7 +41,7 @@ async def test_reminders_go_out_on_their_days_across_channels_and_stop_on_comple
         keys = [r["attempt"] for r in tp["reminders"]]
         assert keys == [1, 2, 3, 4]
 
-        # Nothing is due a minute before the first reminder; at its time exactly one is.
+        # Nothing is due a minute before the first reminder; at its time it goes out.
         stack.move_to(datetime(2025, 2, 6, 8, 59, tzinfo=UTC))
         assert await asyncio.to_thread(steps.due, svc.kernel.engine, stack.rt, 100, ()) == []
         stack.move_to(EMAIL_1)
@@ -93,6 +93,30 @@ async def test_reminders_go_out_on_their_days_across_channels_and_stop_on_comple
         assert row["response_rate"] == 1.0 and 0.20 < row["response_ci_low"] < 0.21
         email = next(c for c in report["channels"] if c["channel"] == "email")
         assert email["sent"] == 2
+        exposed = (await svc.client.get("/metrics")).text
+        for name in ("tailor_notifications_dispatched_total",
+                     "tailor_notifications_dispatch_lag_seconds_bucket",
+                     "tailor_notifications_backlog_messages",
+                     "tailor_notifications_diary_adherence_ratio"):
+            assert name in exposed
+        assert "P-001" not in exposed  # no participant in any label
+
+
+async def test_a_time_zone_learned_after_allocation_moves_queued_reminders(stack: Stack) -> None:
+    async with stack.start():
+        await stack.allocate("P-080")
+        before = week_4(await stack.scheduled("P-080"))["reminders"]
+        assert before[0]["due_at"].startswith("2025-02-06T09:00")  # 10:00 in the default zone
+        await stack.save_contact("P-080", cons_timezone="America/Chicago")
+
+        async def moved() -> bool:
+            reminders = week_4(await stack.scheduled("P-080"))["reminders"]
+            return reminders[0]["due_at"].startswith("2025-02-06T16:00")  # 10:00 in Chicago
+
+        await eventually(moved)
+        t1 = next(t for t in (await stack.scheduled("P-080"))["timepoints"]
+                  if t["timepoint"] == "t1")
+        assert t1["reminders"][0]["due_at"].startswith("2025-04-03T15:00")  # daylight time
 
 
 async def test_withdrawal_and_opt_out_cancel_queued_reminders(stack: Stack) -> None:

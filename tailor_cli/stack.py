@@ -116,9 +116,15 @@ class LocalStack:
             "--folder", str(self.home / "mail")], url=f"smtp://127.0.0.1:{smtp_port}",
             ready=f"tcp:{smtp_port}"))
         sms_port = port_for("sms", None)
+        sms_secret = _secret_file(self.home / "secrets" / "sms-callback-secret",
+                                  secrets.token_urlsafe(24)).read_text()
+        # Delivery reports come back through the public edge, like a real provider's would.
+        callback = f"http://127.0.0.1:{gateway_port}/api/v1/notifications/v1/sms/callbacks"
+        self.env["TAILOR_SIM_SMS_SECRET"] = sms_secret
         self.spawn(Child("sms-provider", [
             sys.executable, "-m", "sim.sms", "--port", str(sms_port), "--delay-min", "0.1",
-            "--delay-max", "0.5"], url=f"http://127.0.0.1:{sms_port}", ready=f"tcp:{sms_port}"))
+            "--delay-max", "0.5", "--callback-url", callback],
+            url=f"http://127.0.0.1:{sms_port}", ready=f"tcp:{sms_port}"))
         self.redcap = {"url": redcap_url, "api_url": f"{redcap_url}/api/", "token": token,
                        "project_id": project_id}
         self.env.update({
@@ -128,6 +134,8 @@ class LocalStack:
             "TAILOR_NOTIFICATIONS_SMTP_HOST": "127.0.0.1",
             "TAILOR_NOTIFICATIONS_SMTP_PORT": str(smtp_port),
             "TAILOR_NOTIFICATIONS_SMS_URL": f"http://127.0.0.1:{sms_port}",
+            "TAILOR_NOTIFICATIONS_SMS_CALLBACK_URL": callback,
+            "TAILOR_NOTIFICATIONS_SMS_CALLBACK_SECRET": sms_secret,
         })
 
     def spawn(self, child: Child) -> Child:

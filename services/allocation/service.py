@@ -108,7 +108,7 @@ def digest_of(record: str | None, p: Prediction, salt: str) -> str:
 
 def is_baseline(event: str | None, redcap: RedcapProject) -> bool:
     """REDCap names events `<event>_arm_<n>` on the wire; the protocol without the arm."""
-    return event is not None and redcap.baseline_event in (event, redcap.event_of(event))
+    return redcap.event_key(event) == redcap.baseline_event
 
 
 def unmet_conditions(fields: Mapping[str, str], redcap: RedcapProject, *,

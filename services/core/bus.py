@@ -25,7 +25,6 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.aio.msg import Msg
-from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import (
     AckPolicy,
@@ -193,7 +192,7 @@ class Bus:
                     sub = await self._subscribe(spec)
                 msgs = await sub.fetch(spec.batch, timeout=1.0)
                 idle = 0
-            except NatsTimeout:
+            except TimeoutError:  # nats' own timeout, or asyncio's from inside fetch: no messages
                 idle += 1
                 if idle % 10 == 0 and await self._stuck(spec):
                     log.warning("bus.resubscribe", consumer=spec.durable)

@@ -147,6 +147,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("POST", "/redcap/det", R.REDCAP, credential=Credential.REDCAP_SECRET),
     _rule("GET", "/api/v1/audit", R.MONITOR),
     _rule("GET", "/api/v1/audit/verify", R.MONITOR),
+    _rule("GET", "/api/v1/audit/heads", R.MONITOR, R.OPS, note="chain heads the gateway witnessed"),
     _rule("GET", "/api/v1/keys", R.ADMIN),
     _rule("POST", "/api/v1/keys", R.ADMIN),
     _rule("POST", "/api/v1/keys/{key_id}/revoke", R.ADMIN),

@@ -18,6 +18,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 
 from . import audit, metrics
+from .audit_api import audit_router
 from .bus import Bus
 from .consumers import Consumer, to_spec
 from .db import make_engine, unit_of_work
@@ -85,6 +86,7 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
     install_error_handlers(app)
     app.add_middleware(EdgeMiddleware, service=spec.name)
     app.include_router(health_router())
+    app.include_router(audit_router())  # before the service's own: the kernel's audit API wins
     for router in spec.routers:
         app.include_router(router)
     return app

@@ -14,7 +14,7 @@ import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
@@ -69,6 +69,7 @@ class NotificationSettings(BaseSettings):
     diary_interval_seconds: float = 300.0
     diary_seed: int | None = None
     gauge_interval_seconds: float = 15.0
+    simulated_clock_file: Path | None = None  # demos only: see SimulatedClock
 
 
 @dataclass
@@ -114,10 +115,31 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+class SimulatedClock:
+    """UTC now plus an offset (seconds) read from a file: lets a demo or a training stack
+    move the reminder clock forward by weeks without waiting. Never on a production
+    database: start-up refuses it there."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self) -> datetime:
+        try:
+            offset = float(self.path.read_text().strip() or 0)
+        except (OSError, ValueError):
+            offset = 0.0
+        return utc_now() + timedelta(seconds=offset)
+
+
 def attach(kernel: Kernel) -> None:
     """on_startup hook: build the runtime and make it reachable from sessions."""
-    kernel.extras.setdefault("now", utc_now)
     settings = NotificationSettings()
+    if settings.simulated_clock_file is not None:
+        if kernel.engine.dialect.name != "sqlite":
+            raise RuntimeError("TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE is for demos on the "
+                               "embedded SQLite stack only")
+        kernel.extras["now"] = SimulatedClock(settings.simulated_clock_file)
+    kernel.extras.setdefault("now", utc_now)
     key = load_contact_key(settings.contact_key, Path(kernel.settings.home))
     runtime = Runtime(kernel, settings, ContactCipher(key), MessageRenderer(kernel.protocol))
     try:

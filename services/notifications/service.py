@@ -107,7 +107,7 @@ def record_form_saved(session: Session, rt: Runtime, *, saved: FormSaved,
     redcap = rt.protocol.redcap
     if saved.project_id != redcap.project_id or saved.event is None:
         return
-    event_name = redcap.event_of(saved.event)
+    event_name = redcap.event_key(saved.event)
     if event_name is None:
         return
     record = saved.record

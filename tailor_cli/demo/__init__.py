@@ -23,7 +23,7 @@ from sim.cohort import make_cohort
 
 from .. import registry
 from ..stack import LocalStack
-from . import report
+from . import followup, report
 from .checks import Verdict, check_allocations, check_design
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
@@ -35,7 +35,10 @@ PROTOCOL = Path("protocols/perpain-pilot.yaml")
 def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int:
     shutil.rmtree(home, ignore_errors=True)
     protocol = load_protocol(PROTOCOL)
-    stack = LocalStack(home=home, services=registry.existing(), protocol_file=PROTOCOL)
+    clock = home.resolve() / "notifications-clock"
+    stack = LocalStack(home=home, services=registry.existing(), protocol_file=PROTOCOL,
+                       extra_env={"TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE": str(clock),
+                                  "TAILOR_NOTIFICATIONS_DISPATCH_POLL_SECONDS": "0.5"})
     started = time.monotonic()
     try:
         with console.status("starting nats-server, REDCap emulator, SMTP sink and the services…"):
@@ -73,6 +76,8 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         check_design(verdict, protocol, unblinded)
         report.summaries(console, protocol, in_redcap, unblinded, alloc_fields[1])
         report.latency(console, stack, expected)
+        _safety(console, stack, gw, expected, verdict)
+        _reminders(console, stack, expected, verdict)
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
         report.verdict(console, verdict)
@@ -90,3 +95,52 @@ def _prepare_lists(gw: Gateway, console: Console) -> dict:
     console.print(f"randomization list {created['id']} generated and sealed; commitment "
                   f"sha256 {commitment['digest'][:16]}… (in the audit chain, downloadable)")
     return commitment
+
+
+def _safety(console: Console, stack: LocalStack, gw: Gateway, expected: list, verdict: Verdict) -> None:
+    record = expected[0].record
+    protocol = load_protocol(PROTOCOL)
+    event = protocol.redcap.unique_event_name("week_4")
+    followup.report_sae(stack.redcap["url"], stack.redcap["project_id"], record, event,
+                        protocol.safety.redcap_form.site_timezone)
+    obligations = followup.wait_for(lambda: gw.call("safety_officer", "GET",
+                                                    "/api/v1/safety/v1/obligations"))
+    pi = next(c.email for c in protocol.safety.contacts
+              if c.role == "principal_investigator")
+    mail = followup.wait_for(lambda: followup.recipients(stack.home / "mail")[pi])
+    blinded, unblinded, obligations = followup.safety_reports(gw)
+    verdict.check(bool(obligations), "the SAE entered in REDCap opened its reporting obligations")
+    verdict.check(bool(mail), "the investigator was notified through the SMTP server")
+    verdict.check(blinded["overall"]["counts"]["serious"] == 1, "the SAE shows in the blinded report")
+    verdict.check(sum(g["counts"]["serious"] for g in unblinded["by_arm"].values()) == 1,
+                  "the DSMB report splits it by arm")
+    report.safety(console, blinded, unblinded, obligations, mail)
+
+
+def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Verdict) -> None:
+    """Week 4 is due 28 days after allocation; the first e-mail reminder 3 days later, the
+    second 7 days later. Half the participants answer in between."""
+    clock = Path(stack.env["TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE"])
+    address = {p.record: dict(p.forms)["consent"]["cons_email"] for p in expected}
+    week4 = load_protocol(PROTOCOL).redcap.unique_event_name("week_4")
+    before = followup.recipients(stack.home / "mail")
+    followup.move_clock(clock, 33)
+    followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
+                      >= len(expected), timeout=60)
+    answered, silent = expected[: len(expected) // 2], expected[len(expected) // 2:]
+    followup.complete_timepoint(stack.redcap["url"], stack.redcap["project_id"], answered, week4,
+                                {"mpid_ps": {"mpidps_1_1": "3", "mpidps_1_7": "3", "mpidps_1_12": "2"},
+                                 "pgic": {"pgic_rating": "3"}})
+    time.sleep(3)  # the completions travel DET → gateway → bus → notifications
+    followup.move_clock(clock, 37)
+    followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
+                      >= len(expected) + len(silent), timeout=60)
+    time.sleep(2)
+    sent = followup.recipients(stack.home / "mail") - before
+    per_answered = [sent[address[p.record]] for p in answered]
+    per_silent = [sent[address[p.record]] for p in silent]
+    verdict.check(all(n == 1 for n in per_answered),
+                  "participants who completed week 4 got one reminder and no more")
+    verdict.check(all(n == 2 for n in per_silent), "non-responders got their second reminder")
+    report.reminders(console, [("answered after the 1st reminder", len(answered), sum(per_answered)),
+                               ("did not answer", len(silent), sum(per_silent))])

@@ -114,3 +114,33 @@ def where_next(console: Console, stack: LocalStack) -> None:
     console.print(f"  logs             {stack.home / 'logs'}")
 
 
+
+
+def safety(console: Console, blinded: dict, unblinded: dict, obligations: list, pi_mail: int) -> None:
+    table = Table(title="Safety, blinded (safety officer): SAEs by module")
+    for col in ("module", "participants", "AEs", "SAEs"):
+        table.add_column(col)
+    for module, group in blinded["by_module"].items():
+        table.add_row(module, str(group["participants"]), str(group["counts"]["events"]),
+                      str(group["counts"]["serious"]))
+    console.print(table)
+    by_arm = Table(title="[bold red]UNBLINDED[/bold red] safety (DSMB only): SAEs by arm")
+    for col in ("arm", "participants", "AEs", "SAEs"):
+        by_arm.add_column(col)
+    for arm, group in unblinded["by_arm"].items():
+        by_arm.add_row(arm, str(group["participants"]), str(group["counts"]["events"]),
+                       str(group["counts"]["serious"]))
+    console.print(by_arm)
+    for o in obligations:
+        console.print(f"  obligation {o.get('rule_key', o.get('rule'))}: {o['status']}, deadline "
+                      f"{o.get('deadline_at', o.get('deadline'))}")
+    console.print(f"  investigator and sponsor notified by e-mail: {pi_mail} message(s) at the SMTP sink")
+
+
+def reminders(console: Console, rows: list[tuple[str, int, int]]) -> None:
+    table = Table(title="Week-4 reminders (clock moved forward; e-mails at the SMTP sink)")
+    for col in ("participants", "completed week 4 before the 2nd reminder", "reminder e-mails"):
+        table.add_column(col)
+    for label, n, mails in rows:
+        table.add_row(label, str(n), str(mails))
+    console.print(table)

@@ -56,6 +56,13 @@ class RedcapProject(Strict):
         """`t0_baseline` -> `t0_baseline_arm_1`: the name REDCap uses on the wire."""
         return f"{event}_arm_{self.arm_number}"
 
+    def event_key(self, name: str | None) -> str | None:
+        """The protocol's event key from either spelling (`t0_baseline` or REDCap's
+        `t0_baseline_arm_1`); `form_saved` events carry the protocol key."""
+        if not name:
+            return None
+        return self.event_of(name) or name
+
     def event_of(self, unique_event_name: str) -> str | None:
         """`t0_baseline_arm_1` -> `t0_baseline`; None for another arm or a malformed name."""
         m = re.fullmatch(r"(.+)_arm_(\d+)", unique_event_name)

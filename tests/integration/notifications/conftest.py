@@ -99,7 +99,7 @@ class Stack:
     async def save(self, record: str, event: str, instrument: str, fields: dict[str, str],
                    complete: int = 2) -> Envelope:
         return await self.publish(FormSaved(
-            project_id=101, record=record, event=f"{event}_arm_1", instrument=instrument,
+            project_id=101, record=record, event=event, instrument=instrument,
             complete_status=complete, fields=fields, trigger="det"), record=record)
 
     async def save_contact(self, record: str, **overrides: str) -> Envelope:

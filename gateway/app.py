@@ -2,28 +2,55 @@
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
 
+import httpx
 from fastapi import FastAPI
 
 from services.core.runner import ServiceSpec, build_app
+from services.core.settings import ServiceSettings, Settings
 
+from . import openapi, security
 from .api import router
+from .audit_api import router as audit_router
 from .handlers import CONSUMERS
+from .keys_api import router as keys_router
+from .ops_api import router as ops_router
+from .proxy import Proxy
+from .proxy import router as proxy_router
 from .redcap import handlers as redcap_handlers
 from .redcap import setup as redcap_setup
 from .redcap.api import router as redcap_router
+from .settings import GatewaySettings
 
 SPEC = ServiceSpec(
     name="gateway",
     title="Tailor gateway",
     description="The only public edge of Tailor.",
     migrations=Path(__file__).parent / "migrations",
-    routers=[router, redcap_router],
+    # The gateway's own routes first; the proxy's catch-all `/api/v1/<service>/…` last.
+    routers=[router, audit_router, keys_router, ops_router, redcap_router, proxy_router],
     consumers=lambda kernel: [*CONSUMERS, *redcap_handlers.consumers(kernel.protocol)],
     on_startup=[redcap_setup.start],
 )
 
 
-def create_app() -> FastAPI:
-    return build_app(SPEC)
+def create_app(*, config: Settings | None = None, own: ServiceSettings | None = None,
+               gateway: GatewaySettings | None = None,
+               transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> FastAPI:
+    """The public gateway: SPEC plus its edge (guard, limits, headers, CORS), the proxy and
+    the public OpenAPI document. `transports` lets a test reach in-process services."""
+    gateway = gateway or GatewaySettings()
+    proxy = Proxy(gateway.service_urls, transports=transports,
+                  connect_timeout=gateway.proxy_connect_timeout_seconds,
+                  timeout=gateway.proxy_timeout_seconds, max_connections=gateway.proxy_max_connections)
+    runtime = security.GatewayRuntime.from_settings(gateway, proxy)
+    spec = dataclasses.replace(SPEC, on_startup=[*SPEC.on_startup, runtime.start],
+                               background=[*SPEC.background, runtime.close_on_stop])
+    app = build_app(spec, config=config, own=own)
+    app.state.gateway = runtime
+    security.install(app, gateway)
+    openapi.install(app)
+    return app

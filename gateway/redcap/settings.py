@@ -21,6 +21,7 @@ class RedcapSettings(BaseSettings):
     sweep_interval_seconds: float = 60.0
     sweep_overlap_seconds: float = 120.0
     worker_poll_seconds: float = 0.2
+    parallel_requests: int = 4  # REDCap API calls in flight at once (different participants)
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 300.0
 

@@ -33,17 +33,28 @@ async def _idle(kernel: Kernel, wake: asyncio.Event, seconds: float) -> None:
 
 
 async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[..., str],
-                 wake: asyncio.Event, poll: float, gauge: Callable[[Session], None]) -> None:
+                 wake: asyncio.Event, poll: float, gauge: Callable[[Session], None],
+                 parallel: int) -> None:
+    """Work through due rows: several participants at once, one participant's rows in order."""
+    lanes = asyncio.Semaphore(parallel)
+
+    async def lane(items: list) -> None:  # type: ignore[type-arg]
+        async with lanes:
+            for item in items:
+                if kernel.stop.is_set():
+                    return
+                await asyncio.to_thread(work, item)
+                kernel.relay.wake()
+
     while not kernel.stop.is_set():
         try:
             with Session(kernel.engine) as session:
                 batch = due(session)
                 gauge(session)
+            by_record: dict[str, list] = {}  # type: ignore[type-arg]
             for item in batch:
-                if kernel.stop.is_set():
-                    break
-                await asyncio.to_thread(work, item)
-                kernel.relay.wake()
+                by_record.setdefault(item.record, []).append(item)
+            await asyncio.gather(*(lane(items) for items in by_record.values()))
         except Exception as exc:  # keep the loop alive; the row stays pending
             log.exception("redcap.worker_error", error=repr(exc))
             batch = []
@@ -66,12 +77,14 @@ def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient
     tasks.append(asyncio.create_task(_drain(
         kernel, lambda s: repository.due_triggers(s, _now()), fetch, trigger_wake,
         settings.worker_poll_seconds,
-        lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger))),
+        lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
+        settings.parallel_requests),
         name="redcap-triggers"))
     tasks.append(asyncio.create_task(_drain(
         kernel, lambda s: repository.due_writes(s, _now()), write, write_wake,
         settings.worker_poll_seconds,
-        lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite))),
+        lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
+        settings.parallel_requests),
         name="redcap-writes"))
     tasks.append(asyncio.create_task(_sweeper(kernel, settings, client, trigger_wake),
                                      name="redcap-sweep"))

@@ -126,13 +126,13 @@ def audit_router() -> APIRouter:
 
     @router.get("/audit", response_model=list[AuditEntryRead],
                 summary="This service's audit entries, filtered, in chain order")
-    def list_audit(session: SessionDep, _caller: CallerDep,
+    def kernel_audit_entries(session: SessionDep, _caller: CallerDep,
                    query: Annotated[AuditQuery, Query()]) -> list[AuditEntryRead]:
         return [entry_read(e) for e in select_entries(session, query)]
 
     @router.get("/audit/verify", response_model=ChainReportRead,
                 summary="Re-compute this service's chain: length, head hash, first broken link")
-    def verify_audit(session: SessionDep, _caller: CallerDep,
+    def kernel_audit_verification(session: SessionDep, _caller: CallerDep,
                      at_seq: Annotated[int | None, Query(gt=0, le=MAX_SEQ)] = None) -> ChainReportRead:
         return chain_report(session, at_seq=at_seq)
 

@@ -1,0 +1,144 @@
+"""Hygiene of every exchange: security headers on each response; bodies bounded in size,
+of a known media type, and strict JSON (no duplicate keys, no NaN or Infinity, UTF-8)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import Headers, MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from services.core.http import problem
+
+# An API answer is data, never a page to render, frame or cache.
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+    "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+JSON_TYPES = ("application/json",)
+ACCEPTED_TYPES = frozenset({"application/json", "text/csv", "application/x-www-form-urlencoded"})
+UPLOAD_TYPES = frozenset({"text/csv"})
+
+
+class SecurityHeaders:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+class StrictJsonError(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    seen: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in seen:
+            raise StrictJsonError(f"the key {key!r} appears twice in one object")
+        seen[key] = value
+    return seen
+
+
+def _no_constants(name: str) -> Any:
+    raise StrictJsonError(f"{name} is not JSON")
+
+
+def check_strict_json(body: bytes) -> None:
+    try:
+        json.loads(body.decode("utf-8"), object_pairs_hook=_no_duplicates,
+                   parse_constant=_no_constants)
+    except UnicodeDecodeError:
+        raise StrictJsonError("the body is not UTF-8") from None
+    except RecursionError:
+        raise StrictJsonError("the body is nested too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise StrictJsonError(f"malformed JSON at line {exc.lineno} column {exc.colno}") from None
+
+
+class BodyLimits:
+    """Reads the body once (bounded), checks it, and hands it on unchanged."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
+        self.app = app
+        self.max_body = max_body
+        self.max_upload = max_upload
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        limit = self.max_upload if media_type in UPLOAD_TYPES else self.max_body
+        declared = headers.get("content-length")
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
+            await _too_large(scope, receive, send, limit)
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > limit:
+                await _too_large(scope, receive, send, limit)
+                return
+        if body:
+            refusal = _refusal(media_type, bytes(body))
+            if refusal is not None:
+                await refusal(scope, receive, send)
+                return
+        await self.app(scope, _replay(bytes(body), receive), send)
+
+
+def _refusal(media_type: str, body: bytes) -> Any:
+    if media_type not in ACCEPTED_TYPES:
+        return problem(415, "Unsupported media type",
+                       f"send the body as one of {', '.join(sorted(ACCEPTED_TYPES))}",
+                       field="Content-Type")
+    if media_type in JSON_TYPES:
+        try:
+            check_strict_json(body)
+        except StrictJsonError as exc:
+            return problem(400, "Malformed JSON", str(exc), field="body")
+    return None
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    response = problem(413, "Request body too large", f"the body may hold at most {limit} bytes",
+                       field="body")
+    await response(scope, receive, send)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # after the body: wait for the disconnect, as the server would
+
+    return replay

@@ -6,7 +6,7 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import HTMLResponse
 from sqlmodel import Session
 
@@ -29,6 +29,8 @@ from .schemas import (
     TaskOutcomeCreate,
     TaskRead,
 )
+
+TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a staff task's id")]
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
@@ -70,14 +72,14 @@ def get_tasks(session: SessionDep, caller: CallerDep, rt: RuntimeDep,
 
 
 @router.post("/tasks/{task_id}/claim", response_model=TaskRead, summary="Take a task")
-def claim_task(task_id: int, session: SessionDep, caller: CallerDep, rt: RuntimeDep) -> TaskRead:
+def claim_task(task_id: TaskId, session: SessionDep, caller: CallerDep, rt: RuntimeDep) -> TaskRead:
     task = outcomes.claim_task(session, rt, task_id=task_id, **_actor(caller))
     return _task_read(session, rt, task)
 
 
 @router.post("/tasks/{task_id}/outcome", response_model=TaskRead,
              summary="Record a call's or letter's outcome (reached, voicemail, wrong_number, sent)")
-def task_outcome(task_id: int, body: TaskOutcomeCreate, session: SessionDep, caller: CallerDep,
+def task_outcome(task_id: TaskId, body: TaskOutcomeCreate, session: SessionDep, caller: CallerDep,
                  rt: RuntimeDep) -> TaskRead:
     task = outcomes.record_outcome(session, rt, task_id=task_id, outcome=body.outcome,
                                    note=body.note, **_actor(caller))
@@ -86,7 +88,7 @@ def task_outcome(task_id: int, body: TaskOutcomeCreate, session: SessionDep, cal
 
 @router.get("/tasks/{task_id}/letter", response_class=HTMLResponse,
             summary="The print-ready reminder letter (HTML, A4, window envelope)")
-def task_letter(task_id: int, session: SessionDep, caller: CallerDep,
+def task_letter(task_id: TaskId, session: SessionDep, caller: CallerDep,
                 rt: RuntimeDep) -> HTMLResponse:
     return HTMLResponse(outcomes.letter(session, rt, task_id=task_id))
 

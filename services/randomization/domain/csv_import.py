@@ -94,7 +94,11 @@ def parse_list_csv(text: str, design: ListDesign) -> list[Slot]:
 def _header(reader: Iterator[list[str]],
             problems: list[ImportProblem]) -> tuple[dict[str, int], int] | None:
     """Column positions and row width, or None when rows cannot be read (problems say why)."""
-    header = next(reader, None)
+    try:
+        header = next(reader, None)
+    except csv.Error as err:  # an unclosed quote in the very first row
+        problems.append(ImportProblem(1, None, f"unreadable CSV: {err}"))
+        return None
     if not header or not any(h.strip() for h in header):
         problems.append(ImportProblem(1, None, "the file is empty; the first row must name "
                                       f"the columns {', '.join(COLUMNS)}"))

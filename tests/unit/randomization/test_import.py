@@ -217,3 +217,9 @@ def test_broken_quoting_stops_the_import_at_its_row(design: ListDesign) -> None:
     p = one(HEADER + '\nDYS,1,1,4,"PERT,personalized\n', design)
     assert p.row == 2
     assert "unreadable CSV" in p.message
+
+
+def test_an_unclosed_quote_in_the_header_is_a_problem_not_a_crash(design) -> None:
+    with pytest.raises(ListImportError) as info:
+        parse_list_csv('"stratum,seq,block\n', design)
+    assert "unreadable CSV" in str(info.value.problems[0].message)

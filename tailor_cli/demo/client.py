@@ -1,5 +1,5 @@
 """The demo talks to Tailor the way people do: through the gateway, with API keys, one per
-role (issued on the gateway's database, as `tailor keys create` does)."""
+role (issued and audited on the gateway's database, as `tailor keys create` does)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from sqlmodel import Session
 
-from gateway.auth.key_repository import create_key
+from gateway.key_service import issue_key
 from services.core.db import make_engine, unit_of_work
 
 
@@ -17,8 +17,9 @@ def issue_keys(gateway_db: str, roles: list[str]) -> dict[str, str]:
     engine = make_engine(gateway_db)
     try:
         with unit_of_work(engine) as session:
-            return {role: create_key(session, name=f"demo {role}", role=role,
-                                     created_by="tailor demo").token for role in roles}
+            return {role: issue_key(session, name=f"demo {role}", role=role, expires_in_days=1,
+                                    actor="operator:tailor-demo", actor_role="admin").token
+                    for role in roles}
     finally:
         engine.dispose()
 

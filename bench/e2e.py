@@ -16,12 +16,14 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import httpx  # noqa: E402
+from redcap import Project  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
 from services.core.audit import AuditEntry  # noqa: E402
@@ -46,24 +48,36 @@ class Figures:
 
 
 def prepare(stack: LocalStack, cohort: list[Participant]) -> None:
-    """Every form but the last, saved without a trigger: the bench's DET completes the baseline."""
-    with httpx.Client(base_url=f"{stack.redcap['url']}/emulator/projects/101", timeout=30) as web:
-        for p in cohort:
-            for instrument, values in p.forms[:-1]:
-                web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
-                                                       "event": EVENT, "fire_det": False}).raise_for_status()
+    """Every form but the last, imported through the API (which fires no trigger, as in
+    REDCap): the bench's one DET per participant then completes the baseline."""
+    project = Project(stack.redcap["api_url"], stack.redcap["token"])
+    rows = []
+    for p in cohort:
+        row = {"record_id": p.record, "redcap_event_name": EVENT}
+        for instrument, values in p.forms[:-1]:
+            row.update(values)
+            row[f"{instrument}_complete"] = "2"
+        rows.append(row)
+    for start in range(0, len(rows), 200):
+        project.import_records(rows[start:start + 200])
 
 
 def drive(stack: LocalStack, batch: list[Participant], rate: float) -> float:
+    """Complete one baseline every 1/rate seconds; saves run in parallel so a slow save (the
+    emulator fires the DET before it answers) does not hold back the next one."""
     started = time.monotonic()
-    with httpx.Client(base_url=f"{stack.redcap['url']}/emulator/projects/101", timeout=30) as web:
-        for i, p in enumerate(batch):
-            instrument, values = p.forms[-1]
-            delay = started + i / rate - time.monotonic()
-            if delay > 0:
-                time.sleep(delay)
-            web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
-                                                   "event": EVENT}).raise_for_status()
+    base = f"{stack.redcap['url']}/emulator/projects/101"
+
+    def save(i: int, p: Participant) -> None:
+        delay = started + i / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        instrument, values = p.forms[-1]
+        httpx.post(f"{base}/forms/{instrument}", timeout=30,
+                   json={"values": values, "record": p.record, "event": EVENT}).raise_for_status()
+
+    with ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(save, range(len(batch)), batch))
     return time.monotonic() - started
 
 

@@ -64,6 +64,7 @@ class LocalStack:
     services: list[str]
     protocol_file: Path = Path("protocols/perpain-pilot.yaml")
     with_sims: bool = True
+    smtp_reply_delay: float = 0.0  # tests: a slow mail server, to catch a dispatch mid-flight
     extra_env: dict[str, str] = field(default_factory=dict)
     nats: NatsServer | None = None
     children: list[Child] = field(default_factory=list)
@@ -113,7 +114,8 @@ class LocalStack:
         smtp_port = port_for("smtp", None)
         self.spawn(Child("smtp-sink", [
             sys.executable, "-m", "sim.smtp", "--port", str(smtp_port),
-            "--folder", str(self.home / "mail")], url=f"smtp://127.0.0.1:{smtp_port}",
+            "--folder", str(self.home / "mail"), "--reply-delay", str(self.smtp_reply_delay)],
+            url=f"smtp://127.0.0.1:{smtp_port}",
             ready=f"tcp:{smtp_port}"))
         sms_port = port_for("sms", None)
         sms_secret = _secret_file(self.home / "secrets" / "sms-callback-secret",

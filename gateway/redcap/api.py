@@ -11,6 +11,7 @@ import asyncio
 import hmac
 from datetime import UTC, datetime
 
+import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -22,6 +23,7 @@ from .metrics import DET_RECEIVED
 from .settings import RedcapSettings
 from .trigger import parse_trigger
 
+log = structlog.get_logger(__name__)
 router = APIRouter(tags=["redcap"])
 
 
@@ -42,15 +44,19 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
         raise Unavailable("the DET secret is not configured (TAILOR_REDCAP_DET_SECRET)")
     if not hmac.compare_digest(given.encode(), expected.encode()):
         DET_RECEIVED.labels("unknown", "forbidden").inc()
+        log.warning("redcap.det_refused", reason="wrong or missing secret")  # never the secret
         raise Forbidden("wrong or missing secret", field="secret")
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
         trigger = parse_trigger(form, kernel.protocol)
-    except DomainError:
+    except DomainError as exc:
         DET_RECEIVED.labels("unknown", "malformed").inc()
+        log.warning("redcap.det_refused", reason=exc.detail, field=exc.field)
         raise
     if trigger.project_id != kernel.protocol.redcap.project_id:
         DET_RECEIVED.labels(trigger.instrument, "unknown_project").inc()
+        log.warning("redcap.det_refused", reason="project not configured",
+                    project_id=trigger.project_id)
         raise Forbidden(f"project {trigger.project_id} is not configured", field="project_id")
 
     def store() -> str:

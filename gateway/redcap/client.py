@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import requests
 from redcap import Project, RedcapError
@@ -70,7 +71,9 @@ class RedcapClient:
         with self._call("record", "export"):
             return self._project.export_records(records=[record], events=[unique_event])  # type: ignore[return-value]
 
-    def changed_since(self, begin: datetime) -> list[dict[str, str]]:
+    def changed_since(self, begin: datetime, server_zone: str = "UTC") -> list[dict[str, str]]:
+        """Rows changed since `begin` (aware); REDCap reads the bound in its server's zone."""
+        begin = begin.astimezone(ZoneInfo(server_zone)).replace(tzinfo=None)
         with self._call("record", "export"):
             # Gray (never entered) forms export blank, not "0": only forms with data count.
             return self._project.export_records(  # type: ignore[return-value]

@@ -197,7 +197,8 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
     with unit_of_work(engine) as session:
         state = repository.sweep_state(session, project_id)
         since = state.swept_until if state else datetime(2000, 1, 1, tzinfo=UTC)
-    rows = client.changed_since(since - timedelta(seconds=settings.sweep_overlap_seconds))
+    rows = client.changed_since(since - timedelta(seconds=settings.sweep_overlap_seconds),
+                                settings.server_timezone)
     instruments = known_instruments(protocol)
     found: list[Trigger] = []
     with unit_of_work(engine) as session:

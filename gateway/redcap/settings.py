@@ -20,6 +20,7 @@ class RedcapSettings(BaseSettings):
     timeout_seconds: float = 10.0
     sweep_interval_seconds: float = 60.0
     sweep_overlap_seconds: float = 120.0
+    server_timezone: str = "UTC"  # REDCap compares dateRangeBegin in its server's local time
     worker_poll_seconds: float = 0.2
     parallel_requests: int = 4  # REDCap API calls in flight at once (different participants)
     retry_base_seconds: float = 1.0

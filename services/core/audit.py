@@ -149,22 +149,3 @@ def verify(session: Session, *, batch: int = 2000) -> ChainReport:
 
 def count(session: Session) -> int:
     return session.exec(select(func.count()).select_from(AuditEntry)).one()
-
-
-# Created by every service's first migration (see services/core/migrations.py).
-APPEND_ONLY_SQLITE = [
-    """CREATE TRIGGER audit_entry_no_update BEFORE UPDATE ON audit_entry
-       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
-    """CREATE TRIGGER audit_entry_no_delete BEFORE DELETE ON audit_entry
-       BEGIN SELECT RAISE(ABORT, 'audit_entry is append-only'); END""",
-]
-APPEND_ONLY_POSTGRES = [
-    """CREATE OR REPLACE FUNCTION tailor_audit_append_only() RETURNS trigger
-       LANGUAGE plpgsql AS $$ BEGIN
-         RAISE EXCEPTION 'audit_entry is append-only' USING ERRCODE = 'insufficient_privilege';
-       END $$""",
-    """CREATE TRIGGER audit_entry_append_only BEFORE UPDATE OR DELETE ON audit_entry
-       FOR EACH ROW EXECUTE FUNCTION tailor_audit_append_only()""",
-    """CREATE TRIGGER audit_entry_no_truncate BEFORE TRUNCATE ON audit_entry
-       FOR EACH STATEMENT EXECUTE FUNCTION tailor_audit_append_only()""",
-]

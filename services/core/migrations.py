@@ -13,7 +13,6 @@ from alembic import command, context, op
 from alembic.config import Config
 from sqlalchemy.engine import Engine
 
-from .audit import APPEND_ONLY_POSTGRES, APPEND_ONLY_SQLITE
 from .db import make_engine
 
 
@@ -94,14 +93,29 @@ def create_kernel_tables() -> None:
     op.create_index("ix_audit_entry_action", "audit_entry", ["action"])
     op.create_index("ix_audit_entry_entity_id", "audit_entry", ["entity_id"])
     op.create_index("ix_audit_entry_record", "audit_entry", ["record"])
-    statements = (APPEND_ONLY_POSTGRES if op.get_bind().dialect.name == "postgresql"
-                  else APPEND_ONLY_SQLITE)
-    for statement in statements:
-        op.execute(statement)
+    make_append_only("audit_entry")
+
+
+def make_append_only(table: str) -> None:
+    """UPDATE and DELETE on `table` are refused by the database itself (SQLite and PostgreSQL)."""
+    message = f"{table} is append-only"
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute(f"""CREATE OR REPLACE FUNCTION tailor_{table}_append_only() RETURNS trigger
+            LANGUAGE plpgsql AS $$ BEGIN
+              RAISE EXCEPTION '{message}' USING ERRCODE = 'insufficient_privilege';
+            END $$""")
+        op.execute(f"""CREATE TRIGGER {table}_append_only BEFORE UPDATE OR DELETE ON {table}
+            FOR EACH ROW EXECUTE FUNCTION tailor_{table}_append_only()""")
+        op.execute(f"""CREATE TRIGGER {table}_no_truncate BEFORE TRUNCATE ON {table}
+            FOR EACH STATEMENT EXECUTE FUNCTION tailor_{table}_append_only()""")
+        return
+    for verb in ("update", "delete"):
+        op.execute(f"""CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table}
+            BEGIN SELECT RAISE(ABORT, '{message}'); END""")
 
 
 def drop_kernel_tables() -> None:
     for table in ("audit_entry", "inbox_entry", "outbox_message"):
         op.drop_table(table)
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS tailor_audit_append_only() CASCADE")
+        op.execute("DROP FUNCTION IF EXISTS tailor_audit_entry_append_only() CASCADE")

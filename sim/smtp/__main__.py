@@ -18,6 +18,8 @@ def _args() -> argparse.Namespace:
     ap.add_argument("--folder", type=Path, help="also write each message as NNNNNN.eml here")
     ap.add_argument("--sqlite", type=Path, help="also record messages in this SQLite file")
     ap.add_argument("--fail-next", type=int, default=0, help="answer 451 to the first N")
+    ap.add_argument("--reply-delay", type=float, default=0.0,
+                    help="seconds to wait before answering each message (a slow server)")
     ap.add_argument("--reject", action="append", default=[], help="answer 550 to this rcpt")
     ap.add_argument("--user", help="require AUTH with this user; password from "
                     "$TAILOR_SIM_SMTP_PASSWORD")
@@ -28,7 +30,8 @@ async def _main(args: argparse.Namespace) -> None:
     creds = None
     if args.user:
         creds = (args.user, os.environ.get("TAILOR_SIM_SMTP_PASSWORD", ""))
-    sink = SmtpSink(folder=args.folder, sqlite_path=args.sqlite, credentials=creds)
+    sink = SmtpSink(folder=args.folder, sqlite_path=args.sqlite, credentials=creds,
+                    reply_delay=args.reply_delay)
     if args.fail_next:
         sink.fail_next(args.fail_next)
     if args.reject:

@@ -67,8 +67,10 @@ class SmtpSink:
         sqlite_path: Path | None = None,
         credentials: tuple[str, str] | None = None,
         tls_context: ssl.SSLContext | None = None,
+        reply_delay: float = 0.0,
     ) -> None:
         self._lock = threading.Lock()
+        self.reply_delay = reply_delay
         self._messages: list[ReceivedMessage] = []
         self._fail_next = 0
         self._fail_reply = ""
@@ -132,6 +134,8 @@ class SmtpSink:
         return "250 OK"
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if self.reply_delay:  # a slow mail server: the client waits for its 250
+            await asyncio.sleep(self.reply_delay)
         with self._lock:
             if self._fail_next > 0:
                 self._fail_next -= 1

@@ -13,6 +13,7 @@ import pytest
 from services.core.protocol import load_protocol
 from sim.cohort import Participant, make_cohort
 from tailor_cli import registry
+from tailor_cli.demo import followup
 from tailor_cli.demo.client import Gateway, issue_keys
 from tailor_cli.demo.pilot import allocations_in_redcap, enter_cohort
 from tailor_cli.stack import LocalStack
@@ -64,14 +65,18 @@ class Trial:
 @pytest.fixture(scope="module")
 def trial(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Trial]:
     home: Path = tmp_path_factory.mktemp("stack")
-    stack = LocalStack(home=home, services=registry.existing(),
+    stack = LocalStack(home=home, services=registry.existing(), smtp_reply_delay=0.25,
                        extra_env={"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "2",
                                   "TAILOR_REDCAP_RETRY_BASE_SECONDS": "0.3",
-                                  "TAILOR_REDCAP_RETRY_CAP_SECONDS": "2"})
+                                  "TAILOR_REDCAP_RETRY_CAP_SECONDS": "2",
+                                  "TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE": str(home / "clock"),
+                                  "TAILOR_NOTIFICATIONS_LEASE_SECONDS": "3",
+                                  "TAILOR_NOTIFICATIONS_DISPATCH_POLL_SECONDS": "0.5"})
     stack.start()
     try:
         gateway = Gateway(stack.url_of("gateway"),
-                          issue_keys(f"sqlite:///{home / 'gateway.db'}", ["statistician", "study_manager"]))
+                          issue_keys(f"sqlite:///{home / 'gateway.db'}",
+                                     ["statistician", "study_manager", "coordinator"]))
         lst = gateway.call("statistician", "POST", "/api/v1/randomization/v1/lists", json={})
         gateway.call("statistician", "POST", f"/api/v1/randomization/v1/lists/{lst['id']}/seal")
         yield Trial(stack, gateway)
@@ -138,3 +143,37 @@ def test_lost_trigger_recovered_by_the_sweep(trial: Trial) -> None:
         web.post(f"/forms/{last_form}", json={"values": last_values, "record": p.record,
                                               "event": EVENT, "fire_det": False}).raise_for_status()
     trial.assert_each_allocated_once([p])
+
+
+def test_notifications_killed_mid_dispatch_loses_and_doubles_nothing(trial: Trial) -> None:
+    """SIGKILL while week-4 reminders go out to a slow mail server, then restart. Every due
+    reminder ends either at the mail server exactly once, or (the one e-mail in flight,
+    whose fate only the mail server knows) recorded as `unknown` and dead-lettered for a
+    person: never sent twice, never silently dropped."""
+    allocated = sorted({a["record"] for a in trial.unblinded()})
+    address = {p.record: dict(p.forms)["consent"]["cons_email"] for p in trial.cohort}
+    mail = trial.stack.home / "mail"
+    before = followup.recipients(mail)
+    followup.move_clock(trial.stack.home / "clock", 33)
+    assert followup.wait_for(lambda: sum((followup.recipients(mail) - before).values()) >= 3,
+                             interval=0.05)
+    trial.stack.kill("notifications")
+    sent_before_crash = sum((followup.recipients(mail) - before).values())
+    assert sent_before_crash < len(allocated), "the crash came too late to be mid-dispatch"
+    trial.stack.restart("notifications")
+
+    def first_reminder(record: str) -> dict:
+        messages = trial.gateway.call("coordinator", "GET", "/api/v1/notifications/v1/messages",
+                                      params={"record": record})
+        return next(m for m in messages if m["timepoint"] == "week_4" and m["attempt"] == 1)
+
+    def settled() -> bool:
+        return all(first_reminder(r)["state"] in {"sent", "delivered", "unknown"} for r in allocated)
+
+    assert followup.wait_for(settled, timeout=90)
+    received = followup.recipients(mail) - before
+    states = {r: first_reminder(r)["state"] for r in allocated}
+    for record in allocated:
+        got = received[address[record]]
+        assert got <= 1, f"{record} received its reminder {got} times"
+        assert got == 1 or states[record] == "unknown", f"{record}: lost ({states[record]})"

@@ -6,6 +6,8 @@ not be ignored silently.
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
 from pydantic import BaseModel, ConfigDict
 
 
@@ -13,3 +15,12 @@ class Strict(BaseModel):
     """A protocol section: frozen, no unknown keys."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def iana_zone(value: str) -> str:
+    """A field validator body: the value must name an IANA time zone."""
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"{value!r} is not an IANA time zone") from None
+    return value

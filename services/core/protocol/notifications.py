@@ -5,11 +5,10 @@ from __future__ import annotations
 import string
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Strict
+from .base import Strict, iana_zone
 
 Channel = Literal["email", "sms", "phone", "letter"]
 Weekday = Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"]
@@ -89,14 +88,7 @@ class ReminderPolicy(Strict):
             raise ValueError("reminder steps must be in order of day")
         return v
 
-    @field_validator("default_timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not an IANA time zone") from None
-        return v
+    _known_zone = field_validator("default_timezone")(lambda v: iana_zone(v))
 
 
 class DiaryPolicy(Strict):

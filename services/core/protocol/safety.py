@@ -7,11 +7,10 @@ names and codes of the REDCap adverse-event form, so no trial specific lives in 
 from __future__ import annotations
 
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, field_validator, model_validator
 
-from .base import Strict
+from .base import Strict, iana_zone
 
 
 class ClockCondition(Strict):
@@ -136,14 +135,7 @@ class AeForm(Strict):
     site_timezone: str = Field(
         default="UTC", description="IANA zone of the site's REDCap wall-clock datetimes")
 
-    @field_validator("site_timezone")
-    @classmethod
-    def _known_zone(cls, v: str) -> str:
-        try:
-            ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"{v!r} is not an IANA time zone") from None
-        return v
+    _known_zone = field_validator("site_timezone")(lambda v: iana_zone(v))
 
 
 class E2bExport(Strict):

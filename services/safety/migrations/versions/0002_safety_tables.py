@@ -8,6 +8,8 @@ Revises: safety_0001
 import sqlalchemy as sa
 from alembic import op
 
+from services.core.migrations import make_append_only
+
 revision = "safety_0002"
 down_revision = "safety_0001"
 branch_labels = None
@@ -16,23 +18,6 @@ depends_on = None
 
 def _utc(name: str, nullable: bool = False) -> sa.Column:
     return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
-
-
-# Case versions are history: never updated, never deleted (same guard as the audit chain).
-VERSIONS_APPEND_ONLY_SQLITE = [
-    """CREATE TRIGGER safety_case_version_no_update BEFORE UPDATE ON safety_case_version
-       BEGIN SELECT RAISE(ABORT, 'safety_case_version is append-only'); END""",
-    """CREATE TRIGGER safety_case_version_no_delete BEFORE DELETE ON safety_case_version
-       BEGIN SELECT RAISE(ABORT, 'safety_case_version is append-only'); END""",
-]
-VERSIONS_APPEND_ONLY_POSTGRES = [
-    """CREATE OR REPLACE FUNCTION tailor_safety_versions_append_only() RETURNS trigger
-       LANGUAGE plpgsql AS $$ BEGIN
-         RAISE EXCEPTION 'safety_case_version is append-only' USING ERRCODE = 'insufficient_privilege';
-       END $$""",
-    """CREATE TRIGGER safety_case_version_append_only BEFORE UPDATE OR DELETE ON safety_case_version
-       FOR EACH ROW EXECUTE FUNCTION tailor_safety_versions_append_only()""",
-]
 
 
 def upgrade() -> None:
@@ -132,14 +117,12 @@ def upgrade() -> None:
         _utc("allocated_at"),
         _utc("updated_at"),
     )
-    postgres = op.get_bind().dialect.name == "postgresql"
-    for statement in VERSIONS_APPEND_ONLY_POSTGRES if postgres else VERSIONS_APPEND_ONLY_SQLITE:
-        op.execute(statement)
+    make_append_only("safety_case_version")  # history: never updated, never deleted
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS tailor_safety_versions_append_only() CASCADE")
+        op.execute("DROP FUNCTION IF EXISTS tailor_safety_case_version_append_only() CASCADE")
     for table in ("safety_participant", "safety_questionnaire_score", "safety_candidate",
                   "safety_obligation", "safety_redcap_instance", "safety_case_version",
                   "safety_case"):

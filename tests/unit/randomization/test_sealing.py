@@ -38,10 +38,12 @@ def test_unsealing_gives_back_the_slots(slots: list[Slot], sealed: SealedBatch,
 
 def test_ciphertext_shows_neither_module_nor_arm(design: ListDesign,
                                                  sealed: SealedBatch) -> None:
+    # Names of 4+ bytes only: a 2-byte stratum key like "AC" turns up in random bytes by
+    # chance (about once per 600 slots), which would make this test fail for no reason.
     for row in sealed.slots:
-        for secret in (*design.modules, *design.arms, "block"):
-            assert secret.encode() not in row.ciphertext
-        assert row.stratum.encode() not in row.ciphertext
+        for secret in (*design.modules, *design.arms, "block", row.stratum):
+            if len(secret) >= 4:
+                assert secret.encode() not in row.ciphertext
 
 
 def test_every_ciphertext_of_a_batch_has_the_same_length(sealed: SealedBatch) -> None:

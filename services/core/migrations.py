@@ -54,6 +54,11 @@ def _utc() -> sa.DateTime:
     return sa.DateTime(timezone=True)
 
 
+def utc_column(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type-arg]
+    """A timezone-aware timestamp column (UTC by the house rule)."""
+    return sa.Column(name, _utc(), nullable=nullable)
+
+
 def create_kernel_tables() -> None:
     """Outbox, inbox and audit chain, with the audit table's append-only triggers."""
     op.create_table(

@@ -8,14 +8,12 @@ Revises: gateway_0002
 import sqlalchemy as sa
 from alembic import op
 
+from services.core.migrations import utc_column
+
 revision = "gateway_0003"
 down_revision = "gateway_0002"
 branch_labels = None
 depends_on = None
-
-
-def _utc() -> sa.DateTime:
-    return sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
@@ -29,12 +27,12 @@ def upgrade() -> None:
         sa.Column("instrument", sa.String(), nullable=False),
         sa.Column("repeat_instance", sa.Integer(), nullable=True),
         sa.Column("body", sa.Text(), nullable=False),
-        sa.Column("received_at", _utc(), nullable=False),
+        utc_column("received_at", nullable=False),
         sa.Column("status", sa.String(), nullable=False),  # pending | published | unchanged | failed
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-        sa.Column("next_attempt_at", _utc(), nullable=False),
+        utc_column("next_attempt_at", nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("done_at", _utc(), nullable=True),
+        utc_column("done_at", nullable=True),
     )
     op.create_index("ix_redcap_trigger_due", "redcap_trigger", ["status", "next_attempt_at"])
     op.create_table(
@@ -46,7 +44,7 @@ def upgrade() -> None:
         sa.Column("repeat_instance", sa.Integer(), primary_key=True),
         sa.Column("data_hash", sa.String(), nullable=False),
         sa.Column("event_id", sa.String(), nullable=False),
-        sa.Column("updated_at", _utc(), nullable=False),
+        utc_column("updated_at", nullable=False),
     )
     op.create_table(
         "redcap_write",
@@ -58,18 +56,18 @@ def upgrade() -> None:
         sa.Column("fields", sa.Text(), nullable=False),
         sa.Column("status", sa.String(), nullable=False),  # pending | written | failed
         sa.Column("attempts", sa.Integer(), nullable=False, server_default="0"),
-        sa.Column("next_attempt_at", _utc(), nullable=False),
+        utc_column("next_attempt_at", nullable=False),
         sa.Column("last_error", sa.Text(), nullable=True),
-        sa.Column("created_at", _utc(), nullable=False),
-        sa.Column("written_at", _utc(), nullable=True),
+        utc_column("created_at", nullable=False),
+        utc_column("written_at", nullable=True),
         sa.Column("correlation_id", sa.String(), nullable=True),
     )
     op.create_index("ix_redcap_write_due", "redcap_write", ["status", "next_attempt_at"])
     op.create_table(
         "redcap_sweep",
         sa.Column("project_id", sa.Integer(), primary_key=True),
-        sa.Column("swept_until", _utc(), nullable=False),
-        sa.Column("last_run_at", _utc(), nullable=False),
+        utc_column("swept_until", nullable=False),
+        utc_column("last_run_at", nullable=False),
     )
 
 

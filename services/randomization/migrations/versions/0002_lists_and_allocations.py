@@ -7,14 +7,12 @@ Revises: randomization_0001
 import sqlalchemy as sa
 from alembic import op
 
+from services.core.migrations import utc_column as _utc
+
 revision = "randomization_0002"
 down_revision = "randomization_0001"
 branch_labels = None
 depends_on = None
-
-
-def _utc(name: str, nullable: bool = False) -> sa.Column:
-    return sa.Column(name, sa.DateTime(timezone=True), nullable=nullable)
 
 
 def upgrade() -> None:

@@ -203,10 +203,11 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         "GET",
         "/api/v1/randomization/v1/allocations/{record}",
         R.COORDINATOR,
-        R.ASSESSOR,
         R.STUDY_MANAGER,
         R.DSMB,
         participant_data=True,
+        note="never the assessor: the module is hidden from outcome assessment (they read "
+        "schedules and completion from notifications)",
     ),
     _rule(
         "POST",

@@ -29,7 +29,7 @@ from services.core.internal_token import HEADER, Caller
 from services.core.roles import SERVICES, Credential, find_rule
 
 from .security.caller import CALLER
-from .security.guard import is_clean
+from .security.guard import CHECKED_PATH, is_clean
 from .security.runtime import runtime_of
 
 log = structlog.get_logger(__name__)
@@ -149,7 +149,8 @@ def _forwarder(service: str):  # type: ignore[no-untyped-def]
 
     async def forward(request: Request, path: str) -> Response:
         runtime = runtime_of(request)
-        public = request.url.path
+        # The guard's checked path when it ran (it always does in create_app), else our own.
+        public = request.scope.get("state", {}).get(CHECKED_PATH) or request.url.path
         rule = find_rule(request.method, public) if is_clean(public) else None
         if rule is None:
             raise NotFound(f"no public route {request.method} {public}")

@@ -14,7 +14,9 @@ response leaves: if it cannot be recorded, the caller gets 503 instead of the da
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
 from prometheus_client import Counter
@@ -24,13 +26,13 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth import errors
 from services.core import audit
 from services.core.db import unit_of_work
-from services.core.http import problem
+from services.core.http import CALLER_REQUEST_ID, problem
 from services.core.internal_token import Caller
 from services.core.roles import Credential, RoutePermission, find_rule
 
 from .authenticate import authenticate, bearer_token, key_id_of
 from .caller import CALLER
-from .reads import Access, record_access
+from .reads import PARTICIPANT_QUERY, Access, path_params, record_access
 from .runtime import GatewayRuntime, runtime_from_scope
 
 log = structlog.get_logger(__name__)
@@ -38,6 +40,7 @@ log = structlog.get_logger(__name__)
 AUTH_REFUSED = Counter("tailor_gateway_auth_refused_total",
                        "Requests refused at the gateway, by reason class", ["reason"])
 RULE = "rule"
+CHECKED_PATH = "checked_path"  # the path the guard checked: the proxy forwards exactly it
 # Routes the kernel gives every process for callers inside the cluster. The gateway
 # serves them too, but they have no rule, so the guard refuses them from outside.
 NOT_PUBLIC = frozenset({("GET", "/v1/audit"), ("GET", "/v1/audit/verify")})
@@ -53,8 +56,34 @@ def is_clean(path: str) -> bool:
         and segments[-1] not in (".", "..")
 
 
+def _unsafe(text: str) -> bool:
+    # Whitespace, control, format (zero-width, bidi), private or unassigned characters: an id
+    # holding one could be shown, stored or matched as another id (`10\t05` vs `1005`).
+    return any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in text)
+
+
+def unsafe_field(rule: RoutePermission, path: str, query_string: bytes) -> str | None:
+    """The path parameter (or participant query parameter) that holds whitespace or a
+    control character, or None. Such a request is refused before anything acts on it, so
+    the guard, the audit record and the proxy all see the one path that was checked."""
+    for name, value in path_params(rule.template, path).items():
+        if _unsafe(value):
+            return name
+    if _unsafe(path):
+        return "path"
+    query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+    for name in PARTICIPANT_QUERY:
+        if any(_unsafe(v) for v in query.get(name, ())):
+            return name
+    return None
+
+
 def _request_id() -> str | None:
     return structlog.contextvars.get_contextvars().get("request_id")
+
+
+def _caller_request_id() -> str | None:
+    return structlog.contextvars.get_contextvars().get(CALLER_REQUEST_ID)
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, status: int, title: str,
@@ -77,7 +106,14 @@ class Guard:
         if rule is None:
             await _answer(scope, receive, send, 404, "Not found", f"no public route {method} {path}")
             return
+        unsafe = unsafe_field(rule, path, scope.get("query_string", b""))
+        if unsafe is not None:
+            await _answer(scope, receive, send, 400, "Invalid identifier",
+                          f"{unsafe}: whitespace and control characters are not allowed",
+                          field=unsafe)
+            return
         scope.setdefault("state", {})[RULE] = rule
+        scope["state"][CHECKED_PATH] = path
         if rule.credential is not Credential.BEARER:
             await self.app(scope, receive, send)
             return
@@ -90,7 +126,8 @@ class Guard:
             return
         scope["state"][CALLER] = caller
         access = Access.of(rule, caller, method=method, path=path,
-                           query_string=scope.get("query_string", b""), request_id=_request_id())
+                           query_string=scope.get("query_string", b""), request_id=_request_id(),
+                           caller_request_id=_caller_request_id())
         if access is None:
             await self.app(scope, receive, send)
         else:

@@ -53,8 +53,10 @@ def test_a_read_of_participant_data_is_recorded(edge: Edge, trial: Trial) -> Non
     entry = reads[-1]
     assert entry["actor"] == f"apikey:{edge.key_ids[Role.COORDINATOR]}" and entry["role"] == "coordinator"
     assert entry["action"] == "participant_data.read" and entry["record"] == record
-    assert entry["after"] == {"route": route, "method": "GET", "status": 200, "params": {"record": record}}
-    assert entry["correlation_id"] == "read-of-gw-002"
+    assert entry["after"] == {"route": route, "method": "GET", "status": 200, "params": {"record": record},
+                              "caller_request_id": "read-of-gw-002"}
+    # The correlation id is the gateway's own; the caller's id is only a labelled field.
+    assert entry["correlation_id"] == read.headers["x-request-id"] != "read-of-gw-002"
     assert datetime.fromisoformat(entry["at"]) > datetime.now(UTC) - timedelta(minutes=1)
 
 

@@ -13,7 +13,7 @@ Addresses come from `TAILOR_<SERVICE>_URL`; tests may give a transport per servi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -99,7 +99,8 @@ class Proxy:
         return client
 
     async def send(self, service: str, method: str, path: str, *, query: str = "",
-                   headers: Mapping[str, str] | None = None, content: bytes = b"",
+                   headers: Mapping[str, str] | None = None,
+                   content: bytes | AsyncIterator[bytes] = b"",
                    params: Mapping[str, Any] | None = None) -> httpx.Response:
         """The service's whole answer, or ServiceUnavailable (never waits past the deadline)."""
         if service not in self.services:
@@ -168,9 +169,11 @@ def _forwarder(service: str):  # type: ignore[no-untyped-def]
                                            request_id=request_id)
         target = quote(public.removeprefix(prefix), safe="/:@!$&'()*+,;=-._~")
         try:
+            # An upload is streamed on as it arrives (BodyLimits counts it); the rest is small.
             upstream = await runtime.proxy.send(service, request.method, target,
                                                 query=request.url.query, headers=headers,
-                                                content=await request.body())
+                                                content=request.stream() if rule.upload
+                                                else await request.body())
         except ServiceUnavailable as exc:
             return unavailable(exc)
         return _forwarded_response(upstream)

@@ -29,7 +29,10 @@ class GatewaySettings(BaseSettings):
     # runaway scripts, not a quota; each gateway replica enforces its own.
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     rate_limit_burst: float = Field(default=120.0, ge=1)
-    # JSON bodies are small; CSV uploads (randomization list import) may be larger.
+    # Routes without a bearer token (the DET, the SMS callback) read at most a small body
+    # before their secret or signature is checked; JSON bodies of authenticated callers are
+    # small; only an upload route (list import, CSV) takes more, streamed to the service.
+    max_unauthenticated_body_bytes: int = Field(default=64 * 1024, gt=0)
     max_body_bytes: int = Field(default=1 * MIB, gt=0)
     max_upload_bytes: int = Field(default=20 * MIB, gt=0)
     # Browser origins allowed to call the API; empty = CORS off (no CORS headers at all).

@@ -44,5 +44,6 @@ def install(app: FastAPI, settings: GatewaySettings) -> None:
             allow_credentials=False, max_age=600))
     layers += [Middleware(Guard),
                Middleware(BodyLimits, max_body=settings.max_body_bytes,
-                          max_upload=settings.max_upload_bytes)]
+                          max_upload=settings.max_upload_bytes,
+                          max_unauthenticated=settings.max_unauthenticated_body_bytes)]
     app.user_middleware.extend(layers)

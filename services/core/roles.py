@@ -114,6 +114,8 @@ class RoutePermission:
     requires: Capability | None = None
     # Every listed role must approve before the service acts (two-person rule).
     together: bool = False
+    # Takes a large upload (text/csv), streamed to the service after authentication.
+    upload: bool = False
     note: str = ""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -176,7 +178,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     # Randomization: lists
     _rule("GET", "/api/v1/randomization/v1/lists", R.STATISTICIAN, R.MONITOR),
     _rule("POST", "/api/v1/randomization/v1/lists", R.STATISTICIAN, note="generate"),
-    _rule("POST", "/api/v1/randomization/v1/lists/import", R.STATISTICIAN),
+    _rule("POST", "/api/v1/randomization/v1/lists/import", R.STATISTICIAN, upload=True),
     _rule("POST", "/api/v1/randomization/v1/lists/{list_id}/seal", R.STATISTICIAN),
     _rule("POST", "/api/v1/randomization/v1/lists/{list_id}/extend", R.STATISTICIAN),
     _rule("GET", "/api/v1/randomization/v1/lists/{list_id}/commitment", R.STATISTICIAN, R.MONITOR),

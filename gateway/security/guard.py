@@ -32,6 +32,7 @@ from services.core.roles import Credential, RoutePermission, find_rule
 
 from .authenticate import authenticate, bearer_token, key_id_of
 from .caller import CALLER
+from .client import CLIENT, client_address
 from .reads import PARTICIPANT_QUERY, Access, path_params, record_access
 from .runtime import GatewayRuntime, runtime_from_scope
 
@@ -114,10 +115,12 @@ class Guard:
             return
         scope.setdefault("state", {})[RULE] = rule
         scope["state"][CHECKED_PATH] = path
+        runtime = runtime_from_scope(scope)
+        if runtime is not None:
+            scope["state"][CLIENT] = client_address(scope, runtime.trusted_proxies)
         if rule.credential is not Credential.BEARER:
             await self.app(scope, receive, send)
             return
-        runtime = runtime_from_scope(scope)
         if runtime is None or runtime.kernel is None:
             await _answer(scope, receive, send, 503, "Gateway not ready", "the gateway is starting")
             return
@@ -168,32 +171,41 @@ class Guard:
                                  header: str | None, scope: Scope, receive: Receive,
                                  send: Send) -> None:
         AUTH_REFUSED.labels("unauthenticated").inc()
-        client = (scope.get("client") or ("unknown", 0))[0]
-        # Failures are limited per client address, so guessing cannot flood the audit chain.
-        decision = runtime.limiter.check(f"refused:{client}")
-        if not decision.allowed:
-            await _answer(scope, receive, send, 429, "Too many requests",
-                          "too many refused credentials from this address",
-                          headers={"Retry-After": decision.retry_after_header})
-            return
+        client = scope["state"].get(CLIENT) or "unknown"
         key_id = None
         try:
             key_id = key_id_of(bearer_token(header))
         except errors.AuthenticationError:
             pass
+        # Failures are limited per client address (X-Forwarded-For only from a trusted
+        # proxy) and per key id (so rotating addresses does not help against one key).
+        for bucket in (f"refused:{client}", *([f"refused-key:{key_id}"] if key_id else [])):
+            decision = runtime.limiter.check(bucket)
+            if not decision.allowed:
+                await _answer(scope, receive, send, 429, "Too many requests",
+                              "too many refused credentials from this address or for this key",
+                              headers={"Retry-After": decision.retry_after_header})
+                return
         log.warning("gateway.unauthenticated", reason=exc.reason, key_id=key_id,
                     kind=type(exc).__name__)
         if key_id and isinstance(exc, _AUDITED_REFUSALS):
-            await asyncio.to_thread(_audit_refusal, runtime, key_id, exc.reason)
+            left_out = runtime.refusals.admit(key_id)  # None: counted, summarised later
+            if left_out is not None:
+                await asyncio.to_thread(_audit_refusal, runtime, key_id, exc.reason, left_out)
         await _answer(scope, receive, send, 401, "Not authenticated",
                       "send a valid API key or OIDC token as `Authorization: Bearer …`",
                       headers={"WWW-Authenticate": 'Bearer realm="tailor"'}, field="Authorization")
 
 
-def _audit_refusal(runtime: GatewayRuntime, key_id: str, reason: str) -> None:
+def _audit_refusal(runtime: GatewayRuntime, key_id: str, reason: str, left_out: int) -> None:
+    after: dict[str, object] = {"reason": reason}
+    if left_out:
+        after["refusals_not_recorded_since_last"] = left_out
+    if _caller_request_id():
+        after["caller_request_id"] = _caller_request_id()
     with unit_of_work(runtime.engine) as session:
         audit.append(session, actor=f"apikey:{key_id}", role="unknown", action="auth.refused",
-                     entity_type="api_key", entity_id=key_id, after={"reason": reason},
+                     entity_type="api_key", entity_id=key_id, after=after,
                      correlation_id=_request_id())
 
 

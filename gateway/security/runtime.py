@@ -30,6 +30,9 @@ from services.core.internal_token import (
     private_key_from_env,
 )
 
+from .client import Network, networks
+from .refusals import RefusalSummary
+
 if TYPE_CHECKING:
     from gateway.proxy import Proxy
     from services.core.runner import Kernel
@@ -65,13 +68,16 @@ class GatewayRuntime:
     kernel: Kernel | None = None
     signer: InternalTokenSigner | None = None
     openapi_cache: dict[str, Any] | None = field(default=None, repr=False)
+    trusted_proxies: tuple[Network, ...] = ()
+    refusals: RefusalSummary = field(default_factory=RefusalSummary)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, proxy: Proxy) -> GatewayRuntime:
         return cls(settings=settings, proxy=proxy,
                    limiter=RateLimiter(rate=settings.rate_limit_per_second,
                                        burst=settings.rate_limit_burst),
-                   oidc=settings.oidc_verifier())
+                   oidc=settings.oidc_verifier(),
+                   trusted_proxies=networks(settings.trusted_proxies))
 
     def start(self, kernel: Kernel) -> None:
         """Startup hook: a missing signing key refuses start-up, naming the variable."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -98,10 +99,12 @@ class GatewayRuntime:
             raise NotConfigured("the gateway is still starting")
         return self.kernel.engine
 
-    def sign(self, caller: Caller, *, audience: str | list[str], request_id: str | None) -> str:
+    def sign(self, caller: Caller, *, audience: str | list[str], request_id: str | None,
+             routes: Mapping[str, str]) -> str:
         if self.signer is None:
             raise NotConfigured("the gateway is still starting")
-        return self.signer.sign(replace(caller, request_id=request_id), audience=audience)
+        return self.signer.sign(replace(caller, request_id=request_id), audience=audience,
+                                routes=routes)
 
 
 def runtime_from_scope(scope: Scope) -> GatewayRuntime | None:

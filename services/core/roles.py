@@ -316,6 +316,21 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
 )
 
 
+# Routes whose service asks another service with the caller's own token (the DSMB report:
+# safety fetches the arms from randomization): the gateway addresses the token to both and
+# binds it to the one onward request as well.
+ONWARD_ROUTES: dict[str, dict[str, str]] = {
+    "/api/v1/safety/v1/reports/unblinded": {"randomization": "GET /v1/allocations/unblinded"},
+    "/api/v1/safety/v1/reports/dsmb": {"randomization": "GET /v1/allocations/unblinded"},
+}
+
+
+# Keys for these roles are never issued over the API (one admin alone would hold the arms,
+# or both halves of a two-person rule): only with `tailor keys create` on the server.
+PRIVILEGED_KEY_ROLES = UNBLINDED_ROLES | frozenset(
+    role for rule in PERMISSIONS if rule.together for role in rule.roles)
+
+
 def _specificity(rule: RoutePermission) -> tuple[int, int]:
     # A literal segment beats a parameter: `/audit/verify` before `/audit/{id}`.
     segments = rule.template.strip("/").split("/")

@@ -34,8 +34,9 @@ class Role(StrEnum):
 class Capability(StrEnum):
     # Sees arm and cluster (cluster + module reveals the arm).
     UNBLINDED_VIEW = "unblinded_view"
-    # Takes part in unsealing a randomization list at trial closure; the
-    # service requires every co-signing role before it unseals.
+    # Takes part in unsealing a randomization list once the study manager has closed
+    # allocation; the service requires every co-signing role (each with a reason) before it
+    # unseals, and the unsealed list itself is read by unblinded roles only.
     UNSEAL_LIST_AT_CLOSURE = "unseal_list_at_closure"
     # May read data about an individual participant (every such read is audited).
     PARTICIPANT_DATA = "participant_data"
@@ -184,12 +185,27 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("GET", "/api/v1/randomization/v1/lists/{list_id}/commitment", R.STATISTICIAN, R.MONITOR),
     _rule(
         "POST",
+        "/api/v1/randomization/v1/lists/{list_id}/close",
+        R.STUDY_MANAGER,
+        note="end allocation, with a reason: the list may be unsealed only after this",
+    ),
+    _rule(
+        "POST",
         "/api/v1/randomization/v1/lists/{list_id}/unseal",
         R.STATISTICIAN,
         R.MONITOR,
         together=True,
         requires=Capability.UNSEAL_LIST_AT_CLOSURE,
-        note="at trial closure",
+        note="only after the study manager closed allocation; request and confirmation each "
+        "with a reason; answers whether the list matches its commitment, never its slots",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/lists/{list_id}/unsealed",
+        R.STUDY_MANAGER,
+        R.DSMB,
+        requires=Capability.UNBLINDED_VIEW,
+        note="the unsealed list (seed, every slot's arm): unblinded roles only",
     ),
     # Randomization: allocations
     _rule(

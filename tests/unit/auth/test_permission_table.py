@@ -247,3 +247,12 @@ def test_the_assessor_never_reads_a_module():
     rnd = "/api/v1/randomization/v1"
     assert not is_allowed(Role.ASSESSOR, "GET", f"{rnd}/allocations/PP-0001")
     assert is_allowed(Role.ASSESSOR, "GET", "/api/v1/notifications/v1/schedules/PP-0001")
+
+
+def test_unsealing_follows_closure_and_the_list_is_read_by_unblinded_roles_only():
+    rnd = "/api/v1/randomization/v1"
+    assert allowed_roles("POST", f"{rnd}/lists/L1/close") == {Role.STUDY_MANAGER}
+    assert allowed_roles("GET", f"{rnd}/lists/L1/unsealed") == {Role.STUDY_MANAGER, Role.DSMB}
+    for role in Role:
+        if response_view(role) is View.BLINDED:
+            assert not is_allowed(role, "GET", f"{rnd}/lists/L1/unsealed")

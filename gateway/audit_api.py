@@ -40,7 +40,7 @@ from services.core.audit_api import (
     select_entries,
 )
 from services.core.errors import InvalidInput
-from services.core.internal_token import HEADER, Caller
+from services.core.internal_token import HEADER, Caller, route_of
 from services.core.roles import SERVICES
 
 from . import repository
@@ -125,7 +125,8 @@ def _request_id() -> str | None:
 async def _service_json(runtime: GatewayRuntime, caller: Caller, service: str, path: str,
                         params: dict[str, Any]) -> Any:
     request_id = _request_id()
-    headers = {HEADER: runtime.sign(caller, audience=service, request_id=request_id)}
+    headers = {HEADER: runtime.sign(caller, audience=service, request_id=request_id,
+                                    routes={service: route_of("GET", path)})}
     if request_id:
         headers["x-request-id"] = request_id
     response = await runtime.proxy.send(service, "GET", path, headers=headers, params=params)

@@ -8,10 +8,11 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Path
+from fastapi.responses import JSONResponse
 
 from gateway.auth.key_repository import KeyNotFoundError, KeyRequestError
 from services.core.errors import InvalidInput, NotFound
-from services.core.http import SessionDep
+from services.core.http import SessionDep, problem
 
 from . import key_service
 from .schemas import ApiKeyCreate, ApiKeyIssued, ApiKeyRead
@@ -33,9 +34,20 @@ def list_api_keys(session: SessionDep, caller: GatewayCallerDep,
 
 
 @router.post("", status_code=201, response_model=ApiKeyIssued,
-             summary="Issue a key for one role; its secret is shown only in this answer")
+             summary="Issue a key for one role; its secret is shown only in this answer",
+             responses={403: {"description": "an unblinded or two-person role: "
+                                             "`tailor keys create` on the server only"}})
 def create_api_key(body: ApiKeyCreate, session: SessionDep,
-                   caller: GatewayCallerDep) -> ApiKeyIssued:
+                   caller: GatewayCallerDep) -> ApiKeyIssued | JSONResponse:
+    if key_service.is_privileged(body.role.value):
+        # Returned, not raised: the refusal's audit entry commits with this transaction.
+        key_service.refuse_privileged(session, name=body.name, role=body.role.value,
+                                      actor=caller.subject, actor_role=caller.role.value,
+                                      correlation_id=_request_id())
+        return problem(403, "Forbidden",
+                       f"keys for role {body.role.value} (unblinded, or part of a two-person "
+                       "rule) are issued only on the server with `tailor keys create`, "
+                       "never by one admin over the API", field="role")
     try:
         issued = key_service.issue_key(session, name=body.name, role=body.role.value,
                                        expires_in_days=body.expires_in_days, actor=caller.subject,

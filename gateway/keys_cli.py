@@ -57,13 +57,18 @@ def create(
     name: Annotated[str, typer.Option(help="whose key, for what")],
     expires_in_days: Annotated[int | None, typer.Option(min=1, max=3650,
                                                         help="days until it expires")] = None,
+    reason: Annotated[str | None, typer.Option(
+        help="why (required for unblinded and two-person roles; recorded in the audit)")] = None,
 ) -> None:
-    """Issue a key and print it once."""
+    """Issue a key and print it once. Unblinded and two-person roles are issued only here."""
+    if key_service.is_privileged(role) and not (reason or "").strip():
+        err.print(f"[red]--reason: required for role {role} (unblinded or two-person)[/red]")
+        raise typer.Exit(2)
     try:
         with _session() as session:
             issued = key_service.issue_key(session, name=name, role=role,
                                            expires_in_days=expires_in_days, actor=_actor(),
-                                           actor_role="cli")
+                                           actor_role="cli", reason=reason)
     except (KeyRequestError, ValueError) as exc:
         err.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

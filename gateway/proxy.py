@@ -13,7 +13,7 @@ Addresses come from `TAILOR_<SERVICE>_URL`; tests may give a transport per servi
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 from urllib.parse import quote
 
@@ -25,11 +25,11 @@ from fastapi.responses import JSONResponse, Response
 from services.core.auth import Unauthenticated
 from services.core.errors import Forbidden, NotFound
 from services.core.http import problem
-from services.core.internal_token import HEADER, Caller
-from services.core.roles import SERVICES, Credential, find_rule
+from services.core.internal_token import HEADER, Caller, route_of
+from services.core.roles import ONWARD_ROUTES, SERVICES, Credential, find_rule
 
 from .security.caller import CALLER
-from .security.guard import is_clean
+from .security.guard import CHECKED_PATH, is_clean
 from .security.runtime import runtime_of
 
 log = structlog.get_logger(__name__)
@@ -46,12 +46,6 @@ _DROP_RESPONSE = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
     "upgrade", "content-length", "content-encoding", "x-request-id", "server", "date",
     "set-cookie"})
-# Routes whose service asks another service with the caller's own token (the DSMB report:
-# safety fetches the arms from randomization), so the token is addressed to both.
-ONWARD_AUDIENCES: dict[str, tuple[str, ...]] = {
-    "/api/v1/safety/v1/reports/unblinded": ("randomization",),
-    "/api/v1/safety/v1/reports/dsmb": ("randomization",),
-}
 
 
 class ServiceUnavailable(Exception):
@@ -99,7 +93,8 @@ class Proxy:
         return client
 
     async def send(self, service: str, method: str, path: str, *, query: str = "",
-                   headers: Mapping[str, str] | None = None, content: bytes = b"",
+                   headers: Mapping[str, str] | None = None,
+                   content: bytes | AsyncIterator[bytes] = b"",
                    params: Mapping[str, Any] | None = None) -> httpx.Response:
         """The service's whole answer, or ServiceUnavailable (never waits past the deadline)."""
         if service not in self.services:
@@ -123,8 +118,13 @@ class Proxy:
 
 
 def audience_for(service: str, template: str) -> str | list[str]:
-    onward = ONWARD_AUDIENCES.get(template, ())
+    onward = ONWARD_ROUTES.get(template, {})
     return [service, *onward] if onward else service
+
+
+def routes_for(service: str, template: str, method: str, path: str) -> dict[str, str]:
+    """The one request (per audience) the token is good for: this one, and any onward."""
+    return {service: route_of(method, path), **ONWARD_ROUTES.get(template, {})}
 
 
 def _caller(request: Request) -> Caller | None:
@@ -149,7 +149,8 @@ def _forwarder(service: str):  # type: ignore[no-untyped-def]
 
     async def forward(request: Request, path: str) -> Response:
         runtime = runtime_of(request)
-        public = request.url.path
+        # The guard's checked path when it ran (it always does in create_app), else our own.
+        public = request.scope.get("state", {}).get(CHECKED_PATH) or request.url.path
         rule = find_rule(request.method, public) if is_clean(public) else None
         if rule is None:
             raise NotFound(f"no public route {request.method} {public}")
@@ -163,13 +164,17 @@ def _forwarder(service: str):  # type: ignore[no-untyped-def]
                 raise Unauthenticated("send an API key or an OIDC token", field="Authorization")
             if caller.role not in rule.roles:
                 raise Forbidden(f"role {caller.role} may not {request.method} {rule.template}")
-            headers[HEADER] = runtime.sign(caller, audience=audience_for(service, rule.template),
-                                           request_id=request_id)
+            local = public.removeprefix(prefix)
+            headers[HEADER] = runtime.sign(
+                caller, audience=audience_for(service, rule.template), request_id=request_id,
+                routes=routes_for(service, rule.template, request.method, local))
         target = quote(public.removeprefix(prefix), safe="/:@!$&'()*+,;=-._~")
         try:
+            # An upload is streamed on as it arrives (BodyLimits counts it); the rest is small.
             upstream = await runtime.proxy.send(service, request.method, target,
                                                 query=request.url.query, headers=headers,
-                                                content=await request.body())
+                                                content=request.stream() if rule.upload
+                                                else await request.body())
         except ServiceUnavailable as exc:
             return unavailable(exc)
         return _forwarded_response(upstream)

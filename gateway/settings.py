@@ -29,7 +29,10 @@ class GatewaySettings(BaseSettings):
     # runaway scripts, not a quota; each gateway replica enforces its own.
     rate_limit_per_second: float = Field(default=20.0, gt=0)
     rate_limit_burst: float = Field(default=120.0, ge=1)
-    # JSON bodies are small; CSV uploads (randomization list import) may be larger.
+    # Routes without a bearer token (the DET, the SMS callback) read at most a small body
+    # before their secret or signature is checked; JSON bodies of authenticated callers are
+    # small; only an upload route (list import, CSV) takes more, streamed to the service.
+    max_unauthenticated_body_bytes: int = Field(default=64 * 1024, gt=0)
     max_body_bytes: int = Field(default=1 * MIB, gt=0)
     max_upload_bytes: int = Field(default=20 * MIB, gt=0)
     # Browser origins allowed to call the API; empty = CORS off (no CORS headers at all).
@@ -39,6 +42,9 @@ class GatewaySettings(BaseSettings):
     proxy_timeout_seconds: float = Field(default=30.0, gt=0)
     proxy_max_connections: int = Field(default=100, gt=0)
     internal_token_ttl_seconds: int = Field(default=60, gt=0, le=300)
+    # Proxies (addresses or networks, e.g. the ingress) whose X-Forwarded-For is believed;
+    # empty: the header is ignored and the connection's peer is the client.
+    trusted_proxies: list[str] = Field(default_factory=list)
     # OIDC (production): on when an issuer is set; keys from a JWKS URL or an inline JWKS.
     oidc_issuer: str | None = None
     oidc_audience: str | None = None
@@ -53,6 +59,17 @@ class GatewaySettings(BaseSettings):
     def _known_roles(cls, value: dict[str, str]) -> dict[str, str]:
         for role in value.values():
             parse_role(role, field="oidc_role_map")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        from ipaddress import ip_network
+        for entry in value:
+            try:
+                ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or network") from None
         return value
 
     @field_validator("service_urls")

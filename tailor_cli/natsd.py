@@ -49,6 +49,7 @@ class NatsServer:
     port: int = field(default_factory=free_port)
     log_file: Path | None = None
     proc: subprocess.Popen[bytes] | None = None
+    umask: int = -1  # -1: inherit; the local stack passes 077 (a private JetStream store)
 
     @property
     def url(self) -> str:
@@ -56,11 +57,19 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         self.store_dir.mkdir(parents=True, exist_ok=True)
-        out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL
+        out: int = subprocess.DEVNULL
+        if self.log_file:
+            out = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o666)
+        if self.umask != -1:  # what we create here follows the child's umask too
+            os.chmod(self.store_dir, 0o777 & ~self.umask)
+            if self.log_file:
+                os.chmod(self.log_file, 0o666 & ~self.umask)
         self.proc = subprocess.Popen(
             [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port), "-js",
              "-sd", str(self.store_dir)],
-            stdout=out, stderr=out, start_new_session=True)
+            stdout=out, stderr=out, start_new_session=True, umask=self.umask)
+        if out != subprocess.DEVNULL:
+            os.close(out)
         wait_for_port(self.port)
         return self
 

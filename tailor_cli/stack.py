@@ -4,7 +4,10 @@ SMTP sink, SMS provider) and every service, each as its own process.
 Children run in their own sessions so a Ctrl-C reaches only `tailor up`, which then
 stops them in reverse order (SIGTERM, a grace period, SIGKILL) and leaves no orphan.
 Secrets of the embedded stack (REDCap token, DET secret, internal-token keys) are
-generated under `<home>/secrets` and `<home>/keys` with mode 0600 and passed by file.
+generated under `<home>/secrets` and `<home>/keys` with mode 0600 and passed by file or
+in a child's own environment, never on a command line (which `ps` shows to every user).
+Everything under `<home>` (databases, mail, logs, the NATS store) is private to the user:
+folders 0700, files 0600, and every child runs with umask 077.
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ from .natsd import NatsServer, free_port, wait_for_port
 REDCAP_DICTIONARY = Path("protocols/perpain-pilot/redcap")
 
 
+PRIVATE_UMASK = 0o077
+
+
 @dataclass
 class Child:
     name: str
@@ -36,6 +42,23 @@ class Child:
     url: str | None = None  # where it listens, as printed
     ready: str | None = None  # a URL that answers 200 when ready, or tcp:<port>
     proc: subprocess.Popen[bytes] | None = None
+    secrets: dict[str, str] = field(default_factory=dict, repr=False)  # its environment only
+
+
+def private_home(home: Path) -> None:
+    """`home` and what is under it readable by the user only (tightens older runs' files)."""
+    home.mkdir(parents=True, exist_ok=True)
+    for folder, dirs, files in os.walk(home):
+        os.chmod(folder, 0o700)
+        for name in files:
+            path = Path(folder) / name
+            if not path.is_symlink():
+                os.chmod(path, 0o600)
+        dirs[:] = [d for d in dirs if not (Path(folder) / d).is_symlink()]
+
+
+def _private_log(path: Path) -> int:
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
 
 
 def port_for(name: str, preferred: int | None = None) -> int:
@@ -50,7 +73,8 @@ def port_for(name: str, preferred: int | None = None) -> int:
 
 
 def _secret_file(path: Path, value: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.parent.chmod(0o700)
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
@@ -75,9 +99,11 @@ class LocalStack:
         self.home = self.home.resolve()
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         ensure_keypair(self.home / "keys")
+        private_home(self.home)
         nats_port = int(os.environ.get("TAILOR_NATS_PORT", 0)) or free_port()
         self.nats = NatsServer(store_dir=self.home / "nats", port=nats_port,
-                               log_file=self.home / "logs" / "nats-server.log").start()
+                               log_file=self.home / "logs" / "nats-server.log",
+                               umask=PRIVATE_UMASK).start()
         ports = {s: port_for(s, 8000 if s == "gateway" else None) for s in self.services}
         self.env = {
             **os.environ,
@@ -109,8 +135,9 @@ class LocalStack:
         self.spawn(Child("redcap-emulator", [
             sys.executable, "-m", "sim.redcap", "serve", "--port", str(redcap_port),
             "--db", str(self.home / "redcap.sqlite"), "--dictionary", str(REDCAP_DICTIONARY.resolve()),
-            "--project-id", project_id, "--token", token, "--det-url", det_url],
-            url=redcap_url, ready=f"{redcap_url}/emulator/health"))
+            "--project-id", project_id],
+            url=redcap_url, ready=f"{redcap_url}/emulator/health",
+            secrets={"REDCAP_EMULATOR_TOKEN": token, "REDCAP_EMULATOR_DET_URL": det_url}))
         smtp_port = port_for("smtp", None)
         self.spawn(Child("smtp-sink", [
             sys.executable, "-m", "sim.smtp", "--port", str(smtp_port),
@@ -141,9 +168,13 @@ class LocalStack:
         })
 
     def spawn(self, child: Child) -> Child:
-        log = open(self.home / "logs" / f"{child.name}.log", "ab")
-        child.proc = subprocess.Popen(child.argv, env=self.env, stdout=log, stderr=log,
-                                      start_new_session=True)
+        log = _private_log(self.home / "logs" / f"{child.name}.log")
+        try:
+            child.proc = subprocess.Popen(child.argv, env={**self.env, **child.secrets},
+                                          stdout=log, stderr=log, start_new_session=True,
+                                          umask=PRIVATE_UMASK)
+        finally:
+            os.close(log)
         self.children.append(child)
         return child
 
@@ -189,7 +220,8 @@ class LocalStack:
         """Start a killed process again with the same command line, and wait until ready."""
         child = self.child(name)
         self.children.remove(child)
-        self.spawn(Child(child.name, child.argv, url=child.url, ready=child.ready))
+        self.spawn(Child(child.name, child.argv, url=child.url, ready=child.ready,
+                         secrets=child.secrets))
         self.wait_ready(timeout)
 
     def url_of(self, name: str) -> str:
@@ -207,7 +239,10 @@ class LocalStack:
     def _write_state(self) -> None:
         state = {"nats_url": self.nats.url if self.nats else None, "pids": self.pids(),
                  "urls": {c.name: c.url for c in self.children if c.url}}
-        (self.home / "stack.json").write_text(json.dumps(state, indent=2))
+        path = self.home / "stack.json"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(state, indent=2))
 
     def stop(self, *, grace: float = 20.0) -> None:
         for child in reversed(self.children):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import structlog
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from gateway.auth.rate_limit import RateLimiter
 from services.core.db import unit_of_work
 from services.core.errors import DomainError, Forbidden
+from services.core.http import problem
 
-from . import service
+from . import repository, service
 from .metrics import DET_RECEIVED
 from .settings import RedcapSettings
 from .trigger import parse_trigger
@@ -32,6 +35,27 @@ class Unavailable(DomainError):
     title = "REDCap integration not configured"
 
 
+@dataclass(frozen=True)
+class DetLimits:
+    accepted: RateLimiter  # one bucket for every trigger with the right secret
+    refused: RateLimiter  # per sender address, for wrong or missing secrets
+
+
+def _sender(request: Request) -> str:
+    # The guard's address (trusted proxies applied) when it ran, else the peer's.
+    state = request.scope.get("state", {})
+    return state.get("client_address") or (request.client.host if request.client else "unknown")
+
+
+def _too_many(limiter: RateLimiter, key: str) -> JSONResponse | None:
+    decision = limiter.check(key)
+    if decision.allowed:
+        return None
+    response = problem(429, "Too many requests", "too many Data Entry Triggers; retry later")
+    response.headers["Retry-After"] = decision.retry_after_header
+    return response
+
+
 @router.post("/redcap/det", summary="REDCap Data Entry Trigger (secret in the URL)",
              response_description="The trigger is stored; REDCap needs nothing more")
 async def data_entry_trigger(request: Request) -> JSONResponse:
@@ -42,10 +66,18 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
     if expected is None:
         DET_RECEIVED.labels("unknown", "not_configured").inc()
         raise Unavailable("the DET secret is not configured (TAILOR_REDCAP_DET_SECRET)")
+    limits: DetLimits = kernel.extras["redcap_det_limits"]
     if not hmac.compare_digest(given.encode(), expected.encode()):
         DET_RECEIVED.labels("unknown", "forbidden").inc()
+        limited = _too_many(limits.refused, f"det-refused:{_sender(request)}")
+        if limited is not None:
+            return limited
         log.warning("redcap.det_refused", reason="wrong or missing secret")  # never the secret
         raise Forbidden("wrong or missing secret", field="secret")
+    limited = _too_many(limits.accepted, "det")
+    if limited is not None:
+        DET_RECEIVED.labels("unknown", "rate_limited").inc()
+        return limited
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
         trigger = parse_trigger(form, kernel.protocol)
@@ -59,12 +91,20 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
                     project_id=trigger.project_id)
         raise Forbidden(f"project {trigger.project_id} is not configured", field="project_id")
 
-    def store() -> str:
+    def store() -> tuple[str, bool]:
         with unit_of_work(kernel.engine) as session:
+            waiting = repository.pending_untouched(
+                session, trigger.project_id, trigger.record, trigger.event, trigger.instrument,
+                trigger.repeat_instance)
+            if waiting is not None:  # a replay, or a re-save before the first was fetched
+                return waiting.id, False
             return service.store_trigger(session, trigger=trigger, body=form, source="det",
-                                         now=datetime.now(UTC)).id
+                                         now=datetime.now(UTC)).id, True
 
-    trigger_id = await asyncio.to_thread(store)
+    trigger_id, stored = await asyncio.to_thread(store)
+    if not stored:
+        DET_RECEIVED.labels(trigger.instrument, "already_pending").inc()
+        return JSONResponse({"status": "already_pending", "trigger": trigger_id})
     kernel.extras["redcap_trigger_wake"].set()
     DET_RECEIVED.labels(trigger.instrument, "stored").inc()
     return JSONResponse({"status": "stored", "trigger": trigger_id})

@@ -39,3 +39,18 @@ def snapshots_of(session: Session, project_id: int) -> dict[tuple[str, str, str,
 
 def sweep_state(session: Session, project_id: int) -> RedcapSweep | None:
     return session.get(RedcapSweep, project_id)
+
+
+def pending_untouched(session: Session, project_id: int, record: str, event: str | None,
+                      instrument: str, repeat_instance: int | None) -> RedcapTrigger | None:
+    """A stored trigger for the same form whose fetch has not been tried yet: it will fetch
+    whatever is saved by then, so a second identical trigger adds nothing."""
+    return session.exec(
+        select(RedcapTrigger).where(
+            RedcapTrigger.status == "pending", RedcapTrigger.attempts == 0,
+            RedcapTrigger.project_id == project_id, RedcapTrigger.record == record,
+            col(RedcapTrigger.event).is_(None) if event is None else RedcapTrigger.event == event,
+            RedcapTrigger.instrument == instrument,
+            col(RedcapTrigger.repeat_instance).is_(None) if repeat_instance is None
+            else RedcapTrigger.repeat_instance == repeat_instance)
+        .limit(1)).first()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,6 +25,12 @@ class RedcapSettings(BaseSettings):
     parallel_requests: int = 4  # REDCap API calls in flight at once (different participants)
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 300.0
+    # Data Entry Triggers accepted per second (a burst, then a rate) over all senders, and
+    # refused (wrong secret) per sender address; beyond them 429 (the sweep catches up).
+    det_rate_per_second: float = Field(default=50.0, gt=0)
+    det_burst: float = Field(default=1000.0, ge=1)
+    det_refused_per_second: float = Field(default=0.5, gt=0)
+    det_refused_burst: float = Field(default=10.0, ge=1)
 
     def api_token(self) -> str | None:
         return _secret(self.token, self.token_file)

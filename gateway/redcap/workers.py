@@ -46,11 +46,17 @@ async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[
                 await asyncio.to_thread(work, item)
                 kernel.relay.wake()
 
+    def due_now() -> list:  # type: ignore[type-arg]
+        with Session(kernel.engine) as session:
+            found = due(session)
+            gauge(session)
+            return found
+
     while not kernel.stop.is_set():
         try:
-            with Session(kernel.engine) as session:
-                batch = due(session)
-                gauge(session)
+            # In a worker thread: on SQLite the read begins with BEGIN IMMEDIATE and may wait
+            # out the busy timeout behind a writer; the event loop must keep serving meanwhile.
+            batch = await asyncio.to_thread(due_now)
             by_record: dict[str, list] = {}  # type: ignore[type-arg]
             for item in batch:
                 by_record.setdefault(item.record, []).append(item)

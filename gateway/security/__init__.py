@@ -14,6 +14,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from gateway.settings import GatewaySettings
+from services.core.http import EdgeMiddleware
 
 from .caller import GatewayCallerDep, gateway_caller
 from .guard import NOT_PUBLIC, Guard
@@ -24,7 +25,15 @@ __all__ = ["NOT_PUBLIC", "GatewayCallerDep", "GatewayRuntime", "gateway_caller",
            "runtime_of"]
 
 
+def _untrusted_request_ids(app: FastAPI) -> None:
+    """At the public edge the correlation id is ours; the caller's is a labelled field."""
+    app.user_middleware = [
+        Middleware(m.cls, *m.args, **{**m.kwargs, "trust_request_id": False})
+        if m.cls is EdgeMiddleware else m for m in app.user_middleware]
+
+
 def install(app: FastAPI, settings: GatewaySettings) -> None:
+    _untrusted_request_ids(app)
     # Appended after the kernel's EdgeMiddleware: user_middleware[0] is the outermost layer.
     layers = [Middleware(SecurityHeaders)]
     if settings.cors_origins:
@@ -35,5 +44,6 @@ def install(app: FastAPI, settings: GatewaySettings) -> None:
             allow_credentials=False, max_age=600))
     layers += [Middleware(Guard),
                Middleware(BodyLimits, max_body=settings.max_body_bytes,
-                          max_upload=settings.max_upload_bytes)]
+                          max_upload=settings.max_upload_bytes,
+                          max_unauthenticated=settings.max_unauthenticated_body_bytes)]
     app.user_middleware.extend(layers)

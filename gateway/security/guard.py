@@ -14,7 +14,9 @@ response leaves: if it cannot be recorded, the caller gets 503 instead of the da
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from typing import Any
+from urllib.parse import parse_qs
 
 import structlog
 from prometheus_client import Counter
@@ -24,13 +26,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from gateway.auth import errors
 from services.core import audit
 from services.core.db import unit_of_work
-from services.core.http import problem
+from services.core.http import CALLER_REQUEST_ID, problem
 from services.core.internal_token import Caller
 from services.core.roles import Credential, RoutePermission, find_rule
 
 from .authenticate import authenticate, bearer_token, key_id_of
 from .caller import CALLER
-from .reads import Access, record_access
+from .client import CLIENT, client_address
+from .reads import PARTICIPANT_QUERY, Access, path_params, record_access
 from .runtime import GatewayRuntime, runtime_from_scope
 
 log = structlog.get_logger(__name__)
@@ -38,6 +41,7 @@ log = structlog.get_logger(__name__)
 AUTH_REFUSED = Counter("tailor_gateway_auth_refused_total",
                        "Requests refused at the gateway, by reason class", ["reason"])
 RULE = "rule"
+CHECKED_PATH = "checked_path"  # the path the guard checked: the proxy forwards exactly it
 # Routes the kernel gives every process for callers inside the cluster. The gateway
 # serves them too, but they have no rule, so the guard refuses them from outside.
 NOT_PUBLIC = frozenset({("GET", "/v1/audit"), ("GET", "/v1/audit/verify")})
@@ -53,8 +57,34 @@ def is_clean(path: str) -> bool:
         and segments[-1] not in (".", "..")
 
 
+def _unsafe(text: str) -> bool:
+    # Whitespace, control, format (zero-width, bidi), private or unassigned characters: an id
+    # holding one could be shown, stored or matched as another id (`10\t05` vs `1005`).
+    return any(c.isspace() or unicodedata.category(c)[0] in "CZ" for c in text)
+
+
+def unsafe_field(rule: RoutePermission, path: str, query_string: bytes) -> str | None:
+    """The path parameter (or participant query parameter) that holds whitespace or a
+    control character, or None. Such a request is refused before anything acts on it, so
+    the guard, the audit record and the proxy all see the one path that was checked."""
+    for name, value in path_params(rule.template, path).items():
+        if _unsafe(value):
+            return name
+    if _unsafe(path):
+        return "path"
+    query = parse_qs(query_string.decode("latin-1"), keep_blank_values=True)
+    for name in PARTICIPANT_QUERY:
+        if any(_unsafe(v) for v in query.get(name, ())):
+            return name
+    return None
+
+
 def _request_id() -> str | None:
     return structlog.contextvars.get_contextvars().get("request_id")
+
+
+def _caller_request_id() -> str | None:
+    return structlog.contextvars.get_contextvars().get(CALLER_REQUEST_ID)
 
 
 async def _answer(scope: Scope, receive: Receive, send: Send, status: int, title: str,
@@ -77,11 +107,20 @@ class Guard:
         if rule is None:
             await _answer(scope, receive, send, 404, "Not found", f"no public route {method} {path}")
             return
+        unsafe = unsafe_field(rule, path, scope.get("query_string", b""))
+        if unsafe is not None:
+            await _answer(scope, receive, send, 400, "Invalid identifier",
+                          f"{unsafe}: whitespace and control characters are not allowed",
+                          field=unsafe)
+            return
         scope.setdefault("state", {})[RULE] = rule
+        scope["state"][CHECKED_PATH] = path
+        runtime = runtime_from_scope(scope)
+        if runtime is not None:
+            scope["state"][CLIENT] = client_address(scope, runtime.trusted_proxies)
         if rule.credential is not Credential.BEARER:
             await self.app(scope, receive, send)
             return
-        runtime = runtime_from_scope(scope)
         if runtime is None or runtime.kernel is None:
             await _answer(scope, receive, send, 503, "Gateway not ready", "the gateway is starting")
             return
@@ -90,7 +129,8 @@ class Guard:
             return
         scope["state"][CALLER] = caller
         access = Access.of(rule, caller, method=method, path=path,
-                           query_string=scope.get("query_string", b""), request_id=_request_id())
+                           query_string=scope.get("query_string", b""), request_id=_request_id(),
+                           caller_request_id=_caller_request_id())
         if access is None:
             await self.app(scope, receive, send)
         else:
@@ -131,32 +171,41 @@ class Guard:
                                  header: str | None, scope: Scope, receive: Receive,
                                  send: Send) -> None:
         AUTH_REFUSED.labels("unauthenticated").inc()
-        client = (scope.get("client") or ("unknown", 0))[0]
-        # Failures are limited per client address, so guessing cannot flood the audit chain.
-        decision = runtime.limiter.check(f"refused:{client}")
-        if not decision.allowed:
-            await _answer(scope, receive, send, 429, "Too many requests",
-                          "too many refused credentials from this address",
-                          headers={"Retry-After": decision.retry_after_header})
-            return
+        client = scope["state"].get(CLIENT) or "unknown"
         key_id = None
         try:
             key_id = key_id_of(bearer_token(header))
         except errors.AuthenticationError:
             pass
+        # Failures are limited per client address (X-Forwarded-For only from a trusted
+        # proxy) and per key id (so rotating addresses does not help against one key).
+        for bucket in (f"refused:{client}", *([f"refused-key:{key_id}"] if key_id else [])):
+            decision = runtime.limiter.check(bucket)
+            if not decision.allowed:
+                await _answer(scope, receive, send, 429, "Too many requests",
+                              "too many refused credentials from this address or for this key",
+                              headers={"Retry-After": decision.retry_after_header})
+                return
         log.warning("gateway.unauthenticated", reason=exc.reason, key_id=key_id,
                     kind=type(exc).__name__)
         if key_id and isinstance(exc, _AUDITED_REFUSALS):
-            await asyncio.to_thread(_audit_refusal, runtime, key_id, exc.reason)
+            left_out = runtime.refusals.admit(key_id)  # None: counted, summarised later
+            if left_out is not None:
+                await asyncio.to_thread(_audit_refusal, runtime, key_id, exc.reason, left_out)
         await _answer(scope, receive, send, 401, "Not authenticated",
                       "send a valid API key or OIDC token as `Authorization: Bearer …`",
                       headers={"WWW-Authenticate": 'Bearer realm="tailor"'}, field="Authorization")
 
 
-def _audit_refusal(runtime: GatewayRuntime, key_id: str, reason: str) -> None:
+def _audit_refusal(runtime: GatewayRuntime, key_id: str, reason: str, left_out: int) -> None:
+    after: dict[str, object] = {"reason": reason}
+    if left_out:
+        after["refusals_not_recorded_since_last"] = left_out
+    if _caller_request_id():
+        after["caller_request_id"] = _caller_request_id()
     with unit_of_work(runtime.engine) as session:
         audit.append(session, actor=f"apikey:{key_id}", role="unknown", action="auth.refused",
-                     entity_type="api_key", entity_id=key_id, after={"reason": reason},
+                     entity_type="api_key", entity_id=key_id, after=after,
                      correlation_id=_request_id())
 
 

@@ -10,6 +10,9 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.core.http import problem
+from services.core.roles import Credential, RoutePermission
+
+from .guard import RULE
 
 # An API answer is data, never a page to render, frame or cache.
 SECURITY_HEADERS = {
@@ -74,13 +77,33 @@ def check_strict_json(body: bytes) -> None:
         raise StrictJsonError(f"malformed JSON at line {exc.lineno} column {exc.colno}") from None
 
 
-class BodyLimits:
-    """Reads the body once (bounded), checks it, and hands it on unchanged."""
+class BodyTooLarge(Exception):
+    """A streamed upload went past its limit: the request is abandoned with a 413."""
 
-    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int) -> None:
+
+class BodyLimits:
+    """Bounds every body by who is asking, before it is read.
+
+    Without a bearer token (DET, SMS callback): at most `max_unauthenticated` bytes are
+    read, then 413; the secret or signature is checked on that small body only. With one
+    (the guard has authenticated the caller by now): JSON and forms up to `max_body`, read
+    once, checked strictly and handed on unchanged; an upload route's CSV up to
+    `max_upload`, streamed through and counted, never held whole in the gateway."""
+
+    def __init__(self, app: ASGIApp, *, max_body: int, max_upload: int,
+                 max_unauthenticated: int = 64 * 1024) -> None:
         self.app = app
         self.max_body = max_body
         self.max_upload = max_upload
+        self.max_unauthenticated = max_unauthenticated
+
+    def _limit(self, rule: RoutePermission | None, media_type: str) -> tuple[int, bool]:
+        """The byte limit and whether the body is streamed rather than buffered."""
+        if rule is None or rule.credential is not Credential.BEARER:
+            return self.max_unauthenticated, False
+        if rule.upload and media_type in UPLOAD_TYPES:
+            return self.max_upload, True
+        return self.max_body, False
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -88,10 +111,13 @@ class BodyLimits:
             return
         headers = Headers(scope=scope)
         media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        limit = self.max_upload if media_type in UPLOAD_TYPES else self.max_body
+        limit, streamed = self._limit(scope.get("state", {}).get(RULE), media_type)
         declared = headers.get("content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await _too_large(scope, receive, send, limit)
+            return
+        if streamed:
+            await self._stream(scope, receive, send, limit)
             return
         body = bytearray()
         more = True
@@ -110,6 +136,30 @@ class BodyLimits:
                 await refusal(scope, receive, send)
                 return
         await self.app(scope, _replay(bytes(body), receive), send)
+
+    async def _stream(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        started = False
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > limit:
+                raise BodyTooLarge
+            return message
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counted, watched)
+        except BodyTooLarge:
+            if started:
+                raise
+            await _too_large(scope, receive, send, limit)
 
 
 def _refusal(media_type: str, body: bytes) -> Any:

@@ -58,16 +58,18 @@ class Access:
     params: dict[str, str]
     record: str | None
     request_id: str | None
+    caller_request_id: str | None = None  # the caller's own X-Request-ID: a label, not ours
 
     @classmethod
     def of(cls, rule: RoutePermission, caller: Caller, *, method: str, path: str,
-           query_string: bytes, request_id: str | None) -> Access | None:
+           query_string: bytes, request_id: str | None,
+           caller_request_id: str | None = None) -> Access | None:
         """The access to record, or None when the request touches no participant data."""
         params = path_params(rule.template, path)
         record = named_participant(params, query_string)
         if not rule.participant_data and record is None:
             return None
-        return cls(caller, rule, method, path, params, record, request_id)
+        return cls(caller, rule, method, path, params, record, request_id, caller_request_id)
 
 
 def record_access(engine: Engine, access: Access, *, status: int) -> None:
@@ -79,5 +81,7 @@ def record_access(engine: Engine, access: Access, *, status: int) -> None:
             entity_type="participant" if access.record else "participant_data",
             entity_id=access.record or access.path, record=access.record,
             after={"route": access.rule.template, "method": method, "status": status,
-                   "params": access.params},
+                   "params": access.params,
+                   **({"caller_request_id": access.caller_request_id}
+                      if access.caller_request_id else {})},
             correlation_id=access.request_id)

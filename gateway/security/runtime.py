@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,6 +30,9 @@ from services.core.internal_token import (
     load_private_key,
     private_key_from_env,
 )
+
+from .client import Network, networks
+from .refusals import RefusalSummary
 
 if TYPE_CHECKING:
     from gateway.proxy import Proxy
@@ -65,13 +69,16 @@ class GatewayRuntime:
     kernel: Kernel | None = None
     signer: InternalTokenSigner | None = None
     openapi_cache: dict[str, Any] | None = field(default=None, repr=False)
+    trusted_proxies: tuple[Network, ...] = ()
+    refusals: RefusalSummary = field(default_factory=RefusalSummary)
 
     @classmethod
     def from_settings(cls, settings: GatewaySettings, proxy: Proxy) -> GatewayRuntime:
         return cls(settings=settings, proxy=proxy,
                    limiter=RateLimiter(rate=settings.rate_limit_per_second,
                                        burst=settings.rate_limit_burst),
-                   oidc=settings.oidc_verifier())
+                   oidc=settings.oidc_verifier(),
+                   trusted_proxies=networks(settings.trusted_proxies))
 
     def start(self, kernel: Kernel) -> None:
         """Startup hook: a missing signing key refuses start-up, naming the variable."""
@@ -92,10 +99,12 @@ class GatewayRuntime:
             raise NotConfigured("the gateway is still starting")
         return self.kernel.engine
 
-    def sign(self, caller: Caller, *, audience: str | list[str], request_id: str | None) -> str:
+    def sign(self, caller: Caller, *, audience: str | list[str], request_id: str | None,
+             routes: Mapping[str, str]) -> str:
         if self.signer is None:
             raise NotConfigured("the gateway is still starting")
-        return self.signer.sign(replace(caller, request_id=request_id), audience=audience)
+        return self.signer.sign(replace(caller, request_id=request_id), audience=audience,
+                                routes=routes)
 
 
 def runtime_from_scope(scope: Scope) -> GatewayRuntime | None:

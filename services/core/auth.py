@@ -50,7 +50,8 @@ def current_caller(request: Request) -> Caller:
     kernel = request.app.state.kernel
     verifier = verifier_for(kernel.name, str(kernel.settings.home.resolve()))
     try:
-        caller = caller_from_header(request.headers.get(HEADER), verifier)
+        caller = caller_from_header(request.headers.get(HEADER), verifier,
+                                    method=request.method, path=request.url.path)
     except InternalTokenError as exc:
         raise Unauthenticated(str(exc), field=HEADER) from None
     route = request.scope.get("route")

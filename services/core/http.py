@@ -62,19 +62,38 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem(500, "Internal error", "The request could not be completed; it was logged.")
 
 
-class EdgeMiddleware:
-    """Request id in and out, bound to every log line; RED metrics by route template."""
+CALLER_REQUEST_ID = "caller_request_id"
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+
+def _printable_id(raw: bytes) -> str:
+    """A caller's request id as a label: printable ASCII, at most 64 characters."""
+    text = raw.decode("latin-1")[:64]
+    return text if text.isascii() and text.isprintable() else ""
+
+
+class EdgeMiddleware:
+    """Request id in and out, bound to every log line; RED metrics by route template.
+
+    Inside the cluster the caller is the gateway, whose `X-Request-ID` is the correlation
+    id. At the public edge (`trust_request_id=False`) the id is always generated here; a
+    caller's own id is kept apart, bound as `caller_request_id`, so no caller chooses the
+    correlation id under which their actions are recorded."""
+
+    def __init__(self, app: ASGIApp, service: str, trust_request_id: bool = True) -> None:
         self.app = app
         self.service = service
+        self.trust_request_id = trust_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         headers = dict(scope.get("headers") or [])
-        request_id = headers.get(b"x-request-id", b"").decode()[:64] or uuid.uuid4().hex
+        given = _printable_id(headers.get(b"x-request-id", b""))
+        request_id = (given if self.trust_request_id else "") or uuid.uuid4().hex
+        bound = {"request_id": request_id}
+        if given and not self.trust_request_id:
+            bound[CALLER_REQUEST_ID] = given
         status = 500
         started = time.perf_counter()
 
@@ -86,7 +105,7 @@ class EdgeMiddleware:
                 message["headers"].append((b"x-request-id", request_id.encode()))
             await send(message)
 
-        with structlog.contextvars.bound_contextvars(request_id=request_id):
+        with structlog.contextvars.bound_contextvars(**bound):
             try:
                 await self.app(scope, receive, send_with_id)
             finally:

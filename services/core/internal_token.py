@@ -7,6 +7,11 @@ so a compromised service cannot mint identities for another. A service reached
 directly without a valid token must answer 401; every failure below is an
 `InternalTokenError` for exactly that.
 
+A token is good for one request: its `routes` claim names, per audience, the one method
+and path it was signed for (so a token seen in transit opens no other route), and each
+verifier accepts a `jti` once (so it cannot be replayed on that route either, within one
+verifying process).
+
 Framework-free on purpose: the FastAPI dependency lives elsewhere.
 """
 
@@ -14,8 +19,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -36,6 +43,13 @@ PRIVATE_KEY_FILE = "internal-token.key"
 PUBLIC_KEY_FILE = "internal-token.pub"
 ENV_PRIVATE_KEY = "TAILOR_INTERNAL_TOKEN_PRIVATE_KEY"
 ENV_PUBLIC_KEY = "TAILOR_INTERNAL_TOKEN_PUBLIC_KEY"
+ROUTES_CLAIM = "routes"
+
+
+def route_of(method: str, path: str) -> str:
+    """`METHOD /path` as the service sees it (HEAD is a GET)."""
+    verb = method.upper()
+    return f"{'GET' if verb == 'HEAD' else verb} {path}"
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,33 @@ class InvalidClaimsError(InternalTokenError):
     pass
 
 
+class WrongRouteError(InternalTokenError):
+    pass
+
+
+class ReplayedTokenError(InternalTokenError):
+    pass
+
+
+class SeenTokens:
+    """Token ids already accepted, kept until the token would have expired anyway."""
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self._expiry: dict[str, float] = {}
+        self._clock = clock
+        self._lock = threading.Lock()
+
+    def first_use(self, jti: str, expires: float) -> bool:
+        with self._lock:
+            now = self._clock()
+            if len(self._expiry) > 10_000:
+                self._expiry = {k: e for k, e in self._expiry.items() if e >= now}
+            if jti in self._expiry:
+                return False
+            self._expiry[jti] = expires
+            return True
+
+
 class InternalKeyError(ValueError):
     """A configured key is missing or is not an Ed25519 key."""
 
@@ -118,9 +159,11 @@ class InternalTokenSigner:
         self._issuer = issuer
         self._ttl = ttl
 
-    def sign(self, caller: Caller, *, audience: str | list[str], now: datetime | None = None) -> str:
+    def sign(self, caller: Caller, *, audience: str | list[str], now: datetime | None = None,
+             routes: Mapping[str, str] | None = None) -> str:
         """`audience` may list several services (e.g. safety and randomization for the DSMB
-        report, which safety forwards): each verifier checks its own name is a member."""
+        report, which safety forwards): each verifier checks its own name is a member.
+        `routes` binds the token, per audience, to one `METHOD /path` (see `route_of`)."""
         issued = now or datetime.now(UTC)
         claims = {
             "iss": self._issuer,
@@ -133,6 +176,7 @@ class InternalTokenSigner:
             "iat": int(issued.timestamp()),
             "exp": int((issued + self._ttl).timestamp()),
             "jti": uuid.uuid4().hex,
+            ROUTES_CLAIM: dict(routes or {}),
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
@@ -155,8 +199,23 @@ class InternalTokenVerifier:
         self._issuer = issuer
         self._leeway = leeway
         self._max_lifetime = max_lifetime
+        self._seen = SeenTokens()
 
-    def verify(self, token: str) -> Caller:
+    def verify(self, token: str, *, method: str | None = None, path: str | None = None) -> Caller:
+        """The caller; with `method` and `path`, only if the token was signed for exactly
+        that request, and only the first time its `jti` is seen."""
+        claims = self._claims(token)
+        if method is not None and path is not None:
+            routes = claims.get(ROUTES_CLAIM)
+            bound = routes.get(self._audience) if isinstance(routes, dict) else None
+            if bound != route_of(method, path):
+                raise WrongRouteError("token was not signed for this method and path")
+        caller = self._caller(claims)
+        if not self._seen.first_use(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
+            raise ReplayedTokenError("token was used before")
+        return caller
+
+    def _claims(self, token: str) -> dict[str, object]:
         key = self._key_for(token)
         try:
             claims = jwt.decode(
@@ -166,7 +225,7 @@ class InternalTokenVerifier:
                 audience=self._audience,
                 issuer=self._issuer,
                 leeway=self._leeway,
-                options={"require": ["iss", "aud", "sub", "role", "iat", "exp"]},
+                options={"require": ["iss", "aud", "sub", "role", "iat", "exp", "jti"]},
             )
         except jwt.ExpiredSignatureError:
             raise ExpiredTokenError("token expired") from None
@@ -182,7 +241,7 @@ class InternalTokenVerifier:
             raise MalformedTokenError("token cannot be decoded") from None
         except jwt.InvalidTokenError as exc:
             raise InvalidClaimsError(str(exc)) from None
-        return self._caller(claims)
+        return claims  # type: ignore[no-any-return]
 
     def _key_for(self, token: str) -> Ed25519PublicKey:
         try:
@@ -218,8 +277,10 @@ def _optional_str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier) -> Caller:
-    """The caller named by an internal-token header value (optionally `Bearer `-prefixed)."""
+def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier, *,
+                       method: str | None = None, path: str | None = None) -> Caller:
+    """The caller named by an internal-token header value (optionally `Bearer `-prefixed),
+    for the request `method` `path` when given."""
     token = (header_value or "").strip()
     scheme, _, rest = token.partition(" ")
     if scheme.lower() == "bearer":
@@ -228,7 +289,7 @@ def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier
         raise MissingTokenError("no internal token")
     if any(c.isspace() for c in token):
         raise MalformedTokenError("token cannot be decoded")
-    return verifier.verify(token)
+    return verifier.verify(token, method=method, path=path)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -34,8 +34,9 @@ class Role(StrEnum):
 class Capability(StrEnum):
     # Sees arm and cluster (cluster + module reveals the arm).
     UNBLINDED_VIEW = "unblinded_view"
-    # Takes part in unsealing a randomization list at trial closure; the
-    # service requires every co-signing role before it unseals.
+    # Takes part in unsealing a randomization list once the study manager has closed
+    # allocation; the service requires every co-signing role (each with a reason) before it
+    # unseals, and the unsealed list itself is read by unblinded roles only.
     UNSEAL_LIST_AT_CLOSURE = "unseal_list_at_closure"
     # May read data about an individual participant (every such read is audited).
     PARTICIPANT_DATA = "participant_data"
@@ -114,6 +115,8 @@ class RoutePermission:
     requires: Capability | None = None
     # Every listed role must approve before the service acts (two-person rule).
     together: bool = False
+    # Takes a large upload (text/csv), streamed to the service after authentication.
+    upload: bool = False
     note: str = ""
     pattern: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
@@ -176,10 +179,16 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     # Randomization: lists
     _rule("GET", "/api/v1/randomization/v1/lists", R.STATISTICIAN, R.MONITOR),
     _rule("POST", "/api/v1/randomization/v1/lists", R.STATISTICIAN, note="generate"),
-    _rule("POST", "/api/v1/randomization/v1/lists/import", R.STATISTICIAN),
+    _rule("POST", "/api/v1/randomization/v1/lists/import", R.STATISTICIAN, upload=True),
     _rule("POST", "/api/v1/randomization/v1/lists/{list_id}/seal", R.STATISTICIAN),
     _rule("POST", "/api/v1/randomization/v1/lists/{list_id}/extend", R.STATISTICIAN),
     _rule("GET", "/api/v1/randomization/v1/lists/{list_id}/commitment", R.STATISTICIAN, R.MONITOR),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/lists/{list_id}/close",
+        R.STUDY_MANAGER,
+        note="end allocation, with a reason: the list may be unsealed only after this",
+    ),
     _rule(
         "POST",
         "/api/v1/randomization/v1/lists/{list_id}/unseal",
@@ -187,7 +196,16 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         R.MONITOR,
         together=True,
         requires=Capability.UNSEAL_LIST_AT_CLOSURE,
-        note="at trial closure",
+        note="only after the study manager closed allocation; request and confirmation each "
+        "with a reason; answers whether the list matches its commitment, never its slots",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/lists/{list_id}/unsealed",
+        R.STUDY_MANAGER,
+        R.DSMB,
+        requires=Capability.UNBLINDED_VIEW,
+        note="the unsealed list (seed, every slot's arm): unblinded roles only",
     ),
     # Randomization: allocations
     _rule(
@@ -203,10 +221,11 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         "GET",
         "/api/v1/randomization/v1/allocations/{record}",
         R.COORDINATOR,
-        R.ASSESSOR,
         R.STUDY_MANAGER,
         R.DSMB,
         participant_data=True,
+        note="never the assessor: the module is hidden from outcome assessment (they read "
+        "schedules and completion from notifications)",
     ),
     _rule(
         "POST",
@@ -311,6 +330,21 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     ),
     _rule("GET", "/api/v1/safety/v1/reports/dsmb", R.DSMB, requires=Capability.UNBLINDED_VIEW),
 )
+
+
+# Routes whose service asks another service with the caller's own token (the DSMB report:
+# safety fetches the arms from randomization): the gateway addresses the token to both and
+# binds it to the one onward request as well.
+ONWARD_ROUTES: dict[str, dict[str, str]] = {
+    "/api/v1/safety/v1/reports/unblinded": {"randomization": "GET /v1/allocations/unblinded"},
+    "/api/v1/safety/v1/reports/dsmb": {"randomization": "GET /v1/allocations/unblinded"},
+}
+
+
+# Keys for these roles are never issued over the API (one admin alone would hold the arms,
+# or both halves of a two-person rule): only with `tailor keys create` on the server.
+PRIVILEGED_KEY_ROLES = UNBLINDED_ROLES | frozenset(
+    role for rule in PERMISSIONS if rule.together for role in rule.roles)
 
 
 def _specificity(rule: RoutePermission) -> tuple[int, int]:

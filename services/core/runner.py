@@ -183,8 +183,14 @@ async def audit_beacon(kernel: Kernel) -> None:
             pass
 
 
+def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0,
+                  log_level: str = "warning") -> uvicorn.Config:
+    # proxy_headers off: uvicorn would otherwise believe X-Forwarded-For from 127.0.0.1 (or
+    # FORWARDED_ALLOW_IPS); the gateway decides itself, from its trusted_proxies setting.
+    return uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
+                          timeout_graceful_shutdown=15, access_log=False, proxy_headers=False)
+
+
 def serve(app: FastAPI, *, host: str, port: int, log_level: str = "warning") -> None:
     """Run until SIGINT/SIGTERM; uvicorn then runs the lifespan's graceful shutdown."""
-    config = uvicorn.Config(app, host=host, port=port, log_level=log_level, lifespan="on",
-                            timeout_graceful_shutdown=15, access_log=False)
-    uvicorn.Server(config).run()
+    uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()

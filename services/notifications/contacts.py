@@ -12,6 +12,7 @@ from sqlmodel import Session
 from services.core.protocol import TrialProtocol
 
 from . import repository
+from .addresses import single_address
 from .crypto import ContactDetails
 from .domain import ParticipantSnapshot, participant_zone
 from .models import ContactRow, Message
@@ -65,7 +66,7 @@ def from_fields(fields: dict[str, str], protocol: TrialProtocol,
     zone = value(f.timezone)
     address = value(f.postal_address)
     return ContactDetails(
-        email=value(f.email),
+        email=single_address(value(f.email)),
         mobile=re.sub(r"[\s\-/()]", "", mobile) if mobile else None,
         address=tuple(line.strip() for line in (address or "").splitlines() if line.strip()),
         language=language if language in protocol.reminders.languages else None,
@@ -74,6 +75,13 @@ def from_fields(fields: dict[str, str], protocol: TrialProtocol,
                             and fields.get(f"{optout}___{ch}") == "1"),
         staff_opted_out=previous.staff_opted_out if previous else frozenset(),
     )
+
+
+def refused_fields(fields: dict[str, str], protocol: TrialProtocol,
+                   details: ContactDetails) -> list[str]:
+    """Contact fields that held a value which was not accepted (names only, never values)."""
+    name = protocol.redcap.fields.email
+    return ["email"] if name and (fields.get(name) or "").strip() and details.email is None else []
 
 
 def changed_fields(before: ContactDetails | None, after: ContactDetails) -> list[str]:

@@ -158,9 +158,11 @@ def update_contact(session: Session, rt: Runtime, *, record: str, fields: dict[s
         return False
     contacts.store(session, rt, record, details, rt.now())
     changed = contacts.changed_fields(previous, details)
+    refused = contacts.refused_fields(fields, rt.protocol, details)
     record_change(session, action="contact.updated", entity_type="contact", entity_id=record,
                   record=record, correlation_id=correlation_id,
-                  after={"fields": changed, "key_id": rt.cipher.key_id})
+                  after={"fields": changed, "key_id": rt.cipher.key_id,
+                         **({"refused": refused} if refused else {})})
     if "timezone" in changed:
         replan(session, rt, record, correlation_id=correlation_id)
     newly_out = details.opt_outs() - (previous.opt_outs() if previous else frozenset())

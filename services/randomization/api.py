@@ -28,6 +28,7 @@ from .schemas import (
     AllocationUnblinded,
     BalanceBlinded,
     BalanceUnblinded,
+    CloseAllocation,
     CommitmentRead,
     EmergencyUnblinding,
     ListExtend,
@@ -37,11 +38,13 @@ from .schemas import (
     ModuleBalanceRead,
     SlotRef,
     StratumBalanceRead,
-    StratumSlotsRead,
+    StratumFlagRead,
     UnblindedListItem,
+    UnsealedDoneRead,
     UnsealedListRead,
     UnsealedSlotRead,
     UnsealPendingRead,
+    UnsealRequest,
 )
 from .service import Actor, Context, Disclosure
 
@@ -65,15 +68,17 @@ def _request_id() -> str | None:
 
 def _list_view(session: Session, ctx: Context, lst: RandomizationList,
                caller: Caller) -> ListRead | ListSummary:
-    if caller.role is not Role.STATISTICIAN:  # per-stratum counts follow allocations
+    if caller.role is not Role.STATISTICIAN:  # slot counts follow allocations
         return ListSummary.model_validate(lst, from_attributes=True)
-    threshold = ctx.design_of(lst).low_slots_threshold
-    strata = [StratumSlotsRead(stratum=s.stratum, ref=s.ref, slots=s.slots, used=s.used,
-                               free=s.free, running_low=s.free < threshold)
-              for s in reports.strata_of(session, ctx, lst)]
+    design = ctx.design_of(lst)
+    totals = reports.totals(session, ctx, lst)
+    strata = [StratumFlagRead(stratum=key, running_low=key in totals.running_low)
+              for key in design.stratum_keys]
     fields = {name: getattr(lst, name) for name in ListSummary.model_fields}
-    return ListRead(**fields, created_by=lst.created_by, low_slots_threshold=threshold,
-                    strata=strata)
+    return ListRead(**fields, created_by=lst.created_by,
+                    low_slots_threshold=design.low_slots_threshold,
+                    low_slots_alarm_batch=design.low_slots_alarm_batch, slots=totals.slots,
+                    used=totals.used, free=totals.free, strata=strata)
 
 
 @router.get("/lists", response_model=list[ListRead] | list[ListSummary], tags=["lists"])
@@ -145,25 +150,44 @@ def _unseal_roles() -> list[str]:
     return sorted(r.value for r in rule.roles) if rule and rule.together else []
 
 
-@router.post("/lists/{list_id}/unseal", response_model=UnsealedListRead | UnsealPendingRead,
+@router.post("/lists/{list_id}/close", response_model=ListSummary, tags=["lists"],
+             summary="End allocation on the sealed list (study manager, reason required); "
+                     "the list may then be unsealed")
+def close_allocation(list_id: str, body: CloseAllocation, session: SessionDep,
+                     caller: CallerDep) -> ListSummary:
+    lst = lists.close(session, list_id=list_id, reason=body.reason, actor=Actor.of(caller))
+    return ListSummary.model_validate(lst, from_attributes=True)
+
+
+@router.post("/lists/{list_id}/unseal", response_model=UnsealedDoneRead | UnsealPendingRead,
              tags=["lists"], responses={202: {"model": UnsealPendingRead}},
-             summary="At closure: one role requests, the other confirms; then the full list")
-def unseal_list(list_id: str, response: Response, session: SessionDep, ctx: ContextDep,
-                caller: CallerDep) -> UnsealedListRead | UnsealPendingRead:
+             summary="After closure: one role requests, the other confirms, each with a reason")
+def unseal_list(list_id: str, body: UnsealRequest, response: Response, session: SessionDep,
+                ctx: ContextDep, caller: CallerDep) -> UnsealedDoneRead | UnsealPendingRead:
     outcome = lists.unseal(session, ctx, list_id=list_id, actor=Actor.of(caller),
-                           together=_unseal_roles())
+                           reason=body.reason, together=_unseal_roles())
     if isinstance(outcome, lists.UnsealPending):
         response.status_code = 202
         return UnsealPendingRead(list_id=outcome.list_id, requested_by=outcome.requested_by,
                                  requested_role=outcome.requested_role,
                                  awaiting_roles=list(outcome.awaiting_roles),
                                  expires_at=outcome.expires_at)
+    return UnsealedDoneRead(list_id=outcome.list_id,
+                            commitment_digest=outcome.commitment.digest(),
+                            verified=outcome.verified, problems=len(outcome.problems))
+
+
+@router.get("/lists/{list_id}/unsealed", response_model=UnsealedListRead, tags=["lists"],
+            summary="The unsealed list: seed and every slot with its arm (unblinded roles)")
+def get_unsealed_list(list_id: str, session: SessionDep, ctx: ContextDep,
+                      caller: CallerDep) -> UnsealedListRead:
+    opened = lists.read_unsealed(session, ctx, list_id=list_id, actor=Actor.of(caller))
     return UnsealedListRead(
-        list_id=outcome.list_id, source=outcome.source, seed=outcome.seed.hex(),
-        commitment_digest=outcome.commitment.digest(), commitment=outcome.commitment.statement(),
-        verified=outcome.verified, problems=list(outcome.problems),
+        list_id=opened.list_id, source=opened.source, seed=opened.seed.hex(),
+        commitment_digest=opened.commitment.digest(), commitment=opened.commitment.statement(),
+        verified=opened.verified, problems=list(opened.problems),
         slots=[UnsealedSlotRead(**s.slot._asdict(), salt=s.salt.hex(), batch=s.batch, used=s.used)
-               for s in outcome.slots])
+               for s in opened.slots])
 
 
 # ── allocations ─────────────────────────────────────────────────────────────────────

@@ -6,8 +6,8 @@
 
 `generate` is what a trials unit runs on its own machine: the same protocol and seed always
 give the same list (import it with `POST /v1/lists/import`). `verify` checks a list unsealed
-at closure (`POST /v1/lists/{id}/unseal`) against the commitment downloaded when it was
-sealed (`GET /v1/lists/{id}/commitment`): no key and no database needed.
+at closure (`GET /v1/lists/{id}/unsealed`, unblinded roles) against the commitment
+downloaded when it was sealed (`GET /v1/lists/{id}/commitment`): no key and no database needed.
 """
 
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _read_json(path: Path) -> dict[str, Any]:
 @app.command()
 def verify(
     commitment: Annotated[Path, typer.Argument(help="GET …/commitment answer (or its statement)")],
-    unsealed: Annotated[Path, typer.Argument(help="the unsealed list (POST …/unseal answer)")],
+    unsealed: Annotated[Path, typer.Argument(help="the unsealed list (GET …/unsealed answer)")],
 ) -> None:
     """Check an unsealed list against a published commitment, slot by slot."""
     published, listing = _read_json(commitment), _read_json(unsealed)

@@ -1,7 +1,8 @@
 """Bus consumer (`cluster_assigned` → allocation) and the free-slot watcher (metrics, alarm).
 
-Metrics never carry a stratum label (a stratum is a cluster): the free-slot gauge shows
-the total and the fewest free slots in any stratum, and how many strata run low.
+Metrics never carry a stratum label, nor a value that moves with one stratum (a stratum is
+a cluster): the free-slot gauge shows the total over all strata; the running-low gauge
+counts the strata flagged by the last batched check (see reports.raise_low_alarms).
 """
 
 from __future__ import annotations
@@ -30,11 +31,11 @@ WATCH_SECONDS = 2.0
 
 FREE_SLOTS = Gauge(
     "tailor_randomization_free_slots",
-    "Free slots of the allocating list: `total` over all strata, `fewest` in any one stratum "
-    "(no stratum label: a stratum is a cluster)", ["service", "statistic"])
+    "Free slots of the allocating list, `total` over all strata (nothing per stratum: a "
+    "stratum is a cluster)", ["service", "statistic"])
 STRATA_RUNNING_LOW = Gauge(
     "tailor_randomization_strata_running_low",
-    "Strata of the allocating list with fewer free slots than the protocol's threshold",
+    "Strata of the allocating list below the protocol's threshold at the last batched check",
     ["service"])
 
 
@@ -77,9 +78,8 @@ def check_slots(kernel: Kernel) -> None:
         log.warning("randomization.stratum_running_low", list_id=alarm.list_id,
                     strata_running_low=alarm.strata_running_low,
                     fewest_free_slots=alarm.fewest_free_slots)
-    FREE_SLOTS.labels(kernel.name, "total").set(free.total if free else 0)
-    FREE_SLOTS.labels(kernel.name, "fewest").set(free.fewest if free else 0)
-    STRATA_RUNNING_LOW.labels(kernel.name).set(free.running_low if free else 0)
+    FREE_SLOTS.labels(kernel.name, "total").set(free.free if free else 0)
+    STRATA_RUNNING_LOW.labels(kernel.name).set(len(free.running_low) if free else 0)
 
 
 async def watch_free_slots(kernel: Kernel) -> None:

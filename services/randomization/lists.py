@@ -19,7 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from services.core import audit
-from services.core.errors import Conflict, Forbidden, NotFound
+from services.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from . import repository
 from .domain import (
@@ -201,7 +201,26 @@ def _open_slot(session: Session, ctx: Context, lst: RandomizationList, stratum: 
         raise Conflict(str(err), field="list_id") from None
 
 
-# ── unsealing at closure: two roles together ──────────────────────────────────────
+# ── closing allocation, then unsealing: the study manager, then two roles together ──
+
+
+def close(session: Session, *, list_id: str, reason: str, actor: Actor) -> RandomizationList:
+    """The study manager closes allocation on the sealed list (no more participants); only
+    then may it be unsealed. Recorded with who, when and why."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required to close allocation", field="reason")
+    lst = _lock(session, list_id)
+    if lst.status != ListStatus.SEALED:
+        raise Conflict(f"list {list_id} is {lst.status}; only the sealed list that allocates "
+                       "can be closed", field="list_id")
+    now = datetime.now(UTC)
+    lst.status, lst.closed_by, lst.closed_at, lst.close_reason = (
+        ListStatus.CLOSED, actor.name, now, reason)
+    session.add(lst)
+    audit.append(session, actor=actor.name, role=actor.role, action="list.allocation_closed",
+                 entity_type="list", entity_id=list_id, reason=reason,
+                 after={"status": ListStatus.CLOSED.value, "closed_at": now.isoformat()})
+    return lst
 
 
 @dataclass(frozen=True)
@@ -235,26 +254,29 @@ class UnsealedList:
         return not self.problems
 
 
-def unseal(session: Session, ctx: Context, *, list_id: str, actor: Actor,
+def unseal(session: Session, ctx: Context, *, list_id: str, actor: Actor, reason: str,
            together: Sequence[str]) -> UnsealPending | UnsealedList:
-    """First of the `together` roles requests, another role (another person) confirms."""
+    """After closure: one of the `together` roles requests, another role (another person)
+    confirms, each with a reason. The opened list is for the unblinded roles to read
+    (`read_unsealed`); the two persons get whether it matches its commitment."""
+    if not reason.strip():
+        raise InvalidInput("a reason is required to unseal a list", field="reason")
     lst = _lock(session, list_id)
-    if lst.status == ListStatus.UNSEALED:
-        audit.append(session, actor=actor.name, role=actor.role, action="list.unsealed_read",
-                     entity_type="list", entity_id=list_id)
-        return _open_all(session, ctx, lst)
-    if lst.status != ListStatus.SEALED:
-        raise Conflict(f"list {list_id} is {lst.status}; only a sealed list is unsealed",
-                       field="list_id")
+    if lst.status == ListStatus.SEALED:
+        raise Conflict(f"list {list_id} still allocates: the study manager must close "
+                       "allocation before it can be unsealed", field="list_id")
+    if lst.status != ListStatus.CLOSED:
+        raise Conflict(f"list {list_id} is {lst.status}; only a list closed for allocation "
+                       "is unsealed", field="list_id")
     now = datetime.now(UTC)
     valid = timedelta(hours=ctx.protocol.randomization.unseal_request_valid_hours)
     pending = lst.unseal_requested_at is not None and now - lst.unseal_requested_at < valid
     if not pending:
         lst.unseal_requested_by, lst.unseal_requested_role = actor.name, actor.role
-        lst.unseal_requested_at = now
+        lst.unseal_requested_at, lst.unseal_request_reason = now, reason
         session.add(lst)
         audit.append(session, actor=actor.name, role=actor.role, action="list.unseal_requested",
-                     entity_type="list", entity_id=list_id)
+                     entity_type="list", entity_id=list_id, reason=reason)
         return UnsealPending(list_id, actor.name, actor.role,
                              tuple(r for r in together if r != actor.role), now + valid)
     if actor.role == lst.unseal_requested_role or actor.name == lst.unseal_requested_by:
@@ -265,14 +287,29 @@ def unseal(session: Session, ctx: Context, *, list_id: str, actor: Actor,
     opened = _open_all(session, ctx, lst)
     lst.status, lst.unsealed_at = ListStatus.UNSEALED, now
     lst.unsealed_by = f"{lst.unseal_requested_by}+{actor.name}"
+    lst.unseal_confirm_reason = reason
     session.add(lst)
     audit.append(session, actor=actor.name, role=actor.role, action="list.unsealed",
-                 entity_type="list", entity_id=list_id,
+                 entity_type="list", entity_id=list_id, reason=reason,
                  after={"requested_by": lst.unseal_requested_by,
                         "requested_role": lst.unseal_requested_role,
+                        "request_reason": lst.unseal_request_reason,
                         "commitment_digest": opened.commitment.digest(),
                         "verified": opened.verified, "problems": len(opened.problems)})
     return opened
+
+
+def read_unsealed(session: Session, ctx: Context, *, list_id: str,
+                  actor: Actor) -> UnsealedList:
+    """The unsealed list (seed, every slot with its arm): unblinded roles only; audited."""
+    lst = repository.get_list(session, list_id)
+    if lst is None:
+        raise NotFound(f"no randomization list {list_id}", field="list_id")
+    if lst.status != ListStatus.UNSEALED:
+        raise Conflict(f"list {list_id} is {lst.status}, not unsealed", field="list_id")
+    audit.append(session, actor=actor.name, role=actor.role, action="list.unsealed_read",
+                 entity_type="list", entity_id=list_id)
+    return _open_all(session, ctx, lst)
 
 
 def _open_all(session: Session, ctx: Context, lst: RandomizationList) -> UnsealedList:

@@ -23,7 +23,8 @@ from services.core.db import UtcDateTime
 class ListStatus(StrEnum):
     GENERATED = "generated"  # encrypted at rest, commitment computed, not yet published
     SEALED = "sealed"  # commitment in the audit chain; the list allocates
-    UNSEALED = "unsealed"  # opened at closure; allocates no more
+    CLOSED = "closed"  # the study manager closed allocation (with a reason); may be unsealed
+    UNSEALED = "unsealed"  # opened after closure by two persons; allocates no more
 
 
 class ListSource(StrEnum):
@@ -54,6 +55,13 @@ class RandomizationList(SQLModel, table=True):
     unseal_requested_at: datetime | None = Field(default=None, sa_column=_utc(True))
     unsealed_by: str | None = None
     unsealed_at: datetime | None = Field(default=None, sa_column=_utc(True))
+    closed_by: str | None = None
+    closed_at: datetime | None = Field(default=None, sa_column=_utc(True))
+    close_reason: str | None = Field(default=None, sa_column=Column(Text))
+    unseal_request_reason: str | None = Field(default=None, sa_column=Column(Text))
+    unseal_confirm_reason: str | None = Field(default=None, sa_column=Column(Text))
+    # Slots used (all strata) when the batched low-slot check last looked at the strata.
+    low_check_used: int = 0
 
 
 class SealedSlotRow(SQLModel, table=True):

@@ -1,10 +1,13 @@
-"""Balance reports, free slots per stratum, and the low-slot alarm.
+"""Balance reports, slot totals, and the batched low-slot alarm.
 
-The alarm is raised by a periodic check in its own transaction, never inside an
-allocation: raised there, it would sit in the audit chain right beside one participant's
-allocation and tell a monitor which stratum (= cluster) that participant is in. Its event,
-audit entry and metrics carry counts only; the statistician learns which stratum it is
-from the lists API.
+What follows a stratum (a stratum is a cluster) is never shown per allocation. Blinded
+roles and metrics get totals over all strata only (one more slot used, whichever stratum).
+The strata are looked at for the low-slot alarm only by a periodic check in its own
+transaction, and only once a whole batch of allocations (`low_slots_alarm_batch`) was made
+since the last look: the alarm event, its audit entry, the running-low gauge and the
+statistician's running-low flags all change at batch boundaries, so none of them can be
+tied to one participant. Which strata run low, the statistician reads from the lists API
+(the flags of the last check) before extending them.
 """
 
 from __future__ import annotations
@@ -18,7 +21,14 @@ from services.core import audit, outbox
 from services.core.events import StratumRunningLow
 
 from . import repository
-from .domain import Allocation, ModuleBalance, StratumBalance, module_balance, stratum_balance
+from .domain import (
+    Allocation,
+    ModuleBalance,
+    StratumBalance,
+    low_check_due,
+    module_balance,
+    stratum_balance,
+)
 from .models import RandomizationList
 from .service import Context, disclose
 
@@ -52,6 +62,7 @@ class StratumSlots:
     ref: str  # the opaque name the database uses
     slots: int
     used: int
+    low_alarm: bool  # flagged by the last batched check (reset by an extension)
 
     @property
     def free(self) -> int:
@@ -59,48 +70,60 @@ class StratumSlots:
 
 
 def strata_of(session: Session, ctx: Context, lst: RandomizationList) -> list[StratumSlots]:
-    """Slots per stratum of a list, by stratum key (for the statistician only)."""
+    """Slots per stratum of a list, by stratum key: for the batched check and totals, never
+    shown per stratum while the list allocates."""
     by_ref = {c.stratum_ref: c for c in repository.counters(session, lst.id)}
     out = []
     for key in ctx.design_of(lst).stratum_keys:
         c = by_ref.get(ctx.key.stratum_ref(lst.id, key))
         if c is not None:
-            out.append(StratumSlots(key, c.stratum_ref, c.last_seq, c.next_seq - 1))
+            out.append(StratumSlots(key, c.stratum_ref, c.last_seq, c.next_seq - 1, c.low_alarm))
     return out
 
 
 @dataclass(frozen=True)
-class FreeSlots:
-    """What the metrics show: no stratum, so no cluster, in any label."""
+class SlotTotals:
+    """What blinded readers and metrics see: sums over all strata, and the flags of the last
+    batched check (never a count that moves with one allocation's stratum)."""
 
-    total: int
-    fewest: int
-    running_low: int
+    slots: int
+    used: int
+    running_low: tuple[str, ...]  # stratum keys flagged by the last batched check
+
+    @property
+    def free(self) -> int:
+        return self.slots - self.used
 
 
-def free_slots(session: Session, ctx: Context) -> FreeSlots | None:
+def totals(session: Session, ctx: Context, lst: RandomizationList) -> SlotTotals:
+    strata = strata_of(session, ctx, lst)
+    return SlotTotals(sum(s.slots for s in strata), sum(s.used for s in strata),
+                      tuple(s.stratum for s in strata if s.low_alarm))
+
+
+def free_slots(session: Session, ctx: Context) -> SlotTotals | None:
     lst = repository.active_list(session)
-    if lst is None:
-        return None
-    threshold = ctx.design_of(lst).low_slots_threshold
-    free = [c.last_seq - c.next_seq + 1 for c in repository.counters(session, lst.id)]
-    return FreeSlots(sum(free), min(free, default=0), sum(f < threshold for f in free))
+    return None if lst is None else totals(session, ctx, lst)
 
 
 def raise_low_alarms(session: Session, ctx: Context) -> StratumRunningLow | None:
-    """Alarm once per stratum crossing below the threshold (reset by an extension)."""
+    """Once per batch of allocations: flag strata newly below the threshold and alarm."""
     lst = repository.active_list(session)
     if lst is None:
         return None
-    threshold = ctx.design_of(lst).low_slots_threshold
+    design = ctx.design_of(lst)
     counters = repository.counters(session, lst.id)
+    used = sum(c.next_seq - 1 for c in counters)
+    if not low_check_due(used, lst.low_check_used, design.low_slots_alarm_batch):
+        return None
+    # The conditional UPDATE makes one process (of several replicas) the one that checks.
+    if not repository.claim_low_check(session, lst.id, lst.low_check_used, used):
+        return None
+    threshold = design.low_slots_threshold
     free = {c.stratum_ref: c.last_seq - c.next_seq + 1 for c in counters}
-    newly = []
-    for c in counters:
-        # The conditional UPDATE makes one process (of several replicas) the one that alarms.
-        if (not c.low_alarm and free[c.stratum_ref] < threshold
-                and repository.raise_low_alarm(session, lst.id, c.stratum_ref)):
-            newly.append(c.stratum_ref)
+    newly = [c.stratum_ref for c in counters
+             if not c.low_alarm and free[c.stratum_ref] < threshold
+             and repository.raise_low_alarm(session, lst.id, c.stratum_ref)]
     if not newly:
         return None
     low = [f for f in free.values() if f < threshold]
@@ -109,6 +132,7 @@ def raise_low_alarms(session: Session, ctx: Context) -> StratumRunningLow | None
     audit.append(session, actor=f"service:{ctx.producer}", role="system",
                  action="list.stratum_running_low", entity_type="list", entity_id=lst.id,
                  after={"strata_running_low": len(low), "newly_low": len(newly),
-                        "fewest_free_slots": min(low), "threshold": threshold})
+                        "fewest_free_slots": min(low), "threshold": threshold,
+                        "allocations_in_batch": used - lst.low_check_used})
     outbox.enqueue(session, event, producer=ctx.producer)
     return event

@@ -156,3 +156,13 @@ def next_counter(session: Session, name: str) -> int:
     row.value += 1
     session.add(row)
     return row.value
+
+
+def claim_low_check(session: Session, list_id: str, seen: int, used: int) -> bool:
+    """Move the list's low-slot check mark from `seen` to `used` slots; False when another
+    process moved it first (it does this batch's check)."""
+    result = session.connection().execute(
+        update(RandomizationList).where(col(RandomizationList.id) == list_id,
+                                        col(RandomizationList.low_check_used) == seen)
+        .values(low_check_used=used))
+    return bool(result.rowcount)

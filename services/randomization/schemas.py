@@ -32,17 +32,15 @@ class ListExtend(Schema):
     slots: int = Field(gt=0, le=100_000, description="at least this many new slots (whole blocks)")
 
 
-class StratumSlotsRead(Schema):
+class StratumFlagRead(Schema):
     stratum: str
-    ref: str = Field(description="the opaque name the database and nothing else uses")
-    slots: int
-    used: int
-    free: int
-    running_low: bool
+    running_low: bool = Field(description="below the threshold at the last batched check")
 
 
 class ListRead(Schema):
-    """Statistician: the list with its strata's slot counts."""
+    """Statistician: the list with slot totals over all strata, and which strata ran low at
+    the last batched check. Never used or free slots per stratum: polled across allocations,
+    they would tell each new participant's stratum (= cluster)."""
 
     id: str
     status: str
@@ -51,14 +49,19 @@ class ListRead(Schema):
     created_by: str
     created_at: datetime
     sealed_at: datetime | None
+    closed_at: datetime | None
     unsealed_at: datetime | None
     unseal_requested_role: str | None
     low_slots_threshold: int
-    strata: list[StratumSlotsRead]
+    low_slots_alarm_batch: int
+    slots: int
+    used: int
+    free: int
+    strata: list[StratumFlagRead]
 
 
 class ListSummary(Schema):
-    """Monitor: the list's life, no per-stratum counts (those follow allocations)."""
+    """Monitor and study manager: the list's life, no slot counts (they follow allocations)."""
 
     id: str
     status: str
@@ -66,8 +69,17 @@ class ListSummary(Schema):
     key_id: str
     created_at: datetime
     sealed_at: datetime | None
+    closed_at: datetime | None
     unsealed_at: datetime | None
     unseal_requested_role: str | None
+
+
+class CloseAllocation(Schema):
+    reason: Reason = Field(description="why allocation ends (recorded in the audit trail)")
+
+
+class UnsealRequest(Schema):
+    reason: Reason = Field(description="why the list is unsealed (each person gives one)")
 
 
 class CommitmentRead(Schema):
@@ -83,6 +95,17 @@ class UnsealPendingRead(Schema):
     requested_role: str
     awaiting_roles: list[str]
     expires_at: datetime
+
+
+class UnsealedDoneRead(Schema):
+    """What the two unsealing persons learn: whether the list matches its commitment. The
+    list itself (seed, arms) is read by unblinded roles at `GET /v1/lists/{id}/unsealed`."""
+
+    list_id: str
+    status: Literal["unsealed"] = "unsealed"
+    commitment_digest: str
+    verified: bool
+    problems: int
 
 
 class UnsealedSlotRead(Schema):

@@ -12,6 +12,7 @@ import asyncio
 import email
 import email.policy
 import json
+import os
 import socket
 import sqlite3
 import ssl
@@ -85,9 +86,13 @@ class SmtpSink:
         self._server: asyncio.Server | None = None
         self._thread: threading.Thread | None = None
         self._thread_loop: asyncio.AbstractEventLoop | None = None
+        # Messages are personal data: the folder 0700, every file 0600, whatever the umask.
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            folder.chmod(0o700)
         if sqlite_path is not None:
+            if not sqlite_path.exists():
+                os.close(os.open(sqlite_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
             with sqlite3.connect(sqlite_path) as db:
                 db.execute(_SCHEMA)
 
@@ -153,7 +158,10 @@ class SmtpSink:
         if self.folder is not None:
             head = (f"X-Sink-Mail-From: {msg.mail_from}\r\n"
                     f"X-Sink-Rcpt-To: {', '.join(msg.rcpt_tos)}\r\n").encode()
-            (self.folder / f"{msg.seq:06d}.eml").write_bytes(head + msg.data)
+            fd = os.open(self.folder / f"{msg.seq:06d}.eml",
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(head + msg.data)
         if self.sqlite_path is not None:
             with sqlite3.connect(self.sqlite_path) as db:
                 db.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?)", (

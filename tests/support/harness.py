@@ -4,6 +4,7 @@ consumers, relay), a real nats-server and database, and callers with signed toke
 from __future__ import annotations
 
 import asyncio
+import json
 import socket
 import threading
 import time
@@ -25,8 +26,9 @@ from services.core.internal_token import (
     InternalTokenSigner,
     ensure_keypair,
     load_private_key,
+    route_of,
 )
-from services.core.roles import Role
+from services.core.roles import ONWARD_ROUTES, Role
 from services.core.runner import Kernel, ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
 
@@ -38,11 +40,38 @@ def test_settings(home: Path, nats_url: str, **overrides: object) -> Settings:
                     log_level="warning", outbox_poll_seconds=0.1, **overrides)
 
 
-def token_headers(home: Path, service: str, role: Role | str, subject: str = "tester") -> dict[str, str]:
-    keys = ensure_keypair(home / "keys")
+# Internal tokens are good for one request (method, path, jti): a test names the caller in
+# this header and the client signs a fresh token for each request it sends, as the gateway does.
+TEST_CALLER = "x-test-caller"
+
+
+def token_headers(home: Path, service: str | list[str], role: Role | str,
+                  subject: str = "tester") -> dict[str, str]:
+    return {TEST_CALLER: json.dumps({"home": str(home), "audience": service,
+                                     "role": str(Role(role)), "subject": subject})}
+
+
+def sign_for_request(request: httpx.Request) -> None:
+    """Replace the test's caller header with a token bound to this request."""
+    marker = request.headers.get(TEST_CALLER)
+    if marker is None:
+        return
+    del request.headers[TEST_CALLER]
+    wanted = json.loads(marker)
+    audience = wanted["audience"]
+    service = audience if isinstance(audience, str) else audience[0]
+    keys = ensure_keypair(Path(wanted["home"]) / "keys")
     signer = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
-    token = signer.sign(Caller(subject=subject, role=Role(role)), audience=service)
-    return {HEADER: token}
+    path = request.url.path
+    routes = {service: route_of(request.method, path),
+              **ONWARD_ROUTES.get(f"/api/v1/{service}{path}", {})}
+    request.headers[HEADER] = signer.sign(
+        Caller(subject=wanted["subject"], role=Role(wanted["role"])), audience=audience,
+        routes=routes)
+
+
+async def _sign_for_request(request: httpx.Request) -> None:
+    sign_for_request(request)
 
 
 @dataclass
@@ -68,7 +97,8 @@ async def running_service(spec: ServiceSpec, *, home: Path, nats_url: str, datab
                     own=ServiceSettings(name=spec.name, database_url=database_url))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}") as client:
+        async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}",
+                                     event_hooks={"request": [_sign_for_request]}) as client:
             yield RunningService(app, client, home, spec.name)
 
 

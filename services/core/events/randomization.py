@@ -24,8 +24,10 @@ class Allocated(Event):
 
 class StratumRunningLow(Event):
     """Blinded alarm: some stratum of the active list has fewer free slots than the
-    protocol's threshold. Counts only, no stratum and no record: which stratum it is, the
-    statistician reads from the lists API (`GET /v1/lists`) before extending it."""
+    protocol's threshold. Counts only, no stratum and no record, and raised only by the
+    batched check (once per `low_slots_alarm_batch` allocations), so it cannot be tied to
+    one participant: which stratum it is, the statistician reads from the lists API
+    (`GET /v1/lists`, the flags of that check) before extending it."""
 
     subject: ClassVar[str] = "trial.v1.randomization.stratum_running_low"
     list_id: str

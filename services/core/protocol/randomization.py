@@ -33,6 +33,10 @@ class RandomizationDesign(Strict):
     arm_of: ArmRule
     block_lengths: list[int] = Field(min_length=1)
     low_slots_threshold: int = Field(ge=0)
+    # The strata are looked at for the low-slot alarm only after this many allocations since
+    # the last look (and never inside an allocation): the alarm, the running-low flags and
+    # gauge then follow a batch, never one participant's stratum. Keep it below the threshold.
+    low_slots_alarm_batch: int = Field(default=6, ge=1)
     sites: list[str] = Field(default_factory=list)
     # Slots generated per stratum when a list is created (rounded up to whole blocks);
     # None: whoever generates the list must say how many.

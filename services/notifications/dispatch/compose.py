@@ -16,6 +16,7 @@ from sqlmodel import Session
 from services.core.protocol import TrialProtocol
 
 from .. import repository
+from ..addresses import single_address
 from ..crypto import ContactDetails
 from ..domain import (
     ContentGuard,
@@ -69,8 +70,8 @@ def compose(session: Session, rt: Runtime, msg: Message,
         return safety_notice(rt, msg)
     if details is None:
         raise NotificationError("no contact details on file", field="contact")
-    to = details.email if msg.channel == "email" else details.mobile
-    if not to:
+    to = single_address(details.email) if msg.channel == "email" else details.mobile
+    if not to:  # (details sealed before addresses were checked may hold several: none)
         raise NotificationError(f"no {msg.channel} contact on file", field="contact")
     language = _language(rt, details)
     if msg.kind == "diary_prompt":

@@ -94,3 +94,10 @@ def strata_running_low(design: ListDesign, free_slots: Mapping[str, int]) -> lis
     """Strata with fewer free slots than the protocol's threshold (absent = none free)."""
     return [key for key in design.stratum_keys
             if free_slots.get(key, 0) < design.low_slots_threshold]
+
+
+def low_check_due(used: int, used_at_last_check: int, batch: int) -> bool:
+    """Whether the strata may be looked at again for the low-slot alarm: only once a whole
+    batch of slots was used since the last look, so whatever the look finds (an alarm, a
+    flag, a count) follows at least `batch` allocations, never one."""
+    return used - used_at_last_check >= batch

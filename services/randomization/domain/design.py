@@ -75,6 +75,7 @@ class ListDesign:
     sites: tuple[str, ...]  # empty unless stratified by site
     low_slots_threshold: int
     initial_slots_per_stratum: int | None = None
+    low_slots_alarm_batch: int = 1
     _by_key: dict[str, StratumDesign] = field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
@@ -160,6 +161,7 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
         sites=sites,
         low_slots_threshold=r.low_slots_threshold,
         initial_slots_per_stratum=r.initial_slots_per_stratum,
+        low_slots_alarm_batch=r.low_slots_alarm_batch,
     )
     unit = design.strata[0].unit
     for j, b in enumerate(design.block_lengths):

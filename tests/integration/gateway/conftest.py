@@ -45,6 +45,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         sockets = {name: Served.bind() for name in SERVICES}
         urls = {name: Served.url_of(sock) for name, sock in sockets.items()}
         env.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
+        env.setenv("TAILOR_REDCAP_DET_REFUSED_BURST", "100000")  # the matrix tries every role
         env.setenv("TAILOR_RANDOMIZATION_URL", urls["randomization"])  # safety's DSMB report
         apps = {}
         for name in SERVICES:

@@ -29,6 +29,7 @@ from gateway.settings import GatewaySettings
 from services.core.db import unit_of_work
 from services.core.protocol import TrialProtocol
 from services.core.roles import Role
+from services.core.runner import server_config
 from services.core.settings import ServiceSettings
 from tests.support.harness import test_settings
 
@@ -60,7 +61,8 @@ class Served:
 
     def start(self, app: FastAPI, sock: socket.socket | None = None) -> str:
         sock = sock or self.bind()
-        server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        # As `services.core.runner.serve` runs it: the server never rewrites the client.
+        server = uvicorn.Server(server_config(app))
         thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
         thread.start()
         self._running.append((server, thread, sock))

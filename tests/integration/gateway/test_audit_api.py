@@ -45,16 +45,18 @@ def test_a_read_of_participant_data_is_recorded(edge: Edge, trial: Trial) -> Non
     record = trial.records[1]
     route = "/api/v1/randomization/v1/allocations/{record}"
     before = len(_reads_of(edge, record, route))
-    read = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", Role.ASSESSOR,
+    read = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", Role.COORDINATOR,
                      headers={"X-Request-ID": "read-of-gw-002"})
     assert read.status_code == 200
     reads = _reads_of(edge, record, route)
     assert len(reads) == before + 1
     entry = reads[-1]
-    assert entry["actor"] == f"apikey:{edge.key_ids[Role.ASSESSOR]}" and entry["role"] == "assessor"
+    assert entry["actor"] == f"apikey:{edge.key_ids[Role.COORDINATOR]}" and entry["role"] == "coordinator"
     assert entry["action"] == "participant_data.read" and entry["record"] == record
-    assert entry["after"] == {"route": route, "method": "GET", "status": 200, "params": {"record": record}}
-    assert entry["correlation_id"] == "read-of-gw-002"
+    assert entry["after"] == {"route": route, "method": "GET", "status": 200, "params": {"record": record},
+                              "caller_request_id": "read-of-gw-002"}
+    # The correlation id is the gateway's own; the caller's id is only a labelled field.
+    assert entry["correlation_id"] == read.headers["x-request-id"] != "read-of-gw-002"
     assert datetime.fromisoformat(entry["at"]) > datetime.now(UTC) - timedelta(minutes=1)
 
 

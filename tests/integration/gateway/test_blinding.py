@@ -71,11 +71,15 @@ def test_no_blinded_role_receives_arm_or_cluster_on_any_route(edge: Edge, trial:
 
 def test_blinded_readers_see_module_but_not_arm(edge: Edge, trial: Trial, words: set[str]) -> None:
     record = trial.records[0]
-    for role in (Role.COORDINATOR, Role.ASSESSOR):
-        view = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", role)
-        assert view.status_code == 200
-        assert view.json()["module"] in {m.key for m in edge.protocol.modules}
-        assert leaks(view.json(), words) == []
+    view = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", Role.COORDINATOR)
+    assert view.status_code == 200
+    assert view.json()["module"] in {m.key for m in edge.protocol.modules}
+    assert leaks(view.json(), words) == []
+    # The outcome assessor gets schedule and completion only, never the module.
+    refused = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", Role.ASSESSOR)
+    assert refused.status_code == 403
+    assert edge.call("GET", f"/api/v1/notifications/v1/schedules/{record}",
+                     Role.ASSESSOR).status_code == 200
     unblinded = edge.call("GET", f"/api/v1/randomization/v1/allocations/{record}", Role.STUDY_MANAGER)
     assert unblinded.status_code == 200 and leaks(unblinded.json(), words) != []
 

@@ -20,6 +20,7 @@ from tailor_cli.main import app as tailor
 
 from .support import Edge
 
+HEADS = "/api/v1/audit/heads"
 VERIFY = "/api/v1/audit/verify"
 
 
@@ -30,24 +31,24 @@ def _gateway_audit(edge: Edge, action: str) -> list[AuditEntry]:
 
 def test_admin_issues_a_key_that_works_until_revoked(edge: Edge) -> None:
     issued = edge.call("POST", "/api/v1/keys", Role.ADMIN,
-                       json={"name": "trials unit monitor", "role": "monitor", "expires_in_days": 30})
+                       json={"name": "operations on call", "role": "ops", "expires_in_days": 30})
     assert issued.status_code == 201, issued.text
     key = issued.json()
     token = key.pop("token")
-    assert token.startswith("tlr_") and key["status"] == "active" and key["role"] == "monitor"
+    assert token.startswith("tlr_") and key["status"] == "active" and key["role"] == "ops"
     assert datetime.fromisoformat(key["expires_at"]) > datetime.now(UTC) + timedelta(days=29)
     bearer = {"Authorization": f"Bearer {token}"}
-    assert edge.call("GET", VERIFY, headers=bearer).status_code == 200
+    assert edge.call("GET", HEADS, headers=bearer).status_code == 200
 
     listing = edge.call("GET", "/api/v1/keys", Role.ADMIN)
     assert listing.status_code == 200
-    assert token not in listing.text and token.split("_")[2] not in listing.text
+    assert token not in listing.text and token.split("_", 2)[2] not in listing.text
     [listed] = [k for k in listing.json() if k["id"] == key["id"]]
     assert listed["last_used_at"] is not None and "token" not in listed
 
     revoked = edge.call("POST", f"/api/v1/keys/{key['id']}/revoke", Role.ADMIN)
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
-    assert edge.call("GET", VERIFY, headers=bearer).status_code == 401
+    assert edge.call("GET", HEADS, headers=bearer).status_code == 401
     again = edge.call("POST", f"/api/v1/keys/{key['id']}/revoke", Role.ADMIN)
     assert again.json()["revoked_at"] == revoked.json()["revoked_at"]
     active = edge.call("GET", "/api/v1/keys", Role.ADMIN, params={"include_revoked": False}).json()
@@ -60,7 +61,7 @@ def test_admin_issues_a_key_that_works_until_revoked(edge: Edge) -> None:
     refusals = [e for e in _gateway_audit(edge, "auth.refused") if e.entity_id == key["id"]]
     assert [json.loads(e.after or "{}")["reason"] for e in refusals] == ["key revoked"]
     for entry in created + revocations + refusals:
-        assert token.split("_")[2] not in (entry.after or "")
+        assert token.split("_", 2)[2] not in (entry.after or "")
 
 
 @pytest.mark.parametrize(("body", "field"), [
@@ -78,6 +79,39 @@ def test_a_bad_key_request_names_the_field_and_issues_nothing(edge: Edge, body: 
     assert len(edge.call("GET", "/api/v1/keys", Role.ADMIN).json()) == before
 
 
+@pytest.mark.parametrize("role", ["study_manager", "dsmb", "statistician", "monitor"])
+def test_keys_for_unblinded_or_two_person_roles_are_never_issued_over_the_api(
+        edge: Edge, role: str) -> None:
+    before = len(edge.call("GET", "/api/v1/keys", Role.ADMIN).json())
+    refusals = len(_gateway_audit(edge, "api_key.refused"))
+    refused = edge.call("POST", "/api/v1/keys", Role.ADMIN, json={"name": "a second me", "role": role})
+    assert refused.status_code == 403 and refused.json()["field"] == "role"
+    assert "tailor keys create" in refused.json()["detail"]
+    assert len(edge.call("GET", "/api/v1/keys", Role.ADMIN).json()) == before  # nothing issued
+    entries = _gateway_audit(edge, "api_key.refused")
+    assert len(entries) == refusals + 1  # the attempt is on record
+    assert json.loads(entries[-1].after or "{}")["role"] == role
+    assert entries[-1].actor == f"apikey:{edge.key_ids[Role.ADMIN]}"
+
+
+def test_the_cli_issues_a_privileged_key_only_with_a_reason(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = f"sqlite:///{tmp_path / 'gateway.db'}"
+    monkeypatch.setenv("TAILOR_GATEWAY_DATABASE_URL", url)
+    runner = CliRunner()
+    bare = runner.invoke(tailor, ["keys", "create", "--role", "dsmb", "--name", "DSMB chair"])
+    assert bare.exit_code == 2 and "--reason" in bare.output
+    made = runner.invoke(tailor, ["keys", "create", "--role", "dsmb", "--name", "DSMB chair",
+                                  "--reason", "DSMB charter signed 2025-03-01"])
+    assert made.exit_code == 0, made.output
+    engine = make_engine(url)
+    with Session(engine) as session:
+        [entry] = session.exec(select(AuditEntry).where(
+            col(AuditEntry.action) == "api_key.created")).all()
+    engine.dispose()
+    assert entry.reason == "DSMB charter signed 2025-03-01" and entry.actor.startswith("cli")
+
+
 def test_revoking_an_unknown_key_is_a_404(edge: Edge) -> None:
     missing = edge.call("POST", "/api/v1/keys/0123456789ab/revoke", Role.ADMIN)
     assert missing.status_code == 404 and missing.json()["field"] == "key_id"
@@ -88,7 +122,7 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path: Path, monkeypatch: pytest.
     monkeypatch.setenv("TAILOR_GATEWAY_DATABASE_URL", url)
     runner = CliRunner()
     made = runner.invoke(tailor, ["keys", "create", "--role", "monitor", "--name", "Dr. Monitor",
-                                  "--expires-in-days", "90"])
+                                  "--expires-in-days", "90", "--reason", "trial monitor appointed"])
     assert made.exit_code == 0, made.output
     token = made.stdout.strip()
     assert token.startswith("tlr_") and "\n" not in token  # the key alone on stdout
@@ -99,7 +133,7 @@ def test_cli_creates_lists_and_revokes_keys(tmp_path: Path, monkeypatch: pytest.
 
     listed = runner.invoke(tailor, ["keys", "list"])
     assert listed.exit_code == 0 and key_id in listed.stdout and "active" in listed.stdout
-    assert token.split("_")[2] not in listed.stdout
+    assert token.split("_", 2)[2] not in listed.stdout
 
     revoked = runner.invoke(tailor, ["keys", "revoke", key_id])
     assert revoked.exit_code == 0 and "revoked" in revoked.stdout

@@ -3,6 +3,7 @@ bodies, strict JSON, security headers on every answer, CORS only when configured
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -93,6 +94,64 @@ def test_a_csv_upload_may_be_larger_than_json(strict: Strict) -> None:
     too_big = strict.http.post("/api/v1/randomization/v1/lists/import", content=csv * 3,
                                headers={**statistician, "content-type": "text/csv"})
     assert too_big.status_code == 413
+
+
+def test_a_streamed_upload_over_the_limit_is_refused(strict: Strict) -> None:
+    statistician = strict.key("statistician")
+    csv = ("stratum,seq,block,block_length,module,arm\n" + "DYS,1,1,3,PERT,personalized\n" * 400)
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted as it streams through
+        data = csv.encode()
+        yield from (data[i:i + 1000] for i in range(0, len(data), 1000))
+
+    refused = strict.http.post("/api/v1/randomization/v1/lists/import", content=chunks(),
+                               headers={**statistician, "content-type": "text/csv"})
+    assert refused.status_code == 413 and refused.json()["field"] == "body"
+
+
+def test_only_the_upload_route_takes_a_large_csv(strict: Strict) -> None:
+    admin = strict.key("admin")
+    csv = "name,role\n" + "a,monitor\n" * 600  # over the JSON limit, under the upload limit
+    refused = strict.http.post("/api/v1/keys", content=csv,
+                               headers={**admin, "content-type": "text/csv"})
+    assert refused.status_code == 413
+
+
+@pytest.mark.parametrize("media_type", ["text/csv", "application/x-www-form-urlencoded"])
+def test_unauthenticated_routes_read_only_a_small_body(edge: Edge, media_type: str) -> None:
+    big = b"record=1&" + b"x" * (70 * 1024)  # under the default JSON and upload limits
+    for path in ("/redcap/det?secret=wrong", "/api/v1/notifications/v1/sms/callbacks"):
+        refused = edge.call("POST", path, content=big, headers={"content-type": media_type})
+        assert refused.status_code == 413, (path, refused.text)
+
+        def chunks() -> Iterator[bytes]:
+            yield from (big[i:i + 4096] for i in range(0, len(big), 4096))
+
+        streamed = edge.call("POST", path, content=chunks(), headers={"content-type": media_type})
+        assert streamed.status_code == 413
+
+
+def test_an_unauthenticated_body_is_refused_without_reading_it_all(edge: Edge) -> None:
+    """Straight at the ASGI app: a 20 MiB CSV body to the DET is abandoned after 64 KiB."""
+    chunk, total = 8192, 20 * 1024 * 1024
+    read = 0
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        nonlocal read
+        read += chunk
+        return {"type": "http.request", "body": b"x" * chunk, "more_body": read < total}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+             "scheme": "http", "path": "/redcap/det", "raw_path": b"/redcap/det",
+             "query_string": b"secret=wrong", "root_path": "", "client": ("10.0.0.9", 4000),
+             "server": ("testserver", 80), "headers": [(b"content-type", b"text/csv")]}
+    asyncio.run(edge.gateway(scope, receive, send))
+    assert sent[0]["type"] == "http.response.start" and sent[0]["status"] == 413
+    assert read <= 64 * 1024 + chunk  # the rest was never read
 
 
 @pytest.mark.parametrize(("body", "media_type", "status", "field"), [

@@ -20,6 +20,7 @@ from services.core.internal_token import (
     InternalTokenSigner,
     ensure_keypair,
     load_private_key,
+    route_of,
 )
 from services.core.roles import (
     BEARER_ROLES,
@@ -135,7 +136,9 @@ def _unsigned(claims: dict) -> str:
 @pytest.mark.parametrize("rule", SERVICE_RULES, ids=_ids)
 def test_service_reached_directly_needs_the_gateways_token(edge: Edge, rule: RoutePermission) -> None:
     service = rule.template.split("/")[3]
-    url = edge.service_urls[service] + fill(rule.template).removeprefix(f"/api/v1/{service}")
+    local = fill(rule.template).removeprefix(f"/api/v1/{service}")
+    url = edge.service_urls[service] + local
+    bound = {service: route_of(rule.method, local)}
     keys = ensure_keypair(edge.home / "keys")
     real = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
     forged = InternalTokenSigner(Ed25519PrivateKey.generate())
@@ -149,8 +152,12 @@ def test_service_reached_directly_needs_the_gateways_token(edge: Edge, rule: Rou
         "alg none": _unsigned({"iss": "tailor-gateway", "aud": service, "sub": "intruder",
                                "role": allowed.value, "iat": int(now.timestamp()),
                                "exp": int(now.timestamp()) + 60}),
-        "other audience": real.sign(caller, audience=other),
-        "expired": real.sign(caller, audience=service, now=now - timedelta(minutes=10)),
+        "other audience": real.sign(caller, audience=other, routes={other: bound[service]}),
+        "expired": real.sign(caller, audience=service, now=now - timedelta(minutes=10),
+                             routes=bound),
+        "unbound": real.sign(caller, audience=service),
+        "other route": real.sign(caller, audience=service,
+                                 routes={service: route_of(rule.method, local + "x")}),
         "garbage": "Bearer not-a-token",
     }
     for name, token in tokens.items():
@@ -158,6 +165,8 @@ def test_service_reached_directly_needs_the_gateways_token(edge: Edge, rule: Rou
         response = edge.http.request(rule.method, url, headers=headers, **_body(rule))
         assert response.status_code == 401, (name, response.status_code, response.text[:200])
     for role in sorted(BEARER_ROLES):
-        token = real.sign(Caller(subject="via-gateway", role=role), audience=service)
+        token = real.sign(Caller(subject="via-gateway", role=role), audience=service, routes=bound)
         status = edge.http.request(rule.method, url, headers={HEADER: token}, **_body(rule)).status_code
         assert (status not in REFUSED) if role in rule.roles else status == 403, (role, status)
+        again = edge.http.request(rule.method, url, headers={HEADER: token}, **_body(rule))
+        assert again.status_code == 401, (role, "a replayed token")

@@ -113,15 +113,17 @@ def test_the_service_gets_the_gateways_token_never_the_clients(edge: Edge, trial
     assert edge.call("GET", path, headers={HEADER: smuggled}).status_code == 401
 
 
-def test_the_request_id_reaches_the_service(edge: Edge, trial: Trial) -> None:
-    request_id = f"gw-test-{uuid.uuid4().hex[:12]}"
+def test_the_gateways_request_id_reaches_the_service(edge: Edge, trial: Trial) -> None:
+    chosen = f"gw-test-{uuid.uuid4().hex[:12]}"
     reported = edge.call("POST", "/api/v1/safety/v1/adverse-events", Role.COORDINATOR,
-                         headers={"X-Request-ID": request_id}, json=adverse_event(trial.records[2]))
+                         headers={"X-Request-ID": chosen}, json=adverse_event(trial.records[2]))
     assert reported.status_code == 201, reported.text
-    assert reported.headers.get_list("x-request-id") == [request_id]
+    [request_id] = reported.headers.get_list("x-request-id")
+    assert request_id != chosen  # the correlation id is the gateway's, never the caller's
     entries = edge.call("GET", "/api/v1/audit", Role.MONITOR,
                         params={"service": "safety", "limit": 1000}).json()["entries"]
     assert any(e["correlation_id"] == request_id for e in entries)
+    assert not any(e["correlation_id"] == chosen for e in entries)
 
 
 @pytest.mark.parametrize("path", [

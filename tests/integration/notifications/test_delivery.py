@@ -170,3 +170,30 @@ async def test_sae_obligation_emails_the_pi_and_the_sponsor_at_once(stack: Stack
         notices = await stack.messages("P-040")
         assert {m["recipient"] for m in notices} == {"sponsor", "principal_investigator"}
         assert {m["kind"] for m in notices} == {"safety_notice"}
+
+
+async def test_an_email_field_with_several_addresses_is_refused_never_mailed(stack: Stack) -> None:
+    """Staff typed two addresses into the consent form's e-mail field: the field is refused
+    (named in the audit, never its value), so no reminder reaches either address."""
+    from sqlmodel import Session, col, select
+
+    from services.core import audit
+    from services.notifications import contacts
+
+    several = "p-041@participant.example, boss@employer.example"
+    async with stack.start() as svc:
+        await stack.save_contact("P-041", cons_email=several)
+        with Session(svc.kernel.engine) as session:
+            details = contacts.load(session, stack.rt, "P-041")
+            [entry] = session.exec(select(audit.AuditEntry).where(
+                col(audit.AuditEntry.action) == "contact.updated",
+                col(audit.AuditEntry.record) == "P-041")).all()
+        assert details is not None and details.email is None
+        assert "email" not in details.reachable() and details.mobile
+        assert json.loads(entry.after)["refused"] == ["email"]
+        assert "employer" not in (entry.after or "")
+
+        await stack.save_contact("P-041", cons_email=" P-041@Participant.Example ")
+        with Session(svc.kernel.engine) as session:
+            assert contacts.load(session, stack.rt, "P-041").email == "P-041@participant.example"
+    assert stack.sink.messages_to("boss@employer.example") == []

@@ -9,6 +9,7 @@ from sqlmodel import Session, col, select
 
 from services.core import audit
 from services.core.protocol import TrialProtocol
+from services.randomization import handlers
 from services.randomization.domain import (
     ListCommitment,
     OpenedSlot,
@@ -47,7 +48,8 @@ async def test_generated_list_is_sealed_and_its_commitment_exported(svc: Running
     body = made.json()
     assert body["status"] == "generated" and body["source"] == "generated"
     assert [s["stratum"] for s in body["strata"]] == ["AC", "DYS", "ID"]
-    assert all(s["slots"] >= 105 and s["used"] == 0 for s in body["strata"])
+    assert body["slots"] >= 3 * 105 and body["used"] == 0 and body["free"] == body["slots"]
+    assert all(set(s) == {"stratum", "running_low"} for s in body["strata"])  # no counts
     list_id = body["id"]
 
     early = await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role("monitor"))
@@ -59,7 +61,7 @@ async def test_generated_list_is_sealed_and_its_commitment_exported(svc: Running
     assert exported.status_code == 200
     statement, digest = exported.json()["statement"], exported.json()["digest"]
     assert ListCommitment.from_statement(statement).digest() == digest == sealed.json()["digest"]
-    assert sum(b["size"] for b in statement["batches"]) == sum(s["slots"] for s in body["strata"])
+    assert sum(b["size"] for b in statement["batches"]) == body["slots"]
 
     [entry] = _audit(svc, "list.sealed")
     assert json.loads(entry.after)["commitment_digest"] == digest
@@ -156,8 +158,7 @@ async def test_import_reports_every_defect_with_row_and_column(sqlite_svc: Runni
                                  headers={**svc.as_role(STAT), "content-type": "text/csv"})
     assert good.status_code == 201, good.text
     assert good.json()["source"] == "imported"
-    assert [s["slots"] for s in good.json()["strata"]] == [
-        sum(1 for s in slots if s.stratum == k) for k in design.stratum_keys]
+    assert good.json()["slots"] == len(slots)
 
 
 async def _allocate(svc: RunningService, record: str, cluster: str) -> dict:
@@ -175,32 +176,61 @@ def _metric(text: str, name: str, **labels: str) -> float:
     raise AssertionError(f"{name} {labels} not exported")
 
 
-async def test_low_stratum_alarms_and_an_extension_continues_it(sqlite_svc: RunningService) -> None:
+async def test_the_statistician_sees_totals_that_never_tell_a_stratum(
+        sqlite_svc: RunningService) -> None:
+    """Polling the lists and the metrics across allocations shows one more slot used, the
+    same whichever stratum (= cluster) the participant went to."""
+    svc = sqlite_svc
+    await sealed_list(svc, 24)
+    views, gauges = [], []
+    for i, cluster in enumerate(["DYS", "ID", "AC", "DYS"]):
+        await _allocate(svc, f"T{i}", cluster)
+        handlers.check_slots(svc.kernel)
+        view = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]
+        views.append({k: v for k, v in view.items() if k not in ("used", "free")})
+        metrics = (await svc.client.get("/metrics")).text
+        gauges.append([line for line in metrics.splitlines()
+                       if line.startswith("tailor_randomization_") and "_created" not in line
+                       and not line.startswith("#")])
+        assert view["used"] == i + 1
+        assert "fewest" not in metrics
+    assert all(v == views[0] for v in views)  # nothing but the totals moved
+    totals = [_metric("\n".join(g), "tailor_randomization_free_slots", statistic="total")
+              for g in gauges]
+    assert totals == [totals[0] - i for i in range(4)]
+
+
+async def test_the_low_slot_alarm_follows_a_batch_never_one_allocation(
+        sqlite_svc: RunningService) -> None:
     svc = sqlite_svc
     async with Tap(svc.kernel.bus, "trial.v1.randomization.stratum_running_low") as tap:
-        await _low_alarm_then_extension(svc, tap)
+        await _batched_alarm_then_extension(svc, tap)
 
 
-async def _low_alarm_then_extension(svc: RunningService, tap: Tap) -> None:
-    list_id = await sealed_list(svc, 12)
-    strata = {s["stratum"]: s for s in
-              (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]}
-    threshold = svc.kernel.protocol.randomization.low_slots_threshold
+async def _batched_alarm_then_extension(svc: RunningService, tap: Tap) -> None:
+    design = svc.kernel.protocol.randomization
+    threshold, batch = design.low_slots_threshold, design.low_slots_alarm_batch
+    list_id = await _sealed_at_threshold(svc, threshold)  # one more in a stratum: it runs low
     first = (await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role(STAT))).json()
-    dys = strata["DYS"]["slots"]
-    for i in range(dys - threshold + 1):  # one below the threshold
-        await _allocate(svc, f"D{i}", "DYS")
-
+    await _allocate(svc, "D0", "DYS")  # DYS crosses below the threshold right here
+    for i in range(1, batch):
+        handlers.check_slots(svc.kernel)  # the watcher's periodic look, run now
+        assert _audit(svc, "list.stratum_running_low") == []  # not tied to D0, nor any one
+        listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]
+        assert not any(s["running_low"] for s in listed["strata"])
+        await _allocate(svc, f"A{i}", "AC" if i % 2 else "ID")
+    handlers.check_slots(svc.kernel)  # a whole batch since the last look: now it looks
+    [entry] = _audit(svc, "list.stratum_running_low")
+    after = json.loads(entry.after)
+    assert after["allocations_in_batch"] >= batch and entry.record is None
     [alarm] = await tap.read(at_least=1)
     assert set(alarm.data) == {"list_id", "strata_running_low", "fewest_free_slots", "threshold", "at"}
-    assert alarm.data["strata_running_low"] == 1 and alarm.data["fewest_free_slots"] == threshold - 1
-    assert alarm.record is None
+    assert alarm.data["strata_running_low"] == 3 and alarm.record is None  # every stratum is low
+    assert alarm.data["fewest_free_slots"] < threshold
     metrics = (await svc.client.get("/metrics")).text
-    assert _metric(metrics, "tailor_randomization_strata_running_low", service="randomization") == 1
-    assert _metric(metrics, "tailor_randomization_free_slots", service="randomization",
-                   statistic="fewest") == threshold - 1
+    assert _metric(metrics, "tailor_randomization_strata_running_low", service="randomization") == 3
     listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]
-    assert [s["stratum"] for s in listed if s["running_low"]] == ["DYS"]
+    assert [s["stratum"] for s in listed if s["running_low"]] == ["AC", "DYS", "ID"]
 
     refused = await svc.client.post(f"/v1/lists/{list_id}/extend", headers=svc.as_role(STAT),
                                      json={"stratum": "XYZ", "slots": 12})
@@ -211,15 +241,14 @@ async def _low_alarm_then_extension(svc: RunningService, tap: Tap) -> None:
     statement = extended.json()["statement"]
     assert statement["batches"][0] == first["statement"]["batches"][0]  # batch 1 unchanged
     [batch2] = statement["batches"][1:]
-    assert batch2["ranges"] == [{"stratum": "DYS", "first_seq": dys + 1,
+    assert batch2["ranges"] == [{"stratum": "DYS", "first_seq": threshold + 1,
                                  "last_seq": batch2["ranges"][0]["last_seq"]}]
     assert _audit(svc, "list.extended")
-
-    for i in range(dys - threshold + 1, dys + 1):  # use up batch 1, then the first new slot
+    listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]["strata"]
+    assert [s["stratum"] for s in listed if s["running_low"]] == ["AC", "ID"]
+    for i in range(1, threshold + 1):  # use up batch 1 of DYS, then the first new slot
         last = await _allocate(svc, f"D{i}", "DYS")
-    assert last["slot"] == {"seq": dys + 1, "batch": 2}
-    await tap.read()
-    assert len(tap.seen or []) == 1  # one alarm per crossing; the extension reset it
+    assert last["slot"] == {"seq": threshold + 1, "batch": 2}
 
 
 async def test_unsealing_needs_the_statistician_and_a_monitor(sqlite_svc: RunningService) -> None:
@@ -230,18 +259,36 @@ async def test_unsealing_needs_the_statistician_and_a_monitor(sqlite_svc: Runnin
     exported = (await svc.client.get(f"/v1/lists/{list_id}/commitment",
                                      headers=svc.as_role("monitor"))).json()
     url = f"/v1/lists/{list_id}/unseal"
-    assert (await svc.client.post(url, headers=svc.as_role("coordinator"))).status_code == 403
+    why = {"reason": "trial closed: final analysis"}
+    assert (await svc.client.post(url, json=why,
+                                  headers=svc.as_role("coordinator"))).status_code == 403
+    early = await svc.client.post(url, json=why, headers=svc.as_role(STAT, "stat-1"))
+    assert early.status_code == 409 and "close allocation" in early.json()["detail"]
+    await _close(svc, list_id)
 
-    asked = await svc.client.post(url, headers=svc.as_role(STAT, "stat-1"))
+    no_reason = await svc.client.post(url, json={}, headers=svc.as_role(STAT, "stat-1"))
+    assert no_reason.status_code == 422 and no_reason.json()["errors"][0]["field"] == "reason"
+    asked = await svc.client.post(url, json=why, headers=svc.as_role(STAT, "stat-1"))
     assert asked.status_code == 202
     assert asked.json()["awaiting_roles"] == ["monitor"] and "slots" not in asked.json()
-    alone = await svc.client.post(url, headers=svc.as_role(STAT, "stat-2"))
+    alone = await svc.client.post(url, json=why, headers=svc.as_role(STAT, "stat-2"))
     assert alone.status_code == 403  # a second statistician is not the other role
-    assert _audit(svc, "list.unseal_requested") and not _audit(svc, "list.unsealed")
+    [requested] = _audit(svc, "list.unseal_requested")
+    assert requested.reason == why["reason"] and not _audit(svc, "list.unsealed")
 
-    opened = await svc.client.post(url, headers=svc.as_role("monitor", "mon-1"))
+    opened = await svc.client.post(url, json={"reason": "confirmed for the trials unit"},
+                                   headers=svc.as_role("monitor", "mon-1"))
     assert opened.status_code == 200, opened.text
-    body = opened.json()
+    done = opened.json()
+    assert done == {"list_id": list_id, "status": "unsealed", "verified": True, "problems": 0,
+                    "commitment_digest": exported["digest"]}  # no seed, no slot, no arm
+    for role in (STAT, "monitor", "coordinator"):  # blinded roles never read the list
+        refused = await svc.client.get(f"/v1/lists/{list_id}/unsealed", headers=svc.as_role(role))
+        assert refused.status_code == 403, role
+    read = await svc.client.get(f"/v1/lists/{list_id}/unsealed",
+                                headers=svc.as_role("study_manager", "sm-1"))
+    assert read.status_code == 200, read.text
+    body = read.json()
     assert body["verified"] is True and body["problems"] == []
     assert body["commitment_digest"] == exported["digest"]
     slots = [Slot(s["stratum"], s["seq"], s["block"], s["block_length"], s["module"], s["arm"])
@@ -255,6 +302,9 @@ async def test_unsealing_needs_the_statistician_and_a_monitor(sqlite_svc: Runnin
     assert generate_list(design, bytes.fromhex(body["seed"]), 12) == slots  # the seed rebuilds it
     [entry] = _audit(svc, "list.unsealed")
     assert entry.role == "monitor" and json.loads(entry.after)["requested_role"] == STAT
+    assert entry.reason == "confirmed for the trials unit"
+    assert json.loads(entry.after)["request_reason"] == why["reason"]
+    assert [e.actor for e in _audit(svc, "list.unsealed_read")] == ["sm-1"]
 
     closed = await svc.client.post("/v1/allocations", headers=svc.as_role("study_manager"),
                                    json={"record": "late", "cluster": "AC", "reason": "after closure"})
@@ -278,9 +328,50 @@ async def test_commitment_detects_a_changed_slot(sqlite_svc: RunningService, lis
         row.nonce, row.ciphertext, row.leaf = resealed.nonce, resealed.ciphertext, resealed.leaf
         session.add(row)
         session.commit()
-    await svc.client.post(f"/v1/lists/{list_id}/unseal", headers=svc.as_role(STAT, "stat-1"))
-    body = (await svc.client.post(f"/v1/lists/{list_id}/unseal",
+    await _close(svc, list_id)
+    why = {"reason": "final analysis"}
+    await svc.client.post(f"/v1/lists/{list_id}/unseal", json=why, headers=svc.as_role(STAT, "s-1"))
+    done = (await svc.client.post(f"/v1/lists/{list_id}/unseal", json=why,
                                   headers=svc.as_role("monitor", "mon-1"))).json()
+    assert done["verified"] is False and done["problems"] >= 1
+    body = (await svc.client.get(f"/v1/lists/{list_id}/unsealed",
+                                 headers=svc.as_role("dsmb", "dsmb-1"))).json()
     assert body["verified"] is False
     assert any("batch 1" in p and "root" in p for p in body["problems"])
     assert json.loads(_audit(svc, "list.unsealed")[0].after)["verified"] is False
+
+
+async def _close(svc: RunningService, list_id: str) -> None:
+    url = f"/v1/lists/{list_id}/close"
+    for role in (STAT, "monitor", "dsmb"):
+        assert (await svc.client.post(url, json={"reason": "last participant in"},
+                                      headers=svc.as_role(role))).status_code == 403, role
+    missing = await svc.client.post(url, json={}, headers=svc.as_role("study_manager"))
+    assert missing.status_code == 422
+    closed = await svc.client.post(url, json={"reason": "recruitment complete (n=105)"},
+                                   headers=svc.as_role("study_manager", "sm-1"))
+    assert closed.status_code == 200, closed.text
+    assert closed.json()["status"] == "closed" and closed.json()["closed_at"]
+    [entry] = _audit(svc, "list.allocation_closed")
+    assert entry.reason == "recruitment complete (n=105)" and entry.actor == "sm-1"
+    again = await svc.client.post(url, json={"reason": "twice"},
+                                  headers=svc.as_role("study_manager", "sm-1"))
+    assert again.status_code == 409
+
+
+async def _sealed_at_threshold(svc: RunningService, slots: int) -> str:
+    """A list with exactly `slots` slots in every stratum (imported: a generated list rounds
+    up to whole blocks at random), sealed."""
+    design = design_from_snapshot({"randomization": svc.kernel.protocol.randomization.model_dump(
+        mode="json"), "clusters": [c.model_dump(mode="json") for c in svc.kernel.protocol.clusters],
+        "modules": list(svc.kernel.protocol.module_keys)})
+    candidates = (generate_list(design, bytes([i]) * 32, slots) for i in range(256))
+    made = next(c for c in candidates
+                if {sum(1 for s in c if s.stratum == k) for k in design.stratum_keys} == {slots})
+    imported = await svc.client.post("/v1/lists/import", content=_csv(made).encode(),
+                                     headers={**svc.as_role(STAT), "content-type": "text/csv"})
+    assert imported.status_code == 201, imported.text
+    list_id = imported.json()["id"]
+    sealed = await svc.client.post(f"/v1/lists/{list_id}/seal", headers=svc.as_role(STAT))
+    assert sealed.status_code == 200, sealed.text
+    return list_id

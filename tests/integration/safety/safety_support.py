@@ -26,14 +26,12 @@ from services.core.internal_token import (
     HEADER,
     Caller,
     InternalTokenError,
-    InternalTokenSigner,
     InternalTokenVerifier,
     ensure_keypair,
-    load_private_key,
     load_public_key,
 )
 from services.core.roles import Role
-from tests.support.harness import RunningService
+from tests.support.harness import RunningService, token_headers
 
 AWARE = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)  # awareness of the test events
 START = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)  # the frozen clock's first reading
@@ -136,9 +134,8 @@ class BusProbe:
 
 def headers_for(home: Path, role: Role | str, *, subject: str = "tester",
                 audience: str | list[str] = "safety") -> dict[str, str]:
-    keys = ensure_keypair(home / "keys")
-    signer = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
-    return {HEADER: signer.sign(Caller(subject=subject, role=Role(role)), audience=audience)}
+    """Signed per request by the test client (tokens are good for one request)."""
+    return token_headers(home, audience, role, subject)
 
 
 def metric(text: str, name: str, **labels: str) -> float | None:

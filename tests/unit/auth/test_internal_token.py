@@ -20,7 +20,10 @@ from services.core.internal_token import (
     Caller,
     InternalTokenSigner,
     InternalTokenVerifier,
+    ReplayedTokenError,
+    WrongRouteError,
     caller_from_header,
+    route_of,
 )
 from services.core.roles import Role
 
@@ -67,8 +70,8 @@ def test_round_trip_returns_the_caller_the_gateway_signed(signer, verifier):
 
 
 def test_header_helper_accepts_bare_and_bearer_values(signer, verifier):
-    token = signer.sign(CALLER, audience="randomization")
-    assert caller_from_header(token, verifier) == CALLER
+    assert caller_from_header(signer.sign(CALLER, audience="randomization"), verifier) == CALLER
+    token = signer.sign(CALLER, audience="randomization")  # each token is good once
     assert caller_from_header(f"Bearer {token}", verifier) == CALLER
 
 
@@ -158,6 +161,7 @@ def test_validly_signed_token_with_an_unknown_role_is_refused(gateway_key, verif
             "role": "superuser",
             "iat": now,
             "exp": now + 30,
+            "jti": "j-1",
         },
         gateway_key,
         algorithm="EdDSA",
@@ -242,3 +246,35 @@ def test_header_with_extra_words_is_refused(signer, verifier):
     token = signer.sign(CALLER, audience="randomization")
     with pytest.raises(it.MalformedTokenError):
         caller_from_header(f"Bearer {token} extra", verifier)
+
+
+def test_a_token_opens_only_the_request_it_was_signed_for(signer, verifier):
+    routes = {"randomization": route_of("GET", "/v1/allocations/PP-0001")}
+    token = signer.sign(CALLER, audience="randomization", routes=routes)
+    for method, path in (("GET", "/v1/allocations/PP-0002"), ("POST", "/v1/allocations/PP-0001"),
+                         ("GET", "/v1/allocations/unblinded")):
+        with pytest.raises(WrongRouteError):
+            verifier.verify(token, method=method, path=path)
+    assert verifier.verify(token, method="HEAD", path="/v1/allocations/PP-0001") == CALLER
+    unbound = signer.sign(CALLER, audience="randomization")
+    with pytest.raises(WrongRouteError):
+        verifier.verify(unbound, method="GET", path="/v1/allocations/PP-0001")
+
+
+def test_a_replayed_token_is_refused(signer, verifier):
+    token = signer.sign(CALLER, audience="randomization",
+                        routes={"randomization": "GET /v1/lists"})
+    assert verifier.verify(token, method="GET", path="/v1/lists") == CALLER
+    with pytest.raises(ReplayedTokenError):
+        verifier.verify(token, method="GET", path="/v1/lists")
+    with pytest.raises(ReplayedTokenError):
+        caller_from_header(token, verifier, method="GET", path="/v1/lists")
+
+
+def test_an_onward_token_is_bound_for_each_audience(gateway_key, signer):
+    routes = {"safety": "GET /v1/reports/dsmb", "randomization": "GET /v1/allocations/unblinded"}
+    token = signer.sign(CALLER, audience=["safety", "randomization"], routes=routes)
+    safety = InternalTokenVerifier(gateway_key.public_key(), audience="safety")
+    randomization = InternalTokenVerifier(gateway_key.public_key(), audience="randomization")
+    assert safety.verify(token, method="GET", path="/v1/reports/dsmb") == CALLER
+    assert randomization.verify(token, method="GET", path="/v1/allocations/unblinded") == CALLER

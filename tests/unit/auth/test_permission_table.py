@@ -146,7 +146,6 @@ def test_known_routes_from_the_issues_have_their_roles():
     assert allowed_roles("POST", "/api/v1/allocation/v1/predictions") == {Role.STUDY_MANAGER}
     assert allowed_roles("GET", f"{rnd}/allocations/{{record}}") == {
         Role.COORDINATOR,
-        Role.ASSESSOR,
         Role.STUDY_MANAGER,
         Role.DSMB,
     }
@@ -241,3 +240,19 @@ def test_app_with_only_tabled_routes_has_nothing_missing():
     for rule in PERMISSIONS:
         app.add_api_route(rule.template, lambda: {}, methods=[rule.method])
     assert missing_routes(app) == []
+
+
+def test_the_assessor_never_reads_a_module():
+    """DESIGN: the blinded outcome assessor sees schedule and completion only."""
+    rnd = "/api/v1/randomization/v1"
+    assert not is_allowed(Role.ASSESSOR, "GET", f"{rnd}/allocations/PP-0001")
+    assert is_allowed(Role.ASSESSOR, "GET", "/api/v1/notifications/v1/schedules/PP-0001")
+
+
+def test_unsealing_follows_closure_and_the_list_is_read_by_unblinded_roles_only():
+    rnd = "/api/v1/randomization/v1"
+    assert allowed_roles("POST", f"{rnd}/lists/L1/close") == {Role.STUDY_MANAGER}
+    assert allowed_roles("GET", f"{rnd}/lists/L1/unsealed") == {Role.STUDY_MANAGER, Role.DSMB}
+    for role in Role:
+        if response_view(role) is View.BLINDED:
+            assert not is_allowed(role, "GET", f"{rnd}/lists/L1/unsealed")

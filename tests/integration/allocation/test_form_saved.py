@@ -1,4 +1,4 @@
-"""The bus path: `redcap.form_saved` → prediction → `allocation.cluster_assigned`,
+"""The bus path: `redcap.form_saved_for_allocation` → prediction → `allocation.cluster_assigned`,
 against a real nats-server and database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
@@ -14,10 +14,12 @@ from services.allocation.models import ParticipantPrediction, ReviewRequest, Wit
 from services.core.audit import AuditEntry
 from services.core.bus import Bus
 from services.core.db import unit_of_work
-from services.core.events import AllocationNeedsReview, ClusterAssigned, Envelope, FormSaved
+from services.core.events import AllocationNeedsReview, ClusterAssigned, Envelope
 from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol
+from services.core.sealed_events import open_form_saved
 from tests.support.harness import RunningService
+from tests.support.sealed import keyring, opened_cluster
 
 from .conftest import baseline_fields, form_saved, publish, published, settled
 
@@ -58,16 +60,17 @@ async def test_completed_baseline_assigns_one_cluster_despite_duplicates_and_res
 
     [env] = await published(observer, ClusterAssigned.subject)
     event = env.payload(ClusterAssigned)
+    sealed = opened_cluster(event)  # only randomization's key opens it
     expected = independent_predictor(protocol).predict_items(
         row, age=row["age"], sex=int(row["sex"]), item_prefix="mpid_")
     assert (env.record, env.correlation_id, env.producer) == ("P-001", "corr-P-001", "allocation")
-    assert event.cluster == expected.cluster
-    assert event.probabilities == expected.probabilities
+    assert sealed.cluster == expected.cluster
+    assert sealed.probabilities == expected.probabilities
     assert event.model_version == expected.model_version
     assert not await published(observer, AllocationNeedsReview.subject)
 
     [stored] = rows(allocation, ParticipantPrediction)
-    assert (stored.record, stored.cluster, stored.trigger_event_id) == ("P-001", event.cluster, first.id)
+    assert (stored.record, stored.cluster, stored.trigger_event_id) == ("P-001", sealed.cluster, first.id)
     actions = [e.action for e in audit_trail(allocation, "P-001")]
     assert actions == ["prediction.created", "prediction.ignored"]
     assert service.PREDICTIONS.labels("assigned")._value.get() == assigned_before + 1
@@ -194,7 +197,8 @@ async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_nam
         env = form_saved(record, fields)
         with unit_of_work(api.kernel.engine) as session:
             outcome = service.record_form_saved(
-                session, saved=env.payload(FormSaved), protocol=with_site,
+                session, saved=open_form_saved(env, keyring("allocation")), protocol=with_site,
+                seal_to=api.kernel.extras["randomization_key"],
                 trigger=service.Trigger(event_id=env.id, correlation_id=env.id),
                 predictor=api.kernel.extras["predictor"])
         assert outcome is service.Outcome.ASSIGNED

@@ -14,12 +14,18 @@ from services.allocation.models import ParticipantPrediction, ReviewRequest, Wit
 from services.core.audit import AuditEntry
 from services.core.bus import Bus
 from services.core.db import unit_of_work
-from services.core.events import AllocationNeedsReview, ClusterAssigned, Envelope
+from services.core.events import (
+    AllocationNeedsReview,
+    ClusterAssigned,
+    Envelope,
+    FormSaved,
+    FormSavedForAllocation,
+)
 from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol
-from services.core.sealed_events import open_form_saved
+from services.core.sealed_events import open_form_saved, seal_form_saved
 from tests.support.harness import RunningService
-from tests.support.sealed import keyring, opened_cluster
+from tests.support.sealed import keyring, opened_cluster, recipient
 
 from .conftest import baseline_fields, form_saved, publish, published, settled
 
@@ -208,3 +214,26 @@ async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_nam
     assigned = {e.record: e.payload(ClusterAssigned) for e in staged}
     assert {(a.site, a.pilot) for a in assigned.values()} == {("berlin", True), ("berlin", False)}
     assert assigned["P-300"].pilot and not assigned["P-301"].pilot
+
+
+async def test_a_save_sealed_to_another_consumer_or_record_is_refused(
+        allocation: RunningService, observer: Bus, protocol: TrialProtocol,
+        reference_rows: list[dict[str, str]]) -> None:
+    fields = baseline_fields(protocol, reference_rows[4], "P-005")
+    saved = FormSaved(project_id=101, record="P-005", event="t0_baseline_arm_1",
+                      instrument="odi", complete_status=2, fields=fields, trigger="det")
+    for_notifications = seal_form_saved(recipient("notifications"), saved)
+    wrong_key = Envelope(subject=FormSavedForAllocation.subject, producer="gateway",
+                         record="P-005", data={"record": "P-005",
+                                               "sealed": for_notifications.sealed})
+    proper = form_saved("P-005", fields)
+    moved = Envelope(subject=proper.subject, producer="gateway", record="P-006",
+                     data={**proper.data, "record": "P-006"})  # another participant's row
+    await publish(observer, wrong_key)
+    await publish(observer, moved)
+    await settled(allocation, observer)
+    assert not rows(allocation, ParticipantPrediction)  # both refused as poison
+
+    await publish(observer, proper)
+    await settled(allocation, observer)
+    assert [p.record for p in rows(allocation, ParticipantPrediction)] == ["P-005"]

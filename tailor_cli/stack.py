@@ -3,7 +3,7 @@ SMTP sink, SMS provider) and every service, each as its own process.
 
 Children run in their own sessions so a Ctrl-C reaches only `tailor up`, which then
 stops them in reverse order (SIGTERM, a grace period, SIGKILL) and leaves no orphan.
-Secrets of the embedded stack (REDCap token, DET secret, internal-token keys) are
+Secrets of the embedded stack (REDCap token, DET secret, internal-token and bus keys) are
 generated under `<home>/secrets` and `<home>/keys` with mode 0600 and passed by file or
 in a child's own environment, never on a command line (which `ps` shows to every user).
 Everything under `<home>` (databases, mail, logs, the NATS store) is private to the user:
@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 
 from services.core.internal_token import ensure_keypair
+from services.core.sealing import ensure_bus_keys
 
 from .natsd import NatsServer, free_port, wait_for_port
 
@@ -100,6 +101,7 @@ class LocalStack:
         (self.home / "logs").mkdir(parents=True, exist_ok=True)
         ensure_keypair(self.home / "keys")
         private_home(self.home)
+        ensure_bus_keys(self.home / "keys")  # each consumer's key pair for sealed payloads
         nats_port = int(os.environ.get("TAILOR_NATS_PORT", 0)) or free_port()
         self.nats = NatsServer(store_dir=self.home / "nats", port=nats_port,
                                log_file=self.home / "logs" / "nats-server.log",

@@ -3,9 +3,9 @@ any transaction, then record the outcome in one transaction (state + outbox + au
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
@@ -15,8 +15,12 @@ from sqlmodel import Session
 
 from services.core import audit, outbox
 from services.core.db import unit_of_work
+from services.core.digests import DigestKey
 from services.core.events import Allocated, Envelope, FormSaved, RedcapWriteFailed
+from services.core.events.form_fields import per_consumer
 from services.core.protocol import TrialProtocol
+from services.core.sealed_events import seal_form_saved
+from services.core.sealing import Recipient
 
 from . import repository
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
@@ -26,6 +30,14 @@ from .trigger import Trigger, known_instruments
 
 log = structlog.get_logger(__name__)
 ACTOR = "gateway:redcap"
+
+
+@dataclass(frozen=True)
+class FormKeys:
+    """The consumers' bus keys a save is sealed to, and the key of the form digests."""
+
+    recipients: dict[str, Recipient]  # consumer → its public bus key
+    digest: DigestKey
 
 
 def _retry_at(now: datetime, attempts: int, s: RedcapSettings) -> datetime:
@@ -60,11 +72,12 @@ def _form_row(rows: list[dict[str, str]], instrument: str, instance: int | None,
     return None
 
 
-def form_hash(row: dict[str, str], fields: list[str], instrument: str) -> str:
-    """Hash of the instrument's own values: a re-save with nothing changed has the same hash."""
+def form_hash(row: dict[str, str], fields: list[str], instrument: str, key: DigestKey) -> str:
+    """Keyed digest of the instrument's own values: a re-save with nothing changed has the
+    same digest; the audit trail's readers cannot test guesses (a yes/no form) against it."""
     own = {k: v for k, v in row.items()
            if k == f"{instrument}_complete" or any(k == f or k.startswith(f + "___") for f in fields)}
-    return hashlib.sha256(audit.canonical_json(own).encode()).hexdigest()
+    return key.digest(own)
 
 
 def fetch_for(client: RedcapClient, protocol: TrialProtocol, t: RedcapTrigger
@@ -78,8 +91,10 @@ def fetch_for(client: RedcapClient, protocol: TrialProtocol, t: RedcapTrigger
 
 
 def publish_form(session: Session, *, t: RedcapTrigger, row: dict[str, str] | None,
-                 fields: list[str], now: datetime) -> str:
-    """Publish `form_saved` unless this exact data was published before. Returns the status."""
+                 fields: list[str], now: datetime, protocol: TrialProtocol,
+                 keys: FormKeys) -> str:
+    """Publish the save to each consumer that needs it, cut to its fields and sealed to its
+    key, unless this exact data was published before. Returns the status."""
     t = session.merge(t)
     t.attempts += 1
     t.done_at = now
@@ -88,7 +103,7 @@ def publish_form(session: Session, *, t: RedcapTrigger, row: dict[str, str] | No
         audit.append(session, actor=ACTOR, role="system", action="redcap.form_absent",
                      entity_type="redcap_trigger", entity_id=t.id, record=t.record, correlation_id=t.id)
         return t.status
-    digest = form_hash(row, fields, t.instrument)
+    digest = form_hash(row, fields, t.instrument, keys.digest)
     instance = int(row.get("redcap_repeat_instance") or 0) or None
     key = (t.project_id, t.record, t.event or "", t.instrument, instance or 0)
     snap = repository.snapshot(session, *key)
@@ -96,28 +111,37 @@ def publish_form(session: Session, *, t: RedcapTrigger, row: dict[str, str] | No
         t.status = "unchanged"
         audit.append(session, actor=ACTOR, role="system", action="redcap.form_unchanged",
                      entity_type="redcap_trigger", entity_id=t.id, record=t.record,
-                     after={"instrument": t.instrument, "data_sha256": digest}, correlation_id=t.id)
+                     after={"instrument": t.instrument, "data_hmac": digest,
+                            "digest_key_id": keys.digest.key_id}, correlation_id=t.id)
         return t.status
-    event = FormSaved(project_id=t.project_id, record=t.record, event=t.event, instrument=t.instrument,
+    saved = FormSaved(project_id=t.project_id, record=t.record, event=t.event, instrument=t.instrument,
                       repeat_instance=instance,
                       complete_status=int(row.get(f"{t.instrument}_complete") or 0),
                       fields={k: str(v) for k, v in row.items()}, trigger=t.source)
-    env = outbox.enqueue(session, event, producer="gateway", correlation_id=t.id, record=t.record)
+    event_ids: dict[str, str] = {}
+    for consumer, cut in per_consumer(saved, protocol, fields).items():
+        env = outbox.enqueue(session, seal_form_saved(keys.recipients[consumer], cut),
+                             producer="gateway", correlation_id=t.id, record=t.record)
+        event_ids[consumer] = env.id
+    first_id = next(iter(event_ids.values()), "")
     if snap is None:
         snap = RedcapSnapshot(project_id=key[0], record=key[1], event=key[2], instrument=key[3],
-                              repeat_instance=key[4], data_hash=digest, event_id=env.id, updated_at=now)
-    snap.data_hash, snap.event_id, snap.updated_at = digest, env.id, now
+                              repeat_instance=key[4], data_hash=digest, event_id=first_id,
+                              updated_at=now)
+    snap.data_hash, snap.event_id, snap.updated_at = digest, first_id, now
     session.add(snap)
     t.status = "published"
     audit.append(session, actor=ACTOR, role="system", action="redcap.form_published",
                  entity_type="redcap_trigger", entity_id=t.id, record=t.record,
-                 after={"instrument": t.instrument, "event": t.event, "data_sha256": digest,
-                        "event_id": env.id}, correlation_id=t.id)
+                 after={"instrument": t.instrument, "event": t.event, "data_hmac": digest,
+                        "digest_key_id": keys.digest.key_id, "event_ids": event_ids},
+                 correlation_id=t.id)
     return t.status
 
 
 def process_trigger(engine: Engine, client: RedcapClient, protocol: TrialProtocol,
-                    settings: RedcapSettings, t: RedcapTrigger, now: datetime) -> str:
+                    settings: RedcapSettings, t: RedcapTrigger, now: datetime,
+                    keys: FormKeys) -> str:
     try:
         row, fields = fetch_for(client, protocol, t)
     except (RedcapUnavailable, RedcapRefused) as exc:
@@ -129,7 +153,8 @@ def process_trigger(engine: Engine, client: RedcapClient, protocol: TrialProtoco
         log.warning("redcap.fetch_retry", trigger=t.id, attempts=t.attempts, error=str(exc))
         return "retry"
     with unit_of_work(engine) as session:
-        return publish_form(session, t=t, row=row, fields=fields, now=now)
+        return publish_form(session, t=t, row=row, fields=fields, now=now, protocol=protocol,
+                            keys=keys)
 
 
 # ── write-back ────────────────────────────────────────────────────────────
@@ -189,7 +214,7 @@ def perform_write(engine: Engine, client: RedcapClient, settings: RedcapSettings
 
 # ── reconciliation sweep ──────────────────────────────────────────────────
 def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, settings: RedcapSettings,
-          now: datetime) -> int:
+          now: datetime, keys: FormKeys) -> int:
     """Feed every form changed since the last sweep into the trigger path; returns how many.
     Forms whose data matches what was published already are skipped here (cheaply) and
     would be skipped by the trigger path anyway."""
@@ -212,7 +237,7 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
                     continue
                 if repeat_form == "" and instrument == protocol.redcap.adverse_event_form:
                     continue
-                digest = form_hash(row, client.form_fields(instrument), instrument)
+                digest = form_hash(row, client.form_fields(instrument), instrument, keys.digest)
                 key = (str(row[protocol.redcap.fields.record_id]), event or "", instrument, instance or 0)
                 if published.get(key) == digest:
                     continue

@@ -7,10 +7,15 @@ import asyncio
 import structlog
 
 from gateway.auth.rate_limit import RateLimiter
+from services.core.db import is_sqlite
+from services.core.digests import load_digest_key
+from services.core.events import FORM_SAVED_FOR
 from services.core.runner import Kernel
+from services.core.sealing import load_recipient
 
 from .api import DetLimits
 from .client import RedcapClient
+from .service import FormKeys
 from .settings import RedcapSettings
 from .workers import start_workers
 
@@ -28,6 +33,19 @@ def start(kernel: Kernel) -> None:
     if not settings.enabled:
         log.warning("redcap.disabled", reason="TAILOR_REDCAP_API_URL or token not set")
         return
+    keys = form_keys(kernel)
     client = RedcapClient(settings.api_url or "", settings.api_token() or "",
                           timeout=settings.timeout_seconds)
-    start_workers(kernel, settings, client)
+    start_workers(kernel, settings, client, keys)
+
+
+def form_keys(kernel: Kernel) -> FormKeys:
+    """Every consumer's bus public key and the digest key; a missing one refuses start-up,
+    naming its setting (only the embedded SQLite default generates them)."""
+    embedded, home = is_sqlite(kernel.engine), kernel.settings.home
+    recipients = {consumer: load_recipient(consumer, home, embedded=embedded)
+                  for consumer in FORM_SAVED_FOR}
+    keys = FormKeys(recipients, load_digest_key("gateway", home, embedded=embedded))
+    log.info("redcap.form_keys_loaded", digest_key_id=keys.digest.key_id,
+             **{f"{c}_bus_key_id": r.key_id for c, r in recipients.items()})
+    return keys

@@ -68,14 +68,15 @@ async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[
             await _idle(kernel, wake, poll)
 
 
-def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient) -> None:
+def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
+                  keys: service.FormKeys) -> None:
     protocol = kernel.protocol
     trigger_wake: asyncio.Event = kernel.extras["redcap_trigger_wake"]
     write_wake: asyncio.Event = kernel.extras["redcap_write_wake"]
     tasks = kernel.extras.setdefault("tasks", [])
 
     def fetch(t: RedcapTrigger) -> str:
-        return service.process_trigger(kernel.engine, client, protocol, settings, t, _now())
+        return service.process_trigger(kernel.engine, client, protocol, settings, t, _now(), keys)
 
     def write(w: RedcapWrite) -> str:
         return service.perform_write(kernel.engine, client, settings, w, _now())
@@ -92,19 +93,19 @@ def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient
         lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
         settings.parallel_requests),
         name="redcap-writes"))
-    tasks.append(asyncio.create_task(_sweeper(kernel, settings, client, trigger_wake),
+    tasks.append(asyncio.create_task(_sweeper(kernel, settings, client, trigger_wake, keys),
                                      name="redcap-sweep"))
 
 
 async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
-                   trigger_wake: asyncio.Event) -> None:
+                   trigger_wake: asyncio.Event, keys: service.FormKeys) -> None:
     covered = _now()
     metrics.SWEEP_LAG.set_function(lambda: (_now() - covered).total_seconds())
     while not kernel.stop.is_set():
         started = _now()
         try:
             found = await asyncio.to_thread(service.sweep, kernel.engine, client, kernel.protocol,
-                                            settings, started)
+                                            settings, started, keys)
             if found:
                 log.info("redcap.sweep_found", forms=found)
                 trigger_wake.set()

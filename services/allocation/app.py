@@ -8,8 +8,9 @@ import structlog
 from fastapi import FastAPI
 
 from services.core import audit
-from services.core.db import unit_of_work
+from services.core.db import is_sqlite, unit_of_work
 from services.core.runner import Kernel, ServiceSpec, build_app
+from services.core.sealing import load_keyring, load_recipient
 
 from . import handlers
 from .api import router
@@ -49,6 +50,17 @@ def load_active_model(kernel: Kernel) -> None:
              synthetic=bool(model.manifest.get("synthetic")))
 
 
+def load_bus_keys(kernel: Kernel) -> None:
+    """Its own bus key (opens the saves sealed to it) and randomization's public key (the
+    cluster is sealed to it); a missing key refuses start-up, naming its setting."""
+    embedded, home = is_sqlite(kernel.engine), kernel.settings.home
+    keyring = kernel.extras["bus_keyring"] = load_keyring(kernel.name, home, embedded=embedded)
+    seal_to = kernel.extras["randomization_key"] = load_recipient("randomization", home,
+                                                                  embedded=embedded)
+    log.info("allocation.bus_keys_loaded", key_id=keyring.key_id,
+             randomization_key_id=seal_to.key_id)
+
+
 SPEC = ServiceSpec(
     name="allocation",
     title="Tailor allocation",
@@ -56,7 +68,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     consumers=handlers.consumers,
-    on_startup=[load_active_model],
+    on_startup=[load_active_model, load_bus_keys],
 )
 
 

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-from pydantic import ValidationError
 from sqlalchemy import event
 from sqlmodel import Session
 
 from services.core.consumers import Consumer, EventHandler
-from services.core.errors import InvalidInput
-from services.core.events import Envelope, FormSaved
+from services.core.events import Envelope, FormSavedForAllocation
 from services.core.protocol import TrialProtocol
 from services.core.runner import Kernel
+from services.core.sealed_events import open_form_saved
+from services.core.sealing import Keyring, Recipient
 
 from . import service
 from .domain import ClusterPredictor
 
 
-def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor) -> EventHandler:
+def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor, keyring: Keyring,
+                       seal_to: Recipient) -> EventHandler:
     def on_form_saved(session: Session, env: Envelope) -> None:
-        try:
-            saved = env.payload(FormSaved)
-        except ValidationError as exc:  # a broken contract never heals: dead-letter it
-            raise InvalidInput(f"not a form_saved payload: {exc.errors()[:3]}") from None
+        saved = open_form_saved(env, keyring)  # a broken or foreign payload is poison
         outcome = service.record_form_saved(
-            session, saved=saved, protocol=protocol, predictor=predictor,
+            session, saved=saved, protocol=protocol, predictor=predictor, seal_to=seal_to,
             trigger=service.Trigger(event_id=env.id, correlation_id=env.correlation_id or env.id))
         if outcome in service.COUNTED:
             # counted once the transaction holding the outcome has committed
@@ -34,6 +32,8 @@ def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor) -> 
 
 
 def consumers(kernel: Kernel) -> list[Consumer]:
-    """Built by the kernel after the start-up hooks, so the verified model is loaded."""
-    handle = form_saved_handler(kernel.protocol, kernel.extras["predictor"])
-    return [Consumer("allocation-form-saved", (FormSaved.subject,), handle)]
+    """Built by the kernel after the start-up hooks, so the verified model and the bus keys
+    are loaded."""
+    handle = form_saved_handler(kernel.protocol, kernel.extras["predictor"],
+                                kernel.extras["bus_keyring"], kernel.extras["randomization_key"])
+    return [Consumer("allocation-form-saved", (FormSavedForAllocation.subject,), handle)]

@@ -1,8 +1,9 @@
 """Allocation use cases. Take a session and keyword arguments; never commit.
 
 The cluster is unblinding data: it is stored in this service's own table and sent in
-`cluster_assigned` (read by randomization only). The audit trail, which blinded monitors
-read, holds a salted SHA-256 digest of each prediction instead.
+`cluster_assigned` sealed to the randomization service's bus key, so no other reader of
+the bus or of this outbox can see it. The audit trail, which blinded monitors read, holds
+a salted SHA-256 digest of each prediction instead.
 """
 
 from __future__ import annotations
@@ -22,10 +23,11 @@ from sqlmodel import Session
 
 from services.core import audit
 from services.core.errors import InvalidInput, NotFound
-from services.core.events import AllocationNeedsReview, ClusterAssigned, FormSaved
+from services.core.events import AllocationNeedsReview, ClusterAssigned, FormSaved, SealedCluster
 from services.core.internal_token import Caller
 from services.core.outbox import enqueue
 from services.core.protocol import RedcapProject, TrialProtocol
+from services.core.sealing import Recipient
 
 from . import repository
 from .domain import (
@@ -128,8 +130,10 @@ def unmet_conditions(fields: Mapping[str, str], redcap: RedcapProject, *,
 
 
 def record_form_saved(session: Session, *, saved: FormSaved, trigger: Trigger,
-                      protocol: TrialProtocol, predictor: ClusterPredictor) -> Outcome:
-    """Predict once per participant, when the allocation conditions first hold."""
+                      protocol: TrialProtocol, predictor: ClusterPredictor,
+                      seal_to: Recipient) -> Outcome:
+    """Predict once per participant, when the allocation conditions first hold; the cluster
+    is sealed to `seal_to` (the randomization service's bus key)."""
     redcap = protocol.redcap
     withdrawn = note_withdrawal(session, saved=saved, trigger=trigger, redcap=redcap)
     if not is_baseline(saved.event, redcap):
@@ -165,7 +169,7 @@ def record_form_saved(session: Session, *, saved: FormSaved, trigger: Trigger,
                               detail=exc.detail)
     assign_cluster(session, record=saved.record, prediction=prediction, trigger=trigger,
                    age=check_age(saved.fields.get(f.age), f.age), sex=sex,
-                   model_sha256=predictor.model.sha256,
+                   model_sha256=predictor.model.sha256, seal_to=seal_to,
                    site=_optional(saved.fields, protocol.allocation.site_field),
                    pilot=_optional(saved.fields, protocol.allocation.pilot_field) == "1")
     return Outcome.ASSIGNED
@@ -205,9 +209,9 @@ def note_withdrawal(session: Session, *, saved: FormSaved, trigger: Trigger,
 
 
 def assign_cluster(session: Session, *, record: str, prediction: Prediction, trigger: Trigger,
-                   age: float, sex: int, model_sha256: str, site: str | None = None,
-                   pilot: bool = False) -> ParticipantPrediction:
-    """Store the prediction, audit its digest, stage `cluster_assigned`."""
+                   age: float, sex: int, model_sha256: str, seal_to: Recipient,
+                   site: str | None = None, pilot: bool = False) -> ParticipantPrediction:
+    """Store the prediction, audit its digest, stage `cluster_assigned` (cluster sealed)."""
     salt = secrets.token_hex(16)
     row = ParticipantPrediction(
         record=record, scales=prediction.scales, t_scores=prediction.t_scores,
@@ -223,11 +227,14 @@ def assign_cluster(session: Session, *, record: str, prediction: Prediction, tri
                         "model_sha256": model_sha256, "low_confidence": row.low_confidence,
                         "trigger_event_id": trigger.event_id},
                  correlation_id=trigger.correlation_id)
+    sealed = seal_to.seal_json(
+        SealedCluster(cluster=prediction.cluster,
+                      probabilities=prediction.probabilities).model_dump(mode="json"),
+        subject=ClusterAssigned.subject, record=record)
     enqueue(session, ClusterAssigned(
-        record=record, cluster=prediction.cluster, probabilities=prediction.probabilities,
-        model_version=prediction.model_version, low_confidence=prediction.low_confidence,
-        site=site, pilot=pilot), producer=PRODUCER, correlation_id=trigger.correlation_id,
-        record=record)
+        record=record, sealed=sealed, model_version=prediction.model_version,
+        low_confidence=prediction.low_confidence, site=site, pilot=pilot),
+        producer=PRODUCER, correlation_id=trigger.correlation_id, record=record)
     return row
 
 

@@ -131,17 +131,25 @@ class Bus:
                 log.debug("bus.drain_failed", error=repr(exc))
 
     # ── streams ───────────────────────────────────────────────────────────
-    async def ensure_streams(self) -> None:
+    async def ensure_streams(self, *, max_age: float | None = None) -> None:
+        """`max_age` (seconds): how long `TRIAL` and `TRIAL_DLQ` keep a message (the
+        protocol's retention of personal data); None keeps what the streams have."""
         assert self.js is not None
-        await self._ensure(StreamConfig(
-            name=STREAM, subjects=["trial.v1.>"], storage=StorageType.FILE,
-            duplicate_window=self.duplicate_window))
-        await self._ensure(StreamConfig(
-            name=DLQ_STREAM, subjects=["trial.dlq.>"], storage=StorageType.FILE,
-            duplicate_window=self.duplicate_window))
+        for name, subjects in ((STREAM, ["trial.v1.>"]), (DLQ_STREAM, ["trial.dlq.>"])):
+            await self._ensure(StreamConfig(
+                name=name, subjects=subjects, storage=StorageType.FILE,
+                duplicate_window=self.duplicate_window,
+                max_age=max_age if max_age is not None else await self._max_age(name)))
         await self._ensure(StreamConfig(
             name=ADVISORY_STREAM, storage=StorageType.FILE, max_age=14 * 24 * 3600,
             subjects=[f"{MAX_DELIVERIES}.{STREAM}.>", f"{TERMINATED}.{STREAM}.>"]))
+
+    async def _max_age(self, stream: str) -> float | None:
+        assert self.js is not None
+        try:
+            return (await self.js.stream_info(stream)).config.max_age
+        except NotFoundError:
+            return None
 
     async def _ensure(self, config: StreamConfig) -> None:
         assert self.js is not None

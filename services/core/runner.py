@@ -27,6 +27,7 @@ from .http import EdgeMiddleware, health_router, install_error_handlers
 from .logging import configure_logging
 from .migrations import run_migrations
 from .outbox import OutboxMessage, OutboxRelay, enqueue
+from .outbox_retention import purge_sent_outbox
 from .protocol import TrialProtocol
 from .settings import ServiceSettings, Settings, service_settings, settings
 
@@ -100,7 +101,7 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
         await asyncio.to_thread(run_migrations, spec.migrations, url, engine=engine)
     bus = Bus(config.nats_url, spec.name, duplicate_window=config.duplicate_window_seconds)
     await bus.connect()
-    await bus.ensure_streams()
+    await bus.ensure_streams(max_age=protocol.data_retention.bus_days * 86400)
     relay = OutboxRelay(engine, bus.publish, poll_seconds=config.outbox_poll_seconds,
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
@@ -120,6 +121,10 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
                                    default_max_deliver=config.max_deliver), kernel.stop)
     bus.start_dead_letter_mover([c.durable for c in consumers], kernel.stop)
     tasks.append(asyncio.create_task(audit_beacon(kernel), name="audit-beacon"))
+    tasks.append(asyncio.create_task(purge_sent_outbox(
+        engine, keep_days=protocol.data_retention.outbox_sent_days,
+        interval_seconds=config.outbox_purge_interval_seconds, stop=kernel.stop),
+        name="outbox-purge"))
     for job in spec.background:
         tasks.append(asyncio.create_task(job(kernel), name=getattr(job, "__name__", "job")))
     log.info("service.started", database=engine.dialect.name, nats=config.nats_url)

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     log_json: bool = True
     migrate_on_start: bool = True
     outbox_poll_seconds: float = 0.5
+    outbox_purge_interval_seconds: float = 3600.0  # how often sent rows past retention go
     audit_head_interval_seconds: float = 60.0
     duplicate_window_seconds: float = 300.0
     max_deliver: int = 8

@@ -9,10 +9,11 @@ from services.core.consumers import Consumer
 from services.core.events import (
     Allocated,
     Envelope,
-    FormSaved,
+    FormSavedForNotifications,
     SafetyObligationEscalated,
     SafetyObligationOpened,
 )
+from services.core.sealed_events import open_form_saved
 
 from . import service
 from .runtime import runtime_of
@@ -24,7 +25,8 @@ def on_allocated(session: Session, env: Envelope) -> None:
 
 
 def on_form_saved(session: Session, env: Envelope) -> None:
-    service.record_form_saved(session, runtime_of(session), saved=env.payload(FormSaved),
+    rt = runtime_of(session)
+    service.record_form_saved(session, rt, saved=open_form_saved(env, rt.bus_keyring),
                               correlation_id=env.correlation_id)
 
 
@@ -40,7 +42,7 @@ def on_safety_obligation(session: Session, env: Envelope) -> None:
 
 CONSUMERS = [
     Consumer("notifications-allocated", (Allocated.subject,), on_allocated),
-    Consumer("notifications-form-saved", (FormSaved.subject,), on_form_saved),
+    Consumer("notifications-form-saved", (FormSavedForNotifications.subject,), on_form_saved),
     Consumer("notifications-safety",
              (SafetyObligationOpened.subject, SafetyObligationEscalated.subject),
              on_safety_obligation),

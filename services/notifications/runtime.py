@@ -24,7 +24,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from services.core.db import is_sqlite
 from services.core.protocol import TrialProtocol
+from services.core.sealing import Keyring, load_keyring
 
 from .crypto import ContactCipher, load_contact_key
 from .domain import MessageRenderer
@@ -78,6 +80,7 @@ class Runtime:
     settings: NotificationSettings
     cipher: ContactCipher
     renderer: MessageRenderer
+    bus_keyring: Keyring  # opens the REDCap saves sealed to this service
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-"
                                                 f"{uuid.uuid4().hex[:8]}")
     wake_event: asyncio.Event = field(default_factory=asyncio.Event)
@@ -141,7 +144,10 @@ def attach(kernel: Kernel) -> None:
         kernel.extras["now"] = SimulatedClock(settings.simulated_clock_file)
     kernel.extras.setdefault("now", utc_now)
     key = load_contact_key(settings.contact_key, Path(kernel.settings.home))
-    runtime = Runtime(kernel, settings, ContactCipher(key), MessageRenderer(kernel.protocol))
+    keyring = load_keyring(kernel.name, Path(kernel.settings.home),
+                           embedded=is_sqlite(kernel.engine))
+    runtime = Runtime(kernel, settings, ContactCipher(key), MessageRenderer(kernel.protocol),
+                      keyring)
     try:
         runtime.loop = asyncio.get_running_loop()
     except RuntimeError:

@@ -1,5 +1,8 @@
 """Bus consumer (`cluster_assigned` → allocation) and the free-slot watcher (metrics, alarm).
 
+The cluster arrives sealed to this service's bus key; payloads published before sealing
+(an upgrade with messages still in the stream) carry it in clear and are read as well.
+
 Metrics never carry a stratum label, nor a value that moves with one stratum (a stratum is
 a cluster): the free-slot gauge shows the total over all strata; the running-low gauge
 counts the strata flagged by the last batched check (see reports.raise_low_alarms).
@@ -12,14 +15,15 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import Gauge
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from services.core.consumers import Consumer
 from services.core.db import unit_of_work
-from services.core.errors import InvalidInput, TransientError
-from services.core.events import ClusterAssigned, Envelope
+from services.core.errors import TransientError
+from services.core.events import ClusterAssigned, Envelope, SealedCluster
 from services.core.runner import Kernel
+from services.core.sealed_events import validated
+from services.core.sealing import Keyring
 
 from . import reports, service
 from .service import Actor, AllocationRequest, Context
@@ -39,23 +43,31 @@ STRATA_RUNNING_LOW = Gauge(
     ["service"])
 
 
-def _payload(env: Envelope) -> ClusterAssigned:
-    try:
-        return env.payload(ClusterAssigned)
-    except ValidationError as err:
-        # Name the fields only: pydantic's message would echo the values (the cluster).
-        fields = sorted({".".join(map(str, e["loc"])) for e in err.errors()})
-        raise InvalidInput(f"cluster_assigned payload is invalid at {', '.join(fields)}",
-                           field=fields[0] if fields else None) from None
+def _cluster(env: Envelope, keyring: Keyring) -> tuple[ClusterAssigned, str]:
+    """The event and its cluster; errors name fields only, never a value (the cluster)."""
+    data = dict(env.data)
+    legacy = "sealed" not in data and "cluster" in data
+    if legacy:
+        clear = validated(SealedCluster, {k: data.pop(k, None) for k in
+                                          ("cluster", "probabilities")},
+                          what="cluster_assigned payload")
+        data["sealed"] = ""
+    event = validated(ClusterAssigned, data, what="cluster_assigned payload")
+    if not legacy:
+        clear = validated(SealedCluster, keyring.open_json(
+            event.sealed, subject=ClusterAssigned.subject, record=event.record),
+            what="sealed cluster")
+    return event, clear.cluster
 
 
-def consumers(context: Callable[[], Context]) -> list[Consumer]:
-    """`context` returns the running service's Context (made at start-up)."""
+def consumers(context: Callable[[], Context], keyring: Callable[[], Keyring]) -> list[Consumer]:
+    """`context` and `keyring` return the running service's Context and bus key (made at
+    start-up)."""
 
     def on_cluster_assigned(session: Session, env: Envelope) -> None:
-        event = _payload(env)
+        event, cluster = _cluster(env, keyring())
         request = AllocationRequest(
-            record=event.record, cluster=event.cluster, site=event.site, pilot=event.pilot,
+            record=event.record, cluster=cluster, site=event.site, pilot=event.pilot,
             source="event", actor=Actor(f"event:{env.producer}", "system"),
             correlation_id=env.correlation_id or env.id, model_version=event.model_version,
             low_confidence=event.low_confidence)

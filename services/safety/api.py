@@ -219,8 +219,9 @@ def report_unblinded(caller: CallerDep, session: SessionDep, protocol: ProtocolD
         config.randomization_url, token=request.headers.get(HEADER),
         timeout=config.randomization_timeout_seconds,
         request_id=request.headers.get("x-request-id"))
-    return reporting.unblinded(session, protocol=protocol, now=now,
-                               answer=answer, actor=_actor(caller))
+    return reporting.unblinded(session, protocol=protocol, now=now, answer=answer,
+                               actor=_actor(caller),
+                               digest_key=_kernel(request).extras["digest_key"])
 
 
 # The permission table's older name of the same DSMB report.

@@ -6,7 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.core.db import is_sqlite
+from services.core.digests import load_digest_key
 from services.core.runner import Kernel, ServiceSpec, build_app
+from services.core.sealing import load_keyring
 
 from . import handlers
 from .api import router
@@ -18,6 +21,10 @@ def configure(kernel: Kernel) -> None:
     """Deployment settings and the clock (tests replace `extras["now"]` to freeze time)."""
     kernel.extras.setdefault("config", SafetyConfig())
     kernel.extras.setdefault("now", utc_now)
+    embedded, home = is_sqlite(kernel.engine), kernel.settings.home
+    # Opens the REDCap saves sealed to this service; keys the digests of unblinded data.
+    kernel.extras["bus_keyring"] = load_keyring(kernel.name, home, embedded=embedded)
+    kernel.extras["digest_key"] = load_digest_key(kernel.name, home, embedded=embedded)
     handlers.bind(kernel)
 
 

@@ -12,7 +12,8 @@ from sqlmodel import Session
 
 from services.core.consumers import Consumer
 from services.core.errors import InvalidInput as PoisonInput
-from services.core.events import Allocated, Envelope, FormSaved
+from services.core.events import Allocated, Envelope, FormSavedForSafety
+from services.core.sealed_events import open_form_saved
 
 from . import intake, questionnaires
 from .domain import SafetyError
@@ -37,7 +38,7 @@ def _kernel() -> Kernel:
 
 def on_form_saved(session: Session, env: Envelope) -> None:
     kernel = _kernel()
-    saved = env.payload(FormSaved)
+    saved = open_form_saved(env, kernel.extras["bus_keyring"])
     protocol, now = kernel.protocol, kernel.extras["now"]()
     form = protocol.safety.redcap_form
     correlation_id = env.correlation_id or env.id
@@ -63,6 +64,6 @@ def on_allocated(session: Session, env: Envelope) -> None:
 
 
 CONSUMERS = [
-    Consumer("safety-form-saved", (FormSaved.subject,), on_form_saved),
+    Consumer("safety-form-saved", (FormSavedForSafety.subject,), on_form_saved),
     Consumer("safety-allocated", (Allocated.subject,), on_allocated),
 ]

@@ -2,7 +2,8 @@
 
 The unblinded report gets the arms from its caller (the randomization service's answer
 at report time), uses them for this one report and stores them nowhere; its audit entry
-proves which arm map it used by a SHA-256 digest only.
+proves which arm map it used by a keyed digest only (HMAC-SHA256 with the service's digest
+key): a reader of the audit trail who knows some arms cannot test guesses for the others.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 from sqlmodel import Session
 
 from services.core import audit
+from services.core.digests import DigestKey
 from services.core.errors import Conflict
 from services.core.protocol import TrialProtocol
 
@@ -28,7 +30,7 @@ from .domain import (
     unblinded_report,
 )
 from .randomization_client import RandomizationBadAnswer, UnblindedAllocation
-from .service import Actor, digest, require_case
+from .service import Actor, require_case
 
 
 def _obligations(session: Session) -> list[Any]:
@@ -43,7 +45,8 @@ def blinded(session: Session, *, protocol: TrialProtocol, now: datetime) -> Blin
 
 
 def unblinded(session: Session, *, protocol: TrialProtocol, now: datetime,
-              answer: Sequence[UnblindedAllocation], actor: Actor) -> UnblindedReport:
+              answer: Sequence[UnblindedAllocation], actor: Actor,
+              digest_key: DigestKey) -> UnblindedReport:
     """The DSMB report by arm. Pilot participants outside the evaluation come without an
     arm and are left out of the allocations; any other participant without one is an
     unusable answer (502)."""
@@ -61,7 +64,8 @@ def unblinded(session: Session, *, protocol: TrialProtocol, now: datetime,
     audit.append(session, actor=actor.subject, role=actor.role, action="report.unblinded",
                  entity_type="report", entity_id="unblinded", correlation_id=actor.correlation_id,
                  after={"generated_at": now, "participants": len(allocations),
-                        "arm_map_sha256": digest(sorted(arm_of.items()))})
+                        "arm_map_hmac": digest_key.digest(sorted(arm_of.items())),
+                        "digest_key_id": digest_key.key_id})
     return report
 
 

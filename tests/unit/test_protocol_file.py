@@ -90,3 +90,10 @@ def test_unreadable_files_are_reported(tmp_path: Path) -> None:
     bad.write_text("trial: [unclosed")
     with pytest.raises(ProtocolError, match="not valid YAML"):
         load_protocol(bad)
+
+
+def test_data_retention_is_read_and_a_bad_value_is_named(raw) -> None:
+    protocol = load_protocol(SHIPPED)
+    assert (protocol.data_retention.bus_days, protocol.data_retention.outbox_sent_days) == (30, 7)
+    message = _error(raw, lambda d: d["data_retention"].update(bus_days=0.5))
+    assert "data_retention.bus_days" in message

@@ -2,7 +2,9 @@
 
 Subjects are `trial.v1.<service>.<fact>`. A field is added, never renamed; a breaking
 change is a new `v2` subject. One module per producer; everything is re-exported here.
-Cluster and arm appear only in events that blinded components never read (DESIGN.md).
+No event carries the arm; the cluster, MPI-D answers and contact details travel only sealed
+to their one consumer (`services/core/sealing.py`; who gets which REDCap fields:
+`form_fields.py`), so a reader of the bus or an outbox cannot join them with the module.
 """
 
 from .allocation import *  # noqa: F403

@@ -4,16 +4,19 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pydantic import BaseModel, ConfigDict
+
 from .base import Event
 
 
 class ClusterAssigned(Event):
-    """Unblinding data: read by the randomization service only."""
+    """For the randomization service only. The cluster and its probabilities (unblinding
+    data: with the module they give the arm) travel in `sealed`, a `SealedCluster` sealed
+    to randomization's bus key (services/core/sealing.py); what is in clear is blinded."""
 
     subject: ClassVar[str] = "trial.v1.allocation.cluster_assigned"
     record: str
-    cluster: str
-    probabilities: dict[str, float]
+    sealed: str
     model_version: str
     low_confidence: bool
     site: str | None = None
@@ -29,3 +32,11 @@ class AllocationNeedsReview(Event):
     reason: str
     field: str | None = None
     detail: str | None = None
+
+
+class SealedCluster(BaseModel):
+    """The content of `ClusterAssigned.sealed`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    cluster: str
+    probabilities: dict[str, float]

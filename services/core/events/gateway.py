@@ -5,17 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from .base import Event
 
 
-class FormSaved(Event):
-    """A form was saved in REDCap. `fields` is the record's saved data in that REDCap event
-    (every field, with `<form>_complete`), re-fetched through the API after the trigger; for
-    a repeating instrument, that instance's fields. Never arm or cluster: REDCap has neither."""
+class FormSaved(BaseModel):
+    """A form saved in REDCap, as one consumer sees it once it opened its sealed copy.
+    `fields` are the record's saved data in that REDCap event, re-fetched through the API
+    after the trigger, cut down to what that consumer needs (`form_fields.py`); for a
+    repeating instrument, that instance's fields. Never arm or cluster: REDCap has neither.
+    Not published as such: the gateway publishes one `SealedFormSaved` per consumer."""
 
-    subject: ClassVar[str] = "trial.v1.redcap.form_saved"
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
     project_id: int
     record: str
     event: str | None
@@ -24,6 +27,43 @@ class FormSaved(Event):
     complete_status: int
     fields: dict[str, str]
     trigger: str = Field(description="det | sweep")
+
+
+class SealedFormSaved(Event):
+    """A `FormSaved` for one consumer, sealed to that consumer's bus key: whoever else reads
+    the bus or an outbox learns which record changed, nothing of what was saved."""
+
+    consumer: ClassVar[str]
+    record: str
+    sealed: str
+
+
+class FormSavedForAllocation(SealedFormSaved):
+    """Baseline saves (consent, eligibility, age, sex, MPI-D items, baseline completion)
+    and the withdrawal flag from any event."""
+
+    subject: ClassVar[str] = "trial.v1.redcap.form_saved_for_allocation"
+    consumer: ClassVar[str] = "allocation"
+
+
+class FormSavedForNotifications(SealedFormSaved):
+    """Completion of timepoint forms, the withdrawal flag, and the consent form's contact
+    details (baseline): the only subject that carries contact details."""
+
+    subject: ClassVar[str] = "trial.v1.redcap.form_saved_for_notifications"
+    consumer: ClassVar[str] = "notifications"
+
+
+class FormSavedForSafety(SealedFormSaved):
+    """Adverse-event, NEQ and INEP forms: that instrument's own fields only."""
+
+    subject: ClassVar[str] = "trial.v1.redcap.form_saved_for_safety"
+    consumer: ClassVar[str] = "safety"
+
+
+FORM_SAVED_FOR: dict[str, type[SealedFormSaved]] = {
+    cls.consumer: cls for cls in (FormSavedForAllocation, FormSavedForNotifications,
+                                  FormSavedForSafety)}
 
 
 class AuditHead(Event):

@@ -17,12 +17,13 @@ from .base import Strict
 from .notifications import DiaryPolicy, QuietHours, ReminderPolicy, ReminderStep
 from .randomization import ArmRule, ModuleWeights, RandomizationDesign
 from .redcap import RedcapFields, RedcapProject
+from .retention import DataRetention
 from .safety import ClockCondition, Contact, ReportingRule, SafetyRules
 from .trial import Arm, Cluster, Module, Timepoint, TrialInfo
 
 __all__ = [
     "ActiveModel", "AllocationRules", "Arm", "ArmRule", "ClockCondition", "Cluster",
-    "Contact", "DiaryPolicy", "Module", "ModuleWeights", "ProtocolError", "QuietHours",
+    "Contact", "DataRetention", "DiaryPolicy", "Module", "ModuleWeights", "ProtocolError", "QuietHours",
     "RandomizationDesign", "RedcapFields", "RedcapProject", "ReminderPolicy", "ReminderStep",
     "ReportingRule", "SafetyRules", "Timepoint", "TrialInfo", "TrialProtocol", "load_protocol",
 ]
@@ -44,6 +45,7 @@ class TrialProtocol(Strict):
     diary: DiaryPolicy
     safety: SafetyRules
     redcap: RedcapProject
+    data_retention: DataRetention = Field(default_factory=DataRetention)
 
     @model_validator(mode="after")
     def _cross_references(self) -> TrialProtocol:

@@ -21,6 +21,7 @@ from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol, load_protocol
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import PROTOCOL, RunningService, eventually, running_service
+from tests.support.sealed import form_saved_for
 
 CONSUMER = "allocation-form-saved"
 BASELINE_EVENT = "t0_baseline_arm_1"
@@ -60,8 +61,7 @@ def form_saved(record: str, fields: dict[str, str], *, instrument: str = "odi",
     saved = FormSaved(project_id=101, record=record, event=event, instrument=instrument,
                       complete_status=int(fields.get(f"{instrument}_complete", "0") or 0),
                       fields=fields, trigger="det")
-    return Envelope(subject=FormSaved.subject, producer="gateway", record=record,
-                    correlation_id=correlation_id, data=saved.model_dump(mode="json"))
+    return form_saved_for("allocation", saved, correlation_id=correlation_id)
 
 
 @pytest.fixture

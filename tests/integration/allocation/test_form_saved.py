@@ -1,4 +1,4 @@
-"""The bus path: `redcap.form_saved` → prediction → `allocation.cluster_assigned`,
+"""The bus path: `redcap.form_saved_for_allocation` → prediction → `allocation.cluster_assigned`,
 against a real nats-server and database (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
@@ -14,10 +14,18 @@ from services.allocation.models import ParticipantPrediction, ReviewRequest, Wit
 from services.core.audit import AuditEntry
 from services.core.bus import Bus
 from services.core.db import unit_of_work
-from services.core.events import AllocationNeedsReview, ClusterAssigned, Envelope, FormSaved
+from services.core.events import (
+    AllocationNeedsReview,
+    ClusterAssigned,
+    Envelope,
+    FormSaved,
+    FormSavedForAllocation,
+)
 from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol
+from services.core.sealed_events import open_form_saved, seal_form_saved
 from tests.support.harness import RunningService
+from tests.support.sealed import keyring, opened_cluster, recipient
 
 from .conftest import baseline_fields, form_saved, publish, published, settled
 
@@ -58,16 +66,17 @@ async def test_completed_baseline_assigns_one_cluster_despite_duplicates_and_res
 
     [env] = await published(observer, ClusterAssigned.subject)
     event = env.payload(ClusterAssigned)
+    sealed = opened_cluster(event)  # only randomization's key opens it
     expected = independent_predictor(protocol).predict_items(
         row, age=row["age"], sex=int(row["sex"]), item_prefix="mpid_")
     assert (env.record, env.correlation_id, env.producer) == ("P-001", "corr-P-001", "allocation")
-    assert event.cluster == expected.cluster
-    assert event.probabilities == expected.probabilities
+    assert sealed.cluster == expected.cluster
+    assert sealed.probabilities == expected.probabilities
     assert event.model_version == expected.model_version
     assert not await published(observer, AllocationNeedsReview.subject)
 
     [stored] = rows(allocation, ParticipantPrediction)
-    assert (stored.record, stored.cluster, stored.trigger_event_id) == ("P-001", event.cluster, first.id)
+    assert (stored.record, stored.cluster, stored.trigger_event_id) == ("P-001", sealed.cluster, first.id)
     actions = [e.action for e in audit_trail(allocation, "P-001")]
     assert actions == ["prediction.created", "prediction.ignored"]
     assert service.PREDICTIONS.labels("assigned")._value.get() == assigned_before + 1
@@ -194,7 +203,8 @@ async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_nam
         env = form_saved(record, fields)
         with unit_of_work(api.kernel.engine) as session:
             outcome = service.record_form_saved(
-                session, saved=env.payload(FormSaved), protocol=with_site,
+                session, saved=open_form_saved(env, keyring("allocation")), protocol=with_site,
+                seal_to=api.kernel.extras["randomization_key"],
                 trigger=service.Trigger(event_id=env.id, correlation_id=env.id),
                 predictor=api.kernel.extras["predictor"])
         assert outcome is service.Outcome.ASSIGNED
@@ -204,3 +214,26 @@ async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_nam
     assigned = {e.record: e.payload(ClusterAssigned) for e in staged}
     assert {(a.site, a.pilot) for a in assigned.values()} == {("berlin", True), ("berlin", False)}
     assert assigned["P-300"].pilot and not assigned["P-301"].pilot
+
+
+async def test_a_save_sealed_to_another_consumer_or_record_is_refused(
+        allocation: RunningService, observer: Bus, protocol: TrialProtocol,
+        reference_rows: list[dict[str, str]]) -> None:
+    fields = baseline_fields(protocol, reference_rows[4], "P-005")
+    saved = FormSaved(project_id=101, record="P-005", event="t0_baseline_arm_1",
+                      instrument="odi", complete_status=2, fields=fields, trigger="det")
+    for_notifications = seal_form_saved(recipient("notifications"), saved)
+    wrong_key = Envelope(subject=FormSavedForAllocation.subject, producer="gateway",
+                         record="P-005", data={"record": "P-005",
+                                               "sealed": for_notifications.sealed})
+    proper = form_saved("P-005", fields)
+    moved = Envelope(subject=proper.subject, producer="gateway", record="P-006",
+                     data={**proper.data, "record": "P-006"})  # another participant's row
+    await publish(observer, wrong_key)
+    await publish(observer, moved)
+    await settled(allocation, observer)
+    assert not rows(allocation, ParticipantPrediction)  # both refused as poison
+
+    await publish(observer, proper)
+    await settled(allocation, observer)
+    assert [p.record for p in rows(allocation, ParticipantPrediction)] == ["P-005"]

@@ -1,4 +1,5 @@
-"""A form saved in REDCap reaches the bus as `form_saved`, re-fetched through the API."""
+"""A form saved in REDCap reaches the bus as `form_saved_for_<consumer>`, re-fetched through
+the API, cut to each consumer's fields and sealed to its key."""
 
 from __future__ import annotations
 
@@ -10,11 +11,19 @@ from sqlmodel import Session, func, select
 
 from gateway.redcap.models import RedcapTrigger
 from services.core import audit
+from services.core.events import Envelope, FormSaved, FormSavedForAllocation
+from services.core.sealed_events import open_form_saved
 from tests.support.harness import EventTap, eventually
+from tests.support.sealed import keyring
 
 from .conftest import Stack, baseline_values
 
-SUBJECT = "trial.v1.redcap.form_saved"
+SUBJECT = FormSavedForAllocation.subject  # baseline saves: allocation receives each of them
+
+
+def opened(env: Envelope) -> FormSaved:
+    """What allocation reads (with its key)."""
+    return open_form_saved(env, keyring("allocation"))
 
 
 def _triggers(stack: Stack) -> int:
@@ -28,11 +37,11 @@ async def test_saved_form_reaches_the_bus_with_refetched_data(stack: Stack) -> N
     assert saved["det"]["status_code"] == 200
     async with EventTap(stack.nats_url, SUBJECT) as tap:
         [env] = await tap.wait_for(1)
-    data = env.data
-    assert data["record"] == "1001" and data["instrument"] == "demographics"
-    assert data["event"] == "t0_baseline"
-    assert data["fields"]["dem_age"] == "51"  # the data came from the API, not the trigger
-    assert data["complete_status"] == 2
+    data = opened(env)
+    assert data.record == "1001" and data.instrument == "demographics"
+    assert data.event == "t0_baseline"
+    assert data.fields["dem_age"] == "51"  # the data came from the API, not the trigger
+    assert data.complete_status == 2
     assert env.correlation_id  # one id per participant and trigger, for the audit trail
     with Session(stack.engine) as session:
         assert audit.verify(session).ok
@@ -80,7 +89,7 @@ async def test_redcap_timeouts_are_retried(stack: Stack) -> None:
     stack.redcap.clear_fault()
     async with EventTap(stack.nats_url, SUBJECT) as tap:
         [env] = await tap.wait_for(1, timeout=30)
-    assert env.data["fields"]["scr_eligible"] == "0"
+    assert opened(env).fields["scr_eligible"] == "0"
 
 
 @pytest.mark.parametrize("stack", [{"sweep": 1}], indirect=True)
@@ -90,8 +99,8 @@ async def test_a_lost_trigger_is_recovered_by_the_sweep(stack: Stack) -> None:
                                fire_det=False)
     async with EventTap(stack.nats_url, SUBJECT) as tap:
         events = await tap.wait_for(4, timeout=30)
-        assert {e.data["instrument"] for e in events} == set(baseline_values())
-        assert {e.data["trigger"] for e in events} == {"sweep"}
+        assert {opened(e).instrument for e in events} == set(baseline_values())
+        assert {opened(e).trigger for e in events} == {"sweep"}
         # A late DET for the same, unchanged data publishes nothing more.
         body = {"project_id": "101", "record": "1005", "instrument": "mpid",
                 "redcap_event_name": "t0_baseline_arm_1", "mpid_complete": "2"}

@@ -23,6 +23,7 @@ from sim.sms import SmsConfig, SmsProvider, create_app, serving
 from sim.smtp import SmtpSink
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import RunningService, eventually, running_service
+from tests.support.sealed import form_saved_for
 
 SMS_SECRET = "test-sms-secret"
 # Monday 6 January 2025, 09:00 UTC (10:00 in Berlin).
@@ -98,9 +99,11 @@ class Stack:
 
     async def save(self, record: str, event: str, instrument: str, fields: dict[str, str],
                    complete: int = 2) -> Envelope:
-        return await self.publish(FormSaved(
+        env = form_saved_for("notifications", FormSaved(
             project_id=101, record=record, event=event, instrument=instrument,
-            complete_status=complete, fields=fields, trigger="det"), record=record)
+            complete_status=complete, fields=fields, trigger="det"))
+        await self.bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
+        return env
 
     async def save_contact(self, record: str, **overrides: str) -> Envelope:
         """Save the consent form and wait until the service has stored the details."""

@@ -20,6 +20,7 @@ from services.randomization.keys import ListKey
 from services.randomization.models import AllocationRow, RandomizationList, SealedSlotRow
 from services.randomization.service import Actor, Context, design_from_snapshot, disclose
 from tests.support.harness import RunningService
+from tests.support.sealed import cluster_assigned_event
 
 STATISTICIAN = Actor("stat-1", "statistician")
 
@@ -46,8 +47,8 @@ def sealed_list_direct(engine: Engine, ctx: Context, slots_per_stratum: int) -> 
 
 def cluster_assigned(record: str, cluster: str, *, pilot: bool = False,
                      event_id: str | None = None) -> Envelope:
-    event = ClusterAssigned(record=record, cluster=cluster, probabilities={cluster: 0.9},
-                            model_version="test-model", low_confidence=False, pilot=pilot)
+    event = cluster_assigned_event(record, cluster, {cluster: 0.9}, model_version="test-model",
+                                   pilot=pilot)
     return Envelope(subject=ClusterAssigned.subject, producer="allocation", record=record,
                     data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
 

@@ -8,12 +8,14 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from services.core import audit
 from services.core.db import unit_of_work
-from services.core.events import Allocated
+from services.core.events import Allocated, ClusterAssigned, Envelope
+from services.core.sealing import Keyring
 from services.randomization.app import build_spec
 from services.randomization.service import (
     Actor,
@@ -191,3 +193,26 @@ async def test_replicas_share_the_work_without_double_allocation(
         await eventually(lambda: len(allocation_rows(one.kernel.engine)) == 60)
         check_exactly_once_in_order(one.kernel.engine, one.kernel.extras["randomization"],
                                     list_id, records)
+
+
+async def test_a_cluster_sealed_elsewhere_is_refused_and_a_pre_sealing_one_still_allocates(
+        sqlite_svc: RunningService) -> None:
+    """Only randomization's key opens a cluster; during an upgrade, a `cluster_assigned`
+    published before sealing (cluster in clear) is still allocated, not lost."""
+    svc = sqlite_svc
+    await sealed_list(svc, 12)
+    proper = cluster_assigned("S1", "ID")
+    foreign = Keyring("randomization", X25519PrivateKey.generate()).recipient().seal_json(
+        {"cluster": "ID", "probabilities": {}}, subject=ClusterAssigned.subject, record="S1")
+    legacy = Envelope(subject=ClusterAssigned.subject, producer="allocation", record="S2",
+                      data={"record": "S2", "cluster": "AC", "probabilities": {"AC": 0.8},
+                            "model_version": "old", "low_confidence": False})
+    async with Tap(svc.kernel.bus, Allocated.subject) as tap:
+        await publish(svc.kernel.bus, [Envelope(subject=proper.subject, producer="allocation",
+                                                record="S1",
+                                                data={**proper.data, "sealed": foreign})])
+        await publish(svc.kernel.bus, [legacy, cluster_assigned("S3", "DYS")])
+        events = await tap.read(at_least=2)
+    assert sorted(e.record for e in events) == ["S2", "S3"]  # S1's foreign seal is poison
+    view = (await svc.client.get("/v1/allocations/S2", headers=svc.as_role(MANAGER))).json()
+    assert view["cluster"] == "AC"

@@ -32,6 +32,7 @@ from services.core.internal_token import (
 )
 from services.core.roles import Role
 from tests.support.harness import RunningService, token_headers
+from tests.support.sealed import form_saved_for
 
 AWARE = datetime(2025, 3, 10, 8, 0, tzinfo=UTC)  # awareness of the test events
 START = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)  # the frozen clock's first reading
@@ -96,7 +97,10 @@ def form_saved(instrument: str, fields: dict[str, str], *, record: str = "PP-001
                      trigger="det")
 
 
-def envelope(event: Event, *, record: str | None = None, producer: str = "gateway") -> Envelope:
+def envelope(event: Event | FormSaved, *, record: str | None = None,
+             producer: str = "gateway") -> Envelope:
+    if isinstance(event, FormSaved):  # the gateway seals each save to its consumer
+        return form_saved_for("safety", event)
     return Envelope(subject=event.subject, producer=producer, record=record,
                     data=event.model_dump(mode="json"))
 

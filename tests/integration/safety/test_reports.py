@@ -3,8 +3,14 @@ arms only from the randomization service at report time, with the DSMB member's 
 
 from __future__ import annotations
 
+import hashlib
+import itertools
+import json
+import os
 from datetime import timedelta
 
+from services.core import audit
+from services.core.digests import DigestKey
 from services.core.events import Allocated
 from services.core.roles import Role
 from tests.support.harness import RunningService, eventually
@@ -108,4 +114,23 @@ async def test_unblinded_report_is_for_the_dsmb_only_and_split_by_arm(
     actions = assert_audit_verified_and_blind(safety)  # no arm anywhere in the chain
     assert actions.count("report.unblinded") == 2
     [first, _] = [e for e in audit_entries(safety) if e.action == "report.unblinded"]
-    assert first.actor == "dsmb-chair" and "arm_map_sha256" in (first.after or "")
+    assert first.actor == "dsmb-chair" and "arm_map_hmac" in (first.after or "")
+    assert_arm_map_digest_is_keyed(json.loads(first.after or "{}"), safety)
+
+
+def assert_arm_map_digest_is_keyed(after: dict, safety: RunningService) -> None:
+    """A monitor who knows some arms cannot test guesses for the rest against the audit
+    entry: the digest is an HMAC under the service's key, not a SHA-256 of the arm map.
+    (Before: `arm_map_sha256` = SHA-256 of the sorted (record, arm) list, found in a few
+    dozen tries.)"""
+    arm_map = sorted((record, arm) for record, (_module, arm) in PARTICIPANTS.items())
+    plain = hashlib.sha256(audit.canonical_json(arm_map).encode()).hexdigest()
+    every_guess = {hashlib.sha256(audit.canonical_json(sorted(zip(
+        PARTICIPANTS, arms, strict=True))).encode()).hexdigest()
+        for arms in itertools.product(("personalized", "non_personalized"), repeat=3)}
+    key: DigestKey = safety.kernel.extras["digest_key"]
+    assert after["arm_map_hmac"] not in every_guess and after["arm_map_hmac"] != plain
+    assert after["digest_key_id"] == key.key_id
+    assert after["arm_map_hmac"] == key.digest(arm_map)  # the key holder can still prove it
+    other = DigestKey(os.urandom(32), source="another deployment")
+    assert other.digest(arm_map) != after["arm_map_hmac"]

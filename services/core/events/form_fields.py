@@ -1,0 +1,86 @@
+"""Data minimisation of REDCap saves: which consumer receives which fields, from the protocol.
+
+The gateway re-fetches a saved form's whole REDCap event row. Each consumer receives only
+the saves and fields its rules read (DESIGN.md: contact details reach notifications only;
+MPI-D answers, which with the module give the arm, reach allocation only):
+
+- allocation: every save in the baseline event, with consent, eligibility, age, sex, the
+  optional site and pilot fields, the MPI-D items and the baseline forms' completion; a
+  save of the withdrawal form in any event. The withdrawal flag in both.
+- notifications: every save, with the completion status of the timepoint forms of its
+  event and the withdrawal flag; in the baseline event also the contact fields (e-mail,
+  mobile, postal address, language, time zone, contact opt-outs).
+- safety: saves of the adverse-event, NEQ and INEP instruments, with that instrument's own
+  fields only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+
+from ..protocol import TrialProtocol
+from .gateway import FormSaved
+
+
+def _cut(saved: FormSaved, keep: Callable[[str], bool]) -> FormSaved:
+    return saved.model_copy(update={"fields": {k: v for k, v in saved.fields.items() if keep(k)}})
+
+
+def _is_baseline(saved: FormSaved, protocol: TrialProtocol) -> bool:
+    return protocol.redcap.event_key(saved.event) == protocol.redcap.baseline_event
+
+
+def _names(*names: str | None) -> set[str]:
+    return {n for n in names if n}
+
+
+def for_allocation(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
+    r, f = protocol.redcap, protocol.redcap.fields
+    baseline = _is_baseline(saved, protocol)
+    if not baseline and saved.instrument != r.withdrawal_form:
+        return None
+    wanted = _names(f.withdrawn)
+    if not baseline:
+        return _cut(saved, wanted.__contains__)
+    wanted |= _names(f.consent, f.eligible, f.age, f.sex, protocol.allocation.site_field,
+                     protocol.allocation.pilot_field)
+    wanted |= {f"{form}_complete" for form in r.baseline_forms}
+    return _cut(saved, lambda k: k in wanted or k.startswith(f.mpid_item_prefix))
+
+
+def for_notifications(saved: FormSaved, protocol: TrialProtocol) -> FormSaved:
+    r, f = protocol.redcap, protocol.redcap.fields
+    event = r.event_key(saved.event)
+    wanted = _names(f.withdrawn)
+    wanted |= {f"{form}_complete" for tp in protocol.timepoints if tp.redcap_event == event
+               for form in tp.forms}
+    opt_out = f"{f.contact_opt_out}___" if f.contact_opt_out else None
+    if event == r.baseline_event:
+        wanted |= _names(f.email, f.mobile, f.postal_address, f.language, f.timezone)
+    else:
+        opt_out = None
+    return _cut(saved, lambda k: k in wanted or bool(opt_out and k.startswith(opt_out)))
+
+
+def safety_instruments(protocol: TrialProtocol) -> set[str]:
+    form = protocol.safety.redcap_form
+    return _names(protocol.redcap.adverse_event_form, form.neq_instrument, form.inep_instrument)
+
+
+def for_safety(saved: FormSaved, protocol: TrialProtocol,
+               own_fields: Collection[str]) -> FormSaved | None:
+    """`own_fields`: the instrument's fields from the data dictionary (checkbox fields
+    arrive as `<field>___<code>`)."""
+    if saved.instrument not in safety_instruments(protocol):
+        return None
+    own = set(own_fields) | {f"{saved.instrument}_complete"}
+    return _cut(saved, lambda k: k in own or k.split("___", 1)[0] in own)
+
+
+def per_consumer(saved: FormSaved, protocol: TrialProtocol,
+                 own_fields: Iterable[str]) -> dict[str, FormSaved]:
+    """The save as each consumer that needs it receives it (consumer → its cut)."""
+    cuts = {"allocation": for_allocation(saved, protocol),
+            "notifications": for_notifications(saved, protocol),
+            "safety": for_safety(saved, protocol, list(own_fields))}
+    return {consumer: cut for consumer, cut in cuts.items() if cut is not None}

@@ -1,0 +1,62 @@
+"""Each consumer receives only the saves and fields its rules read (data minimisation)."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.core.events import FormSaved
+from services.core.events.form_fields import per_consumer
+from services.core.protocol import TrialProtocol, load_protocol
+
+CONTACT = {"cons_email": "a@example.org", "cons_mobile": "+4917012345",
+           "cons_address": "Weg 1", "cons_language": "en", "cons_timezone": "Europe/Berlin",
+           "cons_optout___sms": "1", "cons_date": "2025-03-01"}
+BASELINE_ROW = {"record_id": "P1", "cons_given": "1", "scr_eligible": "1", "scr_diagnosis": "x",
+                "dem_age": "50", "dem_sex": "1", "mpid_1_1": "3", "mpid_3_18": "2",
+                "hads_1": "2", "mpid_complete": "2", "consent_complete": "2",
+                "wd_withdrawn": "", **CONTACT}
+AE_OWN = ["ae_term", "ae_serious", "ae_narrative"]
+
+
+@pytest.fixture(scope="module")
+def protocol() -> TrialProtocol:
+    return load_protocol("protocols/perpain-pilot.yaml")
+
+
+def _save(instrument: str, event: str, fields: dict[str, str]) -> FormSaved:
+    return FormSaved(project_id=101, record="P1", event=event, instrument=instrument,
+                     complete_status=2, fields=fields, trigger="det")
+
+
+def test_a_baseline_save_gives_allocation_the_mpid_and_notifications_the_contacts(
+        protocol: TrialProtocol) -> None:
+    cuts = per_consumer(_save("consent", "t0_baseline", BASELINE_ROW), protocol, ["cons_given"])
+    assert set(cuts) == {"allocation", "notifications"}  # safety reads AE/NEQ/INEP only
+    allocation = cuts["allocation"].fields
+    assert {"mpid_1_1", "mpid_3_18", "dem_age", "dem_sex", "cons_given", "scr_eligible",
+            "mpid_complete", "consent_complete", "wd_withdrawn"} <= set(allocation)
+    assert not set(CONTACT) & set(allocation)
+    assert "hads_1" not in allocation and "scr_diagnosis" not in allocation
+    notifications = cuts["notifications"].fields
+    assert set(CONTACT) - {"cons_date"} <= set(notifications)
+    assert not any(k.startswith("mpid_") and k != "mpid_complete" for k in notifications)
+    assert "dem_age" not in notifications and "cons_given" not in notifications
+
+
+def test_later_events_carry_no_contacts_and_allocation_sees_only_withdrawals(
+        protocol: TrialProtocol) -> None:
+    row = {"pgic_rating": "5", "pgic_complete": "2", "wd_withdrawn": "1", **CONTACT}
+    cuts = per_consumer(_save("pgic", "week_4_arm_1", row), protocol, ["pgic_rating"])
+    assert set(cuts) == {"notifications"}
+    assert cuts["notifications"].fields == {"pgic_complete": "2", "wd_withdrawn": "1"}
+    withdrawal = per_consumer(_save("withdrawal", "week_4", row), protocol, ["wd_withdrawn"])
+    assert withdrawal["allocation"].fields == {"wd_withdrawn": "1"}
+
+
+def test_safety_gets_the_ae_instrument_own_fields_only(protocol: TrialProtocol) -> None:
+    row = {"ae_term": "headache", "ae_serious": "0", "adverse_event_complete": "2",
+           "dem_age": "50", **CONTACT}
+    cuts = per_consumer(_save("adverse_event", "week_4", row), protocol, AE_OWN)
+    assert cuts["safety"].fields == {"ae_term": "headache", "ae_serious": "0",
+                                     "adverse_event_complete": "2"}
+    assert not set(CONTACT) & set(cuts["notifications"].fields)

@@ -51,6 +51,9 @@ _DROP_RESPONSE = frozenset({
 ONWARD_AUDIENCES: dict[str, tuple[str, ...]] = {
     "/api/v1/safety/v1/reports/unblinded": ("randomization",),
     "/api/v1/safety/v1/reports/dsmb": ("randomization",),
+    # per-arm figures for unblinded callers: reports asks randomization for the arms
+    "/api/v1/reports/v1/flow": ("randomization",),
+    "/api/v1/reports/v1/acceptability": ("randomization",),
 }
 
 

@@ -2,7 +2,8 @@
 
 A timepoint's target date is its anchor's target date plus `offset_days` (the planned
 schedule, so a late T1 does not move T2). Its state on a date is exactly one of:
-complete (done by then), lost (the participant withdrew or was lost before completing it),
+complete (done by then), lost (the participant withdrew or was lost before completing it
+and before its window closed),
 not yet due (its window has not opened), open (window open) or overdue (window closed).
 """
 
@@ -40,11 +41,12 @@ def timepoint_state(target: date, window: tuple[int, int], *, done_on: date | No
                     withdrawn_on: date | None, as_of: date) -> TimepointState:
     if done_on is not None and done_on <= as_of:
         return TimepointState.COMPLETE
-    if withdrawn_on is not None and withdrawn_on <= as_of:
-        return TimepointState.LOST
+    closes = target + timedelta(days=window[1])
+    if withdrawn_on is not None and withdrawn_on <= as_of and withdrawn_on <= closes:
+        return TimepointState.LOST  # gone before the window closed (after it: missed)
     if as_of < target + timedelta(days=window[0]):
         return TimepointState.NOT_YET_DUE
-    if as_of <= target + timedelta(days=window[1]):
+    if as_of <= closes:
         return TimepointState.OPEN
     return TimepointState.OVERDUE
 

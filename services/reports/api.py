@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from services.core.runner import Kernel
 
 router = APIRouter(prefix="/v1", tags=["reports"])
-AS_OF = Query(None, description="the report's date (YYYY-MM-DD, UTC); default today")
+AS_OF = Query(description="the report's date (YYYY-MM-DD, UTC); default today")
 
 
 def _kernel(request: Request) -> Kernel:

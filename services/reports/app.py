@@ -11,7 +11,7 @@ from services.core.runner import Kernel, ServiceSpec, build_app
 
 from . import handlers
 from .api import router
-from .config import ReportsConfig, utc_now
+from .config import ReportsConfig, SimulatedClock, utc_now
 from .metrics import keep_gauges_fresh
 
 
@@ -20,7 +20,12 @@ def configure(kernel: Kernel) -> None:
     if kernel.protocol.reports is None:
         raise ProtocolError(f"{kernel.settings.protocol_file}: reports: required key is missing "
                             "(the feasibility criteria the reports service evaluates)")
-    kernel.extras.setdefault("config", ReportsConfig())
+    config = kernel.extras.setdefault("config", ReportsConfig())
+    if config.simulated_clock_file is not None:
+        if kernel.engine.dialect.name != "sqlite":
+            raise RuntimeError("TAILOR_REPORTS_SIMULATED_CLOCK_FILE: demos only, never with "
+                               f"a {kernel.engine.dialect.name} database")
+        kernel.extras.setdefault("now", SimulatedClock(config.simulated_clock_file))
     kernel.extras.setdefault("now", utc_now)
 
 

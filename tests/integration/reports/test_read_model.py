@@ -4,6 +4,7 @@ gives identical figures (also into an empty database)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -208,3 +209,51 @@ async def test_bad_parameters_are_named_and_roles_enforced(reports: RunningServi
         assert response.status_code == 403, role
     assert (await reports.client.get("/v1/feasibility")).status_code == 401
     assert date.fromisoformat((await flow_of(reports))["as_of"]) == TODAY.date()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_tailor_reports_rebuild_command(bus: Bus, nats_server: NatsServer, tmp_path: Path,
+                                               database_url: str) -> None:
+    """The operator's command, as a process: the first rebuild fills an empty read model,
+    the second finds the same figures."""
+    import os
+    import subprocess
+    import sys
+
+    await publish(bus, cohort())
+    env = {**os.environ, "TAILOR_HOME": str(tmp_path), "TAILOR_NATS_URL": nats_server.url,
+           "TAILOR_REPORTS_DATABASE_URL": database_url, "PYTHONPATH": os.getcwd(),
+           "COLUMNS": "160"}
+    argv = [sys.executable, "-m", "tailor_cli", "reports", "rebuild",
+            "--as-of", TODAY.date().isoformat()]
+    def run() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(argv, env=env, capture_output=True, text=True, timeout=300)
+
+    first = await asyncio.to_thread(run)
+    assert first.returncode == 0, first.stderr
+    assert f"replayed {len(cohort())} events from stream sequence 1" in first.stdout
+    assert "figures changed" in first.stdout and "randomized" in first.stdout
+    second = await asyncio.to_thread(run)
+    assert second.returncode == 0, second.stderr
+    assert "figures identical" in second.stdout
+
+
+async def test_the_service_refuses_to_start_without_a_reports_section(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    import yaml
+
+    from services.core.protocol import ProtocolError
+
+    data = yaml.safe_load(PROTOCOL.read_text())
+    del data["reports"]
+    protocol_file = tmp_path / "no-reports.yaml"
+    protocol_file.write_text(yaml.safe_dump(data))
+    from services.core.runner import build_app
+    from services.core.settings import ServiceSettings, Settings
+
+    app = build_app(SPEC, config=Settings(home=tmp_path, nats_url=nats_server.url,
+                                          protocol_file=protocol_file, log_json=False),
+                    own=ServiceSettings(name="reports", database_url=f"sqlite:///{tmp_path / 'r.db'}"))
+    with pytest.raises(ProtocolError, match="reports: required key is missing"):
+        async with app.router.lifespan_context(app):
+            pass

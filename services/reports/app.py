@@ -27,6 +27,7 @@ def configure(kernel: Kernel) -> None:
                                f"a {kernel.engine.dialect.name} database")
         kernel.extras.setdefault("now", SimulatedClock(config.simulated_clock_file))
     kernel.extras.setdefault("now", utc_now)
+    handlers.bind(kernel)
 
 
 SPEC = ServiceSpec(
@@ -35,7 +36,7 @@ SPEC = ServiceSpec(
     description="CONSORT flow, feasibility verdicts, recruitment, retention: a read model of the bus.",
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
-    consumers=handlers.consumers,
+    consumers=handlers.CONSUMERS,
     on_startup=[configure],
     background=[keep_gauges_fresh],
 )

@@ -7,6 +7,8 @@ Subjects (what it reads of each):
   NEQ items and their attribution, and each form's complete status;
 - `trial.v1.randomization.allocated`: record, module, time (never arm or cluster);
 - `trial.v1.notifications.timepoint_completed`: record, timepoint, time, reminders sent.
+
+The protocol comes from the running kernel, bound at start-up (`bind`).
 """
 
 from __future__ import annotations
@@ -24,15 +26,20 @@ if TYPE_CHECKING:
     from services.core.runner import Kernel
 
 DURABLE = "reports-events"
+_bound: dict[str, Kernel] = {}
 
 
-def consumers(kernel: Kernel) -> list[Consumer]:
-    protocol = kernel.protocol
-
-    def on_event(session: Session, env: Envelope) -> None:
-        apply(session, env, protocol)
-
-    return [Consumer(DURABLE, SUBJECTS, on_event)]
+def bind(kernel: Kernel) -> None:
+    """Called by the app's start-up hook, before the consumers start."""
+    _bound["kernel"] = kernel
 
 
-CONSUMER_DURABLES = [DURABLE]
+def on_event(session: Session, env: Envelope) -> None:
+    try:
+        kernel = _bound["kernel"]
+    except KeyError:
+        raise RuntimeError("reports handlers used before the service started") from None
+    apply(session, env, kernel.protocol)
+
+
+CONSUMERS = [Consumer(DURABLE, SUBJECTS, on_event)]

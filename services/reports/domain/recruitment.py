@@ -74,7 +74,7 @@ def recruitment(cohort: Sequence[Status], plan: RecruitmentPlan, *, as_of: date)
     per_week = Counter(monday(d) for d in days)
     weeks, total = [], 0
     if days:
-        week = monday(start or days[0])
+        week = monday(min(start or days[0], days[0]))
         while week <= monday(as_of):
             total += per_week[week]
             weeks.append(WeekCount(week, per_week[week], total))

@@ -259,3 +259,12 @@ def test_recruitment_reached_reports_the_day() -> None:
     r = recruitment(cohort_on(facts, TPS, as_of), _plan(), as_of=as_of)
     assert r.target_reached_on == DAY0 + timedelta(days=10)
     assert r.projected_completion_recent == r.target_reached_on and r.readjust_needed is False
+
+
+def test_weeks_start_at_the_first_randomization_even_before_the_planned_start() -> None:
+    facts = Facts(participants=[randomized("early", day=DAY0),
+                                randomized("later", day=DAY0 + timedelta(days=14))])
+    as_of = DAY0 + timedelta(days=20)
+    r = recruitment(cohort_on(facts, TPS, as_of), _plan(planned_start=DAY0 + timedelta(days=7)),
+                    as_of=as_of)
+    assert [w.cumulative for w in r.weeks] == [1, 1, 2]

@@ -122,7 +122,7 @@ def consort_svg(flow: Flow, *, title: str) -> str:
     randomized = Box(mid, 240, col, [f"Randomized (n={flow.randomized})"])
     columns = []
     for i, g in enumerate(groups):
-        x = gap + i * (col + gap) if len(groups) > 1 else mid
+        x = (width - len(groups) * (col + gap) + gap) // 2 + i * (col + gap)  # centred
         label = "All randomized" if g.group == "all" else f"Allocated: {g.group.replace('_', ' ')}"
         allocated = Box(x, 310, col, [f"{label} (n={g.allocated})",
                                       "  • received intervention: not recorded"])

@@ -57,6 +57,22 @@ class Completion(_Tolerant):
 M = TypeVar("M", bound=_Tolerant)
 
 
+def fields_needed(protocol: TrialProtocol) -> frozenset[str]:
+    """Every REDCap field this projection reads from `form_saved` (for a producer that
+    sends each consumer only what it needs). Complete status travels as its own field."""
+    f, form = protocol.redcap.fields, protocol.safety.redcap_form
+    names = {f.eligible, f.consent, f.withdrawn, form.fields.serious}
+    names |= {n for n in (f.consent_date,) if n}
+    if protocol.reports is not None:
+        r = protocol.reports
+        names |= {r.screening_date_field, r.withdrawal.date, r.withdrawal.reason,
+                  r.withdrawal.preventable}
+        names |= {r.recruitment.site_field} if r.recruitment.site_field else set()
+    for n in range(1, protocol.safety.neq_items + 1):
+        names |= {f"{form.neq_prefix}{n}", f"{form.neq_prefix}{n}_attr"}
+    return frozenset(names)
+
+
 def _parse(model: type[M], env: Envelope) -> M:
     try:
         return model.model_validate(env.data)

@@ -94,3 +94,29 @@ def test_allocation_keeps_module_and_time_only(engine: Engine) -> None:
 def test_an_event_without_a_record_is_poison(engine: Engine) -> None:
     with pytest.raises(PermanentError):
         run(engine, saved({"instrument": "screening", "fields": {}}))
+
+
+def test_only_the_declared_fields_matter(engine: Engine, tmp_path: Path) -> None:
+    """The same saves, once with every field and once cut to `fields_needed`, give the
+    same participant row: a producer may send reports only what it declares."""
+    from services.reports.projection import fields_needed
+
+    needed = fields_needed(P)
+    assert {"cons_email", "cons_mobile", "cons_address", "ae_narrative"}.isdisjoint(needed)
+    full = {"scr_eligible": "1", "scr_date": "2026-03-01", "cons_given": "1",
+            "cons_date": "2026-03-02", "cons_email": "x@example.org", "dem_age": "40",
+            "wd_withdrawn": "1", "wd_date": "2026-03-20", "wd_reason": "2", "wd_preventable": "1"}
+    other_url = f"sqlite:///{tmp_path / 'cut.db'}"
+    run_migrations(SPEC.migrations, other_url)
+    cut_engine = make_engine(other_url)
+    try:
+        for target, fields in ((engine, full), (cut_engine, {k: v for k, v in full.items()
+                                                             if k in needed})):
+            for i, form in enumerate(("screening", "consent", P.redcap.withdrawal_form)):
+                run(target, saved({"record": "E", "instrument": form, "event": BASELINE,
+                                   "complete_status": 2, "fields": fields},
+                                  AT + timedelta(minutes=i)))
+        assert row(engine, "E").model_dump() == row(cut_engine, "E").model_dump()
+        assert row(engine, "E").withdrawal_reason == "lost_to_follow_up"
+    finally:
+        cut_engine.dispose()

@@ -58,6 +58,10 @@ def test_unblinded_roles_get_the_flow_per_arm_and_the_read_is_audited(edge: Edge
         assert sum(g["allocated"] for g in body["by_cluster_module"]) == body["randomized"]
         svg = edge.call("GET", FLOW, role, params={"format": "svg"}).text
         assert "Allocated: personalized" in svg
+    safety = edge.call("GET", "/api/v1/reports/v1/acceptability", Role.DSMB).json()
+    assert sum(g["randomized"] for g in safety["by_arm"]) == safety["pooled"]["randomized"]
+    assert sum(g["adverse_events"]["events"] for g in safety["by_arm"]) <= \
+        safety["pooled"]["adverse_events"]["events"]
     with Session(edge.service_apps["reports"].state.kernel.engine) as session:
         reads = session.exec(select(AuditEntry).where(
             AuditEntry.action == "report.unblinded_read")).all()

@@ -14,6 +14,7 @@ reported as null, never guessed.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -105,12 +106,13 @@ def group_flow(group: str, members: Sequence[Status], *, lost_reasons: Iterable[
         not_analysed=sum(missing.values()), not_analysed_reasons=dict(sorted(missing.items())))
 
 
-def _grouped(randomized: Sequence[Status], key: Callable[[Status], str], order: Sequence[str],
-             **kw: object) -> list[GroupFlow]:
+def _grouped(randomized: Sequence[Status], key: Callable[[Status], str], order: Sequence[str], *,
+             lost_reasons: Sequence[str], primary: str) -> list[GroupFlow]:
     groups: dict[str, list[Status]] = {k: [] for k in order}
     for s in randomized:
         groups.setdefault(key(s), []).append(s)
-    return [group_flow(g, members, **kw) for g, members in groups.items()]  # type: ignore[arg-type]
+    return [group_flow(g, members, lost_reasons=lost_reasons, primary=primary)
+            for g, members in groups.items()]
 
 
 def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
@@ -122,10 +124,11 @@ def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
     boxes = Counter(enrolment_box(s) for s in cohort)
     randomized = [s for s in cohort if s.randomized]
     excluded = Excluded(boxes["not_meeting_criteria"], boxes["declined"], boxes["other"])
-    kw = {"lost_reasons": list(lost_reasons), "primary": primary}
+    reasons = list(lost_reasons)
     flow = Flow(as_of=as_of, assessed=len(cohort), excluded=excluded,
                 excluded_total=excluded.total, awaiting_randomization=boxes["awaiting"],
-                randomized=boxes["randomized"], pooled=group_flow("all", randomized, **kw),  # type: ignore[arg-type]
+                randomized=boxes["randomized"],
+                pooled=group_flow("all", randomized, lost_reasons=reasons, primary=primary),
                 notes=["received the allocated intervention: not recorded on the bus"])
     if arm_of is None:
         return flow
@@ -136,9 +139,10 @@ def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
     def cell(s: Status) -> str:
         return f"{arm_of.cluster.get(s.record) or 'unknown'} / {s.facts.module or 'unknown'}"
 
-    return Flow(**{**flow.__dict__, "by_arm": _grouped(randomized, arm, arms, **kw),
-                   "by_cluster_module": sorted(_grouped(randomized, cell, (), **kw),
-                                               key=lambda g: g.group)})
+    return dataclasses.replace(
+        flow, by_arm=_grouped(randomized, arm, arms, lost_reasons=reasons, primary=primary),
+        by_cluster_module=sorted(_grouped(randomized, cell, (), lost_reasons=reasons,
+                                          primary=primary), key=lambda g: g.group))
 
 
 def quantity(cohort: Sequence[Status], name: str, timepoints: Sequence[Timepoint]) -> set[str]:

@@ -165,8 +165,13 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
     early = await flow_of(reports, as_of=(START + timedelta(days=5)).date().isoformat())
     assert early["randomized"] == 5
 
+    from services.reports.metrics import refresh
+
+    await asyncio.to_thread(refresh, reports.kernel)
     metrics = (await reports.client.get("/metrics")).text
-    assert "tailor_reports_randomized" in metrics and "R001" not in metrics
+    assert "tailor_reports_randomized 10.0" in metrics
+    assert 'tailor_reports_retention_ratio{timepoint="week_4"} 0.5' in metrics
+    assert "R001" not in metrics and "PERT" not in metrics
 
 
 async def test_a_rebuild_from_the_stream_gives_identical_figures(

@@ -67,13 +67,19 @@ async def read_stream(nats_url: str, subjects: tuple[str, ...] = SUBJECTS, *,
             filter_subjects=list(subjects), inactive_threshold=60))
         sub = await js.pull_subscribe_bind(durable=info.name, stream=STREAM)
         out: list[bytes] = []
+        stalled = 0
         while True:
             pending = (await js.consumer_info(STREAM, info.name)).num_pending
             if not pending:
                 break
             try:
                 msgs = await sub.fetch(min(batch, pending), timeout=5)
+                stalled = 0
             except TimeoutError:
+                stalled += 1
+                if stalled >= 5:  # the server says messages wait, but none arrive
+                    raise RuntimeError(f"reading the stream stalled with {pending} messages "
+                                       "pending; nothing was changed") from None
                 continue
             out += [m.data for m in msgs]
         await js.delete_consumer(STREAM, info.name)

@@ -53,7 +53,11 @@ def rebuild_command(
         raise typer.Exit(2)
     url = service_settings("reports").resolved_database_url(config.home)
     run_migrations(SPEC.migrations, url)
-    stream = asyncio.run(read_stream(config.nats_url))
+    try:
+        stream = asyncio.run(read_stream(config.nats_url))
+    except Exception as exc:  # server down, stream missing, read stalled: nothing changed
+        console.print(f"[red]cannot read the stream at {config.nats_url}: {exc!r}[/red]")
+        raise typer.Exit(1) from None
     engine = make_engine(url)
     try:
         result = rebuild(engine, protocol, stream, as_of=day)

@@ -55,8 +55,11 @@ class RebuildResult:
 
 async def read_stream(nats_url: str, subjects: tuple[str, ...] = SUBJECTS, *,
                       batch: int = 256) -> StreamRead:
+    async def quiet(_exc: Exception) -> None:  # the caller reports the failure once
+        return None
+
     nc = await nats.connect(nats_url, name="tailor-reports-rebuild", connect_timeout=5,
-                            max_reconnect_attempts=3)
+                            max_reconnect_attempts=3, error_cb=quiet)
     try:
         js = nc.jetstream(timeout=10)
         state = (await js.stream_info(STREAM)).state

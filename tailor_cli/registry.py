@@ -17,6 +17,7 @@ APPS: dict[str, str] = {
     "randomization": "services.randomization.app",
     "notifications": "services.notifications.app",
     "safety": "services.safety.app",
+    "reports": "services.reports.app",
 }
 
 

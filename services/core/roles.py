@@ -137,7 +137,9 @@ def _rule(method: str, template: str, *roles: Role, **options: object) -> RouteP
 
 
 R = Role
-SERVICES = ("allocation", "randomization", "notifications", "safety")
+SERVICES = ("allocation", "randomization", "notifications", "safety", "reports")
+
+_REPORT_READERS = (R.COORDINATOR, R.STUDY_MANAGER, R.STATISTICIAN, R.MONITOR, R.DSMB)
 
 PERMISSIONS: tuple[RoutePermission, ...] = (
     # The gateway itself
@@ -329,6 +331,19 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         note="by arm; safety asks randomization for the arms with the DSMB member's token",
     ),
     _rule("GET", "/api/v1/safety/v1/reports/dsmb", R.DSMB, requires=Capability.UNBLINDED_VIEW),
+    # Reports: aggregates only (no participant rows). Blinded roles get pooled figures;
+    # unblinded roles (study manager, DSMB) also get them per arm, and that read is audited.
+    *(
+        _rule("GET", f"/api/v1/reports/v1/{report}", *roles, note=note)
+        for report, roles, note in (
+            ("flow", _REPORT_READERS, "CONSORT flow: JSON, CSV or SVG; per arm for unblinded roles"),
+            ("feasibility", _REPORT_READERS, "criteria with Wilson 95% CI and verdict"),
+            ("recruitment", _REPORT_READERS, "per week and site, projections"),
+            ("retention", _REPORT_READERS, "per timepoint; reasons for loss"),
+            ("acceptability", (R.SAFETY_OFFICER, R.DSMB, R.STUDY_MANAGER, R.MONITOR,
+                               R.STATISTICIAN), "NEQ and AE counts; per arm for the DSMB"),
+        )
+    ),
 )
 
 
@@ -338,6 +353,9 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
 ONWARD_ROUTES: dict[str, dict[str, str]] = {
     "/api/v1/safety/v1/reports/unblinded": {"randomization": "GET /v1/allocations/unblinded"},
     "/api/v1/safety/v1/reports/dsmb": {"randomization": "GET /v1/allocations/unblinded"},
+    # per-arm figures for unblinded callers: reports asks randomization for the arms
+    "/api/v1/reports/v1/flow": {"randomization": "GET /v1/allocations/unblinded"},
+    "/api/v1/reports/v1/acceptability": {"randomization": "GET /v1/allocations/unblinded"},
 }
 
 

@@ -14,7 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .protocol import TrialProtocol, load_protocol
 
-SERVICES = ("allocation", "randomization", "notifications", "safety", "gateway")
+SERVICES = ("allocation", "randomization", "notifications", "safety", "reports", "gateway")
 
 
 class Settings(BaseSettings):

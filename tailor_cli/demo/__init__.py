@@ -23,7 +23,7 @@ from sim.cohort import make_cohort
 
 from .. import registry
 from ..stack import LocalStack
-from . import followup, report
+from . import feasibility, followup, report
 from .checks import Verdict, check_allocations, check_design
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
@@ -38,6 +38,7 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
     clock = home.resolve() / "notifications-clock"
     stack = LocalStack(home=home, services=registry.existing(), protocol_file=PROTOCOL,
                        extra_env={"TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE": str(clock),
+                                  "TAILOR_REPORTS_SIMULATED_CLOCK_FILE": str(clock),
                                   "TAILOR_NOTIFICATIONS_DISPATCH_POLL_SECONDS": "0.5"})
     started = time.monotonic()
     try:
@@ -80,8 +81,10 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         _reminders(console, stack, expected, verdict)
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
-        report.verdict(console, verdict)
         report.where_next(console, stack)
+        show_feasibility = feasibility.report(gw, cohort, stack.home, verdict)
+        report.verdict(console, verdict)
+        show_feasibility(console)
         return 0 if verdict.ok else 1
     finally:
         if keep_running:

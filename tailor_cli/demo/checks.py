@@ -76,3 +76,34 @@ def check_design(verdict: Verdict, protocol: TrialProtocol, unblinded: list[dict
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def expected_enrolment(cohort: list[Participant]) -> dict[str, int]:
+    """The CONSORT enrolment boxes the cohort's stories must produce."""
+    stories = Counter(p.story for p in cohort)
+    return {"assessed": len(cohort), "not_meeting_criteria": stories["ineligible"], "declined": 0,
+            "other": stories["withdrawn"], "awaiting_randomization": stories["unscorable"],
+            "randomized": stories["allocate"]}
+
+
+def enrolment_of(flow: dict) -> dict[str, int]:
+    return {"assessed": flow["assessed"], **flow["excluded"],
+            "awaiting_randomization": flow["awaiting_randomization"],
+            "randomized": flow["randomized"]}
+
+
+def check_flow(verdict: Verdict, cohort: list[Participant], blinded: dict, unblinded: dict) -> None:
+    """Every participant the demo entered is counted exactly once in each level of the
+    CONSORT flow, and the per-arm flow (DSMB) adds up to the pooled one."""
+    want, got = expected_enrolment(cohort), enrolment_of(blinded)
+    verdict.check(got == want, f"CONSORT enrolment matches the cohort entered ({got})")
+    verdict.check(got["assessed"] == sum(v for k, v in got.items() if k != "assessed"),
+                  "every screened participant is in exactly one enrolment box")
+    pooled = blinded["pooled"]
+    verdict.check(pooled["allocated"] == pooled["lost_to_follow_up"] + pooled["discontinued"]
+                  + pooled["continuing"] == pooled["analysed"] + pooled["not_analysed"],
+                  "follow-up and analysis boxes each add up to the allocated")
+    verdict.check(blinded["by_arm"] is None, "blinded readers get the pooled flow only")
+    arms = unblinded.get("by_arm") or []
+    verdict.check(sum(g["allocated"] for g in arms) == blinded["randomized"],
+                  "the DSMB's per-arm flow adds up to the randomized")

@@ -44,7 +44,7 @@ def test_tailor_up_starts_everything_and_stops_cleanly(tmp_path: Path) -> None:
         assert {"nats-server", "gateway", "allocation", "randomization"} <= set(pids)
         assert all(_alive(pid) for pid in pids.values())
         assert {"redcap-emulator", "smtp-sink", "sms-provider"} <= set(pids)
-        for name in ("gateway", "allocation", "randomization", "notifications", "safety"):
+        for name in ("gateway", "allocation", "randomization", "notifications", "safety", "reports"):
             assert httpx.get(f"{state['urls'][name]}/readyz", timeout=5).status_code == 200, name
     finally:
         proc.send_signal(signal.SIGINT)

@@ -97,3 +97,46 @@ def test_data_retention_is_read_and_a_bad_value_is_named(raw) -> None:
     assert (protocol.data_retention.bus_days, protocol.data_retention.outbox_sent_days) == (30, 7)
     message = _error(raw, lambda d: d["data_retention"].update(bus_days=0.5))
     assert "data_retention.bus_days" in message
+
+
+# ── reports section (feasibility criteria as protocol data) ──────────────
+def test_shipped_feasibility_criteria() -> None:
+    reports = load_protocol(SHIPPED).reports
+    assert reports is not None
+    assert [c.key for c in reports.feasibility] == [
+        "recruitment", "assessment_completion", "randomized", "retention"]
+    assert all(c.ci_method == "wilson" and c.confidence == 0.95 for c in reports.feasibility)
+
+
+def test_unknown_flow_quantity_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["reports"]["feasibility"][1].update(numerator="finished"))
+    assert "reports.feasibility[1].numerator" in message and "'finished'" in message
+
+
+def test_unknown_timepoint_in_a_criterion_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["reports"]["feasibility"][3].update(numerator="complete:t3"))
+    assert "reports.feasibility[3].numerator: 't3' is not a timepoint" in message
+
+
+def test_thresholds_out_of_order_are_named(raw) -> None:
+    def mutate(d: dict[str, Any]) -> None:
+        d["reports"]["feasibility"][2]["thresholds"] = [
+            {"at_least": 90, "verdict": "readjust"}, {"at_least": 105, "verdict": "given"},
+            {"verdict": "not_given"}]
+    message = _error(raw, mutate)
+    assert "reports.feasibility[2]" in message and "thresholds[1].at_least" in message
+
+
+def test_proportion_threshold_above_one_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["reports"]["feasibility"][1]["thresholds"][0].update(at_least=95))
+    assert "reports.feasibility[1]" in message and "not a proportion" in message
+
+
+def test_lost_to_follow_up_must_be_a_reason_key(raw) -> None:
+    message = _error(raw, lambda d: d["reports"]["withdrawal"].update(lost_to_follow_up=["gone"]))
+    assert "reports.withdrawal" in message and "'gone'" in message
+
+
+def test_unknown_key_in_reports_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["reports"]["recruitment"].update(targte=100))
+    assert "reports.recruitment.targte: unknown key" in message

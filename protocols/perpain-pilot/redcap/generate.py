@@ -35,6 +35,9 @@ PANAS_POSITIVE = frozenset({"interested", "excited", "strong", "enthusiastic", "
                             "inspired", "determined", "attentive", "active"})
 ODI_SECTIONS = ("Pain intensity", "Personal care", "Lifting", "Walking", "Sitting", "Standing",
                 "Sleeping", "Sex life", "Social life", "Travelling")
+WITHDRAWAL_REASON_LABELS = {"participant_decision": "Participant's decision",
+                            "lost_to_follow_up": "Lost to follow-up",
+                            "investigator_decision": "Investigator's decision"}
 LANGUAGE_NAMES = {"de": "Deutsch", "en": "English"}
 CHANNEL_NAMES = {"email": "E-mail", "sms": "SMS (text message)", "phone": "Telephone call",
                  "letter": "Letter"}
@@ -81,7 +84,8 @@ def coded(codes: dict[str, Any], labels: dict[Any, str] | None = None) -> str:
 def screening_and_consent(p: Any) -> Iterator[Row]:
     f = p.redcap.fields
     yield field(f.record_id, "screening", "text", "Record ID")
-    yield field("scr_date", "screening", "text", "Date of screening", validation="date_ymd")
+    yield field(p.reports.screening_date_field, "screening", "text", "Date of screening",
+                validation="date_ymd")
     yield field("scr_diagnosis", "screening", "radio", "Main pain diagnosis", choices=choices([
         (1, "Non-specific chronic back pain"), (2, "Osteoarthritis"),
         (3, "Fibromyalgia syndrome"), (4, "Rheumatoid arthritis")]))
@@ -230,14 +234,17 @@ def withdrawal_and_allocation(p: Any) -> Iterator[Row]:
     wd = p.redcap.withdrawal_form
     yield field(f.withdrawn, wd, "yesno", "Has the participant withdrawn or been lost?",
                 required="y")
-    yield field("wd_date", wd, "text", "Date of withdrawal", validation="date_ymd",
+    # Reason codes and field names come from the protocol's reports section (the CONSORT
+    # flow reads them: lost to follow-up vs discontinued, preventable by design or not).
+    w = p.reports.withdrawal
+    other = next(code for code, key in w.reasons.items() if key == "other")
+    yield field(w.date, wd, "text", "Date of withdrawal", validation="date_ymd",
                 branching=f"[{f.withdrawn}] = '1'")
-    yield field("wd_reason", wd, "radio", "Reason", branching=f"[{f.withdrawn}] = '1'",
-                choices=choices([(1, "Participant's decision"), (2, "Lost to follow-up"),
-                                 (3, "Adverse event"), (4, "Investigator's decision"),
-                                 (5, "Other")]))
-    yield field("wd_reason_other", wd, "text", "Other reason", branching="[wd_reason] = '5'")
-    yield field("wd_preventable", wd, "yesno", "Could the study design have prevented it?",
+    yield field(w.reason, wd, "radio", "Reason", branching=f"[{f.withdrawn}] = '1'",
+                choices=coded(w.reasons, WITHDRAWAL_REASON_LABELS))
+    yield field(f"{w.reason}_other", wd, "text", "Other reason",
+                branching=f"[{w.reason}] = '{other}'")
+    yield field(w.preventable, wd, "yesno", "Could the study design have prevented it?",
                 branching=f"[{f.withdrawn}] = '1'")
     al = p.redcap.allocation_form
     written = "Written by Tailor; staff cannot edit it."

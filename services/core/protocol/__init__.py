@@ -17,15 +17,18 @@ from .base import Strict
 from .notifications import DiaryPolicy, QuietHours, ReminderPolicy, ReminderStep
 from .randomization import ArmRule, ModuleWeights, RandomizationDesign
 from .redcap import RedcapFields, RedcapProject
+from .reports import Criterion, RecruitmentPlan, ReportsRules, Threshold, WithdrawalFields
 from .retention import DataRetention
 from .safety import ClockCondition, Contact, ReportingRule, SafetyRules
 from .trial import Arm, Cluster, Module, Timepoint, TrialInfo
 
 __all__ = [
     "ActiveModel", "AllocationRules", "Arm", "ArmRule", "ClockCondition", "Cluster",
-    "Contact", "DataRetention", "DiaryPolicy", "Module", "ModuleWeights", "ProtocolError", "QuietHours",
-    "RandomizationDesign", "RedcapFields", "RedcapProject", "ReminderPolicy", "ReminderStep",
-    "ReportingRule", "SafetyRules", "Timepoint", "TrialInfo", "TrialProtocol", "load_protocol",
+    "Contact", "Criterion", "DataRetention", "DiaryPolicy", "Module", "ModuleWeights",
+    "ProtocolError", "QuietHours", "RandomizationDesign", "RecruitmentPlan", "RedcapFields",
+    "RedcapProject", "ReminderPolicy", "ReminderStep", "ReportingRule", "ReportsRules",
+    "SafetyRules", "Threshold", "Timepoint", "TrialInfo", "TrialProtocol", "WithdrawalFields",
+    "load_protocol",
 ]
 
 
@@ -46,6 +49,8 @@ class TrialProtocol(Strict):
     safety: SafetyRules
     redcap: RedcapProject
     data_retention: DataRetention = Field(default_factory=DataRetention)
+    # Optional for the other services; the reports service refuses to start without it.
+    reports: ReportsRules | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> TrialProtocol:
@@ -95,9 +100,22 @@ class TrialProtocol(Strict):
             problems.append(
                 f"reminders.steps: {len(self.reminders.steps)} steps exceed "
                 f"max_per_timepoint={self.reminders.max_per_timepoint}")
+        problems += self._report_references()
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _report_references(self) -> list[str]:
+        if self.reports is None:
+            return []
+        known = [t.key for t in self.timepoints]
+        problems = [f"{where}: {tp!r} is not a timepoint (known: {known})"
+                    for where, tp in self.reports.timepoint_references() if tp not in known]
+        keys = [c.key for c in self.reports.feasibility]
+        dupes = sorted({k for k in keys if keys.count(k) > 1})
+        if dupes:
+            problems.append(f"reports.feasibility: duplicate keys {dupes}")
+        return problems
 
     # Lookups used everywhere; derived, never stored.
     @cached_property

@@ -97,7 +97,7 @@ def test_the_audit_api_names_the_chain_it_cannot_read(outage: Outage) -> None:
     health = outage.http.get("/api/v1/ops/health", headers=outage.headers("ops")).json()
     assert {s["service"]: s["ready"] for s in health["services"]} == {
         "gateway": True, "allocation": True, "randomization": True, "notifications": False,
-        "safety": False}
+        "safety": False, "reports": True}
     document = outage.http.get("/openapi.json").json()
     assert set(document["x-tailor-unavailable"]) == {"notifications", "safety"}
 

@@ -157,3 +157,15 @@ def test_arm_and_cluster_never_appear_in_the_project(protocol: TrialProtocol,
             words = set(text.lower().replace("(", " ").replace(")", " ").split())
             assert not words & secret_words - {"id"}, (f.field_name, text)
             assert text.lower() not in secret_words, (f.field_name, text)
+
+
+def test_withdrawal_reasons_and_preventable_class_the_reports_read_exist(
+        protocol: TrialProtocol, fields: dict[str, FieldDef]) -> None:
+    assert protocol.reports is not None
+    w, form = protocol.reports.withdrawal, protocol.redcap.withdrawal_form
+    assert {fields[name].form_name for name in (w.date, w.reason, w.preventable)} == {form}
+    codes = [c.split(",")[0].strip()
+             for c in fields[w.reason].select_choices_or_calculations.split("|")]
+    assert codes == list(w.reasons)
+    assert fields[w.preventable].field_type == "yesno"
+    assert fields[protocol.reports.screening_date_field].form_name == "screening"

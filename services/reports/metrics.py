@@ -1,0 +1,52 @@
+"""Prometheus gauges of the trial's progress: totals and rates only, never a participant id,
+an arm, a module or a cluster in a label or a value."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+import structlog
+from prometheus_client import Gauge
+
+from services.core.db import unit_of_work
+
+from . import service
+
+if TYPE_CHECKING:
+    from services.core.runner import Kernel
+
+log = structlog.get_logger(__name__)
+
+RANDOMIZED = Gauge("tailor_reports_randomized", "Participants randomized so far")
+RECRUITMENT_RATE = Gauge("tailor_reports_recruitment_rate_per_week",
+                         "Randomized per week (overall since the start, or the recent window)",
+                         ["window"])
+RETENTION = Gauge("tailor_reports_retention_ratio",
+                  "Completed of due assessments per timepoint", ["timepoint"])
+
+
+def refresh(kernel: Kernel) -> None:
+    today = kernel.extras["now"]().date()
+    with unit_of_work(kernel.engine) as session:
+        r = service.recruitment_of(session, protocol=kernel.protocol, as_of=today)
+        kept = service.retention_of(session, protocol=kernel.protocol, as_of=today)
+    RANDOMIZED.set(r.randomized)
+    RECRUITMENT_RATE.labels("overall").set(r.rate_per_week or 0)
+    RECRUITMENT_RATE.labels("recent").set(r.recent_rate_per_week or 0)
+    for t in kept.timepoints:
+        if t.completion_rate is not None:
+            RETENTION.labels(t.timepoint).set(t.completion_rate)
+
+
+async def keep_gauges_fresh(kernel: Kernel) -> None:
+    period = kernel.extras["config"].metrics_refresh_seconds
+    while not kernel.stop.is_set():
+        try:
+            await asyncio.to_thread(refresh, kernel)
+        except Exception as exc:
+            log.warning("reports.gauges_failed", error=repr(exc))
+        try:
+            await asyncio.wait_for(kernel.stop.wait(), period)
+        except TimeoutError:
+            pass

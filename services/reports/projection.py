@@ -1,0 +1,165 @@
+"""Applying one bus event to the read model. The live consumer and the rebuild both call
+`apply`, so a rebuild from the stream's start gives the same rows.
+
+Reads tolerantly: only the fields it needs, unknown fields ignored (producers may add
+fields; `form_saved` may carry fewer fields per consumer). A malformed value (a date that
+is not a date) falls back to the event's time instead of stopping the consumer: a report
+must never block on one bad form. Never stores an arm or a cluster — none is read.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+from sqlmodel import Session
+
+from services.core.errors import PermanentError
+from services.core.events import Envelope
+from services.core.protocol import TrialProtocol
+
+from . import repository
+from .models import AdverseEventRow, FormRow, NeqRow, ParticipantRow, TimepointRow
+
+FORM_SAVED = "trial.v1.redcap.form_saved"
+ALLOCATED = "trial.v1.randomization.allocated"
+TIMEPOINT_COMPLETED = "trial.v1.notifications.timepoint_completed"
+SUBJECTS = (FORM_SAVED, ALLOCATED, TIMEPOINT_COMPLETED)
+
+
+class _Tolerant(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class SavedForm(_Tolerant):
+    record: str
+    event: str | None = None
+    instrument: str
+    repeat_instance: int | None = None
+    complete_status: int = 0
+    fields: dict[str, str] = {}
+
+
+class Allocation(_Tolerant):
+    record: str
+    module: str
+    allocated_at: datetime
+
+
+class Completion(_Tolerant):
+    record: str
+    timepoint: str
+    completed_at: datetime
+    reminders_sent: int = 0
+
+
+M = TypeVar("M", bound=_Tolerant)
+
+
+def fields_needed(protocol: TrialProtocol) -> frozenset[str]:
+    """Every REDCap field this projection reads from `form_saved` (for a producer that
+    sends each consumer only what it needs). Complete status travels as its own field."""
+    f, form = protocol.redcap.fields, protocol.safety.redcap_form
+    names = {f.eligible, f.consent, f.withdrawn, form.fields.serious}
+    names |= {n for n in (f.consent_date,) if n}
+    if protocol.reports is not None:
+        r = protocol.reports
+        names |= {r.screening_date_field, r.withdrawal.date, r.withdrawal.reason,
+                  r.withdrawal.preventable}
+        names |= {r.recruitment.site_field} if r.recruitment.site_field else set()
+    for n in range(1, protocol.safety.neq_items + 1):
+        names |= {f"{form.neq_prefix}{n}", f"{form.neq_prefix}{n}_attr"}
+    return frozenset(names)
+
+
+def _parse(model: type[M], env: Envelope) -> M:
+    try:
+        return model.model_validate(env.data)
+    except ValidationError as exc:
+        raise PermanentError(f"{env.subject}: {exc.errors()[:2]}") from None
+
+
+def _day(text: str | None, fallback: date) -> date:
+    try:
+        return date.fromisoformat((text or "")[:10])
+    except ValueError:
+        return fallback
+
+
+def _yes_no(protocol: TrialProtocol, value: str | None) -> bool | None:
+    return protocol.safety.redcap_form.codes.yes_no.get(value or "")
+
+
+def apply(session: Session, env: Envelope, protocol: TrialProtocol) -> None:
+    if env.subject == FORM_SAVED:
+        _form_saved(session, _parse(SavedForm, env), env.occurred_at, protocol)
+    elif env.subject == ALLOCATED:
+        a = _parse(Allocation, env)
+        row = repository.participant_for_update(session, a.record, a.allocated_at.date())
+        row.randomized_at, row.module = a.allocated_at, a.module
+        session.add(row)
+    elif env.subject == TIMEPOINT_COMPLETED:
+        c = _parse(Completion, env)
+        repository.participant_for_update(session, c.record, c.completed_at.date())
+        session.merge(TimepointRow(record=c.record, timepoint=c.timepoint,
+                                   completed_at=c.completed_at, reminders_sent=c.reminders_sent))
+
+
+def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: TrialProtocol) -> None:
+    r = protocol.redcap
+    event = r.event_key(saved.event) or ""
+    key = (saved.record, event, saved.instrument, saved.repeat_instance or 1)
+    known = session.get(FormRow, key)
+    if known is not None and known.saved_at > at:
+        return  # a late redelivery of an older save
+    session.merge(FormRow(record=key[0], event=key[1], instrument=key[2], instance=key[3],
+                          complete_status=saved.complete_status, saved_at=at))
+    row = repository.participant_for_update(session, saved.record, at.date())
+    f, fields = r.fields, saved.fields
+    rules = protocol.reports
+    if rules and rules.recruitment.site_field and fields.get(rules.recruitment.site_field):
+        row.site = fields[rules.recruitment.site_field]
+    if f.eligible in fields:
+        row.eligible = _yes_no(protocol, fields.get(f.eligible))
+        date_field = rules.screening_date_field if rules else ""
+        row.screened_on = _day(fields.get(date_field), at.date())
+    if f.consent in fields:
+        row.consent = _yes_no(protocol, fields.get(f.consent))
+        row.consented_on = (_day(fields.get(f.consent_date or ""), at.date())
+                            if row.consent else None)
+    if saved.instrument == r.withdrawal_form and rules is not None:
+        _withdrawal(row, fields, at, protocol)
+    session.add(row)
+    if saved.instrument == r.adverse_event_form:
+        serious = _yes_no(protocol, fields.get(protocol.safety.redcap_form.fields.serious))
+        session.merge(AdverseEventRow(record=saved.record, key=f"{event}#{key[3]}",
+                                      serious=bool(serious), reported_on=at.date()))
+    elif saved.instrument == protocol.safety.redcap_form.neq_instrument:
+        _neq(session, saved, event, protocol)
+
+
+def _withdrawal(row: ParticipantRow, fields: dict[str, str], at: datetime,
+                protocol: TrialProtocol) -> None:
+    assert protocol.reports is not None
+    w = protocol.reports.withdrawal
+    if _yes_no(protocol, fields.get(protocol.redcap.fields.withdrawn)):
+        row.withdrawn_on = _day(fields.get(w.date), at.date())
+        code = fields.get(w.reason)
+        row.withdrawal_reason = w.reasons.get(code or "", "unspecified")
+        row.preventable = _yes_no(protocol, fields.get(w.preventable))
+    else:  # the form was corrected: not withdrawn after all
+        row.withdrawn_on = row.withdrawal_reason = row.preventable = None
+
+
+def _neq(session: Session, saved: SavedForm, event: str, protocol: TrialProtocol) -> None:
+    timepoint = next((t.key for t in protocol.timepoints if t.redcap_event == event), None)
+    if timepoint is None:
+        return
+    form = protocol.safety.redcap_form
+    treatment = {code for code, who in form.codes.attribution.items() if who == "treatment"}
+    items = [f"{form.neq_prefix}{n}" for n in range(1, protocol.safety.neq_items + 1)]
+    happened = [i for i in items if _yes_no(protocol, saved.fields.get(i))]
+    attributed = sum(1 for i in happened if saved.fields.get(f"{i}_attr") in treatment)
+    session.merge(NeqRow(record=saved.record, timepoint=timepoint, effects=len(happened),
+                         attributed_to_treatment=attributed))

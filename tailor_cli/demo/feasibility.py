@@ -1,0 +1,53 @@
+"""The demo's last word: the pilot's feasibility table and the CONSORT diagram, from the
+reports service (a read model of the bus), through the gateway as people read them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from rich.console import Console
+
+from services.reports.cli import feasibility_table
+from sim.cohort import Participant
+
+from . import followup
+from .checks import Verdict, check_flow, expected_enrolment
+from .client import Gateway
+
+FLOW = "/api/v1/reports/v1/flow"
+
+
+def _text(gw: Gateway, role: str, path: str, **params: str) -> str:
+    response = gw.http.get(f"{gw.url}{path}", params=params,
+                           headers={"Authorization": f"Bearer {gw.keys[role]}"})
+    response.raise_for_status()
+    return response.text
+
+
+def report(gw: Gateway, cohort: list[Participant], home: Path, verdict: Verdict
+           ) -> Callable[[Console], None]:
+    """Check the flow against the cohort and write the diagrams; returns the printer of
+    the table and the files' names (the demo's last lines)."""
+    want = expected_enrolment(cohort)["randomized"]
+    blinded = followup.wait_for(
+        lambda: (lambda f: f if f["randomized"] == want else None)(gw.call("monitor", "GET", FLOW)),
+        timeout=60)
+    unblinded = gw.call("dsmb", "GET", FLOW)
+    check_flow(verdict, cohort, blinded, unblinded)
+    rows = gw.call("monitor", "GET", "/api/v1/reports/v1/feasibility")
+    diagram = home.resolve() / "consort-flow.svg"
+    diagram.write_text(_text(gw, "monitor", FLOW, format="svg"), encoding="utf-8")
+    per_arm = home.resolve() / "consort-flow-dsmb-UNBLINDED.svg"
+    per_arm.write_text(_text(gw, "dsmb", FLOW, format="svg"), encoding="utf-8")
+    verdict.check(len(rows) >= 1 and diagram.stat().st_size > 0,
+                  "feasibility criteria evaluated and the CONSORT diagram written")
+
+    def show(console: Console) -> None:
+        console.print(feasibility_table(
+            rows, title=f"Feasibility of the full trial as of {blinded['as_of']} "
+                        "(criterion, value, Wilson 95% CI, verdict)"))
+        console.print(f"CONSORT diagram (pooled, blinded): {diagram}")
+        console.print(f"CONSORT diagram per arm ([bold red]UNBLINDED[/bold red], DSMB): {per_arm}")
+
+    return show

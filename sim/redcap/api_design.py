@@ -22,6 +22,7 @@ from .dictionary import (
 )
 from .formats import ImportFormatError, parse_rows
 from .params import ApiError, ApiRequest
+from .users import require
 
 
 def _rows(req: ApiRequest) -> list[dict[str, str]]:
@@ -35,6 +36,7 @@ def _rows(req: ApiRequest) -> list[dict[str, str]]:
 
 def _change(ctx: ProjectContext, req: ApiRequest, what: str,
             change: Callable[[ProjectDesign, list[dict[str, str]]], ProjectDesign]) -> ApiResult:
+    require(ctx.rights(), "design", "Project Design and Setup")
     if ctx.project.settings.get("in_production"):
         raise ApiError(400, f"{what} can only be imported while the project is in development")
     rows = _rows(req)
@@ -105,3 +107,63 @@ def import_repeating(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
             rows = [{**r, "event_name": design.event_names()[0]} for r in rows]
         return replace(design, repeating=repeating_from_rows(rows))
     return _change(ctx, req, "repeating instruments and events", change)
+
+
+def _drop_events(ctx: ProjectContext, design: ProjectDesign, gone: set[str]) -> ProjectDesign:
+    """The design without events `gone`; their data is deleted, as REDCap does."""
+    for record in ctx.store.records(ctx.pid):
+        for event in gone:
+            ctx.store.delete_data(ctx.pid, record.record, event=event)
+    return replace(design, events=[e for e in design.events if e.unique_event_name not in gone],
+                   mapping={k: v for k, v in design.mapping.items() if k not in gone},
+                   repeating={k: v for k, v in design.repeating.items() if k not in gone})
+
+
+def _delete(ctx: ProjectContext, req: ApiRequest, what: str, names: list[str],
+            change: Callable[[ProjectDesign], ProjectDesign]) -> ApiResult:
+    require(ctx.rights(), "design", "Project Design and Setup")
+    if ctx.project.settings.get("in_production"):
+        raise ApiError(400, f"{what} can only be deleted while the project is in development")
+    if not ctx.design.longitudinal:
+        raise ApiError(400, f"You cannot delete {what} in a classic project")
+    if not names:
+        raise ApiError(400, f'The parameter "{what}" is missing')
+    try:
+        with ctx.store.transaction():
+            design = change(ctx.design)
+            check_design(design)
+            ctx.store.save_design(ctx.pid, design)
+            ctx.store.log(ctx.pid, ctx.username, "manage", "Manage/Design",
+                          details=f"Delete {what} (API): " + ", ".join(names))
+    except DesignError as err:
+        raise ApiError(400, str(err)) from None
+    return ApiResult.data(str(len(names)), req.return_format)
+
+
+def delete_arms(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    names = req.list("arms")
+    known = {str(a.arm_num) for a in ctx.design.arms}
+    bad = [a for a in names if a not in known]
+    if bad:
+        raise ApiError(400, 'The following values in the parameter "arms" are not valid: '
+                       + ", ".join(f"'{a}'" for a in bad))
+    arms = {int(a) for a in names}
+
+    def change(design: ProjectDesign) -> ProjectDesign:
+        gone = {e.unique_event_name for e in design.events if e.arm_num in arms}
+        for record in ctx.store.records(ctx.pid):
+            if record.arm_num in arms:
+                ctx.store.delete_record(ctx.pid, record.record, record.arm_num)
+        return replace(_drop_events(ctx, design, gone),
+                       arms=[a for a in design.arms if a.arm_num not in arms])
+    return _delete(ctx, req, "arms", names, change)
+
+
+def delete_events(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    names = req.list("events")
+    bad = [e for e in names if e not in ctx.design.event_by_name()]
+    if bad:
+        raise ApiError(400, 'The following values in the parameter "events" are not valid: '
+                       + ", ".join(f"'{e}'" for e in bad))
+    return _delete(ctx, req, "events", names,
+                   lambda design: _drop_events(ctx, design, set(names)))

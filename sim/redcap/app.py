@@ -12,6 +12,7 @@ from . import api, emulator_api
 from .context import EmulatorConfig
 from .emulator import Emulator
 from .store import Store
+from .users import ensure_user
 
 
 def create_app(
@@ -60,9 +61,11 @@ def bootstrap(emulator: Emulator, dictionary_dir: str | Path, *, project_id: int
             dictionary_dir, title=title, project_id=project_id, token=token, username=username)
     else:
         pid = existing.project_id
+        for _, owner_name in store.tokens_of(pid):  # databases from before users existed
+            ensure_user(store, pid, existing.design, owner_name)
         owner = store.token_owner(token) if token else None
         if token and owner is None:
-            store.add_token(pid, username, token)
+            emulator.add_token(pid, username, token)
         api_token = token or store.tokens_of(pid)[0][0]
     if det_url is not None:
         store.update_settings(pid, det_url=det_url)

@@ -119,8 +119,8 @@ def load_project_folder(folder: str | Path) -> ProjectDesign:
     if (root / REPEATING_FILE).is_file():
         design.repeating = repeating_from_rows(read_csv_rows(_read(root / REPEATING_FILE)))
     if (root / DAGS_FILE).is_file():
-        design.dags = [r.get("data_access_group_name", "")
-                       for r in read_csv_rows(_read(root / DAGS_FILE))]
+        for r in read_csv_rows(_read(root / DAGS_FILE)):
+            design.add_dag(r.get("data_access_group_name", ""))
     check_design(design)
     return design
 

@@ -96,7 +96,7 @@ def router(emulator: Emulator) -> APIRouter:
     @r.post("/projects/{project_id}/tokens", status_code=201)
     def create_token(project_id: int, body: TokenCreate) -> dict[str, str]:
         ctx(project_id)
-        return {"token": emulator.store.add_token(project_id, body.username, body.token)}
+        return {"token": emulator.add_token(project_id, body.username, body.token)}
 
     @r.post("/super-tokens", status_code=201)
     def create_super_token(body: TokenCreate) -> dict[str, str]:

@@ -9,7 +9,9 @@ from .context import ProjectContext
 from .design import FORM_STATUS, FieldDef, ProjectDesign
 from .layout import Owners, column_owner, form_applies, select_columns, sort_records
 from .params import ApiError, ApiRequest
+from .rights import DEIDENTIFIED, IDENTIFIERS_REMOVED, NO_ACCESS
 from .store import RowKey
+from .values import base_validation
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,12 @@ def export_records(ctx: ProjectContext, req: ApiRequest) -> tuple[list[dict[str,
         checkbox_labels=req.flag("exportCheckboxLabel"),
         blank_gray_status=req.flag("exportBlankForGrayFormStatus"),
         with_dag=req.flag("exportDataAccessGroups") and bool(design.dags))
-    columns = select_columns(design, req.list("fields"), req.list("forms"))
+    rights = ctx.rights()
+    if opts.with_dag and not rights.get("data_access_groups") and not ctx.user_dag():
+        raise ApiError(403, "Insufficient user privileges: You must have 'API Export' "
+                       "privileges and 'Data Access Groups' privileges in the project.")
+    columns = allowed_columns(design, rights, select_columns(design, req.list("fields"),
+                                                             req.list("forms")))
     events = _chosen_events(design, req.list("events"))
     records = _chosen_records(ctx, req)
     data = ctx.store.data(ctx.pid, records)
@@ -50,6 +57,37 @@ def export_records(ctx: ProjectContext, req: ApiRequest) -> tuple[list[dict[str,
     return [{c: r.get(c, "") for c in header} for r in rows], header
 
 
+def allowed_columns(design: ProjectDesign, rights: dict[str, Any],
+                    columns: list[str]) -> list[str]:
+    """What the caller's rights let out: no field of a form without data entry or export
+    access; identifiers (and, de-identified, free text, notes and dates) removed."""
+    owner = column_owner(design)
+    out: list[str] = []
+    for col in columns:
+        form, f = owner[col]
+        entry, export = rights["forms"].get(form, 0), rights["forms_export"].get(form, 0)
+        if col == design.record_id_field:
+            out.append(col)
+        elif entry == NO_ACCESS or export == NO_ACCESS:
+            continue
+        elif f is not None and export in (DEIDENTIFIED, IDENTIFIERS_REMOVED) and f.identifier:
+            continue
+        elif f is not None and export == DEIDENTIFIED and _free_text_or_date(f):
+            continue
+        else:
+            out.append(col)
+    return out
+
+
+def _free_text_or_date(f: FieldDef) -> bool:
+    if f.field_type == "notes":
+        return True
+    if f.field_type != "text":
+        return False
+    return not f.validation or base_validation(f.validation) in ("date", "datetime",
+                                                                 "datetime_seconds")
+
+
 def _chosen_events(design: ProjectDesign, events: list[str]) -> list[str]:
     known = design.event_names()
     bad = [e for e in events if e not in known]
@@ -60,7 +98,9 @@ def _chosen_events(design: ProjectDesign, events: list[str]) -> list[str]:
 
 
 def _chosen_records(ctx: ProjectContext, req: ApiRequest) -> list[str]:
-    existing = sort_records(r.record for r in ctx.store.records(ctx.pid))
+    dag = ctx.user_dag()
+    existing = sort_records(r.record for r in ctx.store.records(ctx.pid)
+                            if not dag or r.dag == dag)
     wanted = set(req.list("records"))
     begin, end = req.get("dateRangeBegin"), req.get("dateRangeEnd")
     changed = ctx.store.records_changed(ctx.pid, begin or None, end or None) if (

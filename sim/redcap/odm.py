@@ -194,7 +194,7 @@ def _field(item: ET.Element, var: str, form: str, group_header: str, mandatory: 
     ref = _first(item, "CodeListRef")
     if ref is not None and ftype not in ("yesno", "truefalse"):
         choices = _choices(code_lists.get(_attrs(ref)["CodeListOID"]))
-        if ftype not in ("radio", "dropdown", "checkbox"):
+        if ftype not in ("radio", "dropdown", "checkbox") and "redcap:FieldType" not in a:
             ftype = "dropdown"
     question = _first(item, "Question")
     label = _text_of(question, "FormattedTranslatedText") or _text_of(question, "TranslatedText")

@@ -25,6 +25,10 @@ class RedcapSettings(BaseSettings):
     parallel_requests: int = 4  # REDCap API calls in flight at once (different participants)
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 300.0
+    # Tailor's own REDCap API account: it reads MPI-D and writes the allocation, so the
+    # blinding check of user rights leaves it out (nobody else may log in as it).
+    service_username: str = "tailor"
+    rights_check_interval_seconds: float = 300.0
 
     def api_token(self) -> str | None:
         return _secret(self.token, self.token_file)

@@ -9,6 +9,7 @@ import structlog
 from services.core.runner import Kernel
 
 from .client import RedcapClient
+from .rights_watch import start_rights_watch
 from .settings import RedcapSettings
 from .workers import start_workers
 
@@ -26,3 +27,4 @@ def start(kernel: Kernel) -> None:
     client = RedcapClient(settings.api_url or "", settings.api_token() or "",
                           timeout=settings.timeout_seconds)
     start_workers(kernel, settings, client)
+    start_rights_watch(kernel, client, settings)

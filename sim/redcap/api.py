@@ -14,7 +14,7 @@ from collections.abc import Callable
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from . import api_dags, api_design, api_meta, api_records, api_users
+from . import api_dags, api_design, api_meta, api_records, api_surveys, api_users
 from .api_result import ApiResult
 from .checks import DesignError
 from .context import ProjectContext
@@ -54,6 +54,11 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("userRole", "delete"): api_users.delete_roles, ("dag", "delete"): api_dags.delete_dags,
     ("arm", "delete"): api_design.delete_arms, ("event", "delete"): api_design.delete_events,
     ("dag", "switch"): api_dags.switch_dag,
+    ("surveyLink", "export"): api_surveys.survey_link,
+    ("surveyQueueLink", "export"): api_surveys.survey_queue_link,
+    ("surveyAccessCode", "export"): api_surveys.survey_access_code,
+    ("surveyReturnCode", "export"): api_surveys.survey_return_code,
+    ("participantList", "export"): api_surveys.participant_list,
 }
 CONTENTS = frozenset(c for c, _ in HANDLERS) | {"project_xml", "version"}
 
@@ -65,6 +70,7 @@ def router(emulator: Emulator) -> APIRouter:
     async def redcap_api(request: Request) -> Response:
         form = await request.form()
         req = ApiRequest.from_pairs((k, v) for k, v in form.multi_items() if isinstance(v, str))
+        req.base_url = emulator.config.public_url or str(request.base_url)
         fault = emulator.faults.take(req.content)
         if fault is not None and fault.mode == "stall":
             await asyncio.sleep(fault.seconds)

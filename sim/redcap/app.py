@@ -8,7 +8,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from . import api, emulator_api
+from . import api, emulator_api, survey_page
 from .context import EmulatorConfig
 from .emulator import Emulator
 from .store import Store
@@ -47,6 +47,7 @@ def create_app(
     app.state.emulator = emulator
     app.include_router(api.router(emulator))
     app.include_router(emulator_api.router(emulator))
+    app.include_router(survey_page.router(emulator))
     return app
 
 

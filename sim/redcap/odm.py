@@ -97,7 +97,8 @@ def read_odm(text: str) -> OdmProject:
 
 def _settings(globals_: ET.Element | None) -> dict[str, object]:
     tags = {"RecordAutonumberingEnabled": "record_autonumbering_enabled", "Purpose": "purpose",
-            "PurposeOther": "purpose_other", "ProjectNotes": "project_notes"}
+            "PurposeOther": "purpose_other", "ProjectNotes": "project_notes",
+            "SurveyInvitationEmailField": "survey_email_field"}
     out: dict[str, object] = {}
     for el in globals_.iter() if globals_ is not None else []:
         key = tags.get(_local(el.tag))

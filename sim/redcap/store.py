@@ -184,6 +184,12 @@ class Store:
                        (project_id, kind, key))
         return json.loads(rows[0]["data"]) if rows else None
 
+    def find_object(self, kind: str, key: str) -> tuple[int, dict[str, Any]] | None:
+        """(project, data) of an object found by kind and key in any project."""
+        rows = self._q("SELECT project_id, data FROM objects WHERE kind = ? AND key = ?",
+                       (kind, key))
+        return (rows[0]["project_id"], json.loads(rows[0]["data"])) if rows else None
+
     def delete_object(self, project_id: int, kind: str, key: str) -> None:
         with self.transaction():
             self._conn.execute("DELETE FROM objects WHERE project_id = ? AND kind = ? AND key = ?",

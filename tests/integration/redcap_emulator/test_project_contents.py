@@ -109,7 +109,7 @@ def test_unknown_token_is_forbidden_and_malformed_token_unauthorized(
 
 def test_unknown_content_is_a_bad_request(project: redcap.Project,
                                           perpain: PerpainProject) -> None:
-    payload = project._initialize_payload("surveyLink", format_type="json")
+    payload = project._initialize_payload("noSuchContent", format_type="json")
     with pytest.raises(RedcapError) as err:
         project._call_api(payload, "json")
     assert error_message(err) == 'The value of the parameter "content" is not valid'

@@ -13,7 +13,7 @@ from .formats import (
 )
 from .layout import complete_field, sort_records
 from .params import ApiError, ApiRequest
-from .records_export import export_records
+from .records_export import export_records, header_labels
 from .records_import import PlannedRow, apply_rows, eav_to_flat, next_record_name, plan_rows
 from .users import require
 
@@ -22,7 +22,11 @@ def record_export(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     rows, columns = export_records(ctx, req)
     ctx.store.log(ctx.pid, ctx.username, "export", "Data export (API)",
                   details=f"Export data (API), {len(rows)} row(s)")
-    return ApiResult.data(render_rows(rows, req.format, columns or None), req.format)
+    header = None
+    if req.format == "csv" and req.get("rawOrLabelHeaders") == "label" and columns:
+        header = header_labels(ctx.design, columns)  # REDCap labels CSV headers only
+    return ApiResult.data(render_rows(rows, req.format, columns or None, header=header),
+                          req.format)
 
 
 def record_import(ctx: ProjectContext, req: ApiRequest) -> ApiResult:

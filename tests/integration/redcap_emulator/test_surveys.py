@@ -81,6 +81,12 @@ def test_submitting_the_survey_page_completes_the_form_and_fires_the_det(
     again = httpx.post(link, data={"fb_score": "3"})
     assert again.status_code == 409 and "already completed" in again.text
     assert len(receiver.posts) == 1
+    survey_row = clinic.export_records(records=["2"], export_survey_fields=True)[0]
+    keys = list(survey_row)
+    assert keys.index("redcap_survey_identifier") < keys.index("contact_info_timestamp") < (
+        keys.index("ci_name"))
+    assert keys.index("feedback_timestamp") == keys.index("fb_score") - 1
+    assert survey_row["feedback_timestamp"] != "" and survey_row["contact_info_timestamp"] == ""
     log = clinic.export_logging(record="2")
     assert log[0]["username"] == "[survey respondent]"
 

@@ -13,8 +13,18 @@ from collections.abc import Callable
 
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
-from . import api_dags, api_design, api_meta, api_records, api_surveys, api_users
+from . import (
+    api_dags,
+    api_design,
+    api_files,
+    api_meta,
+    api_records,
+    api_reports,
+    api_surveys,
+    api_users,
+)
 from .api_result import ApiResult
 from .checks import DesignError
 from .context import ProjectContext
@@ -59,7 +69,17 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("surveyAccessCode", "export"): api_surveys.survey_access_code,
     ("surveyReturnCode", "export"): api_surveys.survey_return_code,
     ("participantList", "export"): api_surveys.participant_list,
+    ("file", "export"): api_files.export_file, ("file", "import"): api_files.import_file,
+    ("file", "delete"): api_files.delete_file,
+    ("fileRepository", "createFolder"): api_files.create_folder,
+    ("fileRepository", "list"): api_files.list_repository,
+    ("fileRepository", "export"): api_files.export_from_repository,
+    ("fileRepository", "import"): api_files.import_into_repository,
+    ("fileRepository", "delete"): api_files.delete_from_repository,
+    ("report", "export"): api_reports.export_report, ("pdf", "export"): api_reports.export_pdf,
 }
+# actions that read (need "API Export"); every other action changes the project
+READING = frozenset({"export", "list"})
 CONTENTS = frozenset(c for c, _ in HANDLERS) | {"project_xml", "version"}
 
 
@@ -71,6 +91,10 @@ def router(emulator: Emulator) -> APIRouter:
         form = await request.form()
         req = ApiRequest.from_pairs((k, v) for k, v in form.multi_items() if isinstance(v, str))
         req.base_url = emulator.config.public_url or str(request.base_url)
+        for key, value in form.multi_items():
+            if isinstance(value, UploadFile):
+                req.files[key] = (value.filename or "file", await value.read(),
+                                  value.content_type or "application/octet-stream")
         fault = emulator.faults.take(req.content)
         if fault is not None and fault.mode == "stall":
             await asyncio.sleep(fault.seconds)
@@ -79,7 +103,8 @@ def router(emulator: Emulator) -> APIRouter:
                                      "your request (emulated fault).", req.return_format)
             return Response(result.body, result.status, media_type=result.media_type)
         result = await run_in_threadpool(answer, emulator, req)
-        return Response(result.body, result.status, media_type=result.media_type)
+        return Response(result.body, result.status, media_type=result.media_type,
+                        headers=result.headers)
 
     return api
 
@@ -114,9 +139,9 @@ def _dispatch(emulator: Emulator, req: ApiRequest) -> ApiResult:
     ctx = emulator.context(project_id, username)
     action = _action_of(content, req)
     rights = ctx.rights()
-    if action == "export" and not rights.get("api_export"):
+    if action in READING and not rights.get("api_export"):
         raise ApiError(403, "You do not have API Export privileges")
-    if action != "export" and not rights.get("api_import"):
+    if action not in READING and not rights.get("api_import"):
         raise ApiError(403, "You do not have API Import/Update privileges")
     if content == "project_xml":
         return _project_xml(ctx, req)

@@ -68,8 +68,10 @@ def _global_variables(title: str, design: ProjectDesign, settings: dict[str, obj
              f"\t<ProtocolName>{_e(title)}</ProtocolName>\n"]
     for tag, key in (("RecordAutonumberingEnabled", "record_autonumbering_enabled"),
                      ("Purpose", "purpose"), ("PurposeOther", "purpose_other"),
-                     ("ProjectNotes", "project_notes")):
+                     ("ProjectNotes", "project_notes"),
+                     ("SurveyInvitationEmailField", "survey_email_field")):
         parts.append(f"\t<redcap:{tag}>{_e(str(settings.get(key, '')))}</redcap:{tag}>\n")
+    parts.append(f"\t<redcap:SurveysEnabled>{int(bool(design.surveys))}</redcap:SurveysEnabled>\n")
     if design.has_repeating():
         parts.append("\t<redcap:RepeatingInstrumentsAndEvents>\n")
         for event, forms in design.repeating.items():

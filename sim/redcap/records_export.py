@@ -285,6 +285,8 @@ def _value(f: FieldDef, col: str, stored: dict[str, str], opts: ExportOptions) -
             return "Checked" if checked else "Unchecked"
         return "1" if checked else "0"
     value = stored.get(col, "")
+    if f.field_type == "file" and value:
+        return "[document]"  # the doc_id stays inside REDCap
     if opts.labels and value and f.choices:
         return dict(f.choices).get(value, value)
     return value

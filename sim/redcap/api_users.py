@@ -7,8 +7,6 @@ Imports are checked completely first and change nothing when any row is wrong.
 from __future__ import annotations
 
 import json
-import secrets
-import string
 from dataclasses import replace
 from typing import Any
 
@@ -16,7 +14,15 @@ from .api_result import ApiResult
 from .context import ProjectContext
 from .formats import ImportFormatError, parse_rows, render_rows
 from .params import ApiError, ApiRequest
-from .rights import RIGHT_FLAGS, USER_INFO, RightsError, apply_row, default_rights, render_form_rights
+from .rights import (
+    RIGHT_FLAGS,
+    USER_INFO,
+    RightsError,
+    apply_row,
+    default_rights,
+    render_form_rights,
+    roles_from_rows,
+)
 from .users import effective_rights, get_user, new_user, project_users, require, save_user
 
 ROLE_COLUMNS = ["unique_role_name", "role_label", *RIGHT_FLAGS, "forms", "forms_export"]
@@ -135,41 +141,13 @@ def export_roles(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     return _render(rows, req, ROLE_COLUMNS)
 
 
-def new_role_name(taken: set[str]) -> str:
-    """REDCap's unique role names look like `U-527D39JXAC`."""
-    alphabet = string.ascii_uppercase + string.digits
-    while True:
-        name = "U-" + "".join(secrets.choice(alphabet) for _ in range(10))
-        if name not in taken:
-            return name
-
-
-def roles_from_rows(roles: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
-                    forms: list[str]) -> dict[str, dict[str, Any]]:
-    """Roles after an import: a blank unique_role_name creates a role, a known one updates it."""
-    out = {k: dict(v) for k, v in roles.items()}
-    for n, row in enumerate(rows, start=1):
-        name = str(row.get("unique_role_name", "") or "").strip()
-        if name and name not in out:
-            raise ApiError(400, f"Row {n}: the unique role name '{name}' does not exist")
-        label = str(row.get("role_label", "") or "").strip()
-        if not name and not label:
-            raise ApiError(400, f"Row {n}: a new role needs a role_label")
-        name = name or new_role_name(set(out))
-        base = out.get(name) or {"role_label": label, **default_rights(forms)}
-        try:
-            role = apply_row(base, row, forms)
-        except RightsError as err:
-            raise ApiError(400, f"Role '{label or name}': {err}") from None
-        role["role_label"] = label or base["role_label"]
-        out[name] = role
-    return out
-
-
 def import_roles(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     _user_rights_privilege(ctx)
     rows = import_rows(req)
-    roles = roles_from_rows(ctx.design.roles, rows, ctx.design.forms)
+    try:
+        roles = roles_from_rows(ctx.design.roles, rows, ctx.design.forms)
+    except RightsError as err:
+        raise ApiError(400, str(err)) from None
     _save_roles(ctx, roles, f"Add/edit {len(rows)} user role(s) (API)")
     return ApiResult.data(str(len(rows)), req.return_format)
 

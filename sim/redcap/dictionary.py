@@ -3,13 +3,14 @@
 The files are the ones a REDCap administrator uploads (or the API accepts): the data
 dictionary with REDCap's 18 columns (either the download headers or the API names),
 `arms.csv`, `events.csv`, `instrument_event_mapping.csv`, `repeating_instruments.csv`
-and optionally `dags.csv`. `load_project_folder` builds and checks a `ProjectDesign`.
+and optionally `dags.csv` and `user_roles.json`. `load_project_folder` builds and checks a `ProjectDesign`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .design import (
     ProjectDesign,
     unique_event_name,
 )
+from .rights import roles_from_rows
 
 DICTIONARY_FILE = "data_dictionary.csv"
 ARMS_FILE = "arms.csv"
@@ -30,6 +32,7 @@ EVENTS_FILE = "events.csv"
 MAPPING_FILE = "instrument_event_mapping.csv"
 REPEATING_FILE = "repeating_instruments.csv"
 DAGS_FILE = "dags.csv"
+ROLES_FILE = "user_roles.json"  # the API's userRole import format (PyCap import_user_roles)
 
 _HEADER_TO_COLUMN = dict(zip(DICTIONARY_HEADERS, METADATA_COLUMNS, strict=True))
 
@@ -121,6 +124,12 @@ def load_project_folder(folder: str | Path) -> ProjectDesign:
     if (root / DAGS_FILE).is_file():
         for r in read_csv_rows(_read(root / DAGS_FILE)):
             design.add_dag(r.get("data_access_group_name", ""))
+    if (root / ROLES_FILE).is_file():
+        try:
+            design.roles = roles_from_rows({}, json.loads(_read(root / ROLES_FILE)),
+                                           design.forms)
+        except (ValueError, AttributeError) as err:  # RightsError is a ValueError
+            raise DesignError([f"{root / ROLES_FILE}: {err}"]) from None
     check_design(design)
     return design
 

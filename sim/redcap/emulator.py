@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
 
-from .api_users import roles_from_rows
-from .checks import DesignError
 from .context import EmulatorConfig, ProjectContext
 from .design import ArmDef, EventDef, FieldDef, ProjectDesign
 from .dictionary import load_project_folder
@@ -21,7 +18,6 @@ from .users import ensure_user
 
 API_TOKEN = re.compile(r"[0-9A-Fa-f]{32}")
 SUPER_TOKEN = re.compile(r"[0-9A-Fa-f]{64}")
-ROLES_FILE = "user_roles.json"
 DEFAULT_SETTINGS: dict[str, Any] = {"purpose": 0, "record_autonumbering_enabled": 1,
                                     "in_production": 0, "det_url": None}
 
@@ -53,18 +49,8 @@ class Emulator:
         return pid, api_token
 
     def create_from_folder(self, folder: str | Path, **kwargs: Any) -> tuple[int, str]:
-        """A project from a folder of REDCap files; `user_roles.json` (the API's userRole
-        import format) adds the roles."""
         title = kwargs.pop("title", None) or Path(folder).resolve().parent.name
-        design = load_project_folder(folder)
-        roles_file = Path(folder) / ROLES_FILE
-        if roles_file.is_file():
-            try:
-                rows = json.loads(roles_file.read_text(encoding="utf-8"))
-                design.roles = roles_from_rows({}, rows, design.forms)
-            except (ValueError, ApiError) as err:
-                raise DesignError([f"{roles_file}: {err}"]) from None
-        return self.create_project(title, design, **kwargs)
+        return self.create_project(title, load_project_folder(folder), **kwargs)
 
     def create_from_odm(self, odm: str, *, title: str | None = None, **kwargs: Any) -> tuple[int, str]:
         project = read_odm(odm)

@@ -8,6 +8,8 @@ the shape REDCap's API uses for `content=user` and `content=userRole`.
 from __future__ import annotations
 
 import json
+import secrets
+import string
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -120,3 +122,34 @@ def can_see_form(rights: Mapping[str, Any], form: str) -> bool:
     """Any data entry access (read only included) or any export right shows the form's data."""
     return bool(rights.get("forms", {}).get(form, 0)) or bool(
         rights.get("forms_export", {}).get(form, 0))
+
+
+def new_role_name(taken: set[str]) -> str:
+    """REDCap's unique role names look like `U-527D39JXAC`."""
+    alphabet = string.ascii_uppercase + string.digits
+    while True:
+        name = "U-" + "".join(secrets.choice(alphabet) for _ in range(10))
+        if name not in taken:
+            return name
+
+
+def roles_from_rows(roles: dict[str, dict[str, Any]], rows: list[dict[str, Any]],
+                    forms: list[str]) -> dict[str, dict[str, Any]]:
+    """Roles after an import: a blank unique_role_name creates a role, a known one updates it."""
+    out = {k: dict(v) for k, v in roles.items()}
+    for n, row in enumerate(rows, start=1):
+        name = str(row.get("unique_role_name", "") or "").strip()
+        if name and name not in out:
+            raise RightsError(f"Row {n}: the unique role name '{name}' does not exist")
+        label = str(row.get("role_label", "") or "").strip()
+        if not name and not label:
+            raise RightsError(f"Row {n}: a new role needs a role_label")
+        name = name or new_role_name(set(out))
+        base = out.get(name) or {"role_label": label, **default_rights(forms)}
+        try:
+            role = apply_row(base, row, forms)
+        except RightsError as err:
+            raise RightsError(f"Role '{label or name}': {err}") from None
+        role["role_label"] = label or base["role_label"]
+        out[name] = role
+    return out

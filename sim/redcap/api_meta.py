@@ -83,8 +83,10 @@ def events(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
 def arms(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     _longitudinal_only(ctx, "arms")
     wanted = {int(a) for a in req.list("arms") if a.isdigit()}
+    with_events = {e.arm_num for e in ctx.design.events}
+    # REDCap lists an arm only once it has an event
     rows = [{"arm_num": a.arm_num, "name": a.name} for a in ctx.design.arms
-            if not wanted or a.arm_num in wanted]
+            if (not wanted or a.arm_num in wanted) and a.arm_num in with_events]
     return _rows(rows, req, ["arm_num", "name"])
 
 

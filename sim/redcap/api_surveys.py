@@ -56,8 +56,9 @@ def participant_list(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     rows: list[dict[str, Any]] = []
     email_field = str(ctx.project.settings.get("survey_email_field", ""))
     data = ctx.store.data(ctx.pid)
+    arm = ctx.design.arm_of_event(event) if event else None
     for r in ctx.store.records(ctx.pid):
-        if own_dag and r.dag != own_dag:
+        if (own_dag and r.dag != own_dag) or (arm is not None and r.arm_num != arm):
             continue
         place = place_of(ctx, r.record, instrument, event, "1")
         entry = participant(ctx, place)

@@ -115,7 +115,7 @@ class EventDef:
 
 @dataclass
 class ProjectDesign:
-    """Everything that defines a project's structure; `events` empty means a classic project."""
+    """Everything that defines a project's structure; no arms and no events: a classic project."""
 
     fields: list[FieldDef]
     form_labels: dict[str, str] = field(default_factory=dict)
@@ -139,7 +139,8 @@ class ProjectDesign:
 
     @property
     def longitudinal(self) -> bool:
-        return bool(self.events)
+        """A project with arms stays longitudinal even while an override left it no events."""
+        return bool(self.events) or bool(self.arms)
 
     @property
     def forms(self) -> list[str]:

@@ -62,14 +62,17 @@ def arms_from_rows(rows: Iterable[Mapping[str, str]]) -> list[ArmDef]:
     return [ArmDef(arm_num=_int(r, "arm_num", "arms"), name=r.get("name", "")) for r in rows]
 
 
-def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1) -> list[EventDef]:
-    """Events as REDCap's event import reads them; the unique name is always generated."""
+def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1,
+                     taken: Iterable[str] = ()) -> list[EventDef]:
+    """Events as REDCap's event import reads them; the unique name is always generated
+    (`day_offset` or, as the export names it, `days_offset`)."""
     events: list[EventDef] = []
     problems: list[str] = []
+    taken = list(taken)
     for n, r in enumerate(rows, start=2):
         arm = _int(r, "arm_num", "events")
         name = r.get("event_name", "")
-        unique = unique_event_name(name, arm, [e.unique_event_name for e in events])
+        unique = unique_event_name(name, arm, [*taken, *(e.unique_event_name for e in events)])
         given = r.get("unique_event_name", "")
         if given and given != unique:
             problems.append(
@@ -77,7 +80,8 @@ def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1) -> li
                 f"from event name {name!r} ({unique!r})")
         events.append(EventDef(
             event_name=name, arm_num=arm, unique_event_name=unique,
-            day_offset=_int(r, "day_offset", "events", 0),
+            day_offset=_int(r, "day_offset" if r.get("day_offset", "") != "" else "days_offset",
+                            "events", 0),
             offset_min=_int(r, "offset_min", "events", 0),
             offset_max=_int(r, "offset_max", "events", 0),
             custom_event_label=r.get("custom_event_label", ""), event_id=start_id + len(events)))

@@ -66,7 +66,7 @@ def render_count(count: int, fmt: str) -> str:
         return json.dumps({"count": count})
     if fmt == "csv":
         return str(count)
-    return f"{XML_HEAD}\n<count>{count}</count>\n"
+    return f"{XML_HEAD}<count>{count}</count>"  # REDCap writes it on one line
 
 
 def render_ids(ids: Sequence[str], fmt: str) -> str:
@@ -74,7 +74,7 @@ def render_ids(ids: Sequence[str], fmt: str) -> str:
         return json.dumps(list(ids), ensure_ascii=False)
     if fmt == "csv":
         return "id\n" + "".join(f"{i}\n" for i in ids)
-    return f"{XML_HEAD}\n<ids>" + "".join(f"<id>{escape(i)}</id>" for i in ids) + "</ids>\n"
+    return f"{XML_HEAD}<ids>" + "".join(f"<id>{escape(i)}</id>" for i in ids) + "</ids>"
 
 
 def parse_rows(data: str, fmt: str) -> list[dict[str, str]]:

@@ -1,8 +1,10 @@
 """The gateway's start-up (and periodic) blinding check of REDCap user rights.
 
 Offenders (see `rights_check`) are logged by name and make `/readyz` answer 503 until the
-project's rights are fixed. REDCap being unreachable does not block readiness: the check
-is retried at the next interval and the outage is already visible through the sync.
+project's rights are fixed; so does a check REDCap refuses (Tailor's API user needs the
+User Rights privilege to read users and roles): an unchecked project is not a passed one.
+REDCap being unreachable does not block readiness: the check is retried at the next
+interval and the outage is already visible through the sync.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ READINESS_KEY = "redcap_rights"
 class RightsState:
     def __init__(self) -> None:
         self.offenders: list[Offender] = []
+        self.refused: str | None = None
 
     def problem(self) -> str | None:
         """None when ready; else what blocks readiness (names, never data)."""
+        if self.refused:
+            return f"REDCap user rights could not be checked: {self.refused}"
         if not self.offenders:
             return None
         return "REDCap users/roles could derive the arm: " + "; ".join(
@@ -38,9 +43,14 @@ async def check_once(kernel: Kernel, client: RedcapClient, settings: RedcapSetti
     try:
         offenders = await asyncio.to_thread(client.rights_offenders, kernel.protocol.redcap,
                                             settings.service_username)
-    except (RedcapUnavailable, RedcapRefused) as exc:
+    except RedcapUnavailable as exc:
         log.warning("redcap.rights_check_failed", error=str(exc)[:300])
         return
+    except RedcapRefused as exc:
+        state.refused = str(exc)[:300]
+        log.error("redcap.rights_check_refused", error=state.refused)
+        return
+    state.refused = None
     state.offenders = offenders
     for o in offenders:
         log.error("redcap.rights_offender", kind=o.kind, name=o.name, label=o.label,

@@ -54,9 +54,17 @@ def _tokens(text: str) -> list[tuple[str, str]]:
     return out
 
 
+MAX_LENGTH = 4000
+
+
 def parse(text: str) -> Node:
+    if len(text) > MAX_LENGTH:
+        raise LogicError(f"the logic is longer than {MAX_LENGTH} characters")
     tokens = _tokens(text)
-    node, rest = _or(tokens)
+    try:
+        node, rest = _or(tokens)
+    except RecursionError:
+        raise LogicError("the logic nests parentheses too deeply") from None
     if rest:
         raise LogicError(f"unexpected {rest[0][1]!r}")
     return node

@@ -88,22 +88,38 @@ def test_the_cli_exits_1_naming_the_offender_and_0_when_fixed(
     assert runner.invoke(tailor, ["redcap", "check-rights"]).exit_code == 0
 
 
+def _readiness_once_checked(emulator: RunningEmulator, tmp_path: Path, nats_url: str,
+                            monkeypatch: pytest.MonkeyPatch) -> tuple[int, dict]:
+    monkeypatch.setenv("TAILOR_REDCAP_API_URL", emulator.api_url)
+    monkeypatch.setenv("TAILOR_REDCAP_TOKEN", emulator.token)
+    monkeypatch.setenv("TAILOR_REDCAP_DET_SECRET", "s" * 24)
+    with served_service(GATEWAY, home=tmp_path, nats_url=nats_url,
+                        database_url=f"sqlite:///{tmp_path}/gateway.db") as (url, _):
+        deadline = time.monotonic() + 30
+        while True:  # the first check runs in the background: wait for its verdict
+            response = httpx.get(f"{url}/readyz")
+            body = response.json()
+            if body["checks"].get("redcap_rights", "ok") != "ok" or time.monotonic() > deadline:
+                return response.status_code, body
+            time.sleep(0.1)
+
+
 def test_the_gateway_is_not_ready_while_an_offender_exists(
         emulator: RunningEmulator, tmp_path: Path, nats_server: NatsServer,
         monkeypatch: pytest.MonkeyPatch) -> None:
     role = leaky_role(redcap.Project(emulator.api_url, emulator.token))
-    monkeypatch.setenv("TAILOR_REDCAP_API_URL", emulator.api_url)
-    monkeypatch.setenv("TAILOR_REDCAP_TOKEN", emulator.token)
-    monkeypatch.setenv("TAILOR_REDCAP_DET_SECRET", "s" * 24)
-    with served_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
-                        database_url=f"sqlite:///{tmp_path}/gateway.db") as (url, _):
-        deadline = time.monotonic() + 30
-        body: dict = {}
-        while time.monotonic() < deadline:  # the first check runs in the background
-            response = httpx.get(f"{url}/readyz")
-            body = response.json()
-            if body["checks"].get("redcap_rights", "ok") != "ok":
-                break
-            time.sleep(0.1)
-        assert response.status_code == 503
-        assert f"role {role} (Study nurse)" in body["checks"]["redcap_rights"]
+    status, body = _readiness_once_checked(emulator, tmp_path, nats_server.url, monkeypatch)
+    assert status == 503
+    assert f"role {role} (Study nurse)" in body["checks"]["redcap_rights"]
+
+
+def test_a_check_redcap_refuses_is_not_a_pass(
+        emulator: RunningEmulator, tmp_path: Path, nats_server: NatsServer,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tailor's API user without the User Rights privilege cannot read users and roles."""
+    redcap.Project(emulator.api_url, emulator.token).import_users(
+        [{"username": "tailor", "user_rights": 0}])
+    status, body = _readiness_once_checked(emulator, tmp_path, nats_server.url, monkeypatch)
+    assert status == 503
+    assert body["checks"]["redcap_rights"].startswith("REDCap user rights could not be checked")
+    assert "User Rights privileges" in body["checks"]["redcap_rights"]

@@ -251,7 +251,9 @@ def test_filter_logic_common_subset(project: redcap.Project) -> None:
     assert ids('[dem_age] = ""') == []
     for bad, why in (("datediff([dem_age], 'today', 'y') > 1", "does not evaluate"),
                      ("[nope] = 1", "unknown field [nope]"),
-                     ("[nowhere_arm_1][dem_age] = 1", "unknown event [nowhere_arm_1]")):
+                     ("[nowhere_arm_1][dem_age] = 1", "unknown event [nowhere_arm_1]"),
+                     ("(" * 3000 + "[dem_age] = 1" + ")" * 3000, "longer than"),
+                     ("(" * 1500 + "[dem_age] = 1" + ")" * 1500, "too deeply")):
         with pytest.raises(RedcapError) as err:
             ids(bad)
         assert why in error_message(err)

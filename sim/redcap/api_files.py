@@ -23,7 +23,7 @@ MAX_FILE_BYTES = 16 * 1024 * 1024
 
 
 def _next_id(ctx: ProjectContext, kind: str) -> int:
-    return 1 + max((int(k) for k in ctx.store.objects(ctx.pid, kind)), default=0)
+    return 1 + max((int(k) for k in ctx.store.object_keys(ctx.pid, kind)), default=0)
 
 
 def _store_file(ctx: ProjectContext, req: ApiRequest, **extra: Any) -> int:

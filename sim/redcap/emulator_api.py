@@ -155,7 +155,8 @@ def router(emulator: Emulator) -> APIRouter:
         if bad:
             raise HTTPException(422, f"unknown fields or events: {bad}")
         store = emulator.store
-        report_id = 1 + max((int(k) for k in store.objects(project_id, "report")), default=1000)
+        report_id = 1 + max((int(k) for k in store.object_keys(project_id, "report")),
+                            default=1000)
         store.put_object(project_id, "report", str(report_id), body.model_dump())
         return {"report_id": report_id}
 

@@ -179,6 +179,11 @@ class Store:
             "SELECT key, data FROM objects WHERE project_id = ? AND kind = ? ORDER BY seq",
             (project_id, kind))}
 
+    def object_keys(self, project_id: int, kind: str) -> list[str]:
+        return [r["key"] for r in self._q(
+            "SELECT key FROM objects WHERE project_id = ? AND kind = ? ORDER BY seq",
+            (project_id, kind))]
+
     def get_object(self, project_id: int, kind: str, key: str) -> dict[str, Any] | None:
         rows = self._q("SELECT data FROM objects WHERE project_id = ? AND kind = ? AND key = ?",
                        (project_id, kind, key))

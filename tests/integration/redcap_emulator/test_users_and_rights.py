@@ -3,6 +3,7 @@ DAGs, a repeating instrument, surveys), then its users, roles and rights used th
 
 from __future__ import annotations
 
+import httpx
 import pytest
 import redcap
 from redcap import RedcapError
@@ -170,3 +171,17 @@ def test_arms_and_events_delete_and_event_import_with_override(project: redcap.P
     with pytest.raises(RedcapError) as err:
         project.delete_arms(["9"])
     assert "'9'" in error_message(err)
+
+
+def test_a_project_user_saves_only_instruments_it_may_edit(
+        emulator: RunningEmulator, clinic: redcap.Project) -> None:
+    pid = int(clinic.export_project_info()["project_id"])
+    clinic.import_users([{"username": "nina"}])
+    clinic.import_user_role_assignment([{"username": "nina", "unique_role_name": "U-NURSE00001"}])
+    saved = emulator.save_form("contact_info", values={"ci_age": "33"}, record="2",
+                               username="nina", project_id=pid)
+    assert saved["record"] == "2"
+    response = httpx.post(f"{emulator.base_url}/emulator/projects/{pid}/forms/feedback",
+                          json={"values": {"fb_score": "1"}, "record": "2", "username": "nina"})
+    assert response.status_code == 403
+    assert "may not edit the instrument 'feedback'" in response.json()["detail"]

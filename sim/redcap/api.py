@@ -143,7 +143,7 @@ def _dispatch(emulator: Emulator, req: ApiRequest) -> ApiResult:
         raise ApiError(403, "You do not have API Export privileges")
     if action not in READING and not rights.get("api_import"):
         raise ApiError(403, "You do not have API Import/Update privileges")
-    if content == "project_xml":
+    if content == "project_xml" and action == "export":
         return _project_xml(ctx, req)
     handler = HANDLERS.get((content, action))
     if handler is None:

@@ -16,6 +16,7 @@ import structlog
 from services.core.runner import Kernel
 
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
+from .metrics import RIGHTS_OFFENDERS
 from .rights_check import Offender
 from .settings import RedcapSettings
 
@@ -48,10 +49,12 @@ async def check_once(kernel: Kernel, client: RedcapClient, settings: RedcapSetti
         return
     except RedcapRefused as exc:
         state.refused = str(exc)[:300]
+        RIGHTS_OFFENDERS.set(-1)
         log.error("redcap.rights_check_refused", error=state.refused)
         return
     state.refused = None
     state.offenders = offenders
+    RIGHTS_OFFENDERS.set(len(offenders))
     for o in offenders:
         log.error("redcap.rights_offender", kind=o.kind, name=o.name, label=o.label,
                   reason=o.reason)

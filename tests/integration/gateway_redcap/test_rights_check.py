@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 import redcap
+from prometheus_client import REGISTRY
 from typer.testing import CliRunner
 
 from gateway.app import SPEC as GATEWAY
@@ -111,6 +112,7 @@ def test_the_gateway_is_not_ready_while_an_offender_exists(
     status, body = _readiness_once_checked(emulator, tmp_path, nats_server.url, monkeypatch)
     assert status == 503
     assert f"role {role} (Study nurse)" in body["checks"]["redcap_rights"]
+    assert REGISTRY.get_sample_value("tailor_redcap_rights_offenders") == 1
 
 
 def test_a_check_redcap_refuses_is_not_a_pass(

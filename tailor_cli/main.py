@@ -113,7 +113,7 @@ def _mount_subcommands() -> None:
     for name, module in (("allocation", "services.allocation.cli"),
                          ("randomization", "services.randomization.cli"),
                          ("reports", "services.reports.cli"),
-                         ("keys", "gateway.keys_cli")):
+                         ("keys", "gateway.keys_cli"), ("redcap", "gateway.redcap.cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

@@ -15,7 +15,10 @@ from zoneinfo import ZoneInfo
 import requests
 from redcap import Project, RedcapError
 
+from services.core.protocol.redcap import RedcapProject
+
 from .metrics import API_SECONDS
+from .rights_check import Offender, check_project_rights
 
 
 class RedcapUnavailable(RuntimeError):
@@ -78,6 +81,11 @@ class RedcapClient:
             # Gray (never entered) forms export blank, not "0": only forms with data count.
             return self._project.export_records(  # type: ignore[return-value]
                 date_begin=begin, export_blank_for_gray_form_status=True)
+
+    def rights_offenders(self, redcap: RedcapProject, service_user: str) -> list[Offender]:
+        """Users and roles who could see both the allocation and baseline MPI-D answers."""
+        with self._call("user", "export"):
+            return check_project_rights(self._project, redcap, service_user=service_user)
 
     def import_rows(self, rows: list[dict[str, str]]) -> int:
         with self._call("record", "import"):

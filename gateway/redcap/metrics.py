@@ -16,3 +16,7 @@ TRIGGER_BACKLOG = Gauge(
     "tailor_redcap_trigger_backlog_triggers", "Triggers stored but not yet fetched and published")
 SWEEP_LAG = Gauge(
     "tailor_redcap_sweep_lag_seconds", "Age of the newest change the reconciliation sweep has covered")
+RIGHTS_OFFENDERS = Gauge(
+    "tailor_redcap_rights_offenders",
+    "REDCap users and roles that could see both the allocation and baseline MPI-D "
+    "(-1: the last check was refused)")

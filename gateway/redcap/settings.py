@@ -31,6 +31,10 @@ class RedcapSettings(BaseSettings):
     det_burst: float = Field(default=1000.0, ge=1)
     det_refused_per_second: float = Field(default=0.5, gt=0)
     det_refused_burst: float = Field(default=10.0, ge=1)
+    # Tailor's own REDCap API account: it reads MPI-D and writes the allocation, so the
+    # blinding check of user rights leaves it out (nobody else may log in as it).
+    service_username: str = "tailor"
+    rights_check_interval_seconds: float = 300.0
 
     def api_token(self) -> str | None:
         return _secret(self.token, self.token_file)

@@ -15,6 +15,7 @@ from services.core.sealing import load_recipient
 
 from .api import DetLimits
 from .client import RedcapClient
+from .rights_watch import start_rights_watch
 from .service import FormKeys
 from .settings import RedcapSettings
 from .workers import start_workers
@@ -37,6 +38,7 @@ def start(kernel: Kernel) -> None:
     client = RedcapClient(settings.api_url or "", settings.api_token() or "",
                           timeout=settings.timeout_seconds)
     start_workers(kernel, settings, client, keys)
+    start_rights_watch(kernel, client, settings)
 
 
 def form_keys(kernel: Kernel) -> FormKeys:

@@ -152,6 +152,9 @@ def health_router() -> APIRouter:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["nats"] = "ok" if kernel.bus.connected else "unreachable"
+        # a service's own conditions (name -> callable: None when fine, else the problem)
+        for name, problem in kernel.extras.get("readiness", {}).items():
+            checks[name] = problem() or "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)

@@ -66,7 +66,7 @@ def check(folder: Path) -> None:
             typer.echo(problem, err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{len(design.fields)} fields, {len(design.forms)} instruments, "
-               f"{len(design.events)} events: OK")
+               f"{len(design.events)} events, {len(design.roles)} user roles: OK")
 
 
 if __name__ == "__main__":

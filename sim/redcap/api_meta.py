@@ -1,5 +1,5 @@
 """Read-only project contents: version, project info, metadata, instruments, events, arms,
-form-event mapping, repeating setup, export field names, DAGs and the log."""
+form-event mapping, repeating setup, export field names and the log."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def project_info(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
         "project_notes": s.get("project_notes", ""), "custom_record_label": "",
         "secondary_unique_field": "", "is_longitudinal": int(design.longitudinal),
         "has_repeating_instruments_or_events": int(design.has_repeating()),
-        "surveys_enabled": 0, "scheduling_enabled": 0,
+        "surveys_enabled": int(bool(design.surveys)), "scheduling_enabled": 0,
         "record_autonumbering_enabled": int(s.get("record_autonumbering_enabled", 1)),
         "randomization_enabled": 0, "ddp_enabled": 0, "project_irb_number": "",
         "project_grant_number": "", "project_pi_firstname": "", "project_pi_lastname": "",
@@ -83,8 +83,10 @@ def events(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
 def arms(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     _longitudinal_only(ctx, "arms")
     wanted = {int(a) for a in req.list("arms") if a.isdigit()}
+    with_events = {e.arm_num for e in ctx.design.events}
+    # REDCap lists an arm only once it has an event
     rows = [{"arm_num": a.arm_num, "name": a.name} for a in ctx.design.arms
-            if not wanted or a.arm_num in wanted]
+            if (not wanted or a.arm_num in wanted) and a.arm_num in with_events]
     return _rows(rows, req, ["arm_num", "name"])
 
 
@@ -130,15 +132,6 @@ def export_field_names(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
         rows.append({"original_field_name": status, "choice_value": "", "export_field_name": status})
     rows = [r for r in rows if not only or r["original_field_name"] == only]
     return _rows(rows, req, ["original_field_name", "choice_value", "export_field_name"])
-
-
-def dags(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
-    if req.action != "export":
-        raise ApiError(400, "The emulator only exports data access groups")
-    rows = [{"data_access_group_name": label, "unique_group_name": unique,
-             "data_access_group_id": 1000 + i}
-            for i, (unique, label) in enumerate(ctx.design.dag_unique_names().items())]
-    return _rows(rows, req, ["data_access_group_name", "unique_group_name", "data_access_group_id"])
 
 
 def log(ctx: ProjectContext, req: ApiRequest) -> ApiResult:

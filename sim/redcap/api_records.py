@@ -13,15 +13,20 @@ from .formats import (
 )
 from .layout import complete_field, sort_records
 from .params import ApiError, ApiRequest
-from .records_export import export_records
-from .records_import import apply_rows, eav_to_flat, next_record_name, plan_rows
+from .records_export import export_records, header_labels
+from .records_import import PlannedRow, apply_rows, eav_to_flat, next_record_name, plan_rows
+from .users import require
 
 
 def record_export(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     rows, columns = export_records(ctx, req)
     ctx.store.log(ctx.pid, ctx.username, "export", "Data export (API)",
                   details=f"Export data (API), {len(rows)} row(s)")
-    return ApiResult.data(render_rows(rows, req.format, columns or None), req.format)
+    header = None
+    if req.format == "csv" and req.get("rawOrLabelHeaders") == "label" and columns:
+        header = header_labels(ctx.design, columns)  # REDCap labels CSV headers only
+    return ApiResult.data(render_rows(rows, req.format, columns or None, header=header),
+                          req.format)
 
 
 def record_import(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
@@ -43,6 +48,7 @@ def record_import(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     if req.get("type", "flat") == "eav":
         rows = eav_to_flat(ctx.design, rows)
     planned = plan_rows(ctx.design, rows, date_format=date_format, now=ctx.store.clock)
+    _keep_to_callers_dag(ctx, planned)
     force_auto = req.flag("forceAutoNumber") and bool(
         ctx.project.settings.get("record_autonumbering_enabled", 1))
     outcome = apply_rows(ctx, planned, overwrite=overwrite == "overwrite", force_auto=force_auto)
@@ -56,8 +62,27 @@ def record_import(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     return ApiResult.data(render_count(len(outcome.ids), fmt), fmt)
 
 
+def _keep_to_callers_dag(ctx: ProjectContext, planned: list[PlannedRow]) -> None:
+    """A user in a DAG imports only into that group: new records join it, others are refused."""
+    dag = ctx.user_dag()
+    if not dag:
+        return
+    dags = {r.record: r.dag for r in ctx.store.records(ctx.pid)}
+    problems = [f'"{p.record}","redcap_data_access_group","{p.dag}","You are in the data '
+                f"access group '{dag}' and may not assign records to another group.\""
+                for p in planned if p.dag and p.dag != dag]
+    problems += [f'"{p.record}","{ctx.design.record_id_field}","{p.record}","The record exists '
+                 'in another data access group than yours."'
+                 for p in planned if p.record in dags and dags[p.record] != dag]
+    if problems:
+        raise ApiError(400, "\n".join(dict.fromkeys(problems)))
+    for p in planned:
+        p.dag = dag
+
+
 def record_delete(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
     design, store = ctx.design, ctx.store
+    require(ctx.rights(), "record_delete", "Delete Record")
     records = req.list("records")
     if not records:
         raise ApiError(400, "You must provide the records to delete (records)")

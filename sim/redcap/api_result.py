@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .formats import MEDIA_TYPES, render_error
 
 
 @dataclass(frozen=True)
 class ApiResult:
-    body: str
+    body: str | bytes
     media_type: str
     status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def file(cls, content: bytes, name: str, mime: str) -> ApiResult:
+        """A file as REDCap sends it: its name in the Content-Type's `name` parameter."""
+        safe = name.replace('"', "").replace("\r", "").replace("\n", "")
+        return cls(content, f'{mime or "application/octet-stream"}; name="{safe}"')
 
     @classmethod
     def data(cls, body: str, fmt: str) -> ApiResult:

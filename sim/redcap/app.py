@@ -8,10 +8,11 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from . import api, emulator_api
+from . import api, emulator_api, survey_page
 from .context import EmulatorConfig
 from .emulator import Emulator
 from .store import Store
+from .users import ensure_user
 
 
 def create_app(
@@ -46,6 +47,7 @@ def create_app(
     app.state.emulator = emulator
     app.include_router(api.router(emulator))
     app.include_router(emulator_api.router(emulator))
+    app.include_router(survey_page.router(emulator))
     return app
 
 
@@ -60,9 +62,11 @@ def bootstrap(emulator: Emulator, dictionary_dir: str | Path, *, project_id: int
             dictionary_dir, title=title, project_id=project_id, token=token, username=username)
     else:
         pid = existing.project_id
+        for _, owner_name in store.tokens_of(pid):  # databases from before users existed
+            ensure_user(store, pid, existing.design, owner_name)
         owner = store.token_owner(token) if token else None
         if token and owner is None:
-            store.add_token(pid, username, token)
+            emulator.add_token(pid, username, token)
         api_token = token or store.tokens_of(pid)[0][0]
     if det_url is not None:
         store.update_settings(pid, det_url=det_url)

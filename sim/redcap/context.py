@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from .design import ProjectDesign
 from .store import ProjectRow, Store
+from .users import dag_of, rights_of
 
 
 @dataclass(frozen=True)
@@ -30,3 +32,11 @@ class ProjectContext:
     @property
     def design(self) -> ProjectDesign:
         return self.project.design
+
+    def rights(self) -> dict[str, Any]:
+        """The caller's effective rights (a role's when the caller has one)."""
+        return rights_of(self.store, self.pid, self.design, self.username)
+
+    def user_dag(self) -> str:
+        """The caller's data access group ("" when the caller sees every record)."""
+        return dag_of(self.store, self.pid, self.username)

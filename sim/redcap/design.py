@@ -115,7 +115,7 @@ class EventDef:
 
 @dataclass
 class ProjectDesign:
-    """Everything that defines a project's structure; `events` empty means a classic project."""
+    """Everything that defines a project's structure; no arms and no events: a classic project."""
 
     fields: list[FieldDef]
     form_labels: dict[str, str] = field(default_factory=dict)
@@ -125,7 +125,12 @@ class ProjectDesign:
     mapping: dict[str, list[str]] = field(default_factory=dict)
     # unique event name -> {form: custom label}; the key "" holds a whole repeating event
     repeating: dict[str, dict[str, str]] = field(default_factory=dict)
-    dags: list[str] = field(default_factory=list)
+    # unique group name -> label
+    dags: dict[str, str] = field(default_factory=dict)
+    # user roles: unique_role_name -> {"role_label", every right flag, "forms", "forms_export"}
+    roles: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # instruments enabled as surveys: form -> survey settings (title, save_and_return, ...)
+    surveys: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ---- derived lookups -------------------------------------------------------------
     @property
@@ -134,7 +139,8 @@ class ProjectDesign:
 
     @property
     def longitudinal(self) -> bool:
-        return bool(self.events)
+        """A project with arms stays longitudinal even while an override left it no events."""
+        return bool(self.events) or bool(self.arms)
 
     @property
     def forms(self) -> list[str]:
@@ -186,10 +192,13 @@ class ProjectDesign:
 
     def dag_unique_names(self) -> dict[str, str]:
         """unique group name -> group label."""
-        out: dict[str, str] = {}
-        for label in self.dags:
-            out[unique_name_from(label, out.keys(), limit=18)] = label
-        return out
+        return dict(self.dags)
+
+    def add_dag(self, label: str) -> str:
+        """A new group; its unique name follows REDCap's slug rule."""
+        unique = unique_name_from(label, self.dags.keys(), limit=18)
+        self.dags[unique] = label
+        return unique
 
     # ---- storage -----------------------------------------------------------------------
     def to_json(self) -> dict[str, Any]:
@@ -204,8 +213,20 @@ class ProjectDesign:
             events=[EventDef(**e) for e in data.get("events") or []],
             mapping={k: list(v) for k, v in (data.get("mapping") or {}).items()},
             repeating={k: dict(v) for k, v in (data.get("repeating") or {}).items()},
-            dags=list(data.get("dags") or []),
+            dags=_dags_from_json(data.get("dags")),
+            roles={k: dict(v) for k, v in (data.get("roles") or {}).items()},
+            surveys={k: dict(v) for k, v in (data.get("surveys") or {}).items()},
         )
+
+
+def _dags_from_json(raw: Any) -> dict[str, str]:
+    """Stored as {unique: label}; older databases kept a list of labels."""
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    design = ProjectDesign(fields=[])
+    for label in raw or []:
+        design.add_dag(str(label))
+    return design.dags
 
 
 CLASSIC_EVENT = "event_1_arm_1"

@@ -3,13 +3,14 @@
 The files are the ones a REDCap administrator uploads (or the API accepts): the data
 dictionary with REDCap's 18 columns (either the download headers or the API names),
 `arms.csv`, `events.csv`, `instrument_event_mapping.csv`, `repeating_instruments.csv`
-and optionally `dags.csv`. `load_project_folder` builds and checks a `ProjectDesign`.
+and optionally `dags.csv` and `user_roles.json`. `load_project_folder` builds and checks a `ProjectDesign`.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -23,6 +24,7 @@ from .design import (
     ProjectDesign,
     unique_event_name,
 )
+from .rights import roles_from_rows
 
 DICTIONARY_FILE = "data_dictionary.csv"
 ARMS_FILE = "arms.csv"
@@ -30,6 +32,7 @@ EVENTS_FILE = "events.csv"
 MAPPING_FILE = "instrument_event_mapping.csv"
 REPEATING_FILE = "repeating_instruments.csv"
 DAGS_FILE = "dags.csv"
+ROLES_FILE = "user_roles.json"  # the API's userRole import format (PyCap import_user_roles)
 
 _HEADER_TO_COLUMN = dict(zip(DICTIONARY_HEADERS, METADATA_COLUMNS, strict=True))
 
@@ -59,14 +62,17 @@ def arms_from_rows(rows: Iterable[Mapping[str, str]]) -> list[ArmDef]:
     return [ArmDef(arm_num=_int(r, "arm_num", "arms"), name=r.get("name", "")) for r in rows]
 
 
-def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1) -> list[EventDef]:
-    """Events as REDCap's event import reads them; the unique name is always generated."""
+def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1,
+                     taken: Iterable[str] = ()) -> list[EventDef]:
+    """Events as REDCap's event import reads them; the unique name is always generated
+    (`day_offset` or, as the export names it, `days_offset`)."""
     events: list[EventDef] = []
     problems: list[str] = []
+    taken = list(taken)
     for n, r in enumerate(rows, start=2):
         arm = _int(r, "arm_num", "events")
         name = r.get("event_name", "")
-        unique = unique_event_name(name, arm, [e.unique_event_name for e in events])
+        unique = unique_event_name(name, arm, [*taken, *(e.unique_event_name for e in events)])
         given = r.get("unique_event_name", "")
         if given and given != unique:
             problems.append(
@@ -74,7 +80,8 @@ def events_from_rows(rows: Iterable[Mapping[str, str]], start_id: int = 1) -> li
                 f"from event name {name!r} ({unique!r})")
         events.append(EventDef(
             event_name=name, arm_num=arm, unique_event_name=unique,
-            day_offset=_int(r, "day_offset", "events", 0),
+            day_offset=_int(r, "day_offset" if r.get("day_offset", "") != "" else "days_offset",
+                            "events", 0),
             offset_min=_int(r, "offset_min", "events", 0),
             offset_max=_int(r, "offset_max", "events", 0),
             custom_event_label=r.get("custom_event_label", ""), event_id=start_id + len(events)))
@@ -119,8 +126,14 @@ def load_project_folder(folder: str | Path) -> ProjectDesign:
     if (root / REPEATING_FILE).is_file():
         design.repeating = repeating_from_rows(read_csv_rows(_read(root / REPEATING_FILE)))
     if (root / DAGS_FILE).is_file():
-        design.dags = [r.get("data_access_group_name", "")
-                       for r in read_csv_rows(_read(root / DAGS_FILE))]
+        for r in read_csv_rows(_read(root / DAGS_FILE)):
+            design.add_dag(r.get("data_access_group_name", ""))
+    if (root / ROLES_FILE).is_file():
+        try:
+            design.roles = roles_from_rows({}, json.loads(_read(root / ROLES_FILE)),
+                                           design.forms)
+        except (ValueError, AttributeError) as err:  # RightsError is a ValueError
+            raise DesignError([f"{root / ROLES_FILE}: {err}"]) from None
     check_design(design)
     return design
 

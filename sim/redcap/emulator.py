@@ -14,6 +14,7 @@ from .odm import read_odm
 from .params import ApiError
 from .records_import import apply_rows, plan_rows
 from .store import Store
+from .users import ensure_user
 
 API_TOKEN = re.compile(r"[0-9A-Fa-f]{32}")
 SUPER_TOKEN = re.compile(r"[0-9A-Fa-f]{64}")
@@ -40,7 +41,7 @@ class Emulator:
         with self.store.transaction():
             pid = self.store.create_project(title, design, {**DEFAULT_SETTINGS, **(settings or {})},
                                             project_id)
-            api_token = self.store.add_token(pid, username, token)
+            api_token = self.add_token(pid, username, token)
             self.store.log(pid, username, "manage", "Manage/Design", details="Create project")
             if rows:
                 ctx = self.context(pid, username)
@@ -66,6 +67,15 @@ class Emulator:
             design.events = [EventDef("Event 1", 1, "event_1_arm_1", event_id=1)]
             design.mapping = {"event_1_arm_1": ["my_first_instrument"]}
         return self.create_project(title, design, **kwargs)
+
+    def add_token(self, project_id: int, username: str, token: str | None = None) -> str:
+        """An API token for `username`, who joins the project (full rights) if not yet in it."""
+        project = self.store.project(project_id)
+        if project is None:
+            raise KeyError(project_id)
+        with self.store.transaction():
+            ensure_user(self.store, project_id, project.design, username)
+            return self.store.add_token(project_id, username, token)
 
     # ---- callers ------------------------------------------------------------------------
     def context(self, project_id: int, username: str) -> ProjectContext:

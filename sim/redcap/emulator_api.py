@@ -50,6 +50,13 @@ class FormSaveIn(BaseModel):
     fire_det: bool = True
 
 
+class ReportIn(BaseModel):
+    title: str = Field(min_length=1, max_length=200)
+    fields: list[str] = Field(min_length=1)
+    events: list[str] = []
+    filter_logic: str = ""
+
+
 class FaultIn(BaseModel):
     mode: Literal["error", "stall"]
     status: int = Field(500, ge=400, le=599)
@@ -96,7 +103,7 @@ def router(emulator: Emulator) -> APIRouter:
     @r.post("/projects/{project_id}/tokens", status_code=201)
     def create_token(project_id: int, body: TokenCreate) -> dict[str, str]:
         ctx(project_id)
-        return {"token": emulator.store.add_token(project_id, body.username, body.token)}
+        return {"token": emulator.add_token(project_id, body.username, body.token)}
 
     @r.post("/super-tokens", status_code=201)
     def create_super_token(body: TokenCreate) -> dict[str, str]:
@@ -136,6 +143,22 @@ def router(emulator: Emulator) -> APIRouter:
             raise HTTPException(err.status if err.status < 500 else 400, err.message) from None
         return {"record": outcome.record, "event": outcome.event, "instrument": instrument,
                 "repeat_instance": outcome.repeat_instance, "det": outcome.det}
+
+    @r.post("/projects/{project_id}/reports", status_code=201)
+    def create_report(project_id: int, body: ReportIn) -> dict[str, Any]:
+        """A report as the "Data Exports, Reports, and Stats" page would define it."""
+        context = ctx(project_id)
+        design = context.design
+        names = set(design.field_by_name()) | {f"{f}_complete" for f in design.forms}
+        bad = [f for f in body.fields if f not in names]
+        bad += [e for e in body.events if e not in design.event_names()]
+        if bad:
+            raise HTTPException(422, f"unknown fields or events: {bad}")
+        store = emulator.store
+        report_id = 1 + max((int(k) for k in store.object_keys(project_id, "report")),
+                            default=1000)
+        store.put_object(project_id, "report", str(report_id), body.model_dump())
+        return {"report_id": report_id}
 
     @r.get("/faults")
     def get_fault() -> dict[str, Any] | None:

@@ -24,8 +24,9 @@ class ImportFormatError(ValueError):
 
 
 def render_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str] | None = None,
-                *, root: str = "records") -> str:
-    """A list of records (dicts) as REDCap writes it in json, csv or xml."""
+                *, root: str = "records", header: Sequence[str] | None = None) -> str:
+    """A list of records (dicts) as REDCap writes it in json, csv or xml; `header`
+    replaces the column names in a CSV's first line."""
     if fmt == "json":
         return json.dumps(list(rows), ensure_ascii=False)
     cols = list(columns) if columns is not None else (list(rows[0]) if rows else [])
@@ -33,7 +34,7 @@ def render_rows(rows: Sequence[dict[str, Any]], fmt: str, columns: Sequence[str]
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
         if cols:
-            writer.writerow(cols)
+            writer.writerow(list(header) if header is not None else cols)
         writer.writerows([[_text(r.get(c, "")) for c in cols] for r in rows])
         return out.getvalue()
     items = "".join(
@@ -65,7 +66,7 @@ def render_count(count: int, fmt: str) -> str:
         return json.dumps({"count": count})
     if fmt == "csv":
         return str(count)
-    return f"{XML_HEAD}\n<count>{count}</count>\n"
+    return f"{XML_HEAD}<count>{count}</count>"  # REDCap writes it on one line
 
 
 def render_ids(ids: Sequence[str], fmt: str) -> str:
@@ -73,7 +74,7 @@ def render_ids(ids: Sequence[str], fmt: str) -> str:
         return json.dumps(list(ids), ensure_ascii=False)
     if fmt == "csv":
         return "id\n" + "".join(f"{i}\n" for i in ids)
-    return f"{XML_HEAD}\n<ids>" + "".join(f"<id>{escape(i)}</id>" for i in ids) + "</ids>\n"
+    return f"{XML_HEAD}<ids>" + "".join(f"<id>{escape(i)}</id>" for i in ids) + "</ids>"
 
 
 def parse_rows(data: str, fmt: str) -> list[dict[str, str]]:

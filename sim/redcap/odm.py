@@ -4,16 +4,21 @@ This is the file REDCap's "Download project XML" writes and its API accepts as
 `content=project&odm=...`: global settings, events and arms, instruments, fields
 with their code lists and range checks, repeating setup, DAGs and, optionally,
 ClinicalData. `read_odm` turns it into a `ProjectDesign` plus flat data rows.
+Pseudo-fields REDCap writes as items (`redcap_data_access_group`, `redcap_survey_identifier`,
+`<form>_timestamp`) are not fields; calculated values in ClinicalData are not stored (REDCap
+recalculates them); user roles, surveys and DAGs in GlobalVariables are kept.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from .checks import DesignError, check_design
-from .design import ArmDef, EventDef, FieldDef, ProjectDesign
+from .design import NOT_IMPORTABLE, ArmDef, EventDef, FieldDef, ProjectDesign
 from .formats import ImportFormatError, parse_xml
+from .rights import RIGHT_FLAGS, RightsError, fit_to_forms, parse_form_rights
 from .values import VALIDATION_ALIASES
 
 REDCAP_NS = "https://projectredcap.org"
@@ -92,7 +97,8 @@ def read_odm(text: str) -> OdmProject:
 
 def _settings(globals_: ET.Element | None) -> dict[str, object]:
     tags = {"RecordAutonumberingEnabled": "record_autonumbering_enabled", "Purpose": "purpose",
-            "PurposeOther": "purpose_other", "ProjectNotes": "project_notes"}
+            "PurposeOther": "purpose_other", "ProjectNotes": "project_notes",
+            "SurveyInvitationEmailField": "survey_email_field"}
     out: dict[str, object] = {}
     for el in globals_.iter() if globals_ is not None else []:
         key = tags.get(_local(el.tag))
@@ -143,6 +149,7 @@ def _read_fields(mdv: ET.Element, design: ProjectDesign) -> None:
         for ref in _children(form_el, "ItemGroupRef"):
             group_form[_attrs(ref)["ItemGroupOID"]] = form
     items = {_attrs(i)["OID"]: i for i in _children(mdv, "ItemDef")}
+    pseudo = pseudo_fields(group_form.values())
     code_lists = {_attrs(c)["OID"]: c for c in _children(mdv, "CodeList")}
     seen: set[str] = set()
     for group in _children(mdv, "ItemGroupDef"):
@@ -156,13 +163,22 @@ def _read_fields(mdv: ET.Element, design: ProjectDesign) -> None:
             if var == f"{form}_complete" or (
                     var in seen and r["ItemOID"].startswith(var + "___")):
                 continue  # the form status, or a further choice of a checkbox
-            seen.add(var)
             item = items.get(r["ItemOID"])
+            if var in pseudo and (item is None or "redcap:FieldType" not in _attrs(item)):
+                continue  # DAG, survey identifier and survey timestamps: not fields
+            seen.add(var)
             if item is None:
                 raise DesignError([f"({var}) ItemRef without an ItemDef"])
             header = g.get("Name", "") if g["OID"] == f"{form}.{r['ItemOID']}" else ""
             design.fields.append(_field(item, var, form, header, r.get("Mandatory") == "Yes",
                                         code_lists))
+
+
+def pseudo_fields(forms: Iterable[str]) -> set[str]:
+    """What REDCap writes as items without being fields: the record's DAG, the survey
+    identifier and each survey's completion timestamp."""
+    return {"redcap_data_access_group", "redcap_survey_identifier",
+            *(f"{form}_timestamp" for form in forms)}
 
 
 def _field(item: ET.Element, var: str, form: str, group_header: str, mandatory: bool,
@@ -179,7 +195,7 @@ def _field(item: ET.Element, var: str, form: str, group_header: str, mandatory: 
     ref = _first(item, "CodeListRef")
     if ref is not None and ftype not in ("yesno", "truefalse"):
         choices = _choices(code_lists.get(_attrs(ref)["CodeListOID"]))
-        if ftype not in ("radio", "dropdown", "checkbox"):
+        if ftype not in ("radio", "dropdown", "checkbox") and "redcap:FieldType" not in a:
             ftype = "dropdown"
     question = _first(item, "Question")
     label = _text_of(question, "FormattedTranslatedText") or _text_of(question, "TranslatedText")
@@ -219,16 +235,44 @@ def _read_repeating_and_dags(globals_: ET.Element | None, design: ProjectDesign)
             design.repeating.setdefault(a.get("redcap:UniqueEventName", ""), {})[""] = ""
         elif name == "DataAccessGroups":
             label = a.get("redcap:group_name") or a.get("group_name") or (el.text or "").strip()
-            if label:
-                design.dags.append(label)
+            unique = a.get("redcap:unique_group_name") or a.get("unique_group_name")
+            if label and unique:
+                design.dags[unique] = label
+            elif label:
+                design.add_dag(label)
+        elif name == "UserRoles":
+            _read_role(a, design)
+        elif name == "Surveys" and a.get("form_name"):
+            design.surveys[a["form_name"]] = {k: v for k, v in a.items() if k != "form_name"}
+
+
+def _read_role(a: dict[str, str], design: ProjectDesign) -> None:
+    """`<redcap:UserRoles role_name=.. unique_role_name=.. data_entry="[form,1]..."
+    data_export_instruments="[form,1]..." design="0" .../>`."""
+    forms = design.forms
+    rights: dict[str, object] = {flag: int(a[flag]) for flag in RIGHT_FLAGS
+                                 if a.get(flag, "").isdigit()}
+    for attr, column in (("data_entry", "forms"), ("data_export_instruments", "forms_export")):
+        pairs = [p.split(",", 1) for p in a.get(attr, "").strip("[]").split("][") if "," in p]
+        try:
+            rights[column] = parse_form_rights({f: v for f, v in pairs}, forms, column)
+        except RightsError as err:
+            raise DesignError([f"(user role {a.get('role_name', '')}) {err}"]) from None
+    name = a.get("unique_role_name") or f"U-{len(design.roles) + 1:010d}"
+    design.roles[name] = {"role_label": a.get("role_name", ""), **fit_to_forms(rights, forms)}
 
 
 def _clinical_rows(root: ET.Element, design: ProjectDesign) -> list[dict[str, str]]:
     """ClinicalData as flat import rows (record, event, repeating instrument, instance, values)."""
     rows: dict[tuple[str, str, str, str], dict[str, str]] = {}
     classic = design.event_names()[0]
+    # values REDCap exports but never imports: calculations, files, survey pseudo-fields
+    skipped = {n for f in design.fields if f.field_type in NOT_IMPORTABLE
+               for n in f.export_names() or [f.field_name]}
+    skipped |= pseudo_fields(design.forms) - {"redcap_data_access_group"}
     for subject in (e for e in root.iter() if _local(e.tag) == "SubjectData"):
         record = _attrs(subject).get("SubjectKey", "")
+        dag = _attrs(subject).get("redcap:DataAccessGroup", "")
         event_els = _children(subject, "StudyEventData") or [subject]
         for ev in event_els:
             ea = _attrs(ev)
@@ -246,7 +290,15 @@ def _clinical_rows(root: ET.Element, design: ProjectDesign) -> list[dict[str, st
                 row = rows.setdefault((record, event, ri, inst), _row_head(design, record, event, ri, inst))
                 for item in (i for i in form_el.iter() if _local(i.tag) == "ItemData"):
                     ia = _attrs(item)
-                    row[ia.get("ItemOID", "")] = ia.get("Value", "")
+                    name, value = ia.get("ItemOID", ""), ia.get("Value", "")
+                    if name == "redcap_data_access_group":
+                        row[name] = value
+                    elif name not in skipped:
+                        row[name] = value
+            if dag:
+                for key, row in rows.items():
+                    if key[0] == record:
+                        row.setdefault("redcap_data_access_group", dag)
     return list(rows.values())
 
 

@@ -10,6 +10,7 @@ from xml.sax.saxutils import quoteattr
 
 from .design import FORM_STATUS, FieldDef, ProjectDesign
 from .layout import complete_field, form_applies
+from .rights import RIGHT_FLAGS
 from .store import RowKey
 from .values import base_validation
 
@@ -44,7 +45,8 @@ def study_oid(title: str) -> str:
 
 
 def project_xml(title: str, design: ProjectDesign, settings: dict[str, object], *, version: str,
-                created: str, data: dict[RowKey, dict[str, str]] | None = None) -> str:
+                created: str, data: dict[RowKey, dict[str, str]] | None = None,
+                dags: dict[str, str] | None = None) -> str:
     oid = study_oid(title)
     out = [HEAD.format(version=_a(version), created=_a(created.replace(" ", "T")), title=_a(title)),
            f"<Study OID={_a(oid)}>\n", _global_variables(title, design, settings),
@@ -54,7 +56,7 @@ def project_xml(title: str, design: ProjectDesign, settings: dict[str, object], 
     out += _forms_groups_items(design)
     out.append("</MetaDataVersion>\n</Study>\n")
     if data is not None:
-        out.append(_clinical_data(oid, design, data))
+        out.append(_clinical_data(oid, design, data, dags or {}))
     out.append("</ODM>\n")
     return "".join(out)
 
@@ -66,8 +68,10 @@ def _global_variables(title: str, design: ProjectDesign, settings: dict[str, obj
              f"\t<ProtocolName>{_e(title)}</ProtocolName>\n"]
     for tag, key in (("RecordAutonumberingEnabled", "record_autonumbering_enabled"),
                      ("Purpose", "purpose"), ("PurposeOther", "purpose_other"),
-                     ("ProjectNotes", "project_notes")):
+                     ("ProjectNotes", "project_notes"),
+                     ("SurveyInvitationEmailField", "survey_email_field")):
         parts.append(f"\t<redcap:{tag}>{_e(str(settings.get(key, '')))}</redcap:{tag}>\n")
+    parts.append(f"\t<redcap:SurveysEnabled>{int(bool(design.surveys))}</redcap:SurveysEnabled>\n")
     if design.has_repeating():
         parts.append("\t<redcap:RepeatingInstrumentsAndEvents>\n")
         for event, forms in design.repeating.items():
@@ -82,9 +86,59 @@ def _global_variables(title: str, design: ProjectDesign, settings: dict[str, obj
         parts.append("\t</redcap:RepeatingInstrumentsAndEvents>\n")
     if design.dags:
         parts.append("\t<redcap:DataAccessGroupsGroup>\n")
-        parts += [f"\t\t<redcap:DataAccessGroups redcap:group_name={_a(d)}/>\n" for d in design.dags]
+        parts += [f"\t\t<redcap:DataAccessGroups group_name={_a(label)} "
+                  f"unique_group_name={_a(unique)}/>\n" for unique, label in design.dags.items()]
         parts.append("\t</redcap:DataAccessGroupsGroup>\n")
+    parts += _roles(design) + _surveys(design)
     return "<GlobalVariables>\n" + "".join(parts) + "</GlobalVariables>\n"
+
+
+def _form_rights(rights: dict[str, int]) -> str:
+    return "".join(f"[{form},{right}]" for form, right in rights.items())
+
+
+def _roles(design: ProjectDesign) -> list[str]:
+    if not design.roles:
+        return []
+    out = ["\t<redcap:UserRolesGroup>\n"]
+    for name, role in design.roles.items():
+        flags = "".join(f" {flag}={_a(role.get(flag, 0))}" for flag in RIGHT_FLAGS)
+        out.append(f"\t\t<redcap:UserRoles role_name={_a(role.get('role_label', ''))} "
+                   f"unique_role_name={_a(name)}{flags} "
+                   f"data_entry={_a(_form_rights(role.get('forms', {})))} "
+                   f"data_export_instruments={_a(_form_rights(role.get('forms_export', {})))}/>\n")
+    out.append("\t</redcap:UserRolesGroup>\n")
+    return out
+
+
+def _surveys(design: ProjectDesign) -> list[str]:
+    if not design.surveys:
+        return []
+    out = ["\t<redcap:SurveysGroup>\n"]
+    for form, settings in design.surveys.items():
+        attrs = "".join(f" {k}={_a(v)}" for k, v in settings.items())
+        out.append(f"\t\t<redcap:Surveys form_name={_a(form)}{attrs}/>\n")
+    out.append("\t</redcap:SurveysGroup>\n")
+    return out
+
+
+def _pseudo_items(design: ProjectDesign, form: str) -> list[str]:
+    """Items REDCap lists on a form without them being fields (see `odm.pseudo_fields`)."""
+    names = []
+    if form == design.forms[0] and design.dags:
+        names.append("redcap_data_access_group")
+    if form == design.forms[0] and design.surveys:
+        names.append("redcap_survey_identifier")
+    if form in design.surveys:
+        names.append(f"{form}_timestamp")
+    return names
+
+
+def _pseudo_item_def(name: str) -> str:
+    kind = "datetime" if name.endswith("_timestamp") else "text"
+    return (f"\t<ItemDef OID={_a(name)} Name={_a(name)} DataType=\"{kind}\" Length=\"999\" "
+            f"redcap:Variable={_a(name)}>\n\t\t<Question><TranslatedText>{_e(name)}"
+            "</TranslatedText></Question>\n\t</ItemDef>\n")
 
 
 def _events(design: ProjectDesign) -> list[str]:
@@ -129,10 +183,16 @@ def _forms_groups_items(design: ProjectDesign) -> list[str]:
                      f'Repeating="No" redcap:FormName={_a(form)}>\n' + "".join(
                          f"\t\t<ItemGroupRef ItemGroupOID={_a(g)} Mandatory=\"No\"/>\n"
                          for g, _, _ in form_groups) + "\t</FormDef>\n")
+        pseudo = _pseudo_items(design, form)
+        items += [_pseudo_item_def(n) for n in pseudo]
         for oid, name, fields in form_groups:
             refs: list[tuple[str, FieldDef | None]] = [
                 (n, f) for f in fields for n in _item_names(f)] or [(status, None)]
-            groups.append(f"\t<ItemGroupDef OID={_a(oid)} Name={_a(name)} Repeating=\"No\">\n" + "".join(
+            head = "".join(f"\t\t<ItemRef ItemOID={_a(n)} Mandatory=\"No\" redcap:Variable={_a(n)}/>\n"
+                           for n in pseudo)
+            pseudo = []
+            opening = f"\t<ItemGroupDef OID={_a(oid)} Name={_a(name)} Repeating=\"No\">\n"
+            groups.append(opening + head + "".join(
                 f"\t\t<ItemRef ItemOID={_a(n)} Mandatory={_a('Yes' if f and f.required_field else 'No')}"
                 f" redcap:Variable={_a(f.field_name if f else n)}/>\n" for n, f in refs)
                 + "\t</ItemGroupDef>\n")
@@ -207,12 +267,14 @@ def _status_list(name: str) -> str:
             f"redcap:Variable={_a(name)}>\n{items}\t</CodeList>\n")
 
 
-def _clinical_data(oid: str, design: ProjectDesign, data: dict[RowKey, dict[str, str]]) -> str:
+def _clinical_data(oid: str, design: ProjectDesign, data: dict[RowKey, dict[str, str]],
+                   dags: dict[str, str]) -> str:
     out = [f"<ClinicalData StudyOID={_a(oid)} MetaDataVersionOID={_a('Metadata.' + oid[8:])}>\n"]
     records = sorted({k[0] for k in data})
     for record in records:
+        dag = f" redcap:DataAccessGroup={_a(dags[record])}" if dags.get(record) else ""
         out.append(f"\t<SubjectData SubjectKey={_a(record)} "
-                   f"redcap:RecordIdField={_a(design.record_id_field)}>\n")
+                   f"redcap:RecordIdField={_a(design.record_id_field)}{dag}>\n")
         for key in sorted(k for k in data if k[0] == record):
             out += _event_data(design, key, data[key])
         out.append("\t</SubjectData>\n")

@@ -29,6 +29,10 @@ class ApiError(Exception):
 class ApiRequest:
     scalars: dict[str, str] = field(default_factory=dict)
     lists: dict[str, list[str]] = field(default_factory=dict)
+    # the address REDCap is reached at (links it hands out start with it)
+    base_url: str = ""
+    # uploaded files by parameter name: (file name, content, content type)
+    files: dict[str, tuple[str, bytes, str]] = field(default_factory=dict)
 
     @classmethod
     def from_pairs(cls, pairs: Iterable[tuple[str, str]]) -> ApiRequest:

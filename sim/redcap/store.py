@@ -1,4 +1,5 @@
-"""SQLite state of the emulator: projects, tokens, records, data points, log, DET deliveries.
+"""SQLite state of the emulator: projects, tokens, records, data points, log, DET deliveries,
+and project objects (users, survey links, files, reports) as JSON under (kind, key).
 
 Data points are stored the way REDCap stores them: one row per (record, event,
 repeating instrument, instance, field) with a non-blank value; a checked checkbox
@@ -39,6 +40,9 @@ CREATE TABLE IF NOT EXISTS log (
   username TEXT NOT NULL, kind TEXT NOT NULL, action TEXT NOT NULL, record TEXT NOT NULL,
   event TEXT NOT NULL, details TEXT NOT NULL, dag TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS log_by_time ON log (project_id, ts);
+CREATE TABLE IF NOT EXISTS objects (
+  project_id INTEGER, kind TEXT NOT NULL, key TEXT NOT NULL, data TEXT NOT NULL,
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, UNIQUE (project_id, kind, key));
 CREATE TABLE IF NOT EXISTS det_deliveries (
   delivery_id INTEGER PRIMARY KEY AUTOINCREMENT, project_id INTEGER, ts TEXT NOT NULL,
   url TEXT NOT NULL, payload TEXT NOT NULL, status_code INTEGER, error TEXT NOT NULL);
@@ -155,6 +159,46 @@ class Store:
     def tokens_of(self, project_id: int) -> list[tuple[str, str]]:
         return [(r["token"], r["username"]) for r in
                 self._q("SELECT token, username FROM tokens WHERE project_id = ?", (project_id,))]
+
+    def delete_tokens_of(self, project_id: int, username: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM tokens WHERE project_id = ? AND username = ?",
+                               (project_id, username))
+
+    # ---- project objects: users, survey links, files, reports -------------------------------
+    def put_object(self, project_id: int, kind: str, key: str, data: dict[str, Any]) -> None:
+        """Insert or replace; a replaced object keeps its place in the order."""
+        with self.transaction():
+            self._conn.execute(
+                "INSERT INTO objects (project_id, kind, key, data) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (project_id, kind, key) DO UPDATE SET data = excluded.data",
+                (project_id, kind, key, json.dumps(data)))
+
+    def objects(self, project_id: int, kind: str) -> dict[str, dict[str, Any]]:
+        return {r["key"]: json.loads(r["data"]) for r in self._q(
+            "SELECT key, data FROM objects WHERE project_id = ? AND kind = ? ORDER BY seq",
+            (project_id, kind))}
+
+    def object_keys(self, project_id: int, kind: str) -> list[str]:
+        return [r["key"] for r in self._q(
+            "SELECT key FROM objects WHERE project_id = ? AND kind = ? ORDER BY seq",
+            (project_id, kind))]
+
+    def get_object(self, project_id: int, kind: str, key: str) -> dict[str, Any] | None:
+        rows = self._q("SELECT data FROM objects WHERE project_id = ? AND kind = ? AND key = ?",
+                       (project_id, kind, key))
+        return json.loads(rows[0]["data"]) if rows else None
+
+    def find_object(self, kind: str, key: str) -> tuple[int, dict[str, Any]] | None:
+        """(project, data) of an object found by kind and key in any project."""
+        rows = self._q("SELECT project_id, data FROM objects WHERE kind = ? AND key = ?",
+                       (kind, key))
+        return (rows[0]["project_id"], json.loads(rows[0]["data"])) if rows else None
+
+    def delete_object(self, project_id: int, kind: str, key: str) -> None:
+        with self.transaction():
+            self._conn.execute("DELETE FROM objects WHERE project_id = ? AND kind = ? AND key = ?",
+                               (project_id, kind, key))
 
     # ---- records and data ----------------------------------------------------------------
     def records(self, project_id: int) -> list[RecordRow]:

@@ -15,6 +15,7 @@ from .det import det_payload, fire_det
 from .layout import complete_field
 from .params import ApiError
 from .records_import import apply_rows, next_record_name, plan_rows
+from .users import effective_rights, get_user
 
 
 @dataclass
@@ -49,6 +50,7 @@ def save_form(ctx: ProjectContext, save: FormSave, *, redcap_url: str) -> SaveOu
     if form not in design.forms_in_event(event):
         raise ApiError(400, f"The instrument '{form}' is not designated for event '{event}'")
     _check_fields(ctx, form, save.values)
+    _check_edit_right(ctx, form)
     existing = [r.record for r in ctx.store.records(ctx.pid)]
     record = save.record or next_record_name(existing)
     repeating = design.is_repeating_form(event, form) or design.is_repeating_event(event)
@@ -74,6 +76,16 @@ def save_form(ctx: ProjectContext, save: FormSave, *, redcap_url: str) -> SaveOu
                               username=ctx.username, redcap_url=redcap_url)
         delivery = fire_det(ctx, str(url), payload)
     return SaveOutcome(record, event, form, instance, delivery)
+
+
+def _check_edit_right(ctx: ProjectContext, form: str) -> None:
+    """A project user saves only instruments it may edit (view & edit, or edit survey
+    responses); a name that is not a project user plays an unrestricted person."""
+    user = get_user(ctx.store, ctx.pid, ctx.username)
+    if user is None:
+        return
+    if effective_rights(ctx.design, user)["forms"].get(form, 0) not in (1, 3):
+        raise ApiError(403, f"The user '{ctx.username}' may not edit the instrument '{form}'")
 
 
 def _check_fields(ctx: ProjectContext, form: str, values: dict[str, str]) -> None:

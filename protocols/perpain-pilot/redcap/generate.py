@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -301,6 +302,35 @@ def repeating_rows(p: Any) -> list[Row]:
              "custom_form_label": f"[{f.verbatim_term}] ([{f.onset_date}])"} for t in p.timepoints]
 
 
+def user_roles(p: Any, fields: list[Row], forms: list[str]) -> list[dict[str, Any]]:
+    """REDCap user roles (the API's `userRole` import format) in which no role sees both the
+    written-back allocation and the baseline MPI-D answers: with the shipped model they give
+    the cluster, and cluster + module give the arm. No role has API or user-rights access;
+    Tailor's own API user is the only account that reads MPI-D and writes the allocation."""
+    allocation = p.redcap.allocation_form
+    prefix = p.redcap.fields.mpid_item_prefix
+    mpid = {r["form_name"] for r in fields
+            if r["field_name"].startswith(prefix) and r["form_name"] in p.redcap.baseline_forms}
+    baseline = set(p.redcap.baseline_forms)
+    every_event = {p.redcap.withdrawal_form, p.redcap.adverse_event_form}
+
+    def role(label: str, entry: dict[str, int]) -> dict[str, Any]:
+        flags = {"design": 0, "user_rights": 0, "data_access_groups": 0, "reports": 1,
+                 "api_export": 0, "api_import": 0, "record_create": 1, "record_delete": 0}
+        return {"role_label": label, **flags, "forms": entry,
+                "forms_export": {f: 0 for f in forms}}
+
+    return [
+        role("Site data entry (blinded to the module)",
+             {f: 0 if f == allocation else 1 for f in forms}),
+        role("Therapist / coordinator (sees the module, not MPI-D)",
+             {f: 2 if f == allocation else 0 if f in mpid else 1 for f in forms}),
+        role("Outcome assessor (blinded)",
+             {f: 1 if f not in baseline | {allocation} or f in every_event else 0
+              for f in forms}),
+    ]
+
+
 def to_csv(rows: list[Row], columns: list[str], header: list[str] | None = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -330,6 +360,7 @@ def render(protocol_path: Path = PROTOCOL) -> dict[str, str]:
                                                ["arm_num", "unique_event_name", "form"]),
         "repeating_instruments.csv": to_csv(repeating_rows(p),
                                             ["event_name", "form_name", "custom_form_label"]),
+        "user_roles.json": json.dumps(user_roles(p, fields, forms), indent=1) + "\n",
     }
 
 

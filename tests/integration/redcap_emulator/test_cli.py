@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
 import subprocess
 import sys
@@ -22,7 +23,7 @@ def test_check_accepts_the_perpain_folder_and_rejects_a_broken_one(tmp_path: Pat
     runner = CliRunner()
     ok = runner.invoke(cli, ["check", str(PERPAIN_REDCAP)])
     assert ok.exit_code == 0
-    assert "289 fields, 15 instruments, 5 events: OK" in ok.output
+    assert "289 fields, 15 instruments, 5 events, 3 user roles: OK" in ok.output
     (tmp_path / "data_dictionary.csv").write_text(
         "field_name,form_name,field_type,field_label\nrecord_id,f,radio,ID\n", encoding="utf-8")
     broken = runner.invoke(cli, ["check", str(tmp_path)])
@@ -64,3 +65,12 @@ def test_serve_creates_the_project_once_and_keeps_its_data_across_restarts(tmp_p
             process.terminate()
             process.wait(timeout=10)
     assert (tmp_path / "token").read_text(encoding="utf-8").strip() == token
+
+
+def test_check_names_a_bad_user_roles_file(tmp_path: Path) -> None:
+    folder = tmp_path / "redcap"
+    shutil.copytree(PERPAIN_REDCAP, folder)
+    (folder / "user_roles.json").write_text('[{"role_label": "X", "forms": {"nope": 1}}]')
+    bad = CliRunner().invoke(cli, ["check", str(folder)])
+    assert bad.exit_code == 1
+    assert "The instrument 'nope' in 'forms' does not exist in the project" in bad.output

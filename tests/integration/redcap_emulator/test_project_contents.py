@@ -109,7 +109,7 @@ def test_unknown_token_is_forbidden_and_malformed_token_unauthorized(
 
 def test_unknown_content_is_a_bad_request(project: redcap.Project,
                                           perpain: PerpainProject) -> None:
-    payload = project._initialize_payload("surveyLink", format_type="json")
+    payload = project._initialize_payload("noSuchContent", format_type="json")
     with pytest.raises(RedcapError) as err:
         project._call_api(payload, "json")
     assert error_message(err) == 'The value of the parameter "content" is not valid'
@@ -118,7 +118,7 @@ def test_unknown_content_is_a_bad_request(project: redcap.Project,
 
 def test_a_second_token_is_another_user_of_the_same_project(
         emulator: RunningEmulator, perpain: PerpainProject) -> None:
-    token = emulator.emulator.store.add_token(perpain.pid, "data_manager")
+    token = emulator.emulator.add_token(perpain.pid, "data_manager")
     assert perpain.project(token).export_project_info()["project_id"] == perpain.pid
     perpain.project(token).import_records([{"record_id": "1", "redcap_event_name": BASELINE}])
     assert perpain.project().export_logging(log_type="record")[0]["username"] == "data_manager"

@@ -168,8 +168,12 @@ def test_eav_import_and_export(project: redcap.Project) -> None:
     payload.update(type="eav", overwriteBehavior="normal", returnContent="count")
     assert project._call_api(payload, "count_dict") == {"count": 1}
     exported = project.export_records(record_type="eav", fields=["dem_age", "cons_optout"])
+    # the record ID's own row first (once per record and event), then REDCap's field order
     assert [(r["field_name"], r["value"]) for r in exported] == [
-        ("cons_optout", "email"), ("dem_age", "41")]
+        ("record_id", "1"), ("cons_optout", "email"), ("dem_age", "41")]
+    payload = project._initialize_import_payload(exported, "json", "json", "record")
+    payload.update(type="eav", overwriteBehavior="normal", returnContent="count")
+    assert project._call_api(payload, "count_dict") == {"count": 1}  # it imports back as is
 
 
 def test_labels_for_choices_events_and_checkboxes(project: redcap.Project) -> None:
@@ -226,3 +230,46 @@ def test_delete_record_instrument_and_missing_record(project: redcap.Project,
     with pytest.raises(RedcapError, match="The following records do not exist: 2, 9"):
         project.delete_records(["2", "9"])
     assert perpain.statuses.last == 400
+
+
+def test_filter_logic_common_subset(project: redcap.Project) -> None:
+    project.import_records([demographics("1", dem_age=30, dem_sex=1, cons_optout___sms=1),
+                            demographics("2", dem_age=50, dem_sex=2),
+                            demographics("3", dem_age=70, dem_sex=1)])
+    project.import_records([{"record_id": "2", "redcap_event_name": "week_4_arm_1",
+                             "pgic_rating": "3"}])
+
+    def ids(logic: str) -> list[str]:
+        return [r["record_id"] for r in project.export_records(
+            fields=["record_id"], events=[BASELINE], filter_logic=logic)]
+
+    assert ids("[dem_age] > 40") == ["2", "3"]
+    assert ids("[dem_age] >= 50 and [dem_sex] = '1'") == ["3"]
+    assert ids("([dem_age] < 40 or [dem_age] > 60) and [dem_sex] <> 2") == ["1", "3"]
+    assert ids("[cons_optout(sms)] = '1'") == ["1"]
+    assert ids("[week_4_arm_1][pgic_rating] = 3") == ["2"]
+    assert ids('[dem_age] = ""') == []
+    for bad, why in (("datediff([dem_age], 'today', 'y') > 1", "does not evaluate"),
+                     ("[nope] = 1", "unknown field [nope]"),
+                     ("[nowhere_arm_1][dem_age] = 1", "unknown event [nowhere_arm_1]"),
+                     ("(" * 3000 + "[dem_age] = 1" + ")" * 3000, "longer than"),
+                     ("(" * 1500 + "[dem_age] = 1" + ")" * 1500, "too deeply")):
+        with pytest.raises(RedcapError) as err:
+            ids(bad)
+        assert why in error_message(err)
+
+
+def test_label_headers_in_csv_and_unemulated_parameters_refused(project: redcap.Project) -> None:
+    project.import_records([demographics("1", dem_age=30, cons_optout___sms=1)])
+    text = project.export_records(format_type="csv", fields=["record_id", "dem_age", "cons_optout"],
+                                  raw_or_label_headers="label", events=[BASELINE])
+    header = text.splitlines()[0].split(",")
+    assert header[:4] == ["Record ID", "Event Name", "Repeat Instrument", "Repeat Instance"]
+    assert "Complete?" not in header[:4] and any(h.startswith('"') or "(choice=" in h
+                                                 for h in header)
+    with pytest.raises(RedcapError) as err:
+        project.export_records(decimal_character=",")
+    assert "decimalCharacter" in error_message(err)
+    with pytest.raises(RedcapError) as err:
+        project.export_records(raw_or_label_headers="both")
+    assert error_message(err) == 'The value of the parameter "rawOrLabelHeaders" is not valid'

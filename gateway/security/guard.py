@@ -22,6 +22,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import errors
+from gateway.console.rules import console_rule
 from services.core import audit
 from services.core.db import unit_of_work
 from services.core.http import problem
@@ -73,7 +74,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        rule = find_rule(method, path) if is_clean(path) else None
+        rule = (find_rule(method, path) or console_rule(method, path)) if is_clean(path) else None
         if rule is None:
             await _answer(scope, receive, send, 404, "Not found", f"no public route {method} {path}")
             return

@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
+import re
 import shutil
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -97,12 +99,48 @@ class Ahead:
         return datetime.now(UTC) + self.offset
 
 
-def _seed(edge: Edge) -> dict[str, str]:
-    made = edge.call("POST", "/api/v1/randomization/v1/lists", "statistician", json={"slots_per_stratum": 12})
-    assert made.status_code == 201, made.text
-    sealed = edge.call("POST", f"/api/v1/randomization/v1/lists/{made.json()['id']}/seal", "statistician")
-    assert sealed.status_code == 200, sealed.text
-    asyncio.run(_publish(edge.nats_url, [(r, _consent(r)) for r in RECORDS]))
+def _in_thread(coroutine: Any) -> None:
+    """Run a coroutine to its end on a thread of its own (Playwright's sync API holds this one's loop)."""
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            asyncio.run(coroutine)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below
+            failure.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join()
+    if failure:
+        raise failure[0]
+
+
+def seal_in_console(browser: Any, edge: Edge) -> str:
+    """The statistician's main job, done in the browser: generate a list and seal it."""
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, accept_downloads=True)
+    try:
+        page = context.new_page()
+        sign_in(page, edge, "statistician")
+        page.goto(f"{console_url(edge)}/console/randomization")
+        page.get_by_label("Slots per stratum").fill("12")
+        page.get_by_role("button", name="Generate").click()
+        page.wait_for_load_state()
+        found = re.search(r"List (\w+) generated", page.locator(".flash").inner_text())
+        assert found, page.content()
+        list_id = found.group(1)
+        page.locator(f"#list-{list_id}").get_by_role("button", name="Seal", exact=True).click()
+        page.wait_for_load_state()
+        OUTPUT.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(OUTPUT / "statistician-sealed.png"), full_page=True)
+        assert f"List {list_id} sealed" in page.locator(".flash").inner_text(), page.content()
+        return list_id
+    finally:
+        context.close()
+
+
+def _seed(edge: Edge, list_id: str) -> dict[str, str]:
+    _in_thread(_publish(edge.nats_url, [(r, _consent(r)) for r in RECORDS]))
     notifications = edge.service_apps["notifications"]
     from services.notifications.models import ContactRow
     from sqlmodel import Session
@@ -132,11 +170,11 @@ def _seed(edge: Edge) -> dict[str, str]:
     runtime_for(kernel).wake()
     tasks = _until("a phone task", lambda: [t for t in edge.call(
         "GET", "/api/v1/notifications/v1/tasks", "coordinator").json() if t["channel"] == "phone"])
-    return {"list_id": made.json()["id"], "case_id": case.json()["case_id"], "task_id": str(tasks[0]["id"])}
+    return {"list_id": list_id, "case_id": case.json()["case_id"], "task_id": str(tasks[0]["id"])}
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, dict[str, str]]]:
+def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
     home = tmp_path_factory.mktemp("console")
     ensure_keypair(home / "keys")
     idp = IdentityProvider()
@@ -161,7 +199,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Edge, dict
         stack.callback(edge.http.close)
         for role in sorted(BEARER_ROLES):
             edge.key_ids[role], edge.keys[role] = edge.issue(role, f"console {role}")
-        yield edge, _seed(edge)
+        yield edge
+
+
+@pytest.fixture(scope="module")
+def seeded(edge: Edge, browser: Any) -> tuple[Edge, dict[str, str]]:
+    """The trial as the tests need it, starting with the list the statistician sealed."""
+    return edge, _seed(edge, seal_in_console(browser, edge))
 
 
 @pytest.fixture(scope="module")

@@ -13,10 +13,10 @@ from services.core.runner import ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
 
 from . import openapi, security
-from .console import app as console
-from .console.settings import ConsoleSettings
 from .api import router
 from .audit_api import router as audit_router
+from .console import app as console
+from .console.settings import ConsoleSettings
 from .handlers import CONSUMERS
 from .keys_api import router as keys_router
 from .ops_api import router as ops_router

@@ -7,10 +7,18 @@ from pathlib import Path
 from fastapi import APIRouter, FastAPI
 from fastapi.responses import Response
 
-from . import signin, today, views_audit, views_keys, views_participants, views_randomization
-from . import views_recruitment, views_safety
+from . import (
+    signin,
+    today,
+    views_audit,
+    views_keys,
+    views_participants,
+    views_randomization,
+    views_recruitment,
+    views_safety,
+)
 from .settings import ConsoleSettings
-from .web import PATH, PageRefused, ConsoleRuntime, install_handlers
+from .web import PATH, ConsoleRuntime, PageRefused, install_handlers
 
 STATIC = Path(__file__).parent / "static"
 _TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}

@@ -56,7 +56,8 @@ async def audit_trail(request: Request, visit: VisitDep, cursor: str | None = No
         next_link = f"{PATH}/audit?" + urlencode({**filters, "cursor": listing.body["next_cursor"]})
     return visit.render("audit.html", page, listing=listing, verify=verify, filters=filters,
                         chains=CHAINS, next_link=next_link,
-                        csv_link=f"{PATH}/audit/export.csv?" + urlencode({**filters, **({"cursor": cursor} if cursor else {})}))
+                        csv_link=f"{PATH}/audit/export.csv?" + urlencode(
+                            {**filters, **({"cursor": cursor} if cursor else {})}))
 
 
 @router.get("/export.csv")

@@ -73,8 +73,8 @@ async def seal(list_id: str, visit: VisitDep) -> Response:
     await visit_form(visit)
     answer = await visit.api.post(f"{LISTS}/{seg(list_id)}/seal")
     if answer.ok:
-        return visit.done(HERE, "ok", f"List {list_id} sealed; commitment {answer.body.get('digest', '')[:16]}… "
-                                      "is in the audit chain.")
+        digest = str(answer.body.get("digest", ""))[:16]
+        return visit.done(HERE, "ok", f"List {list_id} sealed; commitment {digest}… is in the audit chain.")
     return visit.done(HERE, "error", f"Not sealed: {answer.detail}")
 
 

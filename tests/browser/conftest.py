@@ -59,8 +59,9 @@ def chromium_path() -> str:
 def _consent(record: str) -> FormSaved:
     return FormSaved(project_id=101, record=record, event="t0_baseline", instrument="consent",
                      complete_status=2, trigger="det", fields={
-                         "record_id": record, "cons_given": "1", "cons_email": f"{record}@participant.example",
-                         "cons_mobile": "+49 151 10000042", "cons_address": f"P. {record}\nHauptstraße 5\n10115 Berlin",
+                         "record_id": record, "cons_given": "1",
+                         "cons_email": f"{record}@participant.example", "cons_mobile": "+49 151 10000042",
+                         "cons_address": f"P. {record}\nHauptstraße 5\n10115 Berlin",
                          "cons_language": "en", "cons_timezone": "Europe/Berlin",
                          "cons_optout___email": "0", "cons_optout___sms": "0", "cons_optout___phone": "0",
                          "cons_optout___letter": "0", "consent_complete": "2"})
@@ -100,13 +101,13 @@ class Ahead:
 
 
 def _in_thread(coroutine: Any) -> None:
-    """Run a coroutine to its end on a thread of its own (Playwright's sync API holds this one's loop)."""
+    """Run a coroutine on a thread of its own (Playwright's sync API holds this one's loop)."""
     failure: list[BaseException] = []
 
     def run() -> None:
         try:
             asyncio.run(coroutine)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
+        except BaseException as exc:
             failure.append(exc)
 
     thread = threading.Thread(target=run)
@@ -142,8 +143,9 @@ def seal_in_console(browser: Any, edge: Edge) -> str:
 def _seed(edge: Edge, list_id: str) -> dict[str, str]:
     _in_thread(_publish(edge.nats_url, [(r, _consent(r)) for r in RECORDS]))
     notifications = edge.service_apps["notifications"]
-    from services.notifications.models import ContactRow
     from sqlmodel import Session
+
+    from services.notifications.models import ContactRow
 
     def contacts() -> bool:
         with Session(notifications.state.kernel.engine) as session:
@@ -156,7 +158,8 @@ def _seed(edge: Edge, list_id: str) -> dict[str, str]:
                               json={"record": record, "cluster": clusters[i % len(clusters)],
                                     "reason": "console test: manual allocation"})
         assert allocated.status_code == 201, allocated.text
-    case = edge.call("POST", "/api/v1/safety/v1/adverse-events", "coordinator", json=adverse_event(RECORDS[0]))
+    case = edge.call("POST", "/api/v1/safety/v1/adverse-events", "coordinator",
+                     json=adverse_event(RECORDS[0]))
     assert case.status_code == 201, case.text
     for record in RECORDS:
         _until("schedules", lambda r=record: edge.call(

@@ -122,12 +122,14 @@ def test_monitor_exports_the_audit_trail_as_csv(seeded: Stack, context: Any, sho
 
 def test_statistician_sealed_a_list_and_downloads_its_commitment(seeded: Stack, context: Any) -> None:
     edge, trial = seeded  # the list was generated and sealed in the console (see `seeded`)
-    lists = {lst["id"]: lst for lst in edge.call("GET", "/api/v1/randomization/v1/lists", "statistician").json()}
+    listed = edge.call("GET", "/api/v1/randomization/v1/lists", "statistician").json()
+    lists = {lst["id"]: lst for lst in listed}
     assert lists[trial["list_id"]]["status"] == "sealed"
     page = context.new_page()
     sign_in(page, edge, "statistician")
     page.goto(f"{console_url(edge)}/console/randomization")
-    assert page.locator(f"#list-{trial['list_id']}").get_by_role("button", name="Seal", exact=True).count() == 0
+    row = page.locator(f"#list-{trial['list_id']}")
+    assert row.get_by_role("button", name="Seal", exact=True).count() == 0
     with page.expect_download() as download:
         page.locator(f"#list-{trial['list_id']}").get_by_role("link", name="Commitment statement").click()
     statement = Path(download.value.path()).read_text()
@@ -193,8 +195,8 @@ def test_forms_need_the_csrf_token_and_this_origin_and_sign_out_ends_the_session
     edge, _trial = seeded
     page = context.new_page()
     sign_in(page, edge, "safety_officer")
-    obligation = next(o for o in edge.call("GET", "/api/v1/safety/v1/obligations", "safety_officer").json()
-                      if not o["sent_at"])
+    listed = edge.call("GET", "/api/v1/safety/v1/obligations", "safety_officer").json()
+    obligation = next(o for o in listed if not o["sent_at"])
     csrf = page.locator("input[name=csrf]").first.get_attribute("value")
     base = console_url(edge)
     url = f"{base}/console/today/obligations/{obligation['id']}/sent"

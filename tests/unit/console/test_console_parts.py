@@ -87,3 +87,21 @@ def test_countdown_and_path_segments() -> None:
     assert countdown("2026-01-05T08:00:00Z", T0) == ("overdue by 1 h 0 min", "bad")
     assert countdown(None, T0)[0] == "no deadline"
     assert seg("../x/y") == "..%2Fx%2Fy"
+
+
+def test_report_plots_draw_the_reports_service_shapes() -> None:
+    from gateway.console.views_recruitment import feasibility_plot, flow_plot, recruitment_plot
+
+    flow = {"as_of": "2026-03-01", "assessed": 117, "excluded": {"not_meeting_criteria": 10, "declined": 2,
+                                                                  "other": 0},
+            "excluded_total": 12, "randomized": 104,
+            "pooled": {"allocated": 104, "lost_to_follow_up": 3, "discontinued": 1, "continuing": 100,
+                       "analysed": 100}}
+    assert "n = 117" in flow_plot(flow) and "n = 4" in flow_plot(flow)
+    recruitment = {"target": 120, "weeks": [{"week_start": "2026-01-05", "cumulative": 4},
+                                            {"week_start": "2026-01-12", "cumulative": 9}]}
+    assert "target 120" in recruitment_plot(recruitment)
+    criteria = [{"key": "consent_rate", "label": "Consent rate", "measure": "proportion", "value": 0.8,
+                 "ci_low": 0.7, "ci_high": 0.87}, {"key": "n", "measure": "count", "value": 104}]
+    drawn = feasibility_plot(criteria)
+    assert "Consent rate" in drawn and "80%" in drawn

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from gateway.console.settings import ConsoleSettings
 from services.core.bus import Bus
 from services.core.events import Envelope, FormSaved
 from services.core.internal_token import ensure_keypair
@@ -40,10 +41,13 @@ from tests.integration.gateway.support import (
 )
 from tests.support.harness import PROTOCOL, test_settings
 
+from .identity_provider import Approvals, provider_app
+
 IN_CI = os.environ.get("CI", "").lower() == "true"
 CHROMIUM = os.environ.get("TAILOR_CHROMIUM", "/usr/bin/chromium")
 OUTPUT = Path(".tailor/test-output/console")
 RECORDS = ("CN-001", "CN-002", "CN-003")
+APPROVALS = Approvals()
 
 
 def chromium_path() -> str:
@@ -196,7 +200,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
             apps[name] = build_app(spec, config=test_settings(home, nats.url),
                                    own=ServiceSettings(name=name, database_url=f"sqlite:///{home / name}.db"))
             served.start(apps[name], sockets[name])
-        gateway = gateway_app(home, nats.url, gateway_settings(urls, idp), "gateway.db")
+        provider = served.start(provider_app(idp, APPROVALS))
+        sign_on = ConsoleSettings(oidc_client_id="tailor-console",
+                                  oidc_authorization_endpoint=f"{provider}/authorize",
+                                  oidc_token_endpoint=f"{provider}/token")
+        gateway = gateway_app(home, nats.url, gateway_settings(urls, idp), "gateway.db",
+                              console_settings=sign_on)
         edge = Edge(home, nats.url, urls, served.start(gateway), gateway, load_protocol(PROTOCOL), idp,
                     service_apps=apps)
         stack.callback(edge.http.close)
@@ -237,9 +246,9 @@ def shots() -> Path:
 
 
 def console_url(edge: Edge) -> str:
-    """The gateway as a browser should address it: Chromium keeps Secure cookies on plain
-    http only for `localhost`."""
-    return edge.gateway_url.replace("127.0.0.1", "localhost")
+    """The gateway as the browser addresses it (a loopback address counts as a secure
+    context, so Chromium keeps the Secure cookie over plain http)."""
+    return edge.gateway_url
 
 
 def sign_in(page: Any, edge: Edge, role: Role | str) -> None:

@@ -17,7 +17,7 @@ from gateway.console.pages import PAGES
 from services.core.roles import BEARER_ROLES, Role, is_unblinded
 from tests.integration.gateway.support import Edge, unblinding_words
 
-from .conftest import RECORDS, console_url, sign_in
+from .conftest import APPROVALS, RECORDS, console_url, sign_in
 
 Stack = tuple[Edge, dict[str, str]]
 
@@ -220,3 +220,17 @@ def test_forms_need_the_csrf_token_and_this_origin_and_sign_out_ends_the_session
     assert "/sign-in" in page.url
     with httpx.Client(cookies=cookies, follow_redirects=False) as client:
         assert client.get(f"{base}/console/today").status_code == 303  # the old cookie is dead
+
+
+def test_sign_in_through_the_identity_provider_with_pkce(seeded: Stack, context: Any) -> None:
+    edge, _trial = seeded
+    page = context.new_page()
+    page.goto(f"{console_url(edge)}/console/sign-in")
+    page.get_by_role("link", name="Sign in with your organisation").click()
+    page.wait_for_url(re.compile(r".*/console/today$"))
+    assert page.locator("[data-role]").inner_text() == "monitor"
+    assert page.locator("#dlq-h, #review-h").count() >= 1
+    assert APPROVALS.refused_verifiers == 0
+    # The identity provider's answer is good once: a replayed callback signs nobody in.
+    replay = httpx.get(f"{console_url(edge)}/console/sign-in/oidc/callback?state=used&code=x")
+    assert replay.status_code == 400 and "tailor_console" not in replay.headers.get("set-cookie", "")

@@ -179,7 +179,7 @@ def test_session_cookie_flags_and_idle_and_absolute_expiry(seeded: Stack, contex
         sign_in(page, edge, "coordinator")
         # Busy all day: the idle clock keeps restarting, the absolute limit still ends it.
         started = real_clock()
-        step, at = store.idle / 2, started
+        step, at = store.idle - timedelta(minutes=1), started
         while at - started < store.absolute:
             at += step
             store.clock = lambda t=at: t

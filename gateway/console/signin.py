@@ -30,6 +30,7 @@ log = structlog.get_logger(__name__)
 router = APIRouter(prefix=PATH, include_in_schema=False)
 PRE_COOKIE = "tailor_console_signin"
 OIDC_PENDING_SECONDS = 600
+OIDC_PENDING_MAX = 10_000  # sign-ins begun and not finished within OIDC_PENDING_SECONDS
 ENDED = {"idle": "Your session ended after a period without activity. Please sign in again.",
          "absolute": "Your session reached its maximum length. Please sign in again.",
          "credential": "Your key or token is no longer accepted. Please sign in again.",
@@ -139,6 +140,8 @@ async def oidc_start(request: Request) -> Response:
     now = time.monotonic()
     for state in [s for s, p in console.oidc_pending.items() if now - p[1] > OIDC_PENDING_SECONDS]:
         console.oidc_pending.pop(state, None)
+    if len(console.oidc_pending) >= OIDC_PENDING_MAX:
+        raise PageRefused(429, "Too many sign-ins in progress", "retry in a few minutes")
     state, verifier = secrets.token_urlsafe(32), secrets.token_urlsafe(64)
     console.oidc_pending[state] = (verifier, now)
     query = urlencode({"response_type": "code", "client_id": settings.oidc_client_id,

@@ -85,6 +85,14 @@ def test_coordinator_claims_a_phone_task_and_records_the_outcome(seeded: Stack, 
     assert "recorded: voicemail" in page.locator(".flash").inner_text()
     open_tasks = edge.call("GET", "/api/v1/notifications/v1/tasks", "coordinator").json()
     assert seeded["task_id"] not in {str(t["id"]) for t in open_tasks}
+    # Opening a participant's page is recorded like an API read, with the page's own route.
+    page.goto(f"{console_url(edge)}/console/participants/{RECORDS[2]}")
+    trail = edge.call("GET", "/api/v1/audit", "monitor", params={
+        "service": "gateway", "participant": RECORDS[2], "action": "participant_data.read"}).json()
+    routes = {(e["actor"], e["after"]["route"]) for e in trail["entries"]}
+    actor = f"apikey:{edge.key_ids[Role.COORDINATOR]}"
+    assert (actor, "/console/participants/{record}") in routes
+    assert (actor, "/api/v1/notifications/v1/schedules/{record}") in routes
 
 
 def test_safety_officer_acknowledges_an_sae_obligation(seeded: Stack, context: Any, shots: Path) -> None:
@@ -100,6 +108,46 @@ def test_safety_officer_acknowledges_an_sae_obligation(seeded: Stack, context: A
     assert "acknowledged" in page.locator(".flash").inner_text().lower()
     after = {o["id"]: o for o in edge.call("GET", "/api/v1/safety/v1/obligations", "safety_officer").json()}
     assert after[obligation["id"]]["acknowledged_by"]
+    page.goto(f"{console_url(edge)}/console/safety")
+    page.get_by_role("link", name=obligation["case_id"]).click()
+    page.wait_for_load_state()
+    page.screenshot(path=str(shots / "safety_officer-case.png"), full_page=True)
+    assert "Version 1: initial report" in page.content() and "fainted after session" in page.content()
+
+
+def test_admin_issues_a_key_shown_once_and_revokes_it(seeded: Stack, context: Any, shots: Path) -> None:
+    edge, _trial = seeded
+    page = context.new_page()
+    sign_in(page, edge, "admin")
+    page.get_by_label("Name (whose key, for what)").fill("night shift ops")
+    page.get_by_label("Role").select_option("ops")
+    page.get_by_role("button", name="Issue").click()
+    page.wait_for_load_state()
+    token = page.locator("#issued .mono").inner_text().strip()
+    assert token.startswith("tlr_")
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert edge.call("GET", "/api/v1/ops/health", headers=bearer).status_code == 200
+    page.goto(f"{console_url(edge)}/console/keys")
+    assert token not in page.content()  # shown once
+    page.locator("#keys tr", has_text="night shift ops").get_by_role("button", name="Revoke").click()
+    page.wait_for_load_state()
+    page.screenshot(path=str(shots / "admin-key-revoked.png"), full_page=True)
+    assert edge.call("GET", "/api/v1/ops/health", headers=bearer).status_code == 401
+
+
+def test_pages_fit_a_tablet(seeded: Stack, browser: Any, shots: Path) -> None:
+    edge, _trial = seeded
+    tablet = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True)
+    try:
+        page = tablet.new_page()
+        sign_in(page, edge, "coordinator")
+        for path in ("/console/today", f"/console/participants/{RECORDS[0]}"):
+            page.goto(f"{console_url(edge)}{path}")
+            name = path.rsplit("/", 1)[-1]
+            page.screenshot(path=str(shots / f"tablet-coordinator-{name}.png"), full_page=True)
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    finally:
+        tablet.close()
 
 
 def test_monitor_exports_the_audit_trail_as_csv(seeded: Stack, context: Any, shots: Path) -> None:

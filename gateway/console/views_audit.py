@@ -8,12 +8,13 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from gateway.audit_api import CHAINS
+
 from .web import PATH, PageRefused, VisitDep
 
 router = APIRouter(prefix=f"{PATH}/audit", include_in_schema=False)
 AUDIT = "/api/v1/audit"
 VERIFY = "/api/v1/audit/verify"
-CHAINS = ("gateway", "allocation", "randomization", "notifications", "safety")
 TEXT_FILTERS = ("entity_type", "entity_id", "participant", "actor", "action")
 TIME_FILTERS = ("since", "until")
 

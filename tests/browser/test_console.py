@@ -268,6 +268,11 @@ def test_forms_need_the_csrf_token_and_this_origin_and_sign_out_ends_the_session
     assert "/sign-in" in page.url
     with httpx.Client(cookies=cookies, follow_redirects=False) as client:
         assert client.get(f"{base}/console/today").status_code == 303  # the old cookie is dead
+    page.get_by_label("API key").fill(edge.keys[Role.MONITOR][:-2] + "xx")  # a wrong secret
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_load_state()
+    assert "was not accepted" in page.content()
+    assert not [c for c in context.cookies() if c["name"] == "tailor_console"]
 
 
 def test_sign_in_through_the_identity_provider_with_pkce(seeded: Stack, context: Any) -> None:

@@ -15,6 +15,8 @@ from services.core.settings import ServiceSettings, Settings
 from . import openapi, security
 from .api import router
 from .audit_api import router as audit_router
+from .console import app as console
+from .console.settings import ConsoleSettings
 from .handlers import CONSUMERS
 from .keys_api import router as keys_router
 from .ops_api import router as ops_router
@@ -39,7 +41,8 @@ SPEC = ServiceSpec(
 
 def create_app(*, config: Settings | None = None, own: ServiceSettings | None = None,
                gateway: GatewaySettings | None = None,
-               transports: Mapping[str, httpx.AsyncBaseTransport] | None = None) -> FastAPI:
+               transports: Mapping[str, httpx.AsyncBaseTransport] | None = None,
+               console_settings: ConsoleSettings | None = None) -> FastAPI:
     """The public gateway: SPEC plus its edge (guard, limits, headers, CORS), the proxy and
     the public OpenAPI document. `transports` lets a test reach in-process services."""
     gateway = gateway or GatewaySettings()
@@ -53,4 +56,5 @@ def create_app(*, config: Settings | None = None, own: ServiceSettings | None = 
     app.state.gateway = runtime
     security.install(app, gateway)
     openapi.install(app)
+    console.install(app, console_settings)
     return app

@@ -1,7 +1,8 @@
 """The guard: every request is checked against the permission table before routing.
 
 Deny by default: a path the table does not name answers 404 whatever the app serves (a
-route added without a rule is unreachable). Routes whose credential is `none` (probes,
+route added without a rule is unreachable); the web console's pages under `/console/`
+pass to the console, which checks its own session and each page's roles. Routes whose credential is `none` (probes,
 the OpenAPI document, the SMS provider's signed callback) or `redcap_secret` (the DET,
 which checks its URL secret itself) pass without a bearer token; every other route needs
 an API key or an OIDC token (401), within the caller's rate (429 + Retry-After), of a
@@ -24,6 +25,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.auth import errors
+from gateway.console.rules import console_rule
 from services.core import audit
 from services.core.db import unit_of_work
 from services.core.http import CALLER_REQUEST_ID, problem
@@ -103,7 +105,7 @@ class Guard:
             await self.app(scope, receive, send)
             return
         method, path = scope["method"], scope["path"]
-        rule = find_rule(method, path) if is_clean(path) else None
+        rule = (find_rule(method, path) or console_rule(method, path)) if is_clean(path) else None
         if rule is None:
             await _answer(scope, receive, send, 404, "Not found", f"no public route {method} {path}")
             return

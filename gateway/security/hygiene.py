@@ -24,6 +24,9 @@ SECURITY_HEADERS = {
     "Strict-Transport-Security": "max-age=63072000; includeSubDomains",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+# Console pages are pages: their own stylesheet and script, their own forms, nothing else.
+CONSOLE_CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self'; "
+               "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 JSON_TYPES = ("application/json",)
 ACCEPTED_TYPES = frozenset({"application/json", "text/csv", "application/x-www-form-urlencoded"})
 UPLOAD_TYPES = frozenset({"text/csv"})
@@ -38,11 +41,16 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
 
+        console = scope["path"] == "/console" or scope["path"].startswith("/console/")
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in SECURITY_HEADERS.items():
                     headers[name] = value
+                if console:  # a form's Origin must be sent for the console's CSRF check
+                    headers["Content-Security-Policy"] = CONSOLE_CSP
+                    headers["Referrer-Policy"] = "same-origin"
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

@@ -55,6 +55,7 @@ class Credential(StrEnum):
     NONE = "none"  # probes and the OpenAPI document: nothing to protect
     BEARER = "bearer"  # API key or OIDC token
     REDCAP_SECRET = "redcap_secret"  # noqa: S105  (the DET URL secret; grants that route only)
+    SESSION = "session"  # the web console's session cookie; the console checks it per page
 
 
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {

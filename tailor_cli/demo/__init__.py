@@ -28,7 +28,9 @@ from .checks import Verdict, check_allocations, check_design
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
 
-ROLES = ["statistician", "study_manager", "monitor", "dsmb", "safety_officer", "coordinator"]
+# Every role a person may hold: the demo uses some, and prints all for the web console.
+ROLES = ["statistician", "study_manager", "monitor", "dsmb", "safety_officer", "coordinator",
+         "assessor", "ops", "admin"]
 PROTOCOL = Path("protocols/perpain-pilot.yaml")
 
 
@@ -83,6 +85,7 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         report.entry(console, entry, cohort, commitment)
         report.where_next(console, stack)
         show_feasibility = feasibility.report(gw, cohort, stack.home, verdict)
+        report.console_access(console, stack, gw.keys, home)
         report.verdict(console, verdict)
         show_feasibility(console)
         return 0 if verdict.ok else 1

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime
+from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
@@ -112,6 +113,19 @@ def where_next(console: Console, stack: LocalStack) -> None:
         if child.url:
             console.print(f"  {child.name:<16} {child.url}")
     console.print(f"  logs             {stack.home / 'logs'}")
+
+
+def console_access(console: Console, stack: LocalStack, keys: dict[str, str], home: Path) -> None:
+    """The web console's address and a sign-in key per role (valid for a day; they live in
+    this demo's gateway database, so `tailor up --home` on the same folder accepts them)."""
+    console.print(f"\nWeb console: [bold]{stack.url_of('gateway')}/console/[/bold] "
+                  f"(keep it running with [bold]tailor up --home {home}[/bold])")
+    table = Table(title="Sign-in keys for the console, one per role (shown once)")
+    table.add_column("role")
+    table.add_column("API key")
+    for role, key in sorted(keys.items()):
+        table.add_row(role, key)
+    console.print(table)
 
 
 

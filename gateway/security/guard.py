@@ -4,9 +4,9 @@ Deny by default: a path the table does not name answers 404 whatever the app ser
 route added without a rule is unreachable); the web console's pages under `/console/`
 pass to the console, which checks its own session and each page's roles. Routes whose
 credential is `none` (probes, the OpenAPI document, the SMS provider's signed callback) or
-`redcap_secret` (the DET, which checks its URL secret itself) pass without a bearer token; every other route needs
-an API key or an OIDC token (401), within the caller's rate (429 + Retry-After), of a
-role the rule lists (403). The caller is left in `scope["state"]` for the routes.
+`redcap_secret` (the DET, which checks its URL secret itself) pass without a bearer token;
+every other route needs an API key or an OIDC token (401), within the caller's rate (429 +
+Retry-After), of a role the rule lists (403). The caller is left in `scope["state"]` for the routes.
 
 Access to participant data is recorded in the gateway's audit chain *before* the
 response leaves: if it cannot be recorded, the caller gets 503 instead of the data.

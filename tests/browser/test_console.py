@@ -135,12 +135,20 @@ def test_admin_issues_a_key_shown_once_and_revokes_it(seeded: Stack, context: An
     assert edge.call("GET", "/api/v1/ops/health", headers=bearer).status_code == 401
 
 
-def test_pages_fit_a_tablet(seeded: Stack, browser: Any, shots: Path) -> None:
+def test_pages_fit_a_tablet_and_sign_in_works_by_keyboard(seeded: Stack, browser: Any, shots: Path) -> None:
     edge, _trial = seeded
     tablet = browser.new_context(viewport={"width": 820, "height": 1180}, has_touch=True)
     try:
         page = tablet.new_page()
-        sign_in(page, edge, "coordinator")
+        # Keyboard only: the skip link first, then the key field; Enter signs in.
+        page.goto(f"{console_url(edge)}/console/sign-in")
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.textContent") == "Skip to content"
+        page.keyboard.press("Tab")
+        assert page.evaluate("document.activeElement.id") == "api_key"
+        page.keyboard.type(edge.keys[Role.COORDINATOR])
+        page.keyboard.press("Enter")
+        page.wait_for_url(re.compile(r".*/console/today$"))
         for path in ("/console/today", f"/console/participants/{RECORDS[0]}"):
             page.goto(f"{console_url(edge)}{path}")
             name = path.rsplit("/", 1)[-1]

@@ -118,13 +118,16 @@ def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: Tria
     row = repository.participant_for_update(session, saved.record, at.date())
     f, fields = r.fields, saved.fields
     rules = protocol.reports
+    # A save carries every column of the record's row for its event, empty outside it:
+    # screening and consent are read from baseline saves only, never erased by follow-ups.
+    baseline = event == r.baseline_event
     if rules and rules.recruitment.site_field and fields.get(rules.recruitment.site_field):
         row.site = fields[rules.recruitment.site_field]
-    if f.eligible in fields:
+    if baseline and f.eligible in fields:
         row.eligible = _yes_no(protocol, fields.get(f.eligible))
         date_field = rules.screening_date_field if rules else ""
         row.screened_on = _day(fields.get(date_field), at.date())
-    if f.consent in fields:
+    if baseline and f.consent in fields:
         row.consent = _yes_no(protocol, fields.get(f.consent))
         row.consented_on = (_day(fields.get(f.consent_date or ""), at.date())
                             if row.consent else None)

@@ -135,3 +135,17 @@ def test_a_follow_up_save_with_empty_baseline_columns_erases_nothing(engine: Eng
     f = row(engine, "F")
     assert (f.eligible, f.consent, f.consented_on) == (True, True, date(2026, 3, 30))
     assert f.withdrawn_on is None
+
+
+def test_a_withdrawal_stands_until_its_own_form_is_corrected(engine: Engine) -> None:
+    week4, week8 = (P.redcap.unique_event_name(e) for e in ("week_4", "week_8"))
+    wd = P.redcap.withdrawal_form
+    yes = {"wd_withdrawn": "1", "wd_date": "2026-04-20", "wd_reason": "2"}
+    run(engine, saved({"record": "G", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": yes}))
+    run(engine, saved({"record": "G", "instrument": wd, "event": week8, "complete_status": 0,
+                       "fields": {"wd_withdrawn": ""}}, AT + timedelta(days=1)))
+    assert row(engine, "G").withdrawn_on == date(2026, 4, 20)  # another event's blank form
+    run(engine, saved({"record": "G", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": {"wd_withdrawn": "0"}}, AT + timedelta(days=2)))
+    assert row(engine, "G").withdrawn_on is None  # the week-4 form itself was corrected

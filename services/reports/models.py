@@ -30,6 +30,7 @@ class ParticipantRow(SQLModel, table=True):
     randomized_at: datetime | None = Field(default=None, sa_column=_at(nullable=True))
     module: str | None = None
     withdrawn_on: date | None = None
+    withdrawal_event: str | None = None  # the event whose withdrawal form says so
     withdrawal_reason: str | None = None
     preventable: bool | None = None
 

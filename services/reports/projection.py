@@ -118,18 +118,21 @@ def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: Tria
     row = repository.participant_for_update(session, saved.record, at.date())
     f, fields = r.fields, saved.fields
     rules = protocol.reports
+    # A save carries every column of the record's row for its event, empty outside it:
+    # screening and consent are read from baseline saves only, never erased by follow-ups.
+    baseline = event == r.baseline_event
     if rules and rules.recruitment.site_field and fields.get(rules.recruitment.site_field):
         row.site = fields[rules.recruitment.site_field]
-    if f.eligible in fields:
+    if baseline and f.eligible in fields:
         row.eligible = _yes_no(protocol, fields.get(f.eligible))
         date_field = rules.screening_date_field if rules else ""
         row.screened_on = _day(fields.get(date_field), at.date())
-    if f.consent in fields:
+    if baseline and f.consent in fields:
         row.consent = _yes_no(protocol, fields.get(f.consent))
         row.consented_on = (_day(fields.get(f.consent_date or ""), at.date())
                             if row.consent else None)
     if saved.instrument == r.withdrawal_form and rules is not None:
-        _withdrawal(row, fields, at, protocol)
+        _withdrawal(row, fields, at, event, protocol)
     session.add(row)
     if saved.instrument == r.adverse_event_form:
         serious = _yes_no(protocol, fields.get(protocol.safety.redcap_form.fields.serious))
@@ -139,17 +142,20 @@ def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: Tria
         _neq(session, saved, event, protocol)
 
 
-def _withdrawal(row: ParticipantRow, fields: dict[str, str], at: datetime,
+def _withdrawal(row: ParticipantRow, fields: dict[str, str], at: datetime, event: str,
                 protocol: TrialProtocol) -> None:
+    """The withdrawal form exists in every event: the one that says "withdrawn" wins; a
+    "no" clears it only when it is that same event's form being corrected."""
     assert protocol.reports is not None
     w = protocol.reports.withdrawal
     if _yes_no(protocol, fields.get(protocol.redcap.fields.withdrawn)):
         row.withdrawn_on = _day(fields.get(w.date), at.date())
+        row.withdrawal_event = event
         code = fields.get(w.reason)
         row.withdrawal_reason = w.reasons.get(code or "", "unspecified")
         row.preventable = _yes_no(protocol, fields.get(w.preventable))
-    else:  # the form was corrected: not withdrawn after all
-        row.withdrawn_on = row.withdrawal_reason = row.preventable = None
+    elif row.withdrawal_event in (None, event):
+        row.withdrawn_on = row.withdrawal_event = row.withdrawal_reason = row.preventable = None
 
 
 def _neq(session: Session, saved: SavedForm, event: str, protocol: TrialProtocol) -> None:

@@ -107,3 +107,17 @@ def check_flow(verdict: Verdict, cohort: list[Participant], blinded: dict, unbli
     arms = unblinded.get("by_arm") or []
     verdict.check(sum(g["allocated"] for g in arms) == blinded["randomized"],
                   "the DSMB's per-arm flow adds up to the randomized")
+
+
+def check_feasibility(verdict: Verdict, cohort: list[Participant], rows: list[dict]) -> None:
+    """The PerPAIN counts the feasibility table is built on match the cohort entered."""
+    want = expected_enrolment(cohort)
+    consented = sum(1 for p in cohort if p.story != "ineligible")
+    by_key = {r["key"]: r for r in rows}
+    for key, expected in (("recruitment", consented), ("randomized", want["randomized"])):
+        if key in by_key:
+            verdict.check(by_key[key]["numerator"] == expected,
+                          f"feasibility {key}: {by_key[key]['numerator']} counted, "
+                          f"{expected} in the cohort entered")
+    verdict.check(all(r["numerator"] <= r["denominator"] for r in rows),
+                  "every feasibility numerator lies within its denominator")

@@ -12,7 +12,7 @@ from services.reports.cli import feasibility_table
 from sim.cohort import Participant
 
 from . import followup
-from .checks import Verdict, check_flow, expected_enrolment
+from .checks import Verdict, check_feasibility, check_flow, expected_enrolment
 from .client import Gateway
 
 FLOW = "/api/v1/reports/v1/flow"
@@ -36,6 +36,7 @@ def report(gw: Gateway, cohort: list[Participant], home: Path, verdict: Verdict
     unblinded = gw.call("dsmb", "GET", FLOW)
     check_flow(verdict, cohort, blinded, unblinded)
     rows = gw.call("monitor", "GET", "/api/v1/reports/v1/feasibility")
+    check_feasibility(verdict, cohort, rows)
     diagram = home.resolve() / "consort-flow.svg"
     diagram.write_text(_text(gw, "monitor", FLOW, format="svg"), encoding="utf-8")
     per_arm = home.resolve() / "consort-flow-dsmb-UNBLINDED.svg"

@@ -120,3 +120,32 @@ def test_only_the_declared_fields_matter(engine: Engine, tmp_path: Path) -> None
         assert row(engine, "E").withdrawal_reason == "lost_to_follow_up"
     finally:
         cut_engine.dispose()
+
+
+def test_a_follow_up_save_with_empty_baseline_columns_erases_nothing(engine: Engine) -> None:
+    """REDCap exports every column of the record's row for the saved event, empty outside
+    it: a week-4 save carries `scr_eligible: ""` and `cons_given: ""` (seen in the demo)."""
+    run(engine, saved({"record": "F", "instrument": "screening", "event": BASELINE,
+                       "complete_status": 2, "fields": {"scr_eligible": "1", "cons_given": "1",
+                                                        "cons_date": "2026-03-30"}}))
+    week4 = P.redcap.unique_event_name("week_4")
+    run(engine, saved({"record": "F", "instrument": "pgic", "event": week4, "complete_status": 2,
+                       "fields": {"scr_eligible": "", "cons_given": "", "cons_date": "",
+                                  "pgic_rating": "3", "wd_withdrawn": ""}}, AT + timedelta(days=30)))
+    f = row(engine, "F")
+    assert (f.eligible, f.consent, f.consented_on) == (True, True, date(2026, 3, 30))
+    assert f.withdrawn_on is None
+
+
+def test_a_withdrawal_stands_until_its_own_form_is_corrected(engine: Engine) -> None:
+    week4, week8 = (P.redcap.unique_event_name(e) for e in ("week_4", "week_8"))
+    wd = P.redcap.withdrawal_form
+    yes = {"wd_withdrawn": "1", "wd_date": "2026-04-20", "wd_reason": "2"}
+    run(engine, saved({"record": "G", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": yes}))
+    run(engine, saved({"record": "G", "instrument": wd, "event": week8, "complete_status": 0,
+                       "fields": {"wd_withdrawn": ""}}, AT + timedelta(days=1)))
+    assert row(engine, "G").withdrawn_on == date(2026, 4, 20)  # another event's blank form
+    run(engine, saved({"record": "G", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": {"wd_withdrawn": "0"}}, AT + timedelta(days=2)))
+    assert row(engine, "G").withdrawn_on is None  # the week-4 form itself was corrected

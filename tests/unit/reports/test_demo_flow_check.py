@@ -52,3 +52,19 @@ def test_a_participant_counted_twice_fails_the_check() -> None:
     verdict = Verdict()
     check_flow(verdict, cohort, flow, {"by_arm": []})
     assert not verdict.ok
+
+
+def test_feasibility_counts_that_miss_consented_participants_fail_the_check() -> None:
+    """What the first demo run showed: follow-up saves had erased consent for half."""
+    from tailor_cli.demo.checks import check_feasibility
+
+    cohort = make_cohort(P)
+    good = [{"key": "recruitment", "numerator": 105, "denominator": 105},
+            {"key": "randomized", "numerator": 103, "denominator": 105}]
+    verdict = Verdict()
+    check_feasibility(verdict, cohort, good)
+    assert verdict.ok, verdict.failed
+    verdict = Verdict()
+    check_feasibility(verdict, cohort, [{"key": "recruitment", "numerator": 54, "denominator": 54},
+                                        {"key": "randomized", "numerator": 52, "denominator": 54}])
+    assert len(verdict.failed) == 2

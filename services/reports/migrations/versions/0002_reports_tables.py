@@ -29,6 +29,7 @@ def upgrade() -> None:
         _utc("randomized_at", nullable=True),
         sa.Column("module", sa.String()),
         sa.Column("withdrawn_on", sa.Date()),
+        sa.Column("withdrawal_event", sa.String()),
         sa.Column("withdrawal_reason", sa.String()),
         sa.Column("preventable", sa.Boolean()),
     )

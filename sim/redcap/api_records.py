@@ -132,5 +132,12 @@ def _delete_one(ctx: ProjectContext, record: str, instrument: str, event: str,
 
 
 def generate_next_record_name(ctx: ProjectContext, req: ApiRequest) -> ApiResult:
+    """A user in a DAG gets REDCap's group-prefixed name: `<group id>-<n>`."""
     existing = sort_records(r.record for r in ctx.store.records(ctx.pid))
-    return ApiResult.text(next_record_name(existing))
+    dag = ctx.user_dag()
+    if not dag:
+        return ApiResult.text(next_record_name(existing))
+    group_id = 1000 + list(ctx.design.dag_unique_names()).index(dag)
+    prefix = f"{group_id}-"
+    suffixes = [r[len(prefix):] for r in existing if r.startswith(prefix)]
+    return ApiResult.text(prefix + next_record_name(suffixes))

@@ -98,7 +98,7 @@ def parse_xml(text: str) -> ET.Element:
         raise ImportFormatError("The XML contains a DOCTYPE or ENTITY declaration")
     try:
         return ET.fromstring(text.strip().encode("utf-8"))  # noqa: S314
-    except ET.ParseError as err:
+    except (ET.ParseError, LookupError, ValueError) as err:  # LookupError: a bogus encoding
         raise ImportFormatError(f"The XML could not be parsed: {err}") from None
 
 

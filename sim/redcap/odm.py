@@ -75,6 +75,17 @@ def _text_of(el: ET.Element | None, name: str) -> str:
 def read_odm(text: str) -> OdmProject:
     """Parse a REDCap project XML; raise DesignError when it is not one REDCap would accept."""
     try:
+        return _read_odm(text)
+    except DesignError:
+        raise
+    except KeyError as err:
+        raise DesignError([f"The project XML lacks a required attribute: {err.args[0]}"]) from None
+    except ValueError as err:
+        raise DesignError([f"The project XML holds a value REDCap would refuse: {err}"]) from None
+
+
+def _read_odm(text: str) -> OdmProject:
+    try:
         root = parse_xml(text)
     except ImportFormatError as err:
         raise DesignError([str(err)]) from None

@@ -97,3 +97,16 @@ def test_an_empty_longitudinal_project_can_be_created_without_xml(
     blank = perpain.project(token)
     assert blank.export_instruments() == [{"instrument_name": "my_first_instrument",
                                            "instrument_label": "My First Instrument"}]
+
+
+def test_a_broken_project_xml_is_a_worded_400_never_a_500(perpain: PerpainProject) -> None:
+    wellbeing = (FIXTURES / "wellbeing_project.xml").read_text(encoding="utf-8")
+    no_oid = wellbeing.replace('<ItemDef OID="enr_age"', "<ItemDef", 1)
+    with pytest.raises(RedcapError) as err:
+        create_project(perpain.api_url, "No OID", no_oid, perpain.statuses)
+    assert "lacks a required attribute: OID" in error_message(err)
+    assert perpain.statuses.last == 400
+    bad_encoding = wellbeing.replace('encoding="UTF-8"', 'encoding="U-X"', 1)
+    with pytest.raises(RedcapError) as err:
+        create_project(perpain.api_url, "Encoding", bad_encoding, perpain.statuses)
+    assert "could not be parsed" in error_message(err) and perpain.statuses.last == 400

@@ -185,3 +185,21 @@ def test_a_project_user_saves_only_instruments_it_may_edit(
                           json={"values": {"fb_score": "1"}, "record": "2", "username": "nina"})
     assert response.status_code == 403
     assert "may not edit the instrument 'feedback'" in response.json()["detail"]
+
+
+def test_every_export_path_keeps_to_the_callers_forms_and_group(
+        emulator: RunningEmulator, clinic: redcap.Project) -> None:
+    """The blinding check relies on this: no export route shows a form the user may not see."""
+    clinic.import_users([{"username": "nina"}])
+    clinic.import_user_role_assignment([{"username": "nina", "unique_role_name": "U-NURSE00001"}])
+    clinic.import_user_dag_assignment([{"username": "nina",
+                                        "redcap_data_access_group": "clinic_north"}])
+    nina = redcap.Project(clinic.url, _token_for(emulator, clinic, "nina"))
+    xml = str(nina._call_api(nina._initialize_payload("project_xml"), "str"))
+    assert 'ItemOID="fb_comment" Value=' not in xml and "Friendly staff." not in xml
+    assert 'SubjectKey="2"' not in xml and "Ada Example" in xml
+    pdf, _ = nina.export_pdf(record="1")
+    assert b"Friendly staff" not in pdf and b"Ada Example" in pdf
+    eav = nina.export_records(record_type="eav")
+    assert {r["field_name"] for r in eav}.isdisjoint({"fb_score", "fb_comment", "feedback_complete"})
+    assert nina.generate_next_record_name() == "1000-1"

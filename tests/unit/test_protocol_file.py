@@ -140,3 +140,8 @@ def test_lost_to_follow_up_must_be_a_reason_key(raw) -> None:
 def test_unknown_key_in_reports_is_named(raw) -> None:
     message = _error(raw, lambda d: d["reports"]["recruitment"].update(targte=100))
     assert "reports.recruitment.targte: unknown key" in message
+
+
+def test_an_alarm_batch_that_could_exhaust_a_stratum_unseen_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["randomization"].update(low_slots_alarm_batch=12))
+    assert "randomization" in message and "low_slots_alarm_batch (12)" in message

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from .base import Strict
 
@@ -67,6 +67,15 @@ class RandomizationDesign(Strict):
         if len(set(v)) != len(v):
             raise ValueError("site keys must be distinct")
         return v
+
+    @model_validator(mode="after")
+    def _batch_below_threshold(self) -> RandomizationDesign:
+        # A stratum may use a whole batch of slots between two looks: with a batch at or
+        # above the threshold it could run out before the alarm is ever raised.
+        if self.low_slots_threshold and self.low_slots_alarm_batch >= self.low_slots_threshold:
+            raise ValueError(f"low_slots_alarm_batch ({self.low_slots_alarm_batch}) must be "
+                             f"below low_slots_threshold ({self.low_slots_threshold})")
+        return self
 
     @field_validator("block_lengths")
     @classmethod

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -74,6 +75,23 @@ def test_a_det_and_a_sweep_finding_for_one_form_merge(engine) -> None:  # type: 
         [pending] = session.exec(select(RedcapTrigger).where(RedcapTrigger.status == "pending"))
         assert (pending.revision, pending.source) == (3, "det")  # a DET lifted its priority
         assert audit.verify(session).ok
+
+
+def test_concurrent_triggers_for_one_form_merge(engine) -> None:  # type: ignore[no-untyped-def]
+    """Eight senders at once (PostgreSQL runs them truly in parallel): one row stays."""
+    def send(_: int) -> tuple[str, bool]:
+        with unit_of_work(engine) as session:
+            row, stored = service.enqueue_trigger(session, trigger=FORM, body={}, source="det",
+                                                  now=datetime.now(UTC))
+            return row.id, stored
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(send, range(8)))
+    assert len({row_id for row_id, _ in answers}) == 1
+    assert [stored for _, stored in answers].count(True) == 1
+    with Session(engine) as session:
+        [pending] = session.exec(select(RedcapTrigger))
+        assert pending.revision == 7
 
 
 def test_dets_come_before_sweep_work(engine) -> None:  # type: ignore[no-untyped-def]

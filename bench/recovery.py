@@ -69,7 +69,7 @@ def measure(home: Path, redcap_url: str, drive: Drive, batch: list, rate: float,
             if triggers == 0 and drained is None:
                 drained = time.monotonic() - stopped
             with Session(engine) as session:
-                written = Counter(e.record for e in session.exec(
+                written = Counter(e.record or "" for e in session.exec(
                     select(AuditEntry).where(AuditEntry.action == "redcap.written"))
                     if e.record in records)
             if triggers == 0 and writes == 0 and set(written) == records:

@@ -6,11 +6,14 @@ seconds after REDCap answers again — with nothing lost and nothing published t
 from __future__ import annotations
 
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from alembic import command
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -23,13 +26,16 @@ from gateway.redcap.setup import form_keys
 from gateway.redcap.trigger import Trigger
 from services.core import audit
 from services.core.db import make_engine, unit_of_work
-from services.core.migrations import run_migrations
+from services.core.digests import DigestKey
+from services.core.migrations import alembic_config, run_migrations
+from services.core.protocol import load_protocol
 from tests.support.harness import eventually
 
 from .conftest import PROJECT_ID, Stack, baseline_values
 from .test_write_back import _allocated, _publish, _writes
 
 EVENT = "t0_baseline_arm_1"
+PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
 FORM = Trigger(PROJECT_ID, "3001", "consent", "t0_baseline", None)
 
 
@@ -92,6 +98,57 @@ def test_concurrent_triggers_for_one_form_merge(engine) -> None:  # type: ignore
     with Session(engine) as session:
         [pending] = session.exec(select(RedcapTrigger))
         assert pending.revision == 7
+
+
+def test_a_save_merged_during_a_fetch_is_fetched_again(engine) -> None:  # type: ignore[no-untyped-def]
+    """The worker read the trigger and is fetching; a new save merges meanwhile: the
+    fetched data may predate that save, so the trigger stays pending, due now."""
+    now = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        service.enqueue_trigger(session, trigger=FORM, body={}, source="det", now=now)
+    with Session(engine) as session:
+        [in_flight] = repository.due_triggers(session, now)
+    with unit_of_work(engine) as session:
+        service.enqueue_trigger(session, trigger=FORM, body={}, source="det", now=now)
+    keys = service.FormKeys({}, DigestKey(os.urandom(32), source="test"))
+    with unit_of_work(engine) as session:  # the form is gone in REDCap: nothing to publish
+        outcome = service.publish_form(session, t=in_flight, row=None, fields=[], now=now,
+                                       protocol=PROTOCOL, keys=keys)
+    assert outcome == "refetch"
+    with Session(engine) as session:
+        [row] = session.exec(select(RedcapTrigger))
+        assert (row.status, row.attempts, row.revision) == ("pending", 1, 1)
+    with unit_of_work(engine) as session:  # the next fetch, with nothing merged meanwhile
+        again = session.get(RedcapTrigger, row.id)
+        assert again is not None
+        assert service.publish_form(session, t=again, row=None, fields=[], now=now,
+                                    protocol=PROTOCOL, keys=keys) == "unchanged"
+
+
+def test_migration_collapses_pending_duplicates(database_url: str) -> None:
+    """Databases from before gateway_0004 may hold several pending triggers for a form:
+    the oldest stays pending, the others are marked merged, and the index is built."""
+    config = alembic_config(MIGRATIONS, database_url)
+    command.upgrade(config, "gateway_0003")
+    eng = make_engine(database_url)
+    try:
+        insert = text("INSERT INTO redcap_trigger (id, source, project_id, record, event, "
+                      "instrument, body, received_at, status, attempts, next_attempt_at) VALUES "
+                      "(:id, 'det', 101, '3009', 't0_baseline', 'consent', '{}', :at, :status, "
+                      "0, :at)")
+        base = datetime(2026, 11, 1, tzinfo=UTC)
+        with eng.begin() as conn:
+            for i, status in enumerate(["published", "pending", "pending", "pending"]):
+                conn.execute(insert, {"id": f"t{i}", "at": base + timedelta(seconds=i),
+                                      "status": status})
+        command.upgrade(config, "head")
+        with eng.connect() as conn:
+            rows = dict(conn.execute(text("SELECT id, status FROM redcap_trigger")).all())
+            keys = set(conn.execute(text("SELECT form_key FROM redcap_trigger")).scalars())
+        assert rows == {"t0": "published", "t1": "pending", "t2": "merged", "t3": "merged"}
+        assert keys == {"101|3009|t0_baseline|consent|0"}
+    finally:
+        eng.dispose()
 
 
 def test_dets_come_before_sweep_work(engine) -> None:  # type: ignore[no-untyped-def]

@@ -5,8 +5,10 @@ the REDCap emulator) and prints p50/p99 DET → write-back latency and sustained
 allocations/s, beside the floor measured in the same run: the same path with the
 allocation and randomization handlers replaced by pass-throughs (bus hops, outbox/inbox and
 REDCap calls only). Latencies come from the gateway's audit trail (DET received → written).
+Then a fault window (bench/recovery.py): REDCap's API fails while saves go on, and the time
+from the end of the faults to a quiet gateway is printed, with nothing lost or doubled.
 
-    python bench/e2e.py [--rates 2,5,10,20] [--seconds 10]
+    python bench/e2e.py [--rates 2,5,10,20] [--seconds 10] [--fault-seconds 20]
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import httpx  # noqa: E402
 from redcap import Project  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 
+from bench.recovery import Recovery, measure  # noqa: E402
 from services.core.audit import AuditEntry  # noqa: E402
 from services.core.db import make_engine  # noqa: E402
 from services.core.protocol import load_protocol  # noqa: E402
@@ -104,13 +107,16 @@ def pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def run(label: str, passthrough: bool, rates: list[float], seconds: float) -> list[Figures]:
+def run(label: str, passthrough: bool, rates: list[float], seconds: float,
+        fault_seconds: float = 0) -> tuple[list[Figures], Recovery | None]:
     home = Path(tempfile.mkdtemp(prefix=f"tailor-bench-{label}-"))
     services = ["gateway"] if passthrough else ["gateway", "allocation", "randomization"]
     # the sweep would find the forms entered without triggers: keep it out of the measurement
     stack = LocalStack(home=home, services=services, with_sims=True,
                        extra_env={"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "3600"})
     results = []
+    recovery = None
+    fault_rate = 2.0  # baselines completed per second during the fault window
     try:
         stack.start()
         if passthrough:
@@ -122,7 +128,7 @@ def run(label: str, passthrough: bool, rates: list[float], seconds: float) -> li
             lst = gw.call("statistician", "POST", "/api/v1/randomization/v1/lists",
                           json={"slots_per_stratum": 600})
             gw.call("statistician", "POST", f"/api/v1/randomization/v1/lists/{lst['id']}/seal")
-        total = int(sum(r * seconds for r in rates)) + len(rates)
+        total = int(sum(r * seconds for r in rates)) + len(rates) + int(fault_rate * fault_seconds)
         cohort = make_cohort(PROTOCOL, eligible=total, ineligible=0, unscorable=0, withdrawn=0, seed=3)
         prepare(stack, cohort)
         offset = 0
@@ -135,10 +141,14 @@ def run(label: str, passthrough: bool, rates: list[float], seconds: float) -> li
             span = max(elapsed, max(values, default=0) + elapsed)
             results.append(Figures(rate, len(batch), len(found), pct(values, 0.5), pct(values, 0.99),
                                    len(found) / span if span else 0.0))
+        if fault_seconds:
+            batch = cohort[offset:offset + int(fault_rate * fault_seconds)]
+            recovery = measure(home, stack.redcap["url"], lambda b, r: drive(stack, b, r), batch,
+                               fault_rate, fault_seconds)
     finally:
         stack.stop()
         shutil.rmtree(home, ignore_errors=True)
-    return results
+    return results, recovery
 
 
 def main() -> None:
@@ -146,10 +156,18 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rates", default="2,5,10,20")
     parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--fault-seconds", type=float, default=20,
+                        help="length of the REDCap fault window (0: none)")
+    parser.add_argument("--only-faults", action="store_true",
+                        help="skip the latency runs: the fault window alone")
     args = parser.parse_args()
+    if args.only_faults:
+        _, recovery = run("faults", False, [], args.seconds, args.fault_seconds)
+        report_recovery(recovery)
+        return
     rates = [float(r) for r in args.rates.split(",")]
-    floor = run("floor", True, rates, args.seconds)
-    full = run("full", False, rates, args.seconds)
+    floor, _ = run("floor", True, rates, args.seconds)
+    full, recovery = run("full", False, rates, args.seconds, args.fault_seconds)
     print(f"\nDET → REDCap write-back, {args.seconds:.0f} s per rate; floor = pass-through handlers\n")
     print(f"{'DET/s':>6} | {'full p50':>9} {'p99':>7} {'alloc/s':>8} | {'floor p50':>9} {'p99':>7} "
           f"{'alloc/s':>8} | {'p50 ratio':>9} {'p99 ratio':>9}")
@@ -157,6 +175,17 @@ def main() -> None:
         print(f"{f.rate:>6.0f} | {f.p50:>8.2f}s {f.p99:>6.2f}s {f.throughput:>8.1f} | {b.p50:>8.2f}s "
               f"{b.p99:>6.2f}s {b.throughput:>8.1f} | {f.p50 / b.p50:>8.1f}x {f.p99 / b.p99:>8.1f}x"
               + ("" if f.written == f.sent else f"   ({f.sent - f.written} not written in time)"))
+    report_recovery(recovery)
+
+
+def report_recovery(r: Recovery | None) -> None:
+    if r is None:
+        return
+    print(f"\nREDCap API failing for {r.fault_seconds:.0f} s while {r.participants} baselines were "
+          f"completed (and re-saved):\n  triggers drained {r.triggers_drained_after:.1f} s and all "
+          f"written back (quiet) {r.quiet_after:.1f} s after the faults stopped; "
+          f"at most {r.most_pending} triggers pending; {r.triggers_per_form:.2f} triggers per form; "
+          f"lost {r.lost}, written twice {r.doubled}")
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from services.core.db import unit_of_work
 from services.core.errors import DomainError, Forbidden
 from services.core.http import problem
 
-from . import repository, service
+from . import service
 from .metrics import DET_RECEIVED
 from .settings import RedcapSettings
 from .trigger import parse_trigger
@@ -93,18 +93,15 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
 
     def store() -> tuple[str, bool]:
         with unit_of_work(kernel.engine) as session:
-            waiting = repository.pending_untouched(
-                session, trigger.project_id, trigger.record, trigger.event, trigger.instrument,
-                trigger.repeat_instance)
-            if waiting is not None:  # a replay, or a re-save before the first was fetched
-                return waiting.id, False
-            return service.store_trigger(session, trigger=trigger, body=form, source="det",
-                                         now=datetime.now(UTC)).id, True
+            # A replay, or a re-save before the form's pending trigger was done, merges.
+            row, stored = service.enqueue_trigger(session, trigger=trigger, body=form,
+                                                  source="det", now=datetime.now(UTC))
+            return row.id, stored
 
     trigger_id, stored = await asyncio.to_thread(store)
+    kernel.extras["redcap_trigger_wake"].set()
     if not stored:
         DET_RECEIVED.labels(trigger.instrument, "already_pending").inc()
         return JSONResponse({"status": "already_pending", "trigger": trigger_id})
-    kernel.extras["redcap_trigger_wake"].set()
     DET_RECEIVED.labels(trigger.instrument, "stored").inc()
     return JSONResponse({"status": "stored", "trigger": trigger_id})

@@ -1,22 +1,38 @@
-"""Tables of the REDCap integration (migration gateway_0003)."""
+"""Tables of the REDCap integration (migrations gateway_0003, gateway_0004)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Index, Text, text
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UtcDateTime
 
+PENDING = text("status = 'pending'")
+
+
+def form_key(project_id: int, record: str, event: str | None, instrument: str,
+             repeat_instance: int | None) -> str:
+    """One form of one record: what at most one pending trigger may stand for. Record
+    names cannot hold "|" (see trigger.RECORD), so the key is unambiguous."""
+    return f"{project_id}|{record}|{event or ''}|{instrument}|{repeat_instance or 0}"
+
 
 class RedcapTrigger(SQLModel, table=True):
-    """A Data Entry Trigger (or a sweep finding), stored before REDCap gets its 200."""
+    """A Data Entry Trigger (or a sweep finding), stored before REDCap gets its 200.
+    Further notifications for a form with a pending trigger merge into it (`revision`)."""
 
     __tablename__ = "redcap_trigger"
+    __table_args__ = (
+        Index("ux_redcap_trigger_pending_form", "form_key", unique=True,
+              sqlite_where=PENDING, postgresql_where=PENDING),
+    )
 
     id: str = Field(primary_key=True)
-    source: str  # det | sweep
+    source: str  # det | sweep (a DET merged into a sweep finding makes it a det)
+    form_key: str
+    revision: int = 0  # +1 per merged notification: a fetch in flight then fetches again
     project_id: int
     record: str
     event: str | None = None

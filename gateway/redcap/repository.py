@@ -4,16 +4,44 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import case, update
 from sqlmodel import Session, col, func, select
 
 from .models import RedcapSnapshot, RedcapSweep, RedcapTrigger, RedcapWrite
+
+# Data Entry Triggers first (a person just saved), then sweep findings; oldest first within.
+_PRIORITY = (case((col(RedcapTrigger.source) == "det", 0), else_=1), col(RedcapTrigger.received_at))
 
 
 def due_triggers(session: Session, now: datetime, limit: int = 50) -> list[RedcapTrigger]:
     return list(session.exec(
         select(RedcapTrigger).where(RedcapTrigger.status == "pending",
                                     col(RedcapTrigger.next_attempt_at) <= now)
-        .order_by(col(RedcapTrigger.received_at)).limit(limit)))
+        .order_by(*_PRIORITY).limit(limit)))
+
+
+def first_waiting_trigger(session: Session) -> list[RedcapTrigger]:
+    """The pending trigger that comes next once REDCap answers: a probe while it is down."""
+    return list(session.exec(select(RedcapTrigger).where(RedcapTrigger.status == "pending")
+                             .order_by(*_PRIORITY).limit(1)))
+
+
+def first_waiting_write(session: Session) -> list[RedcapWrite]:
+    return list(session.exec(select(RedcapWrite).where(RedcapWrite.status == "pending")
+                             .order_by(col(RedcapWrite.created_at)).limit(1)))
+
+
+def release_backoff(session: Session, now: datetime) -> int:
+    """REDCap answers again: everything waiting out a retry delay is due now (the drains'
+    lanes bound how many calls go out at once). Returns how many rows were released."""
+    released = 0
+    for table in (RedcapTrigger, RedcapWrite):
+        result = session.execute(
+            update(table).where(col(table.status) == "pending", col(table.next_attempt_at) > now,
+                                col(table.last_error).is_not(None))
+            .values(next_attempt_at=now))
+        released += result.rowcount or 0  # type: ignore[attr-defined]
+    return released
 
 
 def due_writes(session: Session, now: datetime, limit: int = 50) -> list[RedcapWrite]:
@@ -41,16 +69,9 @@ def sweep_state(session: Session, project_id: int) -> RedcapSweep | None:
     return session.get(RedcapSweep, project_id)
 
 
-def pending_untouched(session: Session, project_id: int, record: str, event: str | None,
-                      instrument: str, repeat_instance: int | None) -> RedcapTrigger | None:
-    """A stored trigger for the same form whose fetch has not been tried yet: it will fetch
-    whatever is saved by then, so a second identical trigger adds nothing."""
-    return session.exec(
-        select(RedcapTrigger).where(
-            RedcapTrigger.status == "pending", RedcapTrigger.attempts == 0,
-            RedcapTrigger.project_id == project_id, RedcapTrigger.record == record,
-            col(RedcapTrigger.event).is_(None) if event is None else RedcapTrigger.event == event,
-            RedcapTrigger.instrument == instrument,
-            col(RedcapTrigger.repeat_instance).is_(None) if repeat_instance is None
-            else RedcapTrigger.repeat_instance == repeat_instance)
-        .limit(1)).first()
+def pending_for_form(session: Session, key: str) -> RedcapTrigger | None:
+    """The pending trigger of a form, locked (PostgreSQL) so that a merge and the worker
+    finishing that trigger cannot interleave; SQLite serialises writers anyway."""
+    return session.exec(select(RedcapTrigger).where(RedcapTrigger.status == "pending",
+                                                    RedcapTrigger.form_key == key)
+                        .with_for_update()).first()

@@ -11,6 +11,7 @@ from uuid import uuid4
 
 import structlog
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from services.core import audit, outbox
@@ -24,7 +25,7 @@ from services.core.sealing import Recipient
 
 from . import repository
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
-from .models import RedcapSnapshot, RedcapSweep, RedcapTrigger, RedcapWrite
+from .models import RedcapSnapshot, RedcapSweep, RedcapTrigger, RedcapWrite, form_key
 from .settings import RedcapSettings
 from .trigger import Trigger, known_instruments
 
@@ -46,18 +47,55 @@ def _retry_at(now: datetime, attempts: int, s: RedcapSettings) -> datetime:
 
 
 # ── triggers ──────────────────────────────────────────────────────────────
-def store_trigger(session: Session, *, trigger: Trigger, body: dict[str, str], source: str,
-                  now: datetime) -> RedcapTrigger:
+def enqueue_trigger(session: Session, *, trigger: Trigger, body: dict[str, str], source: str,
+                    now: datetime) -> tuple[RedcapTrigger, bool]:
+    """Store the trigger, or merge it into the form's pending one (the partial unique index
+    allows one): that fetch reads whatever is saved by then. Returns (row, stored anew)."""
+    key = form_key(trigger.project_id, trigger.record, trigger.event, trigger.instrument,
+                   trigger.repeat_instance)
+    waiting = repository.pending_for_form(session, key)
+    if waiting is None:
+        try:
+            with session.begin_nested():  # a concurrent insert of the same form loses here
+                row = _store(session, trigger=trigger, key=key, body=body, source=source, now=now)
+            return row, True
+        except IntegrityError:
+            waiting = repository.pending_for_form(session, key)
+            if waiting is None:
+                raise
+    _merge(session, waiting, source=source, now=now)
+    return waiting, False
+
+
+def _store(session: Session, *, trigger: Trigger, key: str, body: dict[str, str], source: str,
+           now: datetime) -> RedcapTrigger:
     row = RedcapTrigger(
-        id=uuid4().hex, source=source, project_id=trigger.project_id, record=trigger.record,
-        event=trigger.event, instrument=trigger.instrument, repeat_instance=trigger.repeat_instance,
-        body=json.dumps(body, sort_keys=True), received_at=now, next_attempt_at=now)
+        id=uuid4().hex, source=source, form_key=key, project_id=trigger.project_id,
+        record=trigger.record, event=trigger.event, instrument=trigger.instrument,
+        repeat_instance=trigger.repeat_instance, body=json.dumps(body, sort_keys=True),
+        received_at=now, next_attempt_at=now)
     session.add(row)
+    session.flush()
     audit.append(session, actor=ACTOR, role="redcap", action=f"redcap.{source}_received",
                  entity_type="redcap_trigger", entity_id=row.id, record=trigger.record,
                  after={"instrument": trigger.instrument, "event": trigger.event,
                         "repeat_instance": trigger.repeat_instance}, correlation_id=row.id)
     return row
+
+
+def _merge(session: Session, t: RedcapTrigger, *, source: str, now: datetime) -> None:
+    """A new save of a form already queued: fetch it (again) soon. A DET lifts a sweep
+    finding to DET priority; a merge during a fetch in flight makes the worker fetch again."""
+    t.revision += 1
+    if source == "det":
+        t.source = "det"
+    t.next_attempt_at = min(t.next_attempt_at, now)
+    session.add(t)
+    audit.append(session, actor=ACTOR, role="redcap", action=f"redcap.{source}_merged",
+                 entity_type="redcap_trigger", entity_id=t.id, record=t.record,
+                 after={"instrument": t.instrument, "event": t.event,
+                        "repeat_instance": t.repeat_instance, "revision": t.revision},
+                 correlation_id=t.id)
 
 
 def _form_row(rows: list[dict[str, str]], instrument: str, instance: int | None,
@@ -94,26 +132,42 @@ def publish_form(session: Session, *, t: RedcapTrigger, row: dict[str, str] | No
                  fields: list[str], now: datetime, protocol: TrialProtocol,
                  keys: FormKeys) -> str:
     """Publish the save to each consumer that needs it, cut to its fields and sealed to its
-    key, unless this exact data was published before. Returns the status."""
-    t = session.merge(t)
+    key, unless this exact data was published before. Returns the status. A notification
+    merged while the data was being fetched leaves the trigger pending, due now."""
+    fetched_revision = t.revision
+    t = _locked(session, t)
     t.attempts += 1
-    t.done_at = now
+    t.last_error = None
+    status = _publish(session, t=t, row=row, fields=fields, now=now, protocol=protocol, keys=keys)
+    if t.revision != fetched_revision:
+        t.status, t.next_attempt_at, t.done_at = "pending", now, None
+        return "refetch"
+    t.status, t.done_at = status, now
+    return status
+
+
+def _locked(session: Session, t: RedcapTrigger) -> RedcapTrigger:
+    fresh = session.get(RedcapTrigger, t.id, with_for_update=True)
+    assert fresh is not None  # triggers are never deleted
+    return fresh
+
+
+def _publish(session: Session, *, t: RedcapTrigger, row: dict[str, str] | None,
+             fields: list[str], now: datetime, protocol: TrialProtocol, keys: FormKeys) -> str:
     if row is None:
-        t.status = "unchanged"
         audit.append(session, actor=ACTOR, role="system", action="redcap.form_absent",
                      entity_type="redcap_trigger", entity_id=t.id, record=t.record, correlation_id=t.id)
-        return t.status
+        return "unchanged"
     digest = form_hash(row, fields, t.instrument, keys.digest)
     instance = int(row.get("redcap_repeat_instance") or 0) or None
     key = (t.project_id, t.record, t.event or "", t.instrument, instance or 0)
     snap = repository.snapshot(session, *key)
     if snap is not None and snap.data_hash == digest:
-        t.status = "unchanged"
         audit.append(session, actor=ACTOR, role="system", action="redcap.form_unchanged",
                      entity_type="redcap_trigger", entity_id=t.id, record=t.record,
                      after={"instrument": t.instrument, "data_hmac": digest,
                             "digest_key_id": keys.digest.key_id}, correlation_id=t.id)
-        return t.status
+        return "unchanged"
     saved = FormSaved(project_id=t.project_id, record=t.record, event=t.event, instrument=t.instrument,
                       repeat_instance=instance,
                       complete_status=int(row.get(f"{t.instrument}_complete") or 0),
@@ -130,13 +184,12 @@ def publish_form(session: Session, *, t: RedcapTrigger, row: dict[str, str] | No
                               updated_at=now)
     snap.data_hash, snap.event_id, snap.updated_at = digest, first_id, now
     session.add(snap)
-    t.status = "published"
     audit.append(session, actor=ACTOR, role="system", action="redcap.form_published",
                  entity_type="redcap_trigger", entity_id=t.id, record=t.record,
                  after={"instrument": t.instrument, "event": t.event, "data_hmac": digest,
                         "digest_key_id": keys.digest.key_id, "event_ids": event_ids},
                  correlation_id=t.id)
-    return t.status
+    return "published"
 
 
 def process_trigger(engine: Engine, client: RedcapClient, protocol: TrialProtocol,
@@ -146,11 +199,12 @@ def process_trigger(engine: Engine, client: RedcapClient, protocol: TrialProtoco
         row, fields = fetch_for(client, protocol, t)
     except (RedcapUnavailable, RedcapRefused) as exc:
         with unit_of_work(engine) as session:
-            t = session.merge(t)
+            t = _locked(session, t)
             t.attempts += 1
             t.last_error = str(exc)
             t.next_attempt_at = _retry_at(now, t.attempts, settings)
-        log.warning("redcap.fetch_retry", trigger=t.id, attempts=t.attempts, error=str(exc))
+            attempts = t.attempts
+        log.warning("redcap.fetch_retry", trigger=t.id, attempts=attempts, error=str(exc))
         return "retry"
     with unit_of_work(engine) as session:
         return publish_form(session, t=t, row=row, fields=fields, now=now, protocol=protocol,
@@ -217,7 +271,9 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
           now: datetime, keys: FormKeys) -> int:
     """Feed every form changed since the last sweep into the trigger path; returns how many.
     Forms whose data matches what was published already are skipped here (cheaply) and
-    would be skipped by the trigger path anyway."""
+    would be skipped by the trigger path anyway; a form with a pending trigger merges into
+    it. The allocation form is left out: only the gateway writes it (perform_write), and
+    its write-back must not come back as a form save."""
     project_id = protocol.redcap.project_id
     with unit_of_work(engine) as session:
         state = repository.sweep_state(session, project_id)
@@ -235,6 +291,8 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
             for instrument in ([repeat_form] if repeat_form else sorted(instruments)):
                 if instrument not in instruments or not row.get(f"{instrument}_complete"):
                     continue
+                if instrument == protocol.redcap.allocation_form:
+                    continue
                 if repeat_form == "" and instrument == protocol.redcap.adverse_event_form:
                     continue
                 digest = form_hash(row, client.form_fields(instrument), instrument, keys.digest)
@@ -242,7 +300,7 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
                 if published.get(key) == digest:
                     continue
                 t = Trigger(project_id, key[0], instrument, event, instance)
-                store_trigger(session, trigger=t, body={"sweep": "1"}, source="sweep", now=now)
+                enqueue_trigger(session, trigger=t, body={"sweep": "1"}, source="sweep", now=now)
                 found.append(t)
         state = repository.sweep_state(session, project_id) or RedcapSweep(
             project_id=project_id, swept_until=now, last_run_at=now)

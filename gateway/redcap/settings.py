@@ -25,6 +25,9 @@ class RedcapSettings(BaseSettings):
     parallel_requests: int = 4  # REDCap API calls in flight at once (different participants)
     retry_base_seconds: float = 1.0
     retry_cap_seconds: float = 300.0
+    # While REDCap fails, one waiting row is tried this often whatever its retry delay; the
+    # first answer releases the whole backlog, so it drains seconds after REDCap is back.
+    recovery_probe_seconds: float = Field(default=2.0, gt=0)
     # Data Entry Triggers accepted per second (a burst, then a rate) over all senders, and
     # refused (wrong secret) per sender address; beyond them 429 (the sweep catches up).
     det_rate_per_second: float = Field(default=50.0, gt=0)

@@ -14,6 +14,7 @@ from services.core.runner import Kernel
 from . import metrics, repository, service
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
 from .models import RedcapTrigger, RedcapWrite
+from .recovery import Recovery
 from .settings import RedcapSettings
 
 log = structlog.get_logger(__name__)
@@ -74,31 +75,44 @@ def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient
     trigger_wake: asyncio.Event = kernel.extras["redcap_trigger_wake"]
     write_wake: asyncio.Event = kernel.extras["redcap_write_wake"]
     tasks = kernel.extras.setdefault("tasks", [])
+    recovery = Recovery(kernel.engine, settings.recovery_probe_seconds)
+
+    def observed(outcome: str) -> str:
+        if outcome == "retry":
+            recovery.failed()
+        else:
+            recovery.answered(_now())
+        return outcome
 
     def fetch(t: RedcapTrigger) -> str:
-        return service.process_trigger(kernel.engine, client, protocol, settings, t, _now(), keys)
+        return observed(service.process_trigger(kernel.engine, client, protocol, settings, t,
+                                                _now(), keys))
 
     def write(w: RedcapWrite) -> str:
-        return service.perform_write(kernel.engine, client, settings, w, _now())
+        return observed(service.perform_write(kernel.engine, client, settings, w, _now()))
 
+    due_triggers = recovery.due("triggers", lambda s: repository.due_triggers(s, _now()),
+                                repository.first_waiting_trigger)
+    due_writes = recovery.due("writes", lambda s: repository.due_writes(s, _now()),
+                              repository.first_waiting_write)
     tasks.append(asyncio.create_task(_drain(
-        kernel, lambda s: repository.due_triggers(s, _now()), fetch, trigger_wake,
+        kernel, due_triggers, fetch, trigger_wake,
         settings.worker_poll_seconds,
         lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
         settings.parallel_requests),
         name="redcap-triggers"))
     tasks.append(asyncio.create_task(_drain(
-        kernel, lambda s: repository.due_writes(s, _now()), write, write_wake,
+        kernel, due_writes, write, write_wake,
         settings.worker_poll_seconds,
         lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
         settings.parallel_requests),
         name="redcap-writes"))
-    tasks.append(asyncio.create_task(_sweeper(kernel, settings, client, trigger_wake, keys),
-                                     name="redcap-sweep"))
+    tasks.append(asyncio.create_task(
+        _sweeper(kernel, settings, client, trigger_wake, keys, recovery), name="redcap-sweep"))
 
 
 async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
-                   trigger_wake: asyncio.Event, keys: service.FormKeys) -> None:
+                   trigger_wake: asyncio.Event, keys: service.FormKeys, recovery: Recovery) -> None:
     covered = _now()
     metrics.SWEEP_LAG.set_function(lambda: (_now() - covered).total_seconds())
     while not kernel.stop.is_set():
@@ -106,11 +120,15 @@ async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClien
         try:
             found = await asyncio.to_thread(service.sweep, kernel.engine, client, kernel.protocol,
                                             settings, started, keys)
+            await asyncio.to_thread(recovery.answered, _now())
             if found:
                 log.info("redcap.sweep_found", forms=found)
                 trigger_wake.set()
             covered = started
-        except (RedcapUnavailable, RedcapRefused) as exc:
+        except RedcapUnavailable as exc:
+            recovery.failed()
+            log.warning("redcap.sweep_failed", error=str(exc))
+        except RedcapRefused as exc:
             log.warning("redcap.sweep_failed", error=str(exc))
         except Exception as exc:
             log.exception("redcap.sweep_error", error=repr(exc))

@@ -44,8 +44,9 @@ def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPat
         monkeypatch.setenv("TAILOR_REDCAP_DET_SECRET", secret)
         monkeypatch.setenv("TAILOR_REDCAP_TIMEOUT_SECONDS", str(options.get("timeout", 2)))
         monkeypatch.setenv("TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS", str(options.get("sweep", 3600)))
-        monkeypatch.setenv("TAILOR_REDCAP_RETRY_BASE_SECONDS", "0.2")
-        monkeypatch.setenv("TAILOR_REDCAP_RETRY_CAP_SECONDS", "1")
+        monkeypatch.setenv("TAILOR_REDCAP_RETRY_BASE_SECONDS", str(options.get("retry_base", 0.2)))
+        monkeypatch.setenv("TAILOR_REDCAP_RETRY_CAP_SECONDS", str(options.get("retry_cap", 1)))
+        monkeypatch.setenv("TAILOR_REDCAP_RECOVERY_PROBE_SECONDS", str(options.get("probe", 2)))
         with served_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
                             database_url=f"sqlite:///{tmp_path}/gateway.db") as (url, app):
             det_url = f"{url}/redcap/det?secret={secret}"

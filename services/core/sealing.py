@@ -36,7 +36,7 @@ from .errors import PermanentError
 SUITE = Suite(KEM.X25519, KDF.HKDF_SHA256, AEAD.AES_256_GCM)
 _INFO = b"tailor/bus-seal/v1"
 # Services that receive sealed payloads (each owns a bus key pair).
-RECIPIENTS = ("allocation", "notifications", "safety", "randomization")
+RECIPIENTS = ("allocation", "notifications", "safety", "randomization", "reports")
 
 
 class BusKeyError(RuntimeError):

@@ -6,8 +6,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.core.db import is_sqlite
 from services.core.protocol import ProtocolError
 from services.core.runner import Kernel, ServiceSpec, build_app
+from services.core.sealing import load_keyring
 
 from . import handlers
 from .api import router
@@ -27,6 +29,9 @@ def configure(kernel: Kernel) -> None:
                                f"a {kernel.engine.dialect.name} database")
         kernel.extras.setdefault("now", SimulatedClock(config.simulated_clock_file))
     kernel.extras.setdefault("now", utc_now)
+    # Its own bus key opens the saves sealed to it; a missing key refuses start-up.
+    kernel.extras["bus_keyring"] = load_keyring(kernel.name, kernel.settings.home,
+                                                embedded=is_sqlite(kernel.engine))
     handlers.bind(kernel)
 
 

@@ -33,9 +33,10 @@ def rebuild_command(
     as_of: Annotated[str | None, typer.Option(help="compare figures as of YYYY-MM-DD")] = None,
 ) -> None:
     """Rebuild the read model from the stream's start; print whether the figures changed."""
-    from services.core.db import make_engine
+    from services.core.db import is_sqlite, make_engine
     from services.core.migrations import run_migrations
     from services.core.protocol import ProtocolError
+    from services.core.sealing import BusKeyError, load_keyring
     from services.core.settings import service_settings, settings
 
     from .app import SPEC
@@ -60,7 +61,13 @@ def rebuild_command(
         raise typer.Exit(1) from None
     engine = make_engine(url)
     try:
-        result = rebuild(engine, protocol, stream, as_of=day)
+        keyring = load_keyring("reports", config.home, embedded=is_sqlite(engine))
+    except BusKeyError as exc:
+        engine.dispose()
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    try:
+        result = rebuild(engine, protocol, keyring, stream, as_of=day)
     finally:
         engine.dispose()
     console.print(f"replayed {result.events} events from stream sequence {result.first_seq} "

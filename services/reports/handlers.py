@@ -2,7 +2,8 @@
 the facts arrive in stream order (the same order a rebuild replays).
 
 Subjects (what it reads of each):
-- `trial.v1.redcap.form_saved`: screening eligibility and date, consent and its date, the
+- `trial.v1.redcap.form_saved_for_reports` (sealed to this service): screening eligibility
+  and date, consent and its date, the
   withdrawal form's flag, date, reason and preventable class, the AE form's seriousness, the
   NEQ items and their attribution, and each form's complete status;
 - `trial.v1.randomization.allocated`: record, module, time (never arm or cluster);
@@ -39,7 +40,7 @@ def on_event(session: Session, env: Envelope) -> None:
         kernel = _bound["kernel"]
     except KeyError:
         raise RuntimeError("reports handlers used before the service started") from None
-    apply(session, env, kernel.protocol)
+    apply(session, env, kernel.protocol, kernel.extras["bus_keyring"])
 
 
 CONSUMERS = [Consumer(DURABLE, SUBJECTS, on_event)]

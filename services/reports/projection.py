@@ -1,8 +1,10 @@
 """Applying one bus event to the read model. The live consumer and the rebuild both call
 `apply`, so a rebuild from the stream's start gives the same rows.
 
+REDCap saves arrive sealed to this service's bus key, cut to the fields it declared
+(`services/core/events/form_fields.py`, `reports_fields`); only its keyring opens them.
 Reads tolerantly: only the fields it needs, unknown fields ignored (producers may add
-fields; `form_saved` may carry fewer fields per consumer). A malformed value (a date that
+fields). A malformed value (a date that
 is not a date) falls back to the event's time instead of stopping the consumer: a report
 must never block on one bad form. Never stores an arm or a cluster — none is read.
 """
@@ -15,14 +17,16 @@ from typing import TypeVar
 from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlmodel import Session
 
-from services.core.errors import PermanentError
-from services.core.events import Envelope
+from services.core.errors import InvalidInput, PermanentError
+from services.core.events import Envelope, FormSavedForReports
 from services.core.protocol import TrialProtocol
+from services.core.sealed_events import open_form_saved
+from services.core.sealing import Keyring
 
 from . import repository
 from .models import AdverseEventRow, FormRow, NeqRow, ParticipantRow, TimepointRow
 
-FORM_SAVED = "trial.v1.redcap.form_saved"
+FORM_SAVED = FormSavedForReports.subject
 ALLOCATED = "trial.v1.randomization.allocated"
 TIMEPOINT_COMPLETED = "trial.v1.notifications.timepoint_completed"
 SUBJECTS = (FORM_SAVED, ALLOCATED, TIMEPOINT_COMPLETED)
@@ -57,22 +61,6 @@ class Completion(_Tolerant):
 M = TypeVar("M", bound=_Tolerant)
 
 
-def fields_needed(protocol: TrialProtocol) -> frozenset[str]:
-    """Every REDCap field this projection reads from `form_saved` (for a producer that
-    sends each consumer only what it needs). Complete status travels as its own field."""
-    f, form = protocol.redcap.fields, protocol.safety.redcap_form
-    names = {f.eligible, f.consent, f.withdrawn, form.fields.serious}
-    names |= {n for n in (f.consent_date,) if n}
-    if protocol.reports is not None:
-        r = protocol.reports
-        names |= {r.screening_date_field, r.withdrawal.date, r.withdrawal.reason,
-                  r.withdrawal.preventable}
-        names |= {r.recruitment.site_field} if r.recruitment.site_field else set()
-    for n in range(1, protocol.safety.neq_items + 1):
-        names |= {f"{form.neq_prefix}{n}", f"{form.neq_prefix}{n}_attr"}
-    return frozenset(names)
-
-
 def _parse(model: type[M], env: Envelope) -> M:
     try:
         return model.model_validate(env.data)
@@ -91,9 +79,17 @@ def _yes_no(protocol: TrialProtocol, value: str | None) -> bool | None:
     return protocol.safety.redcap_form.codes.yes_no.get(value or "")
 
 
-def apply(session: Session, env: Envelope, protocol: TrialProtocol) -> None:
+def _opened(env: Envelope, keyring: Keyring) -> SavedForm:
+    try:
+        saved = open_form_saved(env, keyring)
+    except InvalidInput as exc:  # foreign or malformed (a wrong seal is poison already)
+        raise PermanentError(f"{env.subject}: {exc}") from None
+    return SavedForm.model_validate(saved.model_dump())
+
+
+def apply(session: Session, env: Envelope, protocol: TrialProtocol, keyring: Keyring) -> None:
     if env.subject == FORM_SAVED:
-        _form_saved(session, _parse(SavedForm, env), env.occurred_at, protocol)
+        _form_saved(session, _opened(env, keyring), env.occurred_at, protocol)
     elif env.subject == ALLOCATED:
         a = _parse(Allocation, env)
         row = repository.participant_for_update(session, a.record, a.allocated_at.date())

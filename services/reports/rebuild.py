@@ -27,6 +27,7 @@ from services.core.consumers import parse_envelope
 from services.core.db import unit_of_work
 from services.core.errors import PermanentError
 from services.core.protocol import TrialProtocol
+from services.core.sealing import Keyring
 
 from . import repository, service
 from .handlers import DURABLE
@@ -95,7 +96,8 @@ def _digest(figures: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(figures, sort_keys=True).encode()).hexdigest()
 
 
-def rebuild(engine: Engine, protocol: TrialProtocol, stream: StreamRead, *, as_of: date,
+def rebuild(engine: Engine, protocol: TrialProtocol, keyring: Keyring, stream: StreamRead, *,
+            as_of: date,
             actor: str = "operator:tailor-reports-rebuild") -> RebuildResult:
     with unit_of_work(engine) as session:
         before = service.blinded_figures(session, protocol=protocol, as_of=as_of)
@@ -106,7 +108,7 @@ def rebuild(engine: Engine, protocol: TrialProtocol, stream: StreamRead, *, as_o
                 env = parse_envelope(data)
                 with session.begin_nested():
                     if inbox.claim(session, DURABLE, env.id):
-                        apply(session, env, protocol)
+                        apply(session, env, protocol, keyring)
                         applied += 1
             except PermanentError:
                 skipped += 1

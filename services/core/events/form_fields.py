@@ -12,6 +12,9 @@ MPI-D answers, which with the module give the arm, reach allocation only):
   mobile, postal address, language, time zone, contact opt-outs).
 - safety: saves of the adverse-event, NEQ and INEP instruments, with that instrument's own
   fields only.
+- reports (when the protocol has a reports section): every save's completion status with
+  screening, eligibility, consent, withdrawal (date, reason, preventable class), site,
+  seriousness and the NEQ items with their attribution.
 """
 
 from __future__ import annotations
@@ -77,10 +80,35 @@ def for_safety(saved: FormSaved, protocol: TrialProtocol,
     return _cut(saved, lambda k: k in own or k.split("___", 1)[0] in own)
 
 
+def reports_fields(protocol: TrialProtocol) -> frozenset[str]:
+    """Every REDCap field the reports read model reads of a save."""
+    f, form = protocol.redcap.fields, protocol.safety.redcap_form
+    names = _names(f.eligible, f.consent, f.withdrawn, form.fields.serious, f.consent_date)
+    r = protocol.reports
+    if r is not None:
+        names |= _names(r.screening_date_field, r.withdrawal.date, r.withdrawal.reason,
+                        r.withdrawal.preventable, r.recruitment.site_field)
+    for n in range(1, protocol.safety.neq_items + 1):
+        names |= {f"{form.neq_prefix}{n}", f"{form.neq_prefix}{n}_attr"}
+    return frozenset(names)
+
+
+def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
+    if protocol.reports is None:
+        return None
+    wanted = reports_fields(protocol)
+    if not _is_baseline(saved, protocol):  # screening and consent are baseline facts
+        f = protocol.redcap.fields
+        wanted -= _names(f.eligible, f.consent, f.consent_date,
+                         protocol.reports.screening_date_field)
+    return _cut(saved, wanted.__contains__)
+
+
 def per_consumer(saved: FormSaved, protocol: TrialProtocol,
                  own_fields: Iterable[str]) -> dict[str, FormSaved]:
     """The save as each consumer that needs it receives it (consumer → its cut)."""
     cuts = {"allocation": for_allocation(saved, protocol),
             "notifications": for_notifications(saved, protocol),
-            "safety": for_safety(saved, protocol, list(own_fields))}
+            "safety": for_safety(saved, protocol, list(own_fields)),
+            "reports": for_reports(saved, protocol)}
     return {consumer: cut for consumer, cut in cuts.items() if cut is not None}

@@ -15,9 +15,11 @@ class FormSaved(BaseModel):
     `fields` are the record's saved data in that REDCap event, re-fetched through the API
     after the trigger, cut down to what that consumer needs (`form_fields.py`); for a
     repeating instrument, that instance's fields. Never arm or cluster: REDCap has neither.
-    Not published as such: the gateway publishes one `SealedFormSaved` per consumer."""
+    Not published as such: the gateway publishes one `SealedFormSaved` per consumer.
+    Consumers read it tolerantly (a field added by a newer gateway is ignored); the gateway
+    builds it from typed values only."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="ignore", frozen=True)
 
     project_id: int
     record: str
@@ -61,9 +63,18 @@ class FormSavedForSafety(SealedFormSaved):
     consumer: ClassVar[str] = "safety"
 
 
+class FormSavedForReports(SealedFormSaved):
+    """Every save's completion status with the few fields the CONSORT flow and feasibility
+    read (screening, eligibility, consent, withdrawal reasons, seriousness, NEQ items);
+    never contact details or MPI-D answers."""
+
+    subject: ClassVar[str] = "trial.v1.redcap.form_saved_for_reports"
+    consumer: ClassVar[str] = "reports"
+
+
 FORM_SAVED_FOR: dict[str, type[SealedFormSaved]] = {
     cls.consumer: cls for cls in (FormSavedForAllocation, FormSavedForNotifications,
-                                  FormSavedForSafety)}
+                                  FormSavedForSafety, FormSavedForReports)}
 
 
 class AuditHead(Event):

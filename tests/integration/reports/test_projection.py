@@ -14,12 +14,14 @@ from sqlmodel import Session
 
 from services.core.db import make_engine, unit_of_work
 from services.core.errors import PermanentError
-from services.core.events import Allocated, Envelope
+from services.core.events import Allocated, Envelope, FormSavedForReports
+from services.core.events.form_fields import reports_fields
 from services.core.migrations import run_migrations
 from services.core.protocol import load_protocol
 from services.reports.app import SPEC
 from services.reports.models import ParticipantRow
 from services.reports.projection import FORM_SAVED, apply
+from tests.support.sealed import keyring, recipient
 
 P = load_protocol("protocols/perpain-pilot.yaml")
 AT = datetime(2026, 4, 1, 9, tzinfo=UTC)
@@ -36,12 +38,20 @@ def engine(tmp_path: Path) -> Iterator[Engine]:
 
 
 def saved(data: dict, at: datetime = AT) -> Envelope:
-    return Envelope(subject=FORM_SAVED, producer="gateway", occurred_at=at, data=data)
+    """A save sealed to reports as the gateway seals it, with exactly the keys given (plus
+    the ones every save has), so added and missing keys reach the projection as sent."""
+    values = {"project_id": P.redcap.project_id, "event": None, "complete_status": 0,
+              "trigger": "det"} | data
+    record = str(values.get("record", ""))
+    outer = FormSavedForReports(record=record, sealed=recipient("reports").seal_json(
+        values, subject=FormSavedForReports.subject, record=record))
+    return Envelope(subject=FORM_SAVED, producer="gateway", occurred_at=at, record=record or None,
+                    data=outer.model_dump(mode="json"))
 
 
 def run(engine: Engine, env: Envelope) -> None:
     with unit_of_work(engine) as session:
-        apply(session, env, P)
+        apply(session, env, P, keyring("reports"))
 
 
 def row(engine: Engine, record: str) -> ParticipantRow:
@@ -98,10 +108,8 @@ def test_an_event_without_a_record_is_poison(engine: Engine) -> None:
 
 def test_only_the_declared_fields_matter(engine: Engine, tmp_path: Path) -> None:
     """The same saves, once with every field and once cut to `fields_needed`, give the
-    same participant row: a producer may send reports only what it declares."""
-    from services.reports.projection import fields_needed
-
-    needed = fields_needed(P)
+    same participant row: the gateway sends reports only what it declares."""
+    needed = reports_fields(P)
     assert {"cons_email", "cons_mobile", "cons_address", "ae_narrative"}.isdisjoint(needed)
     full = {"scr_eligible": "1", "scr_date": "2026-03-01", "cons_given": "1",
             "cons_date": "2026-03-02", "cons_email": "x@example.org", "dem_age": "40",

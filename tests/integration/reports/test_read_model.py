@@ -24,6 +24,7 @@ from services.reports.rebuild import read_stream, rebuild
 from services.reports.service import blinded_figures
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import PROTOCOL, RunningService, eventually, running_service
+from tests.support.sealed import form_saved_for, keyring
 
 P = load_protocol(PROTOCOL)
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -46,7 +47,8 @@ def form(record: str, instrument: str, fields: dict[str, str], at: datetime, *,
     saved = FormSaved(project_id=P.redcap.project_id, record=record, event=event,
                       instrument=instrument, complete_status=complete, trigger="det",
                       fields={**fields, f"{instrument}_complete": str(complete)})
-    return env(saved, "gateway", at)
+    sealed = form_saved_for("reports", saved)
+    return sealed.model_copy(update={"occurred_at": at})
 
 
 def enrolment(record: str, day: int, *, eligible: bool = True, consent: bool = True) -> list[Envelope]:
@@ -183,7 +185,7 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
     await eventually(settled)
     live_engine = reports.kernel.engine
     stream = await read_stream(nats_server.url)
-    result = rebuild(live_engine, P, stream, as_of=TODAY.date())
+    result = rebuild(live_engine, P, keyring("reports"), stream, as_of=TODAY.date())
     assert result.identical, result.changed
     assert result.events == len(cohort()) and result.first_seq == 1
     with Session(live_engine) as session:
@@ -195,7 +197,7 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
     run_migrations(SPEC.migrations, fresh_url)
     fresh = make_engine(fresh_url)
     try:
-        rebuilt = rebuild(fresh, P, stream, as_of=TODAY.date())
+        rebuilt = rebuild(fresh, P, keyring("reports"), stream, as_of=TODAY.date())
         with Session(live_engine) as session:
             live = blinded_figures(session, protocol=P, as_of=TODAY.date())
         assert rebuilt.after == live

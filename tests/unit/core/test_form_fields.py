@@ -31,7 +31,8 @@ def _save(instrument: str, event: str, fields: dict[str, str]) -> FormSaved:
 def test_a_baseline_save_gives_allocation_the_mpid_and_notifications_the_contacts(
         protocol: TrialProtocol) -> None:
     cuts = per_consumer(_save("consent", "t0_baseline", BASELINE_ROW), protocol, ["cons_given"])
-    assert set(cuts) == {"allocation", "notifications"}  # safety reads AE/NEQ/INEP only
+    # safety reads AE/NEQ/INEP only; reports every save, with its few flow fields
+    assert set(cuts) == {"allocation", "notifications", "reports"}
     allocation = cuts["allocation"].fields
     assert {"mpid_1_1", "mpid_3_18", "dem_age", "dem_sex", "cons_given", "scr_eligible",
             "mpid_complete", "consent_complete", "wd_withdrawn"} <= set(allocation)
@@ -41,14 +42,17 @@ def test_a_baseline_save_gives_allocation_the_mpid_and_notifications_the_contact
     assert set(CONTACT) - {"cons_date"} <= set(notifications)
     assert not any(k.startswith("mpid_") and k != "mpid_complete" for k in notifications)
     assert "dem_age" not in notifications and "cons_given" not in notifications
+    reports = cuts["reports"].fields
+    assert set(reports) == {"cons_given", "scr_eligible", "wd_withdrawn", "cons_date"}
 
 
 def test_later_events_carry_no_contacts_and_allocation_sees_only_withdrawals(
         protocol: TrialProtocol) -> None:
     row = {"pgic_rating": "5", "pgic_complete": "2", "wd_withdrawn": "1", **CONTACT}
     cuts = per_consumer(_save("pgic", "week_4_arm_1", row), protocol, ["pgic_rating"])
-    assert set(cuts) == {"notifications"}
+    assert set(cuts) == {"notifications", "reports"}
     assert cuts["notifications"].fields == {"pgic_complete": "2", "wd_withdrawn": "1"}
+    assert cuts["reports"].fields == {"wd_withdrawn": "1"}
     withdrawal = per_consumer(_save("withdrawal", "week_4", row), protocol, ["wd_withdrawn"])
     assert withdrawal["allocation"].fields == {"wd_withdrawn": "1"}
 

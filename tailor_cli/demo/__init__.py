@@ -84,7 +84,7 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
         report.where_next(console, stack)
-        show_feasibility = feasibility.report(gw, cohort, stack.home, verdict)
+        show_feasibility = feasibility.report(gw, cohort, len(unblinded), stack.home, verdict)
         report.console_access(console, stack, gw.keys, home)
         report.verdict(console, verdict)
         show_feasibility(console)

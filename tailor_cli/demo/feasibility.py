@@ -3,6 +3,7 @@ reports service (a read model of the bus), through the gateway as people read th
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,8 +12,7 @@ from rich.console import Console
 from services.reports.cli import feasibility_table
 from sim.cohort import Participant
 
-from . import followup
-from .checks import Verdict, check_feasibility, check_flow, expected_enrolment
+from .checks import Verdict, check_feasibility, check_flow
 from .client import Gateway
 
 FLOW = "/api/v1/reports/v1/flow"
@@ -25,14 +25,26 @@ def _text(gw: Gateway, role: str, path: str, **params: str) -> str:
     return response.text
 
 
-def report(gw: Gateway, cohort: list[Participant], home: Path, verdict: Verdict
+def _settled_flow(gw: Gateway, allocated: int, timeout: float = 90) -> dict:
+    """The flow once the reports service has seen every allocation the randomization
+    service made (a busy service's 503 is asked again, not fatal)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            flow = gw.call("monitor", "GET", FLOW)
+        except RuntimeError:
+            flow = None
+        if flow is not None and flow["randomized"] >= allocated:
+            return flow  # type: ignore[no-any-return]
+        time.sleep(1)
+    return gw.call("monitor", "GET", FLOW)  # type: ignore[no-any-return]
+
+
+def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, verdict: Verdict
            ) -> Callable[[Console], None]:
     """Check the flow against the cohort and write the diagrams; returns the printer of
     the table and the files' names (the demo's last lines)."""
-    want = expected_enrolment(cohort)["randomized"]
-    blinded = followup.wait_for(
-        lambda: (lambda f: f if f["randomized"] == want else None)(gw.call("monitor", "GET", FLOW)),
-        timeout=60)
+    blinded = _settled_flow(gw, allocated)
     unblinded = gw.call("dsmb", "GET", FLOW)
     check_flow(verdict, cohort, blinded, unblinded)
     rows = gw.call("monitor", "GET", "/api/v1/reports/v1/feasibility")

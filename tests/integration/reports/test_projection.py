@@ -107,7 +107,7 @@ def test_an_event_without_a_record_is_poison(engine: Engine) -> None:
 
 
 def test_only_the_declared_fields_matter(engine: Engine, tmp_path: Path) -> None:
-    """The same saves, once with every field and once cut to `fields_needed`, give the
+    """The same saves, once with every field and once cut to `reports_fields`, give the
     same participant row: the gateway sends reports only what it declares."""
     needed = reports_fields(P)
     assert {"cons_email", "cons_mobile", "cons_address", "ae_narrative"}.isdisjoint(needed)

@@ -6,6 +6,7 @@ from pydantic import ValidationError
 from sqlalchemy import event
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer, EventHandler
 from services.core.errors import InvalidInput
 from services.core.events import Envelope, FormSaved
@@ -14,6 +15,8 @@ from services.core.runner import Kernel
 
 from . import service
 from .domain import ClusterPredictor
+
+FORM_SAVED = Subscription("allocation-form-saved", (FormSaved.subject,))
 
 
 def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor) -> EventHandler:
@@ -36,4 +39,4 @@ def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor) -> 
 def consumers(kernel: Kernel) -> list[Consumer]:
     """Built by the kernel after the start-up hooks, so the verified model is loaded."""
     handle = form_saved_handler(kernel.protocol, kernel.extras["predictor"])
-    return [Consumer("allocation-form-saved", (FormSaved.subject,), handle)]
+    return [Consumer(FORM_SAVED.durable, FORM_SAVED.subjects, handle)]

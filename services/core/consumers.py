@@ -1,6 +1,7 @@
 """The consumer edge: one bus message = one database transaction.
 
-Parses the envelope (unparseable → poison), records the event id in the inbox in the
+Parses the envelope (unparseable → poison), refuses an event whose producer is not the
+owner of the subject it came on (a forgery: poison, counted), records the event id in the inbox in the
 same transaction as the handler's effect (a duplicate has no second effect), commits,
 then wakes the outbox relay so any event the handler staged goes out at once.
 """
@@ -19,9 +20,11 @@ from sqlmodel import Session
 
 from . import inbox, metrics
 from .bus import ConsumerSpec
+from .bus_contract import Subscription, owner_of
 from .db import unit_of_work
 from .errors import DomainError, PermanentError
 from .events import Envelope
+from .settings import SERVICES
 
 log = structlog.get_logger(__name__)
 
@@ -37,12 +40,26 @@ class Consumer:
     handle: EventHandler
     max_deliver: int | None = None
 
+    @property
+    def subscription(self) -> Subscription:
+        return Subscription(self.durable, self.subjects)
+
 
 def parse_envelope(data: bytes) -> Envelope:
     try:
         return Envelope.model_validate_json(data)
     except ValidationError as exc:
         raise PermanentError(f"not a Tailor event envelope: {exc.errors()[:3]}") from None
+
+
+def check_producer(env: Envelope, subject: str) -> str | None:
+    """Why the event is not its subject owner's (None when it is)."""
+    if env.subject != subject:
+        return f"envelope says {env.subject!r} but came on {subject!r}"
+    owner = owner_of(subject, SERVICES)
+    if owner != env.producer:
+        return f"producer {env.producer!r} is not {owner!r}, the owner of {subject!r}"
+    return None
 
 
 def apply_once(engine: Engine, consumer: Consumer, env: Envelope, service: str) -> bool:
@@ -65,6 +82,12 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             default_max_deliver: int) -> ConsumerSpec:
     async def handler(msg: Msg) -> None:
         env = parse_envelope(msg.data)
+        forged = check_producer(env, msg.subject)
+        if forged is not None:
+            metrics.CONSUMER_REFUSED.labels(service, consumer.durable, "producer").inc()
+            log.error("consumer.forged_producer", consumer=consumer.durable, event_id=env.id,
+                      problem=forged)
+            raise PermanentError(f"refused: {forged}")
         if await asyncio.to_thread(apply_once, engine, consumer, env, service):
             wake()
 

@@ -18,6 +18,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.core.bus import Bus
+from services.core.bus_contract import PROVISIONER
 from services.core.events import Envelope
 from services.core.internal_token import (
     HEADER,
@@ -29,6 +30,7 @@ from services.core.internal_token import (
 from services.core.roles import Role
 from services.core.runner import Kernel, ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
+from tailor_cli.natsd import server_at
 
 PROTOCOL = Path("protocols/perpain-pilot.yaml")
 
@@ -43,6 +45,14 @@ def token_headers(home: Path, service: str, role: Role | str, subject: str = "te
     signer = InternalTokenSigner(load_private_key(keys.private_key.read_bytes()))
     token = signer.sign(Caller(subject=subject, role=Role(role)), audience=service)
     return {HEADER: token}
+
+
+def provisioner_bus(nats_url: str, name: str = PROVISIONER, **options: object) -> Bus:
+    """A bus client with the provisioner's rights (every subject), for test probes that
+    publish as any service, read any subject or make their own consumers."""
+    server = server_at(nats_url)
+    return Bus(nats_url, name, credentials=server.credentials() if server else None,
+               tls=server.tls_files if server else None, **options)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -127,7 +137,7 @@ class EventTap:
         self._sub = None
 
     async def __aenter__(self) -> EventTap:
-        self._bus = Bus(self.nats_url, "test-tap")
+        self._bus = provisioner_bus(self.nats_url, "test-tap")
         await self._bus.connect(attempts=20)
         await self._bus.ensure_streams()
         assert self._bus.js is not None

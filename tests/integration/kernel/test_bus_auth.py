@@ -78,7 +78,7 @@ async def test_a_service_publishes_its_own_facts_and_no_one_elses(nats_server: N
     nc, violations = await _as(nats_server, "notifications")
     js = nc.jetstream(timeout=1)
     forged = Allocated.subject  # randomization's fact
-    with pytest.raises(Exception):  # noqa: B017  (the server drops it: no acknowledgement)
+    with pytest.raises(Exception):  # the server drops it: no acknowledgement
         await js.publish(forged, b"{}")
     await eventually(lambda: violations.about(forged))
     ack = await js.publish("trial.v1.notifications.timepoint_completed", b"{}")
@@ -103,15 +103,15 @@ async def test_a_service_cannot_make_or_read_a_consumer_on_anothers_subject(
         nats_server: NatsServer) -> None:
     nc, violations = await _as(nats_server, "notifications")
     js = nc.jetstream(timeout=1)
-    with pytest.raises(Exception):  # noqa: B017
+    with pytest.raises(Exception):
         await js.add_consumer("TRIAL", ConsumerConfig(durable_name="notifications-peek",
                                                       filter_subject=ClusterAssigned.subject))
     await eventually(lambda: violations.about(".CREATE.TRIAL.notifications-peek"))
-    with pytest.raises(Exception):  # noqa: B017  (randomization's durable)
+    with pytest.raises(Exception):  # randomization's durable
         sub = await js.pull_subscribe_bind(durable="randomization-cluster-assigned", stream="TRIAL")
         await sub.fetch(1, timeout=1)
     await eventually(lambda: violations.about("MSG.NEXT.TRIAL.randomization-cluster-assigned"))
-    with pytest.raises(Exception):  # noqa: B017  (a message by sequence number)
+    with pytest.raises(Exception):  # a message by sequence number
         await js.get_msg("TRIAL", 1)
     await eventually(lambda: violations.about("$JS.API.STREAM.MSG.GET.TRIAL"))
     admin = await _admin(nats_server)

@@ -47,17 +47,14 @@ async def hash_at(runtime: GatewayRuntime, service: str, seq: int) -> str | None
     return str(entries[0].get("hash"))
 
 
-def check_head(runtime: GatewayRuntime | None, loop: asyncio.AbstractEventLoop | None,
-               head: AuditHead) -> None:
-    """From a consumer's worker thread: raise unless the service's chain holds `head`."""
-    if runtime is None or loop is None:
+async def check_head(runtime: GatewayRuntime | None, head: AuditHead) -> None:
+    """Raise unless the service's chain holds `head` (before any database lock is taken)."""
+    if runtime is None:
         raise TransientError("the gateway's edge is not running: cannot check the head yet")
-    future = asyncio.run_coroutine_threadsafe(hash_at(runtime, head.service, head.length), loop)
     try:
-        held = future.result(timeout=CHECK_SECONDS)
+        held = await asyncio.wait_for(hash_at(runtime, head.service, head.length), CHECK_SECONDS)
     except (ServiceUnavailable, TimeoutError) as exc:
-        future.cancel()
-        raise TransientError(f"cannot read the chain of {head.service}: {exc}") from None
+        raise TransientError(f"cannot read the chain of {head.service}: {exc!r}") from None
     if held != head.head_hash:
         HEADS_REFUSED.labels(head.service).inc()
         log.error("gateway.audit_head_refused", chain=head.service, length=head.length,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from sqlmodel import Session
 
 from services.core.bus_contract import Subscription
@@ -18,17 +16,22 @@ AUDIT_HEADS = Subscription("gateway-audit-heads", ("trial.v1.*.audit_head",))
 RUNTIME = "gateway"  # kernel.extras key of the running edge (set by GatewayRuntime.start)
 
 
+def _head(env: Envelope) -> AuditHead:
+    head = env.payload(AuditHead)
+    if head.service != env.producer:
+        raise PermanentError(f"{env.producer} announced the head of {head.service}")
+    return head
+
+
 def consumers(kernel: Kernel) -> list[Consumer]:
-    loop = asyncio.get_running_loop()
+    async def check(env: Envelope) -> None:
+        head = _head(env)
+        if head.service != "gateway":
+            await audit_witness.check_head(kernel.extras.get(RUNTIME), head)
 
     def on_audit_head(session: Session, env: Envelope) -> None:
-        head = env.payload(AuditHead)
-        if head.service != env.producer:
-            raise PermanentError(f"{env.producer} announced the head of {head.service}")
-        if head.service == "gateway":  # the gateway's own chain is witnessed by the services
-            return
-        if service.moves_forward(session, head):
-            audit_witness.check_head(kernel.extras.get(RUNTIME), loop, head)
+        head = _head(env)
+        if head.service != "gateway":  # the gateway's own chain is witnessed by the services
             service.witness_audit_head(session, head=head)
 
-    return [Consumer(AUDIT_HEADS.durable, AUDIT_HEADS.subjects, on_audit_head)]
+    return [Consumer(AUDIT_HEADS.durable, AUDIT_HEADS.subjects, on_audit_head, check=check)]

@@ -9,7 +9,7 @@ then wakes the outbox relay so any event the handler staged goes out at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -39,6 +39,9 @@ class Consumer:
     subjects: tuple[str, ...]
     handle: EventHandler
     max_deliver: int | None = None
+    # Runs on the event loop before the transaction (a network call, say), so no database
+    # lock is held while it waits; it refuses (PermanentError) or retries like the handler.
+    check: Callable[[Envelope], Awaitable[None]] | None = None
 
     @property
     def subscription(self) -> Subscription:
@@ -88,6 +91,8 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             log.error("consumer.forged_producer", consumer=consumer.durable, event_id=env.id,
                       problem=forged)
             raise PermanentError(f"refused: {forged}")
+        if consumer.check is not None:
+            await consumer.check(env)
         if await asyncio.to_thread(apply_once, engine, consumer, env, service):
             wake()
 

@@ -112,7 +112,9 @@ def _mount_subcommands() -> None:
 
     for name, module in (("allocation", "services.allocation.cli"),
                          ("randomization", "services.randomization.cli"),
-                         ("keys", "gateway.keys_cli")):
+                         ("keys", "gateway.keys_cli"),
+                         ("nats", "tailor_cli.nats_cli"),
+                         ("audit", "tailor_cli.audit_cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

@@ -150,3 +150,24 @@ async def test_a_forged_producer_is_refused_by_the_consumer(nats_server: NatsSer
     await bus.close()
     await admin.close()
     engine.dispose()
+
+
+async def test_tls_with_a_generated_ca(tmp_path: Path) -> None:
+    """The embedded generator's CA and server certificate: a service verifies the server
+    and authenticates; a client that will not speak TLS is refused."""
+    server = NatsServer(store_dir=tmp_path / "nats", tls=True).start()
+    try:
+        assert server.url.startswith("tls://") and server.tls_files is not None
+        bus = Bus(server.url, "allocation", credentials=server.credentials("allocation"),
+                  tls=server.tls_files)
+        await bus.connect(attempts=3)
+        assert bus.nc is not None and bus.nc.is_connected
+        ack = await bus.publish("trial.v1.allocation.needs_review", b"{}", msg_id="over-tls")
+        assert ack.stream == "TRIAL"
+        await bus.close()
+        with pytest.raises(Exception):
+            await nats.connect(f"nats://127.0.0.1:{server.port}", allow_reconnect=False,
+                               nkeys_seed=str(server.credentials("allocation")),
+                               max_reconnect_attempts=0, connect_timeout=2)
+    finally:
+        server.kill()

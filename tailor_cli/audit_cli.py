@@ -50,7 +50,9 @@ def judge(chain: str, length: int, broken: str | None, hash_at: str | None,
 def _databases(given: list[str]) -> dict[str, str]:
     from services.core.settings import SERVICES, service_settings, settings
 
-    urls = {s: service_settings(s).resolved_database_url(settings().home) for s in SERVICES}
+    if not given:
+        return {s: service_settings(s).resolved_database_url(settings().home) for s in SERVICES}
+    urls = {}
     for item in given:
         name, sep, url = item.partition("=")
         if not sep or name not in SERVICES:
@@ -103,7 +105,7 @@ def verify_offline(urls: dict[str, str]) -> list[Verdict]:
 @app.command()
 def verify(
     database: Annotated[list[str] | None, typer.Option(
-        help="<service>=<database URL>; default: each service's configured database")] = None,
+        help="<service>=<database URL> (repeat); default: every service's configured database")] = None,
 ) -> None:
     """Re-compute every chain from its database and compare it with its witnessed head."""
     verdicts = verify_offline(_databases(database or []))

@@ -17,6 +17,7 @@ import httpx
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
+from typer.testing import CliRunner
 
 from gateway.app import create_app
 from gateway.audit_witness import HEADS_REFUSED
@@ -29,6 +30,8 @@ from services.core.events import AuditHead, Envelope
 from services.core.roles import Role
 from services.core.runner import ServiceSpec
 from services.core.settings import ServiceSettings
+from tailor_cli.audit_cli import Verdict, verify_offline
+from tailor_cli.main import app
 from tailor_cli.natsd import NatsServer
 from tests.support import harness
 from tests.support.harness import RunningService, eventually, provisioner_bus, running_service
@@ -125,6 +128,8 @@ async def test_deleting_a_services_newest_entries_is_detected(tmp_path: Path,
         verdict = (await p.verdicts())["allocation"]
         assert verdict["ok"] is False and verdict["truncated"] is True, verdict
         assert verdict["length"] < verdict["witnessed"]["length"] == length
+        offline = _offline(tmp_path)["allocation"]  # `tailor audit verify`, from the files
+        assert offline.truncated and offline.problem and offline.witnessed.length == length
 
 
 async def test_the_gateways_own_chain_is_witnessed_and_its_truncation_detected(
@@ -144,3 +149,27 @@ async def test_the_gateways_own_chain_is_witnessed_and_its_truncation_detected(
         verdict = (await p.verdicts())["gateway"]
         assert verdict["ok"] is False and verdict["truncated"] is True, verdict
         assert verdict["witnessed"]["length"] == length
+        offline = _offline(tmp_path)
+        assert offline["gateway"].truncated and offline["gateway"].witnessed.length == length
+        assert offline["allocation"].problem is None
+
+
+def test_audit_verify_command_exit_status(tmp_path: Path) -> None:
+    """No witnessed head yet: every readable chain is ok, exit 0."""
+    from services.core.migrations import run_migrations
+
+    run_migrations(Path("gateway/migrations"), f"sqlite:///{tmp_path}/gateway.db")
+    run_migrations(Path("services/allocation/migrations"), f"sqlite:///{tmp_path}/allocation.db")
+    result = CliRunner().invoke(app, ["audit", "verify", *_args(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert CliRunner().invoke(app, ["audit", "verify", "--database", "billing=x"]).exit_code == 2
+
+
+def _args(home: Path) -> list[str]:
+    return [arg for name in ("gateway", "allocation")
+            for arg in ("--database", f"{name}=sqlite:///{home}/{name}.db")]
+
+
+def _offline(home: Path) -> dict[str, Verdict]:
+    urls = {name: f"sqlite:///{home}/{name}.db" for name in ("gateway", "allocation")}
+    return {v.chain: v for v in verify_offline(urls)}

@@ -302,8 +302,7 @@ class Bus:
             "Tailor-Original-Subject": msg.subject or "",
             "Tailor-Stream-Seq": str(seq),
             "Tailor-Deliveries": str(attempt),
-            "Tailor-Error": error[:500],
-        }
+        }  # no error text: a handler's message may name a blinded fact (it is logged instead)
         try:
             await self.publish(f"trial.dlq.{spec.durable}", msg.data or b"",
                                msg_id=f"dlq-{spec.durable}-{seq}", headers=headers)
@@ -313,7 +312,8 @@ class Bus:
             return "nak"
         await _quietly(msg.term())
         metrics.DEAD_LETTERS.labels(self.service, spec.durable, reason).inc()
-        log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason)
+        log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason,
+                  error=error[:500])
         return "term"
 
 

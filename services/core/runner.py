@@ -144,14 +144,14 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
     try:
         for hook in spec.on_startup:
             hook(kernel)
+        consumers = list(spec.consumers(kernel) if callable(spec.consumers) else spec.consumers)
+        _declared(spec, consumers)
     except BaseException:  # a refused start-up must not leave the bus connected
         await bus.close()
         engine.dispose()
         raise
     tasks = kernel.extras.setdefault("tasks", [])
     tasks.append(asyncio.create_task(relay.run(kernel.stop), name="outbox-relay"))
-    consumers = list(spec.consumers(kernel) if callable(spec.consumers) else spec.consumers)
-    _declared(spec, consumers)
     if spec.name != "gateway":
         witness = audit_witness.gateway_heads(spec.name)
         consumers.append(Consumer(witness.durable, witness.subjects, _gateway_witness(spec.name)))

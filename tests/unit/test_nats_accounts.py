@@ -6,10 +6,14 @@ from __future__ import annotations
 import stat
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
-from services.core.bus_contract import owner_of
+from services.core import runner
+from services.core.bus_contract import Subscription, check_durables, owner_of
+from services.core.consumers import Consumer
 from services.core.events import Allocated, AuditHead, ClusterAssigned, FormSaved
+from services.core.runner import ServiceSpec
 from services.core.settings import SERVICES
 from tailor_cli import registry
 from tailor_cli.main import app
@@ -48,3 +52,12 @@ def test_owners_of_subjects() -> None:
     assert owner_of(ClusterAssigned.subject, SERVICES) == "allocation"
     assert owner_of(Allocated.subject, SERVICES) == "randomization"
     assert owner_of(AuditHead.subject.format(service="safety"), SERVICES) == "safety"
+
+
+def test_a_service_may_not_consume_what_its_spec_does_not_declare() -> None:
+    undeclared = Consumer("allocation-peek", (Allocated.subject,), lambda _s, _e: None)
+    spec = ServiceSpec(name="allocation", migrations=Path("."), consumers=lambda _k: [undeclared])
+    with pytest.raises(RuntimeError, match="allocation-peek"):
+        runner._declared(spec, [undeclared])
+    with pytest.raises(ValueError, match="must start with 'safety-'"):
+        check_durables("safety", [Subscription("peek", (Allocated.subject,))])

@@ -58,6 +58,11 @@ def provision() -> None:
 
     config = settings()
     files = config.nats_tls()
-    run_async(lambda: run(config.nats_url, config.nats_credentials(PROVISIONER),
-                          TlsFiles(*files) if files else None))
+    try:
+        run_async(lambda: run(config.nats_url, config.nats_credentials(PROVISIONER),
+                              TlsFiles(*files) if files else None))
+    except Exception as exc:  # refused or unreachable: say so, no traceback
+        console.print(f"[red]not provisioned[/red]: {exc!r} — are these the provisioner's "
+                      "credentials (TAILOR_NATS_CREDS_FILE)?")
+        raise typer.Exit(1) from None
     console.print(f"[green]provisioned[/green] {config.nats_url}")

@@ -139,7 +139,7 @@ class Bus:
 
     async def _on_error(self, exc: Exception) -> None:
         # A permissions violation is the server refusing something this user may not do.
-        level = log.warning if "Permissions Violation" in str(exc) else log.debug
+        level = log.warning if "permissions violation" in str(exc).lower() else log.debug
         level("bus.error", error=repr(exc))
 
     @property

@@ -210,9 +210,9 @@ def _gateway_witness(service: str) -> Callable[[Any, Any], None]:
 
 
 async def audit_beacon(kernel: Kernel) -> None:
-    """Announce the audit-chain head after every committed append batch (appends that
-    land while a head is being staged make the next batch), so a witness can detect
-    truncation; `audit_head_interval_seconds` is only a backstop."""
+    """Announce the audit-chain head after every committed append batch (the appends of
+    `audit_head_batch_seconds` after the first), so a witness can detect truncation within
+    that window; `audit_head_interval_seconds` is only a backstop."""
     loop = asyncio.get_running_loop()
     appended = asyncio.Event()
 
@@ -240,6 +240,11 @@ async def audit_beacon(kernel: Kernel) -> None:
                            return_when=asyncio.FIRST_COMPLETED)
         for waiting in waits:
             waiting.cancel()
+        if appended.is_set():  # let the batch gather: one head for a burst of appends
+            try:
+                await asyncio.wait_for(kernel.stop.wait(), kernel.settings.audit_head_batch_seconds)
+            except TimeoutError:
+                pass
 
 
 def serve(app: FastAPI, *, host: str, port: int, log_level: str = "warning") -> None:

@@ -29,7 +29,8 @@ class Settings(BaseSettings):
     log_json: bool = True
     migrate_on_start: bool = True
     outbox_poll_seconds: float = 0.5
-    audit_head_interval_seconds: float = 60.0
+    audit_head_interval_seconds: float = 60.0  # backstop: heads go out after each append batch
+    audit_head_batch_seconds: float = 0.5  # appends this close together share one head
     duplicate_window_seconds: float = 300.0
     max_deliver: int = 8
     # The bus: this process's NKey seed, and TLS (a CA to verify the server; a client

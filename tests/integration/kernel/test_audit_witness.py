@@ -123,7 +123,9 @@ async def test_deleting_a_services_newest_entries_is_detected(tmp_path: Path,
         _append(engine, 3)
         # Announced at once (the backstop timer is a minute): the witness has the new head.
         await eventually(lambda: asyncio.to_thread(lambda: p.witnessed() == _head(engine)))
-        length, _hash = _head(engine)
+        seen = p.witnessed()
+        assert seen is not None
+        length = seen[0]
         _delete_newest(engine, keep=length - 2)
         verdict = (await p.verdicts())["allocation"]
         assert verdict["ok"] is False and verdict["truncated"] is True, verdict

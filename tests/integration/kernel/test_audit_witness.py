@@ -91,11 +91,15 @@ async def pair(tmp_path: Path, nats_server: NatsServer) -> AsyncIterator[Pair]:
             gateway=GatewaySettings(service_urls={"allocation": "http://allocation"}),
             transports={"allocation": httpx.ASGITransport(app=service.app)})
         async with gateway.router.lifespan_context(gateway):
-            with unit_of_work(gateway.state.kernel.engine) as session:
-                issued = create_key(session, name="monitor", role=Role.MONITOR, created_by="test")
+            def monitor_key() -> str:
+                with unit_of_work(gateway.state.kernel.engine) as session:
+                    return create_key(session, name="monitor", role=Role.MONITOR,
+                                      created_by="test").token
+
+            token = await asyncio.to_thread(monitor_key)  # never block the loop on SQLite
             transport = httpx.ASGITransport(app=gateway)
             async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
-                yield Pair(service, gateway, client, {"Authorization": f"Bearer {issued.token}"})
+                yield Pair(service, gateway, client, {"Authorization": f"Bearer {token}"})
 
 
 async def test_a_forged_head_does_not_move_the_witness(tmp_path: Path, nats_server: NatsServer) -> None:
@@ -109,7 +113,7 @@ async def test_a_forged_head_does_not_move_the_witness(tmp_path: Path, nats_serv
         envelope = Envelope(subject=subject, producer="allocation", data=forged.model_dump(mode="json"))
         await admin.publish(subject, envelope.model_dump_json().encode(), msg_id="forged-head")
         await admin.close()
-        _append(p.service.kernel.engine, 2)  # real heads follow the forged one
+        await asyncio.to_thread(_append, p.service.kernel.engine, 2)  # real heads follow the forged one
         await eventually(lambda: refused._value.get() == before + 1)
         await eventually(lambda: asyncio.to_thread(lambda: p.witnessed() == _head(p.service.kernel.engine)))
         verdict = (await p.verdicts())["allocation"]
@@ -120,24 +124,25 @@ async def test_deleting_a_services_newest_entries_is_detected(tmp_path: Path,
                                                               nats_server: NatsServer) -> None:
     async with pair(tmp_path, nats_server) as p:
         engine = p.service.kernel.engine
-        _append(engine, 3)
+        await asyncio.to_thread(_append, engine, 3)
         # Announced at once (the backstop timer is a minute): the witness has the new head.
         await eventually(lambda: asyncio.to_thread(lambda: p.witnessed() == _head(engine)))
-        seen = p.witnessed()
+        seen = await asyncio.to_thread(p.witnessed)
         assert seen is not None
         length = seen[0]
-        _delete_newest(engine, keep=length - 2)
+        await asyncio.to_thread(_delete_newest, engine, length - 2)
         verdict = (await p.verdicts())["allocation"]
         assert verdict["ok"] is False and verdict["truncated"] is True, verdict
         assert verdict["length"] < verdict["witnessed"]["length"] == length
-        offline = _offline(tmp_path)["allocation"]  # `tailor audit verify`, from the files
+        # `tailor audit verify`, from the database files
+        offline = (await asyncio.to_thread(_offline, tmp_path))["allocation"]
         assert offline.truncated and offline.problem and offline.witnessed.length == length
 
 
 async def test_the_gateways_own_chain_is_witnessed_and_its_truncation_detected(
         tmp_path: Path, nats_server: NatsServer) -> None:
     async with pair(tmp_path, nats_server) as p:
-        _append(p.gateway_engine, 3)
+        await asyncio.to_thread(_append, p.gateway_engine, 3)
 
         def witnessed_by_the_service() -> bool:
             with Session(p.service.kernel.engine) as session:
@@ -146,12 +151,12 @@ async def test_the_gateways_own_chain_is_witnessed_and_its_truncation_detected(
 
         await eventually(lambda: asyncio.to_thread(witnessed_by_the_service))
         assert (await p.verdicts())["gateway"]["ok"] is True
-        length, _hash = _head(p.gateway_engine)
-        _delete_newest(p.gateway_engine, keep=length - 1)
+        length, _hash = await asyncio.to_thread(_head, p.gateway_engine)
+        await asyncio.to_thread(_delete_newest, p.gateway_engine, length - 1)
         verdict = (await p.verdicts())["gateway"]
         assert verdict["ok"] is False and verdict["truncated"] is True, verdict
         assert verdict["witnessed"]["length"] == length
-        offline = _offline(tmp_path)
+        offline = await asyncio.to_thread(_offline, tmp_path)
         assert offline["gateway"].truncated and offline["gateway"].witnessed.length == length
         assert offline["allocation"].problem is None
 

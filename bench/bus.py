@@ -59,7 +59,7 @@ async def wait_for(done: dict[int, int], n: int, timeout: float = 300) -> None:
 
 # ── bare nats-py ──────────────────────────────────────────────────────────
 async def bare(server: NatsServer, events: int, paced: int, rate: float) -> dict[str, float]:
-    bus = Bus(server.url, "bench-bare")
+    bus = Bus(server.url, "bench-bare", credentials=server.credentials())  # the provisioner
     await bus.connect(attempts=10)
     await bus.ensure_streams()
     handled: dict[int, int] = {}
@@ -70,7 +70,9 @@ async def bare(server: NatsServer, events: int, paced: int, rate: float) -> dict
 
     stop = asyncio.Event()
     subject = f"trial.v1.bench.bare{uuid.uuid4().hex[:6]}"
-    bus.start_consumer(ConsumerSpec(f"bare-{uuid.uuid4().hex[:6]}", (subject,), handle), stop)
+    spec = ConsumerSpec(f"bare-{uuid.uuid4().hex[:6]}", (subject,), handle)
+    await bus.ensure_consumer(spec)
+    bus.start_consumer(spec, stop)
     started = time.perf_counter()
     for n in range(events):
         await bus.publish(subject, json.dumps({"n": n, "sent_ns": time.perf_counter_ns()}).encode(),
@@ -94,7 +96,7 @@ async def kernel(server: NatsServer, producer_url: str, consumer_url: str, event
     for url in (producer_url, consumer_url):
         run_migrations(MIGRATIONS, url)
     producer_db, consumer_db = make_engine(producer_url), make_engine(consumer_url)
-    bus = Bus(server.url, "bench-kernel")
+    bus = Bus(server.url, "bench-kernel", credentials=server.credentials())
     await bus.connect(attempts=10)
     await bus.ensure_streams()
     handled: dict[int, int] = {}
@@ -110,8 +112,9 @@ async def kernel(server: NatsServer, producer_url: str, consumer_url: str, event
     run = uuid.uuid4().hex[:6]  # each run its own subject: earlier runs' events stay out
     subject = f"trial.v1.bench.pinged{run}"
     consumer = Consumer(f"kernel-{run}", (subject,), effect)
-    bus.start_consumer(to_spec(consumer, consumer_db, "bench", wake=lambda: None,
-                               default_max_deliver=5), stop)
+    spec = to_spec(consumer, consumer_db, "bench", wake=lambda: None, default_max_deliver=5)
+    await bus.ensure_consumer(spec)
+    bus.start_consumer(spec, stop)
 
     def stage(n: int) -> None:
         with unit_of_work(producer_db) as session:

@@ -12,12 +12,11 @@ from fastapi import FastAPI
 from services.core.runner import ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
 
-from . import openapi, security
+from . import handlers, openapi, security
 from .api import router
 from .audit_api import router as audit_router
 from .console import app as console
 from .console.settings import ConsoleSettings
-from .handlers import CONSUMERS
 from .keys_api import router as keys_router
 from .ops_api import router as ops_router
 from .proxy import Proxy
@@ -34,7 +33,9 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     # The gateway's own routes first; the proxy's catch-all `/api/v1/<service>/…` last.
     routers=[router, audit_router, keys_router, ops_router, redcap_router, proxy_router],
-    consumers=lambda kernel: [*CONSUMERS, *redcap_handlers.consumers(kernel.protocol)],
+    consumers=lambda kernel: [*handlers.consumers(kernel), *redcap_handlers.consumers(kernel.protocol)],
+    subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED],
+    reads_dead_letters=True,
     on_startup=[redcap_setup.start],
 )
 

@@ -7,9 +7,10 @@ per chain, the last entry already returned; as JSON or CSV (`?format=csv` or
 a silently partial listing. Filtering by participant is itself a read of that
 participant's history: the guard records it.
 
-`GET /api/v1/audit/verify` re-computes every chain and compares it with the head the
-gateway witnessed on the bus: a chain shorter than its witnessed head was truncated, one
-whose entry at that length has another hash was rewritten.
+`GET /api/v1/audit/verify` re-computes every chain and compares it with its witnessed
+head: a service's, as the gateway witnessed it (checked against the chain before it was
+kept); the gateway's own, the newest any service witnessed. A chain shorter than its
+witnessed head was truncated; one whose entry at that length has another hash was rewritten.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from services.core.audit_api import (
     entry_read,
     select_entries,
 )
+from services.core.audit_witness import WitnessedHeadRead
 from services.core.errors import InvalidInput
 from services.core.internal_token import HEADER, Caller, route_of
 from services.core.roles import SERVICES
@@ -240,10 +242,31 @@ async def _verify_chain(runtime: GatewayRuntime, caller: Caller, chain: str,
     return _verdict(chain, report, head)
 
 
+async def _gateway_head(runtime: GatewayRuntime, caller: Caller) -> WitnessedHead | None:
+    """The longest head of the gateway's chain that a reachable service witnessed."""
+    async def of(service: str) -> list[WitnessedHeadRead]:
+        try:
+            answer = await _service_json(runtime, caller, service, "/v1/audit/witnessed", {})
+            return [WitnessedHeadRead.model_validate(h) for h in answer]
+        except (ServiceUnavailable, ValidationError, TypeError):
+            return []
+
+    found = [h for heads in await asyncio.gather(*(of(s) for s in SERVICES)) for h in heads]
+    if not found:
+        return None
+    best = max(found, key=lambda h: h.length)
+    return WitnessedHead(service="gateway", length=best.length, head_hash=best.head_hash,
+                         announced_at=best.announced_at, received_at=best.announced_at)
+
+
 @router.get("/verify", response_model=AuditVerification,
             summary="Verify every chain: length, head hash, first broken link, witnessed head")
 async def verify_audit(request: Request, caller: GatewayCallerDep) -> AuditVerification:
     runtime = runtime_of(request)
     heads = {h.service: h for h in await asyncio.to_thread(_local, runtime, repository.witnessed_heads)}
+    heads.pop("gateway", None)  # only another party's record of it counts
+    gateway_head = await _gateway_head(runtime, caller)
+    if gateway_head is not None:
+        heads["gateway"] = gateway_head
     verdicts = await asyncio.gather(*(_verify_chain(runtime, caller, c, heads.get(c)) for c in CHAINS))
     return AuditVerification(ok=all(v.ok for v in verdicts), services=list(verdicts))

@@ -4,18 +4,34 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
+from services.core.errors import PermanentError
 from services.core.events import AuditHead, Envelope
+from services.core.runner import Kernel
 
-from . import service
+from . import audit_witness, service
+
+AUDIT_HEADS = Subscription("gateway-audit-heads", ("trial.v1.*.audit_head",))
+RUNTIME = "gateway"  # kernel.extras key of the running edge (set by GatewayRuntime.start)
 
 
-def on_audit_head(session: Session, env: Envelope) -> None:
+def _head(env: Envelope) -> AuditHead:
     head = env.payload(AuditHead)
-    if head.service != "gateway":  # the gateway's own chain is verified locally
-        service.witness_audit_head(session, head=head)
+    if head.service != env.producer:
+        raise PermanentError(f"{env.producer} announced the head of {head.service}")
+    return head
 
 
-CONSUMERS = [
-    Consumer("gateway-audit-heads", ("trial.v1.*.audit_head",), on_audit_head),
-]
+def consumers(kernel: Kernel) -> list[Consumer]:
+    async def check(env: Envelope) -> None:
+        head = _head(env)
+        if head.service != "gateway":
+            await audit_witness.check_head(kernel.extras.get(RUNTIME), head)
+
+    def on_audit_head(session: Session, env: Envelope) -> None:
+        head = _head(env)
+        if head.service != "gateway":  # the gateway's own chain is witnessed by the services
+            service.witness_audit_head(session, head=head)
+
+    return [Consumer(AUDIT_HEADS.durable, AUDIT_HEADS.subjects, on_audit_head, check=check)]

@@ -113,7 +113,9 @@ def _mount_subcommands() -> None:
     for name, module in (("allocation", "services.allocation.cli"),
                          ("randomization", "services.randomization.cli"),
                          ("reports", "services.reports.cli"),
-                         ("keys", "gateway.keys_cli"), ("redcap", "gateway.redcap.cli")):
+                         ("keys", "gateway.keys_cli"), ("redcap", "gateway.redcap.cli"),
+                         ("nats", "tailor_cli.nats_cli"),
+                         ("audit", "tailor_cli.audit_cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

@@ -9,6 +9,10 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.core.bus_contract import Grant, Subscription
+from services.core.runner import ServiceSpec, bus_grant
+from services.core.runner import bus_subscriptions as bus_subscriptions_of
+
 # Start order of `tailor up`: producers of facts after their consumers is not needed
 # (JetStream keeps the facts), so the order only makes the log easier to read.
 APPS: dict[str, str] = {
@@ -33,3 +37,16 @@ def app_factory(name: str) -> Callable[[], FastAPI]:
 
 def migrations_of(name: str) -> Path:
     return importlib.import_module(APPS[name]).SPEC.migrations  # type: ignore[no-any-return]
+
+
+def specs() -> list[ServiceSpec]:
+    """Every existing service's spec (imports each service: its bus contract lives there)."""
+    return [importlib.import_module(APPS[name]).SPEC for name in existing()]
+
+
+def bus_grants() -> list[Grant]:
+    return [bus_grant(spec) for spec in specs()]
+
+
+def bus_subscriptions() -> list[Subscription]:
+    return [sub for spec in specs() for sub in bus_subscriptions_of(spec)]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.events import Allocated, Envelope
 from services.core.protocol import TrialProtocol
 
 from . import service
+
+ALLOCATED = Subscription("gateway-redcap-sync", (Allocated.subject,))
 
 
 def consumers(protocol: TrialProtocol) -> list[Consumer]:
@@ -16,4 +19,4 @@ def consumers(protocol: TrialProtocol) -> list[Consumer]:
         service.stage_allocation_write(session, env=env, allocated=env.payload(Allocated),
                                        protocol=protocol)
 
-    return [Consumer("gateway-redcap-sync", (Allocated.subject,), on_allocated)]
+    return [Consumer(ALLOCATED.durable, ALLOCATED.subjects, on_allocated)]

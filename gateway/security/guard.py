@@ -46,7 +46,8 @@ RULE = "rule"
 CHECKED_PATH = "checked_path"  # the path the guard checked: the proxy forwards exactly it
 # Routes the kernel gives every process for callers inside the cluster. The gateway
 # serves them too, but they have no rule, so the guard refuses them from outside.
-NOT_PUBLIC = frozenset({("GET", "/v1/audit"), ("GET", "/v1/audit/verify")})
+NOT_PUBLIC = frozenset({("GET", "/v1/audit"), ("GET", "/v1/audit/verify"),
+                        ("GET", "/v1/audit/witnessed")})
 # A refused but well-formed key of ours is worth an audit entry (someone holds it).
 _AUDITED_REFUSALS = (errors.WrongSecretError, errors.ExpiredCredentialError,
                      errors.RevokedCredentialError)

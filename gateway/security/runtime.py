@@ -85,6 +85,7 @@ class GatewayRuntime:
         self.signer = load_signer(kernel.settings.home, embedded=is_sqlite(kernel.engine),
                                   ttl_seconds=self.settings.internal_token_ttl_seconds)
         self.kernel = kernel
+        kernel.extras["gateway"] = self  # the audit witness reads service chains through it
         log.info("gateway.edge_ready", services=sorted(self.proxy.services),
                  oidc=self.oidc is not None)
 

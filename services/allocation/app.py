@@ -68,6 +68,7 @@ SPEC = ServiceSpec(
     migrations=Path(__file__).parent / "migrations",
     routers=[router],
     consumers=handlers.consumers,
+    subscriptions=[handlers.FORM_SAVED],
     on_startup=[load_active_model, load_bus_keys],
 )
 

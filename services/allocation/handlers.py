@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlalchemy import event
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer, EventHandler
 from services.core.events import Envelope, FormSavedForAllocation
 from services.core.protocol import TrialProtocol
@@ -14,6 +15,8 @@ from services.core.sealing import Keyring, Recipient
 
 from . import service
 from .domain import ClusterPredictor
+
+FORM_SAVED = Subscription("allocation-form-saved", (FormSavedForAllocation.subject,))
 
 
 def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor, keyring: Keyring,
@@ -36,4 +39,4 @@ def consumers(kernel: Kernel) -> list[Consumer]:
     are loaded."""
     handle = form_saved_handler(kernel.protocol, kernel.extras["predictor"],
                                 kernel.extras["bus_keyring"], kernel.extras["randomization_key"])
-    return [Consumer("allocation-form-saved", (FormSavedForAllocation.subject,), handle)]
+    return [Consumer(FORM_SAVED.durable, FORM_SAVED.subjects, handle)]

@@ -112,6 +112,7 @@ def append(
     entry.hash = entry_hash(entry)
     session.add(entry)
     session.flush()
+    session.info["audit_appended"] = True  # the beacon announces the head after commit
     return entry
 
 

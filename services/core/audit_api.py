@@ -2,8 +2,10 @@
 
 `GET /v1/audit` lists entries (filtered, paginated by sequence number: pass the last
 `seq` you saw as `after_seq`); `GET /v1/audit/verify` re-computes the whole chain and
-reports its length, head hash and first broken link. `at_seq` lets a witness compare the
-hash it once saw at that length with what the chain holds now (a rewritten chain fails).
+reports its length, head hash and first broken link; `GET /v1/audit/witnessed` gives the
+newest head of the gateway's chain this service witnessed (see audit_witness.py).
+`at_seq` lets a witness compare the hash it once saw at that length with what the chain
+holds now (a rewritten chain fails).
 
 The gateway reads these on a monitor's behalf (`/api/v1/<service>/v1/audit…`) and uses
 the same query functions for its own chain. Entries never hold arm or cluster in
@@ -20,8 +22,9 @@ from fastapi import APIRouter, Query
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
-from . import audit
+from . import audit, audit_witness
 from .audit import AuditEntry
+from .audit_witness import WitnessedHeadRead
 from .auth import CallerDep
 from .http import SessionDep
 
@@ -135,5 +138,11 @@ def audit_router() -> APIRouter:
     def kernel_audit_verification(session: SessionDep, _caller: CallerDep,
                      at_seq: Annotated[int | None, Query(gt=0, le=MAX_SEQ)] = None) -> ChainReportRead:
         return chain_report(session, at_seq=at_seq)
+
+    @router.get("/audit/witnessed", response_model=list[WitnessedHeadRead],
+                summary="The newest head of the gateway's chain that this service witnessed")
+    def kernel_audit_witnessed(session: SessionDep, _caller: CallerDep) -> list[WitnessedHeadRead]:
+        found = audit_witness.witnessed(session, "gateway")
+        return [found] if found else []
 
     return router

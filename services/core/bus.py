@@ -1,12 +1,17 @@
 """The event bus: NATS JetStream through nats-py.
 
-- Streams are created (or updated) idempotently at start-up: `TRIAL` for facts, with a
-  duplicate window so a republished `Nats-Msg-Id` is dropped; `TRIAL_ADVISORIES` keeps the
-  server's max-deliveries and terminated advisories durably; `TRIAL_DLQ` holds dead letters.
+- Every connection authenticates with its service's NKey seed (`credentials`), optionally
+  over TLS; its inbox is `_INBOX.<service>`, the only subject its user may subscribe to.
+- Streams and durable consumers are created by the provisioner (`tailor`, see
+  `provision()`), never by a service: `TRIAL` for facts, with a duplicate window so a
+  republished `Nats-Msg-Id` is dropped, and `TRIAL_DLQ` for dead letters. A service binds
+  to its durables and may only pull from, ack and inspect them (bus_contract.py).
 - Consumers are durable pull consumers with explicit ack. A handler that returns acks; one
-  that raises `PermanentError` terms (poison); anything else naks with exponential backoff
-  and jitter. After `max_deliver` attempts the server's advisory moves the message to the
-  dead-letter stream (`DeadLetterMover`).
+  that raises `PermanentError` is dead-lettered and terminated (poison); anything else
+  naks with exponential backoff and jitter, and is dead-lettered on its `max_deliver`-th
+  failure. The server redelivers without limit, so a delivery lost with a dead process
+  still reaches a live one, which moves it: the service moves its own dead letters from
+  the message in hand and never needs to read the stream by sequence number.
 - nats-py's pull subscriptions can stay silent after the server restarts (nats.py #504):
   every consumer loop re-creates its subscription after a reconnect, and also whenever
   fetches keep coming back empty while the server says messages are pending.
@@ -15,11 +20,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
+import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import nats
 import structlog
@@ -37,15 +43,12 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from . import metrics
+from .bus_contract import DLQ_STREAM, STREAM, Subscription, inbox_prefix
 from .errors import PermanentError
 
 log = structlog.get_logger(__name__)
 
-STREAM = "TRIAL"
-DLQ_STREAM = "TRIAL_DLQ"
-ADVISORY_STREAM = "TRIAL_ADVISORIES"
-MAX_DELIVERIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES"
-TERMINATED = "$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED"
+__all__ = ["DLQ_STREAM", "STREAM", "Bus", "ConsumerSpec", "TlsFiles", "backoff_delay"]
 
 Handler = Callable[[Msg], Awaitable[None]]
 
@@ -68,12 +71,33 @@ class ConsumerSpec:
     backoff_base: float = 0.5
     stream: str = STREAM
 
+    @property
+    def subscription(self) -> Subscription:
+        return Subscription(self.durable, self.subjects, self.stream)
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    """Server verification (`ca`) and, where the server asks for one, a client certificate."""
+
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+
+    def context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(cafile=str(self.ca) if self.ca else None)
+        if self.cert and self.key:
+            context.load_cert_chain(str(self.cert), str(self.key))
+        return context
+
 
 @dataclass
 class Bus:
     url: str
     service: str
     duplicate_window: float = 300.0
+    credentials: Path | None = None  # the service's NKey seed file
+    tls: TlsFiles | None = None
     nc: Client | None = None
     js: JetStreamContext | None = None
     reconnects: int = 0
@@ -83,13 +107,19 @@ class Bus:
     async def connect(self, *, attempts: int = 0) -> None:
         """Connect, retrying forever (attempts=0) or `attempts` times."""
         tried = 0
+        auth: dict[str, object] = {}
+        if self.credentials is not None:
+            auth["nkeys_seed"] = str(self.credentials)
+        if self.tls is not None:
+            auth["tls"] = self.tls.context()
         while True:
             try:
                 self.nc = await nats.connect(
                     self.url, name=f"tailor-{self.service}", max_reconnect_attempts=-1,
                     reconnect_time_wait=0.25, connect_timeout=2, drain_timeout=5,
                     reconnected_cb=self._on_reconnect, disconnected_cb=self._on_disconnect,
-                    error_cb=self._on_error,
+                    error_cb=self._on_error, inbox_prefix=inbox_prefix(self.service),
+                    **auth,  # type: ignore[arg-type]
                 )
                 break
             except Exception as exc:
@@ -108,7 +138,9 @@ class Bus:
         log.warning("bus.disconnected")
 
     async def _on_error(self, exc: Exception) -> None:
-        log.debug("bus.error", error=repr(exc))
+        # A permissions violation is the server refusing something this user may not do.
+        level = log.warning if "permissions violation" in str(exc).lower() else log.debug
+        level("bus.error", error=repr(exc))
 
     @property
     def connected(self) -> bool:
@@ -130,7 +162,7 @@ class Bus:
             except Exception as exc:
                 log.debug("bus.drain_failed", error=repr(exc))
 
-    # ── streams ───────────────────────────────────────────────────────────
+    # ── provisioning (the provisioner's credentials only) ─────────────────
     async def ensure_streams(self, *, max_age: float | None = None) -> None:
         """`max_age` (seconds): how long `TRIAL` and `TRIAL_DLQ` keep a message (the
         protocol's retention of personal data); None keeps what the streams have."""
@@ -140,9 +172,31 @@ class Bus:
                 name=name, subjects=subjects, storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window,
                 max_age=max_age if max_age is not None else await self._max_age(name)))
-        await self._ensure(StreamConfig(
-            name=ADVISORY_STREAM, storage=StorageType.FILE, max_age=14 * 24 * 3600,
-            subjects=[f"{MAX_DELIVERIES}.{STREAM}.>", f"{TERMINATED}.{STREAM}.>"]))
+
+    async def ensure_consumer(self, sub: Subscription | ConsumerSpec, *, ack_wait: float = 10.0,
+                              max_ack_pending: int = 1000) -> None:
+        """Create or update a durable pull consumer. The server redelivers without limit
+        (`max_deliver=-1`): the consuming service counts attempts and dead-letters."""
+        assert self.js is not None
+        if isinstance(sub, ConsumerSpec):
+            ack_wait, sub = sub.ack_wait, sub.subscription
+        config = ConsumerConfig(
+            durable_name=sub.durable, ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL, max_deliver=-1, ack_wait=ack_wait,
+            max_ack_pending=max_ack_pending,
+            **({"filter_subject": sub.subjects[0]} if len(sub.subjects) == 1
+               else {"filter_subjects": list(sub.subjects)}),
+        )
+        try:
+            await self.js.add_consumer(sub.stream, config)
+        except BadRequestError:
+            await self.js.add_consumer(sub.stream, config)  # update of an existing durable
+
+    async def provision(self, subscriptions: Sequence[Subscription], *,
+                        max_age: float | None = None) -> None:
+        await self.ensure_streams(max_age=max_age)
+        for sub in subscriptions:
+            await self.ensure_consumer(sub)
 
     async def _max_age(self, stream: str) -> float | None:
         assert self.js is not None
@@ -174,18 +228,14 @@ class Bus:
         return task
 
     async def _subscribe(self, spec: ConsumerSpec) -> JetStreamContext.PullSubscription:
+        """Bind to the provisioned durable; until it exists, say so and keep trying."""
         assert self.js is not None
-        config = ConsumerConfig(
-            durable_name=spec.durable, ack_policy=AckPolicy.EXPLICIT,
-            deliver_policy=DeliverPolicy.ALL, max_deliver=spec.max_deliver,
-            ack_wait=spec.ack_wait, max_ack_pending=1000,
-            **({"filter_subject": spec.subjects[0]} if len(spec.subjects) == 1
-               else {"filter_subjects": list(spec.subjects)}),
-        )
         try:
-            await self.js.add_consumer(spec.stream, config)
-        except BadRequestError:
-            await self.js.add_consumer(spec.stream, config)  # update of an existing durable
+            await self.js.consumer_info(spec.stream, spec.durable)
+        except NotFoundError:
+            log.error("bus.consumer_not_provisioned", consumer=spec.durable,
+                      hint="run `tailor nats provision` with the provisioner's credentials")
+            raise
         return await self.js.pull_subscribe_bind(durable=spec.durable, stream=spec.stream)
 
     async def _consume(self, spec: ConsumerSpec, stop: asyncio.Event) -> None:
@@ -227,55 +277,57 @@ class Bus:
 
     async def _dispatch(self, spec: ConsumerSpec, msg: Msg) -> None:
         started = time.perf_counter()
+        attempt = msg.metadata.num_delivered if msg.metadata else 1
         try:
+            if attempt > spec.max_deliver:  # its last attempt was lost with a process
+                raise _Exhausted(f"delivered {attempt} times")
             await spec.handler(msg)
             outcome = "ack"
             await msg.ack()
         except PermanentError as exc:
-            outcome = "term"
             log.error("bus.poison_message", consumer=spec.durable, error=str(exc))
-            await _quietly(msg.term())
+            outcome = await self._dead_letter(spec, msg, "terminated", attempt, str(exc))
         except Exception as exc:
-            outcome = "nak"
-            attempt = msg.metadata.num_delivered if msg.metadata else 1
-            delay = backoff_delay(attempt, base=spec.backoff_base)
-            log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
-                        retry_in=round(delay, 2), error=repr(exc))
-            await _quietly(msg.nak(delay=delay))
+            if isinstance(exc, _Exhausted) or attempt >= spec.max_deliver:
+                outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, repr(exc))
+            else:
+                outcome = "nak"
+                delay = backoff_delay(attempt, base=spec.backoff_base)
+                log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
+                            retry_in=round(delay, 2), error=repr(exc))
+                await _quietly(msg.nak(delay=delay))
         metrics.CONSUMER_MESSAGES.labels(self.service, spec.durable, outcome).inc()
         metrics.CONSUMER_SECONDS.labels(self.service, spec.durable).observe(
             time.perf_counter() - started)
 
     # ── dead letters ──────────────────────────────────────────────────────
-    def start_dead_letter_mover(self, durables: list[str], stop: asyncio.Event) -> None:
-        if not durables:
-            return
-        subjects = tuple(f"{kind}.{STREAM}.{d}" for d in durables
-                         for kind in (MAX_DELIVERIES, TERMINATED))
-        self.start_consumer(ConsumerSpec(
-            durable=f"{self.service}-dead-letters", subjects=subjects,
-            handler=self._move_dead_letter, stream=ADVISORY_STREAM, max_deliver=20), stop)
-
-    async def _move_dead_letter(self, advisory: Msg) -> None:
-        assert self.js is not None
-        info = json.loads(advisory.data)
-        consumer, seq = info["consumer"], int(info["stream_seq"])
-        reason = "max_deliveries" if advisory.subject.startswith(MAX_DELIVERIES) else "terminated"
-        try:
-            original = await self.js.get_msg(STREAM, seq)
-        except NotFoundError:
-            log.error("bus.dead_letter_lost", consumer=consumer, stream_seq=seq)
-            return
+    async def _dead_letter(self, spec: ConsumerSpec, msg: Msg, reason: str, attempt: int,
+                           error: str) -> str:
+        """Copy the message to `trial.dlq.<durable>`, then terminate it. If the copy fails
+        the message is nak'ed instead, so it is retried rather than lost."""
+        seq = msg.metadata.sequence.stream if msg.metadata else 0
         headers = {
             "Tailor-Dead-Letter-Reason": reason,
-            "Tailor-Original-Subject": original.subject or "",
+            "Tailor-Original-Subject": msg.subject or "",
             "Tailor-Stream-Seq": str(seq),
-            "Tailor-Deliveries": str(info.get("deliveries", "")),
-        }
-        await self.publish(f"trial.dlq.{consumer}", original.data or b"",
-                           msg_id=f"dlq-{consumer}-{seq}", headers=headers)
-        metrics.DEAD_LETTERS.labels(self.service, consumer, reason).inc()
-        log.error("bus.dead_lettered", consumer=consumer, stream_seq=seq, reason=reason)
+            "Tailor-Deliveries": str(attempt),
+        }  # no error text: a handler's message may name a blinded fact (it is logged instead)
+        try:
+            await self.publish(f"trial.dlq.{spec.durable}", msg.data or b"",
+                               msg_id=f"dlq-{spec.durable}-{seq}", headers=headers)
+        except Exception as exc:
+            log.warning("bus.dead_letter_failed", consumer=spec.durable, error=repr(exc))
+            await _quietly(msg.nak(delay=backoff_delay(attempt, base=spec.backoff_base)))
+            return "nak"
+        await _quietly(msg.term())
+        metrics.DEAD_LETTERS.labels(self.service, spec.durable, reason).inc()
+        log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason,
+                  error=error[:500])
+        return "term"
+
+
+class _Exhausted(Exception):
+    """A message that has used up its deliveries before reaching the handler again."""
 
 
 async def _quietly(aw: Awaitable[object]) -> None:

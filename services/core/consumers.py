@@ -1,6 +1,7 @@
 """The consumer edge: one bus message = one database transaction.
 
-Parses the envelope (unparseable → poison), records the event id in the inbox in the
+Parses the envelope (unparseable → poison), refuses an event whose producer is not the
+owner of the subject it came on (a forgery: poison, counted), records the event id in the inbox in the
 same transaction as the handler's effect (a duplicate has no second effect), commits,
 then wakes the outbox relay so any event the handler staged goes out at once.
 """
@@ -8,7 +9,7 @@ then wakes the outbox relay so any event the handler staged goes out at once.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import structlog
@@ -19,9 +20,11 @@ from sqlmodel import Session
 
 from . import inbox, metrics
 from .bus import ConsumerSpec
+from .bus_contract import Subscription, owner_of
 from .db import unit_of_work
 from .errors import DomainError, PermanentError
 from .events import Envelope
+from .settings import SERVICES
 
 log = structlog.get_logger(__name__)
 
@@ -36,6 +39,13 @@ class Consumer:
     subjects: tuple[str, ...]
     handle: EventHandler
     max_deliver: int | None = None
+    # Runs on the event loop before the transaction (a network call, say), so no database
+    # lock is held while it waits; it refuses (PermanentError) or retries like the handler.
+    check: Callable[[Envelope], Awaitable[None]] | None = None
+
+    @property
+    def subscription(self) -> Subscription:
+        return Subscription(self.durable, self.subjects)
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -43,6 +53,16 @@ def parse_envelope(data: bytes) -> Envelope:
         return Envelope.model_validate_json(data)
     except ValidationError as exc:
         raise PermanentError(f"not a Tailor event envelope: {exc.errors()[:3]}") from None
+
+
+def check_producer(env: Envelope, subject: str) -> str | None:
+    """Why the event is not its subject owner's (None when it is)."""
+    if env.subject != subject:
+        return f"envelope says {env.subject!r} but came on {subject!r}"
+    owner = owner_of(subject, SERVICES)
+    if owner != env.producer:
+        return f"producer {env.producer!r} is not {owner!r}, the owner of {subject!r}"
+    return None
 
 
 def apply_once(engine: Engine, consumer: Consumer, env: Envelope, service: str) -> bool:
@@ -65,6 +85,14 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             default_max_deliver: int) -> ConsumerSpec:
     async def handler(msg: Msg) -> None:
         env = parse_envelope(msg.data)
+        forged = check_producer(env, msg.subject)
+        if forged is not None:
+            metrics.CONSUMER_REFUSED.labels(service, consumer.durable, "producer").inc()
+            log.error("consumer.forged_producer", consumer=consumer.durable, event_id=env.id,
+                      problem=forged)
+            raise PermanentError(f"refused: {forged}")
+        if consumer.check is not None:
+            await consumer.check(env)
         if await asyncio.to_thread(apply_once, engine, consumer, env, service):
             wake()
 

@@ -30,6 +30,10 @@ OUTBOX_BACKLOG = Gauge(
 DEAD_LETTERS = Counter(
     "tailor_bus_dead_letters_total", "Messages moved to the dead-letter stream",
     ["service", "consumer", "reason"])
+CONSUMER_REFUSED = Counter(
+    "tailor_consumer_refused_total",
+    "Events refused before handling (e.g. a producer that does not own the subject)",
+    ["service", "consumer", "reason"])
 DUPLICATES = Counter(
     "tailor_consumer_duplicates_total", "Redelivered or duplicated events skipped by the inbox",
     ["service", "consumer"])

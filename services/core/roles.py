@@ -161,7 +161,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     *(
         _rule("GET", f"/api/v1/{service}/v1/audit{suffix}", R.MONITOR)
         for service in SERVICES
-        for suffix in ("", "/verify")
+        for suffix in ("", "/verify", "/witnessed")
     ),
     # Allocation: cluster is unblinding data
     _rule(

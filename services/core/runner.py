@@ -1,5 +1,9 @@
 """Service runner: one process = the service's FastAPI app, its consumers, its outbox
-relay and its audit beacon, started and drained together by the app's lifespan."""
+relay and its audit beacon, started and drained together by the app's lifespan.
+
+What a service reads on the bus is its spec's subscriptions (`bus_subscriptions`): the
+provisioner creates those durables and the NATS permissions are derived from them
+(`bus_grant`), so a service refuses to start with a consumer its spec does not declare."""
 
 from __future__ import annotations
 
@@ -17,9 +21,10 @@ import uvicorn
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 
-from . import audit, metrics
+from . import audit, audit_witness, metrics
 from .audit_api import audit_router
-from .bus import Bus
+from .bus import Bus, TlsFiles
+from .bus_contract import Grant, Subscription, check_durables, grant
 from .consumers import Consumer, to_spec
 from .db import make_engine, unit_of_work
 from .events import AuditHead
@@ -49,6 +54,35 @@ class ServiceSpec:
     background: Sequence[Background] = ()
     title: str | None = None
     description: str = ""
+    # What `consumers` subscribes to, when it is a factory (a list speaks for itself).
+    subscriptions: Sequence[Subscription] = ()
+    reads_dead_letters: bool = False  # the operators' dead-letter view
+
+
+def bus_subscriptions(spec: ServiceSpec) -> list[Subscription]:
+    """Every durable the service reads: its own, and (but for the gateway) the gateway's
+    audit heads, which every other service witnesses."""
+    if callable(spec.consumers):
+        own = list(spec.subscriptions)
+    else:
+        own = [Subscription(c.durable, c.subjects) for c in spec.consumers]
+    if spec.name != "gateway":
+        own.append(audit_witness.gateway_heads(spec.name))
+    return own
+
+
+def bus_grant(spec: ServiceSpec) -> Grant:
+    subscriptions = bus_subscriptions(spec)
+    check_durables(spec.name, subscriptions)
+    return grant(spec.name, subscriptions, reads_dead_letters=spec.reads_dead_letters)
+
+
+def _declared(spec: ServiceSpec, consumers: Sequence[Consumer]) -> None:
+    built = {(c.durable, tuple(c.subjects)) for c in consumers}
+    declared = {(s.durable, tuple(s.subjects)) for s in bus_subscriptions(spec)}
+    if not built <= declared:
+        raise RuntimeError(f"{spec.name} consumes {sorted(built - declared)}, which its spec does "
+                           "not declare: the provisioner and the bus permissions would not know it")
 
 
 @dataclass
@@ -99,9 +133,11 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
     engine = make_engine(url)
     if config.migrate_on_start:
         await asyncio.to_thread(run_migrations, spec.migrations, url, engine=engine)
-    bus = Bus(config.nats_url, spec.name, duplicate_window=config.duplicate_window_seconds)
-    await bus.connect()
-    await bus.ensure_streams(max_age=protocol.data_retention.bus_days * 86400)
+    tls = config.nats_tls()
+    bus = Bus(config.nats_url, spec.name, duplicate_window=config.duplicate_window_seconds,
+              credentials=config.nats_credentials(spec.name),
+              tls=TlsFiles(*tls) if tls else None)
+    await bus.connect()  # streams and durables exist already: the provisioner made them
     relay = OutboxRelay(engine, bus.publish, poll_seconds=config.outbox_poll_seconds,
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
@@ -109,17 +145,20 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
     try:
         for hook in spec.on_startup:
             hook(kernel)
+        consumers = list(spec.consumers(kernel) if callable(spec.consumers) else spec.consumers)
+        _declared(spec, consumers)
     except BaseException:  # a refused start-up must not leave the bus connected
         await bus.close()
         engine.dispose()
         raise
     tasks = kernel.extras.setdefault("tasks", [])
     tasks.append(asyncio.create_task(relay.run(kernel.stop), name="outbox-relay"))
-    consumers = spec.consumers(kernel) if callable(spec.consumers) else spec.consumers
+    if spec.name != "gateway":
+        witness = audit_witness.gateway_heads(spec.name)
+        consumers.append(Consumer(witness.durable, witness.subjects, _gateway_witness(spec.name)))
     for consumer in consumers:
         bus.start_consumer(to_spec(consumer, engine, spec.name, wake=relay.wake,
                                    default_max_deliver=config.max_deliver), kernel.stop)
-    bus.start_dead_letter_mover([c.durable for c in consumers], kernel.stop)
     tasks.append(asyncio.create_task(audit_beacon(kernel), name="audit-beacon"))
     tasks.append(asyncio.create_task(purge_sent_outbox(
         engine, keep_days=protocol.data_retention.outbox_sent_days,
@@ -169,10 +208,29 @@ def stage_audit_head(engine: Engine, service: str, published: int) -> int:
         return length
 
 
+def _gateway_witness(service: str) -> Callable[[Any, Any], None]:
+    def handle(session: Any, env: Any) -> None:
+        audit_witness.witness_gateway_head(session, env, service=service)
+    return handle
+
+
 async def audit_beacon(kernel: Kernel) -> None:
-    """Publish the audit-chain head now and then, so a witness can detect truncation."""
+    """Announce the audit-chain head after every committed append batch (the appends of
+    `audit_head_batch_seconds` after the first), so a witness can detect truncation within
+    that window; `audit_head_interval_seconds` is only a backstop."""
+    loop = asyncio.get_running_loop()
+    appended = asyncio.Event()
+
+    def wake() -> None:
+        try:
+            loop.call_soon_threadsafe(appended.set)
+        except RuntimeError:  # the loop is closed: the process is stopping
+            pass
+
+    audit_witness.watch_appends(kernel.engine, wake)
     published = -1
     while not kernel.stop.is_set():
+        appended.clear()
         try:
             length = await asyncio.to_thread(stage_audit_head, kernel.engine, kernel.name,
                                              published)
@@ -182,10 +240,16 @@ async def audit_beacon(kernel: Kernel) -> None:
                 published = length
         except Exception as exc:
             log.warning("audit.beacon_failed", error=repr(exc))
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), kernel.settings.audit_head_interval_seconds)
-        except TimeoutError:
-            pass
+        waits = [asyncio.ensure_future(appended.wait()), asyncio.ensure_future(kernel.stop.wait())]
+        await asyncio.wait(waits, timeout=kernel.settings.audit_head_interval_seconds,
+                           return_when=asyncio.FIRST_COMPLETED)
+        for waiting in waits:
+            waiting.cancel()
+        if appended.is_set():  # let the batch gather: one head for a burst of appends
+            try:
+                await asyncio.wait_for(kernel.stop.wait(), kernel.settings.audit_head_batch_seconds)
+            except TimeoutError:
+                pass
 
 
 def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0,

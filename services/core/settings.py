@@ -30,12 +30,35 @@ class Settings(BaseSettings):
     migrate_on_start: bool = True
     outbox_poll_seconds: float = 0.5
     outbox_purge_interval_seconds: float = 3600.0  # how often sent rows past retention go
-    audit_head_interval_seconds: float = 60.0
+    audit_head_interval_seconds: float = 60.0  # backstop: heads go out after each append batch
+    audit_head_batch_seconds: float = 0.5  # appends this close together share one head
     duplicate_window_seconds: float = 300.0
     max_deliver: int = 8
+    # The bus: this process's NKey seed, and TLS (a CA to verify the server; a client
+    # certificate only where the server asks for one).
+    nats_creds_file: Path | None = None
+    nats_tls_ca_file: Path | None = None
+    nats_tls_cert_file: Path | None = None
+    nats_tls_key_file: Path | None = None
 
     def protocol(self) -> TrialProtocol:
         return load_protocol(self.protocol_file)
+
+    def nats_credentials(self, service: str) -> Path | None:
+        """`TAILOR_NATS_CREDS_FILE`, else the embedded stack's seed for `service` under
+        `<home>/nats/auth` (written by the local stack when it starts nats-server)."""
+        if self.nats_creds_file is not None:
+            return self.nats_creds_file
+        embedded = self.home / "nats" / "auth" / f"{service}.nk"
+        return embedded if embedded.exists() else None
+
+    def nats_tls(self) -> tuple[Path | None, Path | None, Path | None] | None:
+        """(ca, cert, key) when TLS is configured, or the embedded stack's CA if it made one."""
+        files = (self.nats_tls_ca_file, self.nats_tls_cert_file, self.nats_tls_key_file)
+        if any(files):
+            return files
+        embedded = self.home / "nats" / "auth" / "tls" / "ca.pem"
+        return (embedded, None, None) if embedded.exists() else None
 
 
 class ServiceSettings(BaseSettings):

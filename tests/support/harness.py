@@ -19,6 +19,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from services.core.bus import Bus
+from services.core.bus_contract import PROVISIONER
 from services.core.events import Envelope
 from services.core.internal_token import (
     HEADER,
@@ -31,6 +32,7 @@ from services.core.internal_token import (
 from services.core.roles import ONWARD_ROUTES, Role
 from services.core.runner import Kernel, ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
+from tailor_cli.natsd import server_at
 
 PROTOCOL = Path("protocols/perpain-pilot.yaml")
 
@@ -72,6 +74,14 @@ def sign_for_request(request: httpx.Request) -> None:
 
 async def _sign_for_request(request: httpx.Request) -> None:
     sign_for_request(request)
+
+
+def provisioner_bus(nats_url: str, name: str = PROVISIONER, **options: object) -> Bus:
+    """A bus client with the provisioner's rights (every subject), for test probes that
+    publish as any service, read any subject or make their own consumers."""
+    server = server_at(nats_url)
+    return Bus(nats_url, name, credentials=server.credentials() if server else None,
+               tls=server.tls_files if server else None, **options)  # type: ignore[arg-type]
 
 
 @dataclass
@@ -157,7 +167,7 @@ class EventTap:
         self._sub = None
 
     async def __aenter__(self) -> EventTap:
-        self._bus = Bus(self.nats_url, "test-tap")
+        self._bus = provisioner_bus(self.nats_url, "test-tap")
         await self._bus.connect(attempts=20)
         await self._bus.ensure_streams()
         assert self._bus.js is not None

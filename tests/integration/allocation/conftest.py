@@ -20,7 +20,7 @@ from services.core.events import Envelope, FormSaved
 from services.core.outbox import OutboxMessage
 from services.core.protocol import TrialProtocol, load_protocol
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import PROTOCOL, RunningService, eventually, running_service
+from tests.support.harness import PROTOCOL, RunningService, eventually, provisioner_bus, running_service
 from tests.support.sealed import form_saved_for
 
 CONSUMER = "allocation-form-saved"
@@ -66,7 +66,7 @@ def form_saved(record: str, fields: dict[str, str], *, instrument: str = "odi",
 
 @pytest.fixture
 async def observer(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    bus = Bus(nats_server.url, "observer", duplicate_window=120)
+    bus = provisioner_bus(nats_server.url, "observer", duplicate_window=120)
     await bus.connect(attempts=20)
     await bus.ensure_streams()
     yield bus

@@ -164,7 +164,8 @@ def test_a_chain_that_lost_or_changed_entries_is_reported(edge: Edge, shift: int
         row = session.get(WitnessedHead, "allocation")
         assert row is not None
         kept = (row.length, row.head_hash)
-        row.length += shift
+        if shift:  # past the chain's real end (it grows while the services witness the gateway)
+            row.length = max(row.length, _length(edge, "allocation")) + shift
         row.head_hash = "f" * 64  # a head the chain never had at that length
         session.add(row)
     try:

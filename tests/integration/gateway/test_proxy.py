@@ -93,7 +93,10 @@ def test_the_audit_api_names_the_chain_it_cannot_read(outage: Outage) -> None:
     by_service = {v["service"]: v for v in verdicts["services"]}
     assert verdicts["ok"] is False
     assert not by_service["safety"]["reachable"] and "unreachable" in by_service["safety"]["problem"]
-    assert by_service["randomization"]["ok"] and by_service["gateway"]["ok"]
+    # This second gateway's own chain is not the one the (shared) services witness, so only
+    # its readability is asserted here; tests/integration/kernel/test_audit_witness.py
+    # verifies a gateway chain against its witnesses.
+    assert by_service["randomization"]["ok"] and by_service["gateway"]["reachable"]
     health = outage.http.get("/api/v1/ops/health", headers=outage.headers("ops")).json()
     assert {s["service"]: s["ready"] for s in health["services"]} == {
         "gateway": True, "allocation": True, "randomization": True, "notifications": False,

@@ -1,6 +1,6 @@
 """A participant completing a REDCap survey reaches the bus like a form saved by staff: the
 emulator's survey page fires the DET as REDCap does ("[survey respondent]"), and the gateway
-re-fetches the record and publishes `form_saved` with the form complete."""
+re-fetches the record and publishes the save (sealed to notifications) with the form complete."""
 
 from __future__ import annotations
 
@@ -9,11 +9,14 @@ from dataclasses import replace
 import httpx
 import redcap
 
+from services.core.events import FormSavedForNotifications
+from services.core.sealed_events import open_form_saved
 from tests.support.harness import EventTap
+from tests.support.sealed import keyring
 
 from .conftest import PROJECT_ID, Stack
 
-SUBJECT = "trial.v1.redcap.form_saved"
+SUBJECT = FormSavedForNotifications.subject
 EVENT = "week_4_arm_1"
 
 
@@ -32,6 +35,6 @@ async def test_a_completed_survey_is_published_as_a_completed_form(stack: Stack)
     assert delivery["status_code"] == 200
     async with EventTap(stack.nats_url, SUBJECT) as tap:
         [env] = await tap.wait_for(1)
-    data = env.data
-    assert (data["record"], data["instrument"], data["event"]) == ("2001", "pgic", "week_4")
-    assert data["complete_status"] == 2 and data["fields"]["pgic_rating"] == "2"
+    saved = open_form_saved(env, keyring("notifications"))
+    assert (saved.record, saved.instrument, saved.event) == ("2001", "pgic", "week_4")
+    assert saved.complete_status == 2 and saved.fields["pgic_complete"] == "2"

@@ -10,15 +10,14 @@ from sqlmodel import Session, select
 
 from gateway.redcap.models import RedcapWrite
 from services.core import audit
-from services.core.bus import Bus
 from services.core.events import Allocated, Envelope
-from tests.support.harness import EventTap, eventually
+from tests.support.harness import EventTap, eventually, provisioner_bus
 
 from .conftest import Stack
 
 
 async def _publish(stack: Stack, env: Envelope) -> None:
-    bus = Bus(stack.nats_url, "test-publisher")
+    bus = provisioner_bus(stack.nats_url, "test-publisher")
     await bus.connect(attempts=10)
     await bus.ensure_streams()
     await bus.publish(env.subject, env.model_dump_json().encode(), msg_id=f"{env.id}-{datetime.now()}")

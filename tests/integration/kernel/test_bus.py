@@ -13,14 +13,20 @@ from services.core import metrics
 from services.core.bus import DLQ_STREAM, Bus, ConsumerSpec
 from services.core.errors import PermanentError
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import eventually
+from tests.support.harness import eventually, provisioner_bus
 
 
 async def _bus(server: NatsServer, name: str = "test") -> Bus:
-    bus = Bus(server.url, name, duplicate_window=120)
+    """The provisioner's rights: these tests make their own durables on test subjects."""
+    bus = provisioner_bus(server.url, name, duplicate_window=120)
     await bus.connect(attempts=20)
     await bus.ensure_streams()
     return bus
+
+
+async def _start(bus: Bus, spec: ConsumerSpec, stop: asyncio.Event) -> None:
+    await bus.ensure_consumer(spec)  # what `tailor nats provision` does for a service's durables
+    bus.start_consumer(spec, stop)
 
 
 async def test_publish_consume_ack(nats_server: NatsServer) -> None:
@@ -31,7 +37,7 @@ async def test_publish_consume_ack(nats_server: NatsServer) -> None:
         seen.append(msg.data)
 
     stop = asyncio.Event()
-    bus.start_consumer(ConsumerSpec("t-ack", ("trial.v1.test.>",), handle), stop)
+    await _start(bus, ConsumerSpec("t-ack", ("trial.v1.test.>",), handle), stop)
     for i in range(10):
         await bus.publish("trial.v1.test.thing", f"m{i}".encode(), msg_id=f"id-{i}")
     await eventually(lambda: len(seen) == 10)
@@ -58,7 +64,7 @@ async def test_streams_are_created_idempotently(nats_server: NatsServer) -> None
     await bus.ensure_streams()
     other = await _bus(nats_server, "other")
     names = {s.config.name for s in await bus.js.streams_info()}
-    assert {"TRIAL", "TRIAL_DLQ", "TRIAL_ADVISORIES"} <= names
+    assert {"TRIAL", "TRIAL_DLQ"} <= names
     await bus.close()
     await other.close()
 
@@ -73,7 +79,7 @@ async def test_failed_handler_is_redelivered_after_nak_delay(nats_server: NatsSe
             raise RuntimeError("database busy")
 
     stop = asyncio.Event()
-    bus.start_consumer(ConsumerSpec("t-nak", ("trial.v1.test.>",), flaky, backoff_base=0.2), stop)
+    await _start(bus, ConsumerSpec("t-nak", ("trial.v1.test.>",), flaky, backoff_base=0.2), stop)
     await bus.publish("trial.v1.test.thing", b"x", msg_id="x")
     await eventually(lambda: len(deliveries) == 3)
     assert deliveries == [1, 2, 3]
@@ -105,15 +111,15 @@ async def test_message_is_dead_lettered_after_max_deliver(nats_server: NatsServe
         raise RuntimeError("downstream broken")
 
     stop = asyncio.Event()
-    bus.start_consumer(ConsumerSpec("t-dead", ("trial.v1.test.>",), always_fails, max_deliver=3,
+    await _start(bus, ConsumerSpec("t-dead", ("trial.v1.test.>",), always_fails, max_deliver=3,
                                     backoff_base=0.05), stop)
-    bus.start_dead_letter_mover(["t-dead"], stop)
     await bus.publish("trial.v1.test.thing", b"doomed", msg_id="doomed")
     letters = await _dead_letters(bus, 1)
     assert attempts[b"doomed"] == 3
     assert letters[0].data == b"doomed"
     assert letters[0].headers["Tailor-Dead-Letter-Reason"] == "max_deliveries"
     assert letters[0].headers["Tailor-Original-Subject"] == "trial.v1.test.thing"
+    assert letters[0].headers["Tailor-Deliveries"] == "3"
     assert metrics.DEAD_LETTERS.labels("test", "t-dead", "max_deliveries")._value.get() >= 1
     stop.set()
     await bus.close()
@@ -128,8 +134,7 @@ async def test_poison_message_is_terminated_and_dead_lettered(nats_server: NatsS
         raise PermanentError("cannot parse")
 
     stop = asyncio.Event()
-    bus.start_consumer(ConsumerSpec("t-poison", ("trial.v1.test.>",), refuses), stop)
-    bus.start_dead_letter_mover(["t-poison"], stop)
+    await _start(bus, ConsumerSpec("t-poison", ("trial.v1.test.>",), refuses), stop)
     await bus.publish("trial.v1.test.thing", b"poison", msg_id="p")
     letters = await _dead_letters(bus, 1)
     assert attempts == [b"poison"]  # terminated at once, never retried
@@ -150,7 +155,7 @@ async def test_consumption_resumes_after_nats_server_is_killed(nats_server: Nats
         await asyncio.sleep(0.002)
 
     stop = asyncio.Event()
-    consumer.start_consumer(ConsumerSpec("t-kill", ("trial.v1.test.>",), handle), stop)
+    await _start(consumer, ConsumerSpec("t-kill", ("trial.v1.test.>",), handle), stop)
 
     async def publish_all(numbers: range) -> None:
         for n in numbers:

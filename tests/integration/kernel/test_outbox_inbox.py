@@ -12,13 +12,12 @@ from sqlmodel import Session, select
 
 from services.core import audit, outbox
 from services.core.audit import AuditEntry
-from services.core.bus import Bus
 from services.core.consumers import Consumer, apply_once, to_spec
 from services.core.db import make_engine, unit_of_work
 from services.core.events import Envelope, Event
 from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import eventually
+from tests.support.harness import eventually, provisioner_bus
 
 MIGRATIONS = Path("gateway/migrations")
 
@@ -42,7 +41,7 @@ def _stage(engine, count: int) -> list[str]:
         for n in range(count):
             audit.append(session, actor="producer", role="system", action="thing.happened",
                          entity_type="thing", entity_id=str(n))
-            ids.append(outbox.enqueue(session, ThingHappened(n=n), producer="producer").id)
+            ids.append(outbox.enqueue(session, ThingHappened(n=n), producer="test").id)
     return ids
 
 
@@ -58,13 +57,13 @@ def _effects(engine) -> list[str]:
 
 
 async def test_relay_crash_between_publish_and_mark_sent(engine, nats_server: NatsServer) -> None:
-    bus = Bus(nats_server.url, "test")
+    bus = provisioner_bus(nats_server.url, "test")
     await bus.connect(attempts=20)
-    await bus.ensure_streams()
     consumer = Consumer("t-effects", ("trial.v1.test.>",), _effect)
     stop = asyncio.Event()
-    bus.start_consumer(to_spec(consumer, engine, "test", wake=lambda: None,
-                               default_max_deliver=5), stop)
+    spec = to_spec(consumer, engine, "test", wake=lambda: None, default_max_deliver=5)
+    await bus.ensure_consumer(spec)
+    bus.start_consumer(spec, stop)
 
     ids = _stage(engine, 5)
     crashed = outbox.OutboxRelay(engine, bus.publish)

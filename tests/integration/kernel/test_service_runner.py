@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 from sqlmodel import Session
 
 from gateway.app import SPEC as GATEWAY
 from services.core import audit
-from services.core.runner import ServiceSpec
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import eventually, running_service
 
-ALLOCATION_LIKE = ServiceSpec(name="allocation", migrations=Path("services/allocation/migrations"))
+from .test_audit_witness import pair
 
 
 async def test_health_readiness_and_metrics(tmp_path: Path, nats_server: NatsServer) -> None:
@@ -50,20 +50,22 @@ async def test_readiness_fails_when_nats_is_gone(tmp_path: Path, nats_server: Na
 
 
 async def test_audit_head_crosses_the_bus_to_the_gateway(tmp_path: Path, nats_server: NatsServer) -> None:
-    """Service start is audited; the head goes out through the outbox; the gateway keeps it."""
-    async with (
-        running_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
-                        database_url=f"sqlite:///{tmp_path}/gw.db") as gw,
-        running_service(ALLOCATION_LIKE, home=tmp_path, nats_url=nats_server.url,
-                        database_url=f"sqlite:///{tmp_path}/alloc.db") as alloc,
-    ):
+    """Service start is audited; the head goes out through the outbox; the gateway keeps it
+    once it has read that entry in the service's chain."""
+    async with pair(tmp_path, nats_server) as p:
         async def witnessed() -> list:
-            heads = (await gw.client.get("/api/v1/audit/heads")).json()
+            heads = (await p.client.get("/api/v1/audit/heads", headers=p.monitor)).json()
             return [h for h in heads if h["service"] == "allocation"]
 
-        await eventually(witnessed)
-        [head] = await witnessed()
-        with Session(alloc.kernel.engine) as session:
-            report = audit.verify(session)
-        assert head["length"] == report.length >= 1
-        assert head["head_hash"] == report.head_hash
+        def chain() -> audit.ChainReport:
+            with Session(p.service.kernel.engine) as session:
+                return audit.verify(session)
+
+        async def current() -> bool:  # the chain grows too: it witnesses the gateway's heads
+            found = await witnessed()
+            report = await asyncio.to_thread(chain)
+            return bool(found) and (found[0]["length"], found[0]["head_hash"]) == (
+                report.length, report.head_hash)
+
+        await eventually(current)
+        assert (await witnessed())[0]["length"] >= 1

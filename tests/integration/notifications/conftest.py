@@ -15,14 +15,16 @@ from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
 
 from services.core.bus import Bus
+from services.core.bus_contract import owner_of
 from services.core.events import Allocated, Envelope, Event, FormSaved
+from services.core.settings import SERVICES
 from services.notifications.app import SPEC
 from services.notifications.models import ContactRow
 from services.notifications.runtime import Runtime, runtime_for
 from sim.sms import SmsConfig, SmsProvider, create_app, serving
 from sim.smtp import SmtpSink
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import RunningService, eventually, running_service
+from tests.support.harness import RunningService, eventually, provisioner_bus, running_service
 from tests.support.sealed import form_saved_for
 
 SMS_SECRET = "test-sms-secret"
@@ -87,7 +89,8 @@ class Stack:
 
     async def publish(self, event: Event, *, record: str, event_id: str | None = None,
                       msg_id: str | None = None) -> Envelope:
-        env = Envelope(subject=event.subject, producer="test", record=record,
+        env = Envelope(subject=event.subject, producer=owner_of(event.subject, SERVICES) or "",
+                       record=record,
                        data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
         await self.bus.publish(env.subject, env.model_dump_json().encode(), msg_id=msg_id or env.id)
         return env
@@ -189,7 +192,7 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
                 "GAUGE_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "60",
             }.items():
                 monkeypatch.setenv(f"TAILOR_NOTIFICATIONS_{name}", value)
-            bus = Bus(nats_server.url, "test-publisher")
+            bus = provisioner_bus(nats_server.url, "test-publisher")
             await bus.connect(attempts=20)
             await bus.ensure_streams()
             st = Stack(tmp_path, nats_server, database_url, sink, provider, Clock(T0), bus)

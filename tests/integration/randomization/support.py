@@ -19,7 +19,7 @@ from services.randomization.domain import SealedSlot, Slot, unseal_slot
 from services.randomization.keys import ListKey
 from services.randomization.models import AllocationRow, RandomizationList, SealedSlotRow
 from services.randomization.service import Actor, Context, design_from_snapshot, disclose
-from tests.support.harness import RunningService
+from tests.support.harness import RunningService, provisioner_bus
 from tests.support.sealed import cluster_assigned_event
 
 STATISTICIAN = Actor("stat-1", "statistician")
@@ -53,9 +53,16 @@ def cluster_assigned(record: str, cluster: str, *, pilot: bool = False,
                     data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
 
 
-async def publish(bus: Bus, envs: Iterable[Envelope]) -> None:
-    for env in envs:
-        await bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
+async def publish(bus: Bus, envs: Iterable[Envelope], *, msg_id: str | None = None) -> None:
+    """Publish as the events' producers would, through the provisioner's rights (the
+    service's own user may publish only randomization's facts)."""
+    probe = provisioner_bus(bus.url, "test-publisher")
+    await probe.connect(attempts=20)
+    try:
+        for env in envs:
+            await probe.publish(env.subject, env.model_dump_json().encode(), msg_id=msg_id or env.id)
+    finally:
+        await probe.close()
 
 
 @dataclass
@@ -66,16 +73,21 @@ class Tap:
     subject: str
     sub: object = None
     seen: list[Envelope] | None = None
+    probe: Bus | None = None
 
     async def open(self) -> Tap:
-        assert self.bus.js is not None
-        self.sub = await self.bus.js.pull_subscribe(self.subject, durable=f"tap-{uuid.uuid4().hex[:8]}",
-                                                    stream="TRIAL")
+        # A tap is a consumer of its own: only the provisioner may make one.
+        self.probe = provisioner_bus(self.bus.url, "test-tap")
+        await self.probe.connect(attempts=20)
+        assert self.probe.js is not None
+        self.sub = await self.probe.js.pull_subscribe(
+            self.subject, durable=f"tap-{uuid.uuid4().hex[:8]}", stream="TRIAL")
         self.seen = []
         return self
 
     async def close(self) -> None:
         await self.sub.unsubscribe()  # type: ignore[attr-defined]
+        await self.probe.close()
 
     async def __aenter__(self) -> Tap:
         return await self.open()

@@ -72,7 +72,7 @@ async def test_duplicate_and_repeated_events_make_one_allocation(sqlite_svc: Run
         await tap.read(at_least=1)
         # the same event again under another message id (the inbox catches it), and the
         # allocation service announcing the record once more (the service returns it as is)
-        await svc.kernel.bus.publish(first.subject, first.model_dump_json().encode(), msg_id="again")
+        await publish(svc.kernel.bus, [first], msg_id="again")
         await publish(svc.kernel.bus, [cluster_assigned("R1", "DYS"), cluster_assigned("R1", "AC")])
         await publish(svc.kernel.bus, [cluster_assigned("R2", "ID")])  # a marker behind them
         events = await tap.read(at_least=2)

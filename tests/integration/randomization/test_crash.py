@@ -16,14 +16,13 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.core import audit
-from services.core.bus import Bus
 from services.core.events import Allocated
 from services.randomization.app import SPEC
 from services.randomization.handlers import DURABLE
 from services.randomization.models import AllocationRow
 from services.randomization.service import Context
 from tailor_cli.natsd import NatsServer, free_port
-from tests.support.harness import PROTOCOL, eventually, running_service
+from tests.support.harness import PROTOCOL, eventually, provisioner_bus, running_service
 
 from .support import Tap, check_exactly_once_in_order, cluster_assigned, sealed_list_direct
 
@@ -50,7 +49,7 @@ async def test_killed_mid_allocation_loses_no_one_and_doubles_no_one(
         context: Context) -> None:
     list_id = sealed_list_direct(migrated, context, 100)
     records = [f"K{i:03d}" for i in range(N)]
-    bus = Bus(nats_server.url, "test")
+    bus = provisioner_bus(nats_server.url, "test")
     await bus.connect(attempts=20)
     await bus.ensure_streams()
 

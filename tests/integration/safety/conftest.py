@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from services.core.bus import Bus
 from services.safety.app import SPEC
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import RunningService, running_service
+from tests.support.harness import RunningService, provisioner_bus, running_service
 
 from .safety_support import BusProbe, FakeRandomization, FrozenClock, serve_in_thread
 
@@ -42,7 +41,7 @@ async def safety(tmp_path: Path, nats_server: NatsServer, database_url: str,
 
 @pytest.fixture
 async def probe(nats_server: NatsServer) -> AsyncIterator[BusProbe]:
-    bus = Bus(nats_server.url, "test-probe")
+    bus = provisioner_bus(nats_server.url, "test-probe")
     await bus.connect(attempts=20)
     await bus.ensure_streams()
     yield BusProbe(bus)

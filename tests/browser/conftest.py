@@ -22,8 +22,7 @@ from typing import Any
 import pytest
 
 from gateway.console.settings import ConsoleSettings
-from services.core.bus import Bus
-from services.core.events import Envelope, FormSaved
+from services.core.events import FormSaved
 from services.core.internal_token import ensure_keypair
 from services.core.protocol import load_protocol
 from services.core.roles import BEARER_ROLES, SERVICES, Role
@@ -39,7 +38,8 @@ from tests.integration.gateway.support import (
     gateway_app,
     gateway_settings,
 )
-from tests.support.harness import PROTOCOL, test_settings
+from tests.support.harness import PROTOCOL, provisioner_bus, test_settings
+from tests.support.sealed import form_saved_for
 
 from .identity_provider import Approvals, provider_app
 
@@ -72,12 +72,11 @@ def _consent(record: str) -> FormSaved:
 
 
 async def _publish(nats_url: str, events: list[tuple[str, FormSaved]]) -> None:
-    bus = Bus(nats_url, "browser-test")
+    bus = provisioner_bus(nats_url, "browser-test")
     await bus.connect(attempts=20)
     try:
-        for record, event in events:
-            env = Envelope(subject=event.subject, producer="gateway", record=record,
-                           data=event.model_dump(mode="json"))
+        for _record, event in events:
+            env = form_saved_for("notifications", event)
             await bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
     finally:
         await bus.close()

@@ -20,7 +20,7 @@ from sqlmodel import Session, select
 from gateway.app import SPEC as GATEWAY
 from services.allocation.app import SPEC as ALLOCATION
 from services.allocation.models import ParticipantPrediction
-from services.core.bus import STREAM, Bus
+from services.core.bus import STREAM
 from services.core.db import make_engine
 from services.core.events import Allocated
 from services.core.outbox import OutboxMessage
@@ -33,7 +33,7 @@ from services.safety.models import SafetyCase
 from sim.redcap.testing import PERPAIN_REDCAP, RunningEmulator, running_emulator
 from tailor_cli.natsd import NatsServer
 from tests.integration.randomization.support import sealed_list
-from tests.support.harness import EventTap, eventually, running_service, served_service
+from tests.support.harness import EventTap, eventually, provisioner_bus, running_service, served_service
 
 RECORD = "3001"
 CONTACT = {"cons_given": "1", "cons_date": "2025-03-01", "cons_email": "ada.private@example.org",
@@ -77,7 +77,7 @@ def _ae(emulator: RunningEmulator) -> None:
 
 
 async def _everything_on_the_bus(nats_url: str) -> list[bytes]:
-    bus = Bus(nats_url, "eavesdropper")
+    bus = provisioner_bus(nats_url, "eavesdropper")  # reads every subject
     await bus.connect(attempts=20)
     assert bus.js is not None
     info = await bus.js.stream_info(STREAM)

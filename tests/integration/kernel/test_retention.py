@@ -13,7 +13,7 @@ import pytest
 from sqlmodel import Session, col, select, update
 
 from services.core import outbox
-from services.core.bus import DLQ_STREAM, STREAM, Bus
+from services.core.bus import DLQ_STREAM, STREAM
 from services.core.db import make_engine, unit_of_work
 from services.core.events import Event
 from services.core.migrations import run_migrations
@@ -22,7 +22,7 @@ from services.core.outbox_retention import purge_sent, purge_sent_outbox
 from services.core.protocol import load_protocol
 from services.safety.app import SPEC as SAFETY
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import PROTOCOL, eventually, running_service
+from tests.support.harness import PROTOCOL, eventually, provisioner_bus, running_service
 
 MIGRATIONS = Path("gateway/migrations")
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -91,7 +91,7 @@ async def test_a_running_service_purges_its_sent_outbox_and_bounds_the_stream(
     async with running_service(SAFETY, home=tmp_path, nats_url=nats_server.url,
                                database_url=database_url) as svc:
         await eventually(lambda: stale not in _left(svc.kernel.engine))  # its job, at start
-        bus = Bus(nats_server.url, "observer")
+        bus = provisioner_bus(nats_server.url, "observer")
         await bus.connect(attempts=20)
         await bus.ensure_streams()  # a client without a retention does not lift it
         assert bus.js is not None

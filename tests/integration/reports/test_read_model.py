@@ -23,7 +23,7 @@ from services.reports.app import SPEC
 from services.reports.rebuild import read_stream, rebuild
 from services.reports.service import blinded_figures
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import PROTOCOL, RunningService, eventually, running_service
+from tests.support.harness import PROTOCOL, RunningService, eventually, provisioner_bus, running_service
 from tests.support.sealed import form_saved_for, keyring
 
 P = load_protocol(PROTOCOL)
@@ -94,7 +94,7 @@ def cohort() -> list[Envelope]:
 
 @pytest.fixture
 async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
-    b = Bus(nats_server.url, "test-producer")
+    b = provisioner_bus(nats_server.url, "test-producer")
     await b.connect(attempts=20)
     await b.ensure_streams()
     yield b

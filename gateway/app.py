@@ -34,6 +34,7 @@ SPEC = ServiceSpec(
     routers=[router, audit_router, keys_router, ops_router, redcap_router, proxy_router],
     consumers=lambda kernel: [*CONSUMERS, *redcap_handlers.consumers(kernel.protocol)],
     on_startup=[redcap_setup.start],
+    verifies_internal_tokens=False,  # it signs them (its own key is checked at start-up)
 )
 
 

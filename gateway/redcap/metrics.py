@@ -16,3 +16,7 @@ TRIGGER_BACKLOG = Gauge(
     "tailor_redcap_trigger_backlog_triggers", "Triggers stored but not yet fetched and published")
 SWEEP_LAG = Gauge(
     "tailor_redcap_sweep_lag_seconds", "Age of the newest change the reconciliation sweep has covered")
+DET_TO_WRITEBACK = Histogram(
+    "tailor_det_to_writeback_seconds",
+    "From a Data Entry Trigger's arrival to the allocation written back into REDCap",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))

@@ -20,6 +20,8 @@ def start(kernel: Kernel) -> None:
     kernel.extras["redcap_settings"] = settings
     kernel.extras["redcap_trigger_wake"] = asyncio.Event()
     kernel.extras["redcap_write_wake"] = asyncio.Event()
+    if settings.required:  # production: DETs would be refused, so say so on /readyz
+        kernel.extras.setdefault("readiness", {})["redcap"] = settings.missing
     if not settings.enabled:
         log.warning("redcap.disabled", reason="TAILOR_REDCAP_API_URL or token not set")
         return

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no access line
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -63,11 +64,14 @@ def install_error_handlers(app: FastAPI) -> None:
 
 
 class EdgeMiddleware:
-    """Request id in and out, bound to every log line; RED metrics by route template."""
+    """Request id in and out, bound to every log line; RED metrics by route template; one
+    access-log line per request (route template, never the raw path or query string: no
+    participant id, no DET secret)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, access_log: bool = False) -> None:
         self.app = app
         self.service = service
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -95,8 +99,11 @@ class EdgeMiddleware:
                 method = scope.get("method", "GET")
                 metrics.HTTP_REQUESTS.labels(self.service, method, template,
                                              f"{status // 100}xx").inc()
-                metrics.HTTP_SECONDS.labels(self.service, method, template).observe(
-                    time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                metrics.HTTP_SECONDS.labels(self.service, method, template).observe(elapsed)
+                if self.access_log and template not in QUIET_ROUTES:
+                    log.info("http.access", method=method, route=template, status=status,
+                             ms=round(elapsed * 1000, 1))
 
 
 def kernel_of(request: Request) -> Kernel:
@@ -116,14 +123,15 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 KernelDep = Annotated["Kernel", Depends(kernel_of)]
 
 
-def health_router() -> APIRouter:
+def health_router(*, metrics: bool = True) -> APIRouter:
+    """Probes, and `/metrics` unless it is served on its own port (TAILOR_METRICS_PORT)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @router.get("/readyz", summary="Database and NATS reachable")
+    @router.get("/readyz", summary="Can do its job: database, NATS and what the service needs")
     async def readyz(request: Request) -> JSONResponse:
         kernel = kernel_of(request)
         checks: dict[str, str] = {}
@@ -133,12 +141,16 @@ def health_router() -> APIRouter:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["nats"] = "ok" if kernel.bus.connected else "unreachable"
+        # The service's own needs (keys, REDCap…): each check names what is missing or None.
+        for name, check in kernel.extras.get("readiness", {}).items():
+            checks[name] = await asyncio.to_thread(check) or "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+        @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

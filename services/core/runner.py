@@ -86,9 +86,13 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
         configure_logging(spec.name, level=config.log_level, json=config.log_json)
         try:
             kernel = await start_kernel(spec, config, own, protocol)
-        except StartupError as exc:
-            log.error("service.start_failed", reason=str(exc))
-            raise
+        except Exception as exc:
+            # One line naming the setting (key and config errors carry it in their
+            # message); the traceback only at debug level.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.error("service.start_failed", reason=reason, error=type(exc).__name__)
+            log.debug("service.start_failed_trace", exc_info=True)
+            raise StartupError(reason) from exc
         app.state.kernel = kernel
         try:
             yield

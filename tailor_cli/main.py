@@ -19,10 +19,11 @@ err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _refuse_bad_settings() -> None:
-    """A misspelt or invalid `TAILOR_*` variable stops the process with one line naming it."""
-    from .settings_catalog import settings_problem
+    """A misspelt or invalid `TAILOR_*` variable stops the process with one line naming it;
+    secrets given as `TAILOR_X_FILE` are read first."""
+    from .settings_catalog import load_secret_files, settings_problem
 
-    problem = settings_problem()
+    problem = load_secret_files() or settings_problem()
     if problem:
         err_console.print(problem, markup=False, highlight=False)
         raise typer.Exit(2)

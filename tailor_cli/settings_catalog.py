@@ -9,8 +9,9 @@ The CLI is the only package that may import every service, so the catalogue live
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings
@@ -96,7 +97,8 @@ def catalogue() -> list[Variable]:
             alias = field.validation_alias
             names = ([str(c).upper() for c in alias.choices] if isinstance(alias, AliasChoices)
                      else [f"{prefix}{name}".upper()])
-            secret = "SecretStr" in _type(field.annotation)
+            # A database URL holds the role's password: a secret like the others.
+            secret = "SecretStr" in _type(field.annotation) or name == "database_url"
             meaning = field.description or f"({_type(field.annotation)})"
             for variable in names:
                 rows.setdefault(variable, Variable(variable, "none" if secret else _default(field),
@@ -115,6 +117,21 @@ def unknown_variables(environ: Mapping[str, str] = os.environ) -> list[str]:
     known = known_names()
     return sorted(k for k in environ if k.upper().startswith("TAILOR_")
                   and not k.upper().startswith(IGNORED_PREFIXES) and k.upper() not in known)
+
+
+def load_secret_files(environ: MutableMapping[str, str] = os.environ) -> str | None:
+    """Every secret may come from a mounted file: `TAILOR_X_FILE=/path` sets `TAILOR_X` to
+    the file's content for this process (Kubernetes Secrets as files, never in the pod
+    spec's environment). Returns a one-line problem naming the variable, or None."""
+    for variable in catalogue():
+        path = environ.get(f"{variable.name}_FILE")
+        if not variable.secret or not path or environ.get(variable.name):
+            continue
+        try:
+            environ[variable.name] = Path(path).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            return f"{variable.name}_FILE: cannot read {path} ({exc.strerror or exc})"
+    return None
 
 
 def settings_problem(environ: Mapping[str, str] = os.environ) -> str | None:

@@ -44,8 +44,12 @@ def lock_migrations(conn: sa.Connection, script_location: Path) -> None:
     finds the database at head. The lock ends with the transaction. SQLite's BEGIN
     IMMEDIATE already serialises writers."""
     if conn.dialect.name == "postgresql":
-        key = zlib.crc32(f"tailor-migrations:{script_location.parent.name}".encode())
-        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({key})")
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({migration_lock_key(script_location)})")
+
+
+def migration_lock_key(script_location: Path) -> int:
+    """The advisory lock's key: one per migration history (a service's `migrations/`)."""
+    return zlib.crc32(f"tailor-migrations:{script_location.parent.name}".encode())
 
 
 def run_env() -> None:

@@ -151,6 +151,10 @@ def _mount_subcommands() -> None:
             if exc.name != module:  # the group exists but something it needs is missing
                 raise
             continue
+        if name == "keys":
+            from .key_material import mount
+
+            mount(sub)
         app.add_typer(sub, name=name)
 
 

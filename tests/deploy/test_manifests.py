@@ -11,7 +11,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from tailor_cli.settings_catalog import unknown_variables
+from tailor_cli.settings_catalog import markdown_table, unknown_variables
 
 from .conftest import K8S, ROOT, TARGETS, rendered, rendered_text, tool
 
@@ -288,3 +288,10 @@ def test_base_has_no_yaml_anchors_or_tabs() -> None:
         text = path.read_text()
         assert "&id" not in text and "\t" not in text, path
         list(yaml.safe_load_all(text))
+
+
+def test_the_readme_settings_table_is_generated_from_the_code() -> None:
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    table = readme.split("<!-- settings:begin -->\n", 1)[1].split("\n<!-- settings:end -->", 1)[0]
+    assert table == markdown_table(), (
+        "deploy/README.md: replace the table between the settings markers with `tailor settings`")

@@ -52,6 +52,7 @@ DIRECT = (
     *(Variable(f"TAILOR_{s.upper()}_URL", "set by `tailor up`",
                f"where {s} listens (read by the gateway; safety reads the randomization URL)")
       for s in SERVICES if s != "gateway"),
+    Variable("TAILOR_GATEWAY_URL", "set by `tailor up`", "where the gateway listens (`tailor up`)"),
     Variable("TAILOR_NATS_PORT", "free port", "`tailor up`: port of the embedded nats-server"),
     *(Variable(f"TAILOR_{sim.upper()}_PORT", "free port", f"`tailor up`: port of the {sim} simulator")
       for sim in ("redcap", "smtp", "sms")),

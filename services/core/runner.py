@@ -39,6 +39,9 @@ Background = Callable[["Kernel"], Awaitable[None]]
 SHUTDOWN_REQUESTED = threading.Event()
 
 
+LOGGED_NOTE = "tailor: this start-up failure was logged as service.start_failed"
+
+
 class StartupError(RuntimeError):
     """Start-up cannot go on; the message is one line naming the setting to fix."""
 
@@ -92,7 +95,8 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
             reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             log.error("service.start_failed", reason=reason, error=type(exc).__name__)
             log.debug("service.start_failed_trace", exc_info=True)
-            raise StartupError(reason) from exc
+            exc.add_note(LOGGED_NOTE)  # uvicorn's traceback of it is dropped (see serve)
+            raise
         app.state.kernel = kernel
         try:
             yield
@@ -259,5 +263,4 @@ def serve(app: FastAPI, *, host: str, port: int, log_level: str = "warning",
 
 
 def _one_line_startup_failures(record: Any) -> bool:
-    text = record.getMessage()
-    return "StartupError" not in text and "BusUnavailable" not in text
+    return LOGGED_NOTE not in record.getMessage()

@@ -159,7 +159,16 @@ class ProductionStack(LocalStack):
                for s in SERVICES if s != "gateway"},
         })
         self.migrate_concurrently()
-        self._start_sims(ports["gateway-1"])
+        # A free port for the emulator: its usual 8300 may be another stack's on this machine.
+        previous = os.environ.get("TAILOR_REDCAP_PORT")
+        os.environ["TAILOR_REDCAP_PORT"] = str(free_port())
+        try:
+            self._start_sims(ports["gateway-1"])
+        finally:
+            if previous is None:
+                os.environ.pop("TAILOR_REDCAP_PORT", None)
+            else:
+                os.environ["TAILOR_REDCAP_PORT"] = previous
         self.env.update(self.extra_env)
         self.env.pop("TAILOR_SIM_SMS_SECRET", None)  # the simulator's, set by _start_sims
         for name, port in ports.items():

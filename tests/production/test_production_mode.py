@@ -5,6 +5,7 @@ allocated exactly once and nothing is lost."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 import uuid
@@ -14,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from services.core.bus import STREAM, Bus
 from services.core.protocol import load_protocol
 from sim.cohort import Participant, make_cohort
 from tailor_cli.demo.client import Gateway, issue_keys
@@ -50,8 +52,20 @@ def _allocated_in_redcap(stack: ProductionStack) -> dict[str, dict[str, str]]:
     return allocations_in_redcap(stack.redcap["api_url"], stack.redcap["token"], ALLOC_FIELDS, EVENT)
 
 
+async def _stream_replicas(stack: ProductionStack) -> int:
+    assert stack.cluster is not None
+    bus = Bus(stack.cluster.nodes[0].url, "test-observer")
+    await bus.connect(attempts=5)
+    try:
+        assert bus.js is not None
+        return (await bus.js.stream_info(STREAM)).config.num_replicas
+    finally:
+        await bus.close()
+
+
 def test_every_participant_is_allocated_exactly_once_through_node_and_replica_loss(
         stack: ProductionStack) -> None:
+    assert asyncio.run(_stream_replicas(stack)) == 3  # a lost node loses nothing
     gateway = Gateway(stack.url_of("gateway-1"),
                       issue_keys(stack.database_urls["gateway"], ["statistician", "study_manager"]))
     listing = gateway.call("statistician", "POST", "/api/v1/randomization/v1/lists", json={})

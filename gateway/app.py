@@ -37,6 +37,7 @@ SPEC = ServiceSpec(
     subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED],
     reads_dead_letters=True,
     on_startup=[redcap_setup.start],
+    verifies_internal_tokens=False,  # it signs them (its own key is checked at start-up)
 )
 
 

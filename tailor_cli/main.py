@@ -15,6 +15,18 @@ from . import registry
 
 app = typer.Typer(help="Tailor: personalized-allocation trials.", no_args_is_help=True)
 console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _refuse_bad_settings() -> None:
+    """A misspelt or invalid `TAILOR_*` variable stops the process with one line naming it;
+    secrets given as `TAILOR_X_FILE` are read first."""
+    from .settings_catalog import load_secret_files, settings_problem
+
+    problem = load_secret_files() or settings_problem()
+    if problem:
+        err_console.print(problem, markup=False, highlight=False)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -26,26 +38,46 @@ def serve(
     """Run one service as its own process: HTTP API, consumers, outbox relay."""
     from services.core.protocol import ProtocolError
     from services.core.runner import serve as run
-    from services.core.settings import service_settings
+    from services.core.settings import service_settings, settings
 
+    _refuse_bad_settings()
     own = service_settings(service)
     try:
         application = registry.app_factory(service)()
-    except ProtocolError as exc:  # name the wrong key and stop, no traceback
-        console.print(f"[red]{exc}[/red]")
+    except (ProtocolError, ValueError) as exc:  # name the wrong key and stop, no traceback
+        err_console.print(str(exc), markup=False, highlight=False)
         raise typer.Exit(2) from None
-    run(application, host=host or own.host, port=port or own.port or 8000)
+    if not run(application, host=host or own.host, port=port or own.port or 8000,
+               metrics_port=settings().metrics_port):
+        raise typer.Exit(3)  # start-up failed; the log line above says why
 
 
 @app.command()
 def migrate(service: Annotated[str, typer.Argument(help="service whose database to migrate")]) -> None:
-    """Apply the service's Alembic migrations to its database."""
+    """Apply the service's Alembic migrations to its database (safe to run concurrently:
+    PostgreSQL migrations take an advisory lock)."""
     from services.core.migrations import run_migrations
     from services.core.settings import service_settings, settings
 
+    _refuse_bad_settings()
     url = service_settings(service).resolved_database_url(settings().home)
     run_migrations(registry.migrations_of(service), url)
     console.print(f"[green]{service}[/green]: database at head")
+
+
+@app.command("settings")
+def settings_table(
+    check: Annotated[bool, typer.Option(help="only check this environment's TAILOR_* variables")]
+    = False,
+) -> None:
+    """Every TAILOR_* setting as a Markdown table (deploy/README.md is generated from it)."""
+    from .settings_catalog import markdown_table
+
+    if check:
+        _refuse_bad_settings()
+        console.print("settings: ok")
+        return
+    print(markdown_table())
 
 
 def _print_stack(stack: object) -> None:
@@ -122,6 +154,10 @@ def _mount_subcommands() -> None:
             if exc.name != module:  # the group exists but something it needs is missing
                 raise
             continue
+        if name == "keys":
+            from .key_material import mount
+
+            mount(sub)
         app.add_typer(sub, name=name)
 
 

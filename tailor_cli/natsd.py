@@ -82,8 +82,10 @@ async def provision(url: str, credentials: Path | None, tls: TlsFiles | None) ->
 
     from . import registry
 
-    max_age = settings().protocol().data_retention.bus_days * 86400
-    bus = Bus(url, PROVISIONER, credentials=credentials, tls=tls)
+    config = settings()
+    max_age = config.protocol().data_retention.bus_days * 86400
+    bus = Bus(url, PROVISIONER, credentials=credentials, tls=tls,
+              replicas=config.nats_stream_replicas, max_bytes=config.nats_stream_max_bytes)
     await bus.connect(attempts=20)
     try:
         await bus.provision(registry.bus_subscriptions(), max_age=max_age)

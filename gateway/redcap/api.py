@@ -1,8 +1,11 @@
-"""`POST /redcap/det?secret=…`: REDCap's Data Entry Trigger.
+"""`POST /redcap/det`: REDCap's Data Entry Trigger.
 
-REDCap cannot send headers, so the secret is in the URL (compared in constant time; the
-URL is never logged). The trigger is stored durably before the 200, because REDCap never
-retries; the data is then re-fetched through the API by the trigger worker.
+The secret comes in the `X-Tailor-DET-Secret` header where something in front of Tailor can
+add it (an ingress or proxy rewriting REDCap's request), else as `?secret=…`: REDCap itself
+sends no custom headers. Either is compared in constant time and never logged by Tailor;
+ingress access logs must drop the query string of this route (deploy/README.md). The
+trigger is stored durably before the 200, because REDCap never retries; the data is then
+re-fetched through the API by the trigger worker.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from .trigger import parse_trigger
 
 log = structlog.get_logger(__name__)
 router = APIRouter(tags=["redcap"])
+SECRET_HEADER = "x-tailor-det-secret"  # noqa: S105 (a header name)
 
 
 class Unavailable(DomainError):
@@ -56,13 +60,13 @@ def _too_many(limiter: RateLimiter, key: str) -> JSONResponse | None:
     return response
 
 
-@router.post("/redcap/det", summary="REDCap Data Entry Trigger (secret in the URL)",
+@router.post("/redcap/det", summary="REDCap Data Entry Trigger (secret in a header or the URL)",
              response_description="The trigger is stored; REDCap needs nothing more")
 async def data_entry_trigger(request: Request) -> JSONResponse:
     kernel = request.app.state.kernel
     settings: RedcapSettings = kernel.extras["redcap_settings"]
     expected = settings.trigger_secret()
-    given = request.query_params.get("secret") or ""
+    given = request.headers.get(SECRET_HEADER) or request.query_params.get("secret") or ""
     if expected is None:
         DET_RECEIVED.labels("unknown", "not_configured").inc()
         raise Unavailable("the DET secret is not configured (TAILOR_REDCAP_DET_SECRET)")

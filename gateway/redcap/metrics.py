@@ -20,3 +20,7 @@ RIGHTS_OFFENDERS = Gauge(
     "tailor_redcap_rights_offenders",
     "REDCap users and roles that could see both the allocation and baseline MPI-D "
     "(-1: the last check was refused)")
+DET_TO_WRITEBACK = Histogram(
+    "tailor_det_to_writeback_seconds",
+    "From a Data Entry Trigger's arrival to the allocation written back into REDCap",
+    buckets=(0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, 3600))

@@ -23,7 +23,7 @@ from services.core.protocol import TrialProtocol
 from services.core.sealed_events import seal_form_saved
 from services.core.sealing import Recipient
 
-from . import repository
+from . import metrics, repository
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
 from .models import RedcapSnapshot, RedcapSweep, RedcapTrigger, RedcapWrite, form_key
 from .settings import RedcapSettings
@@ -245,6 +245,7 @@ def perform_write(engine: Engine, client: RedcapClient, settings: RedcapSettings
         outcome, error = "retry", str(exc)
     except RedcapRefused as exc:
         outcome, error = "failed", str(exc)
+    latency: float | None = None
     with unit_of_work(engine) as session:
         w = session.merge(w)
         w.attempts += 1
@@ -254,6 +255,7 @@ def perform_write(engine: Engine, client: RedcapClient, settings: RedcapSettings
             return outcome
         w.status = outcome
         w.written_at = now if outcome == "written" else None
+        latency = _det_latency(session, w, now)
         audit.append(session, actor=ACTOR, role="system", action=f"redcap.{outcome}",
                      entity_type="redcap_write", entity_id=w.id, record=w.record,
                      after={"kind": w.kind, "attempts": w.attempts, "error": error},
@@ -263,7 +265,20 @@ def perform_write(engine: Engine, client: RedcapClient, settings: RedcapSettings
                                                  error=error or ""),
                            producer="gateway", record=w.record,
                            correlation_id=w.correlation_id)
+    if latency is not None:
+        metrics.DET_TO_WRITEBACK.observe(latency)
     return outcome
+
+
+def _det_latency(session: Session, w: RedcapWrite, now: datetime) -> float | None:
+    """Seconds from the DET that started this allocation (its trigger id travels as the
+    correlation id) to its write-back; None for other writes and sweep findings."""
+    if w.kind != "allocation" or w.status != "written" or not w.correlation_id:
+        return None
+    trigger = session.get(RedcapTrigger, w.correlation_id)
+    if trigger is None or trigger.source != "det":
+        return None
+    return max(0.0, (now - trigger.received_at).total_seconds())
 
 
 # ── reconciliation sweep ──────────────────────────────────────────────────

@@ -12,11 +12,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class RedcapSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAILOR_REDCAP_", extra="ignore")
 
-    api_url: str | None = None
-    token: SecretStr | None = None
-    token_file: Path | None = None
-    det_secret: SecretStr | None = None
-    det_secret_file: Path | None = None
+    api_url: str | None = Field(default=None, description="REDCap API URL (…/api/)")
+    token: SecretStr | None = Field(default=None, description="REDCap API token (secret)")
+    token_file: Path | None = Field(default=None, description="file holding the API token")
+    det_secret: SecretStr | None = Field(
+        default=None, description="Data Entry Trigger secret: `X-Tailor-DET-Secret` header or "
+                                  "`?secret=` query parameter (secret)")
+    det_secret_file: Path | None = Field(default=None, description="file holding the DET secret")
+    required: bool = Field(
+        default=False, description="the gateway is not ready (/readyz 503) until REDCap is "
+                                   "configured (true in production)")
     timeout_seconds: float = 10.0
     sweep_interval_seconds: float = 60.0
     sweep_overlap_seconds: float = 120.0
@@ -48,6 +53,14 @@ class RedcapSettings(BaseSettings):
     @property
     def enabled(self) -> bool:
         return bool(self.api_url and self.api_token())
+
+    def missing(self) -> str | None:
+        """What keeps the integration from working, naming the variables; None when set."""
+        absent = [name for name, value in (("TAILOR_REDCAP_API_URL", self.api_url),
+                                           ("TAILOR_REDCAP_TOKEN[_FILE]", self.api_token()),
+                                           ("TAILOR_REDCAP_DET_SECRET[_FILE]", self.trigger_secret()))
+                  if not value]
+        return f"not configured: {', '.join(absent)}" if absent else None
 
 
 def _secret(value: SecretStr | None, path: Path | None) -> str | None:

@@ -4,8 +4,8 @@
     python -m services.allocation.cli train protocols/perpain-pilot/models/synthetic-reference.csv
 
 Both read the protocol file (`--protocol`, or TAILOR_PROTOCOL_FILE) for the clusters,
-norms, profile rules and training settings; relative paths are taken from the
-working directory, as the protocol's `allocation.model.path` is.
+norms, profile rules and training settings; the protocol's `allocation.model.path` is
+taken from the protocol file's folder when relative.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -21,16 +21,11 @@ from rich.table import Table
 
 from services.core.protocol import ProtocolError, TrialProtocol, load_protocol
 
-from .domain import (
-    AllocationError,
-    TrainedModel,
-    TrainingSource,
-    cohort_from_rows,
-    synthesize_reference,
-    train_cluster_model,
-    write_model,
-)
-from .domain.synthetic import SOURCE as SYNTHETIC_SOURCE
+if TYPE_CHECKING:
+    from .domain import TrainedModel
+
+# The domain (scikit-learn, pandas) is imported inside the commands: this group is mounted
+# on the `tailor` CLI of every service, and only allocation needs the ML stack.
 
 app = typer.Typer(help="MPI-D cluster model: synthetic reference cohort and training.",
                   no_args_is_help=True)
@@ -64,6 +59,8 @@ def synth_reference(
                     ] = None,
 ) -> None:
     """Write a SYNTHETIC reference cohort (item level) drawn from the published figures."""
+    from .domain import synthesize_reference
+
     protocol = _protocol(protocol_file)
     rules = protocol.allocation
     prefix = protocol.redcap.fields.mpid_item_prefix
@@ -98,6 +95,15 @@ def train(
     sex_column: str = "sex",
 ) -> None:
     """Train the cluster model; write artifact, manifest.json and MODEL_CARD.md."""
+    from .domain import (
+        AllocationError,
+        TrainingSource,
+        cohort_from_rows,
+        train_cluster_model,
+        write_model,
+    )
+    from .domain.synthetic import SOURCE as SYNTHETIC_SOURCE
+
     protocol = _protocol(protocol_file)
     rules = protocol.allocation
     settings = rules.training if seed is None else rules.training.model_copy(update={"seed": seed})

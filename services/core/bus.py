@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import nats
 import structlog
@@ -36,6 +37,7 @@ from nats.js.api import (
     AckPolicy,
     ConsumerConfig,
     DeliverPolicy,
+    DiscardPolicy,
     PubAck,
     StorageType,
     StreamConfig,
@@ -51,6 +53,31 @@ log = structlog.get_logger(__name__)
 __all__ = ["DLQ_STREAM", "STREAM", "Bus", "ConsumerSpec", "TlsFiles", "backoff_delay"]
 
 Handler = Callable[[Msg], Awaitable[None]]
+MIN_SERVER = (2, 10)  # multi-subject consumer filters (older servers deliver the whole stream)
+
+
+class BusUnavailable(RuntimeError):
+    """NATS cannot be used at start-up; the message names the setting to look at."""
+
+
+def redact_url(urls: str) -> str:
+    """The NATS URL(s) as they may be logged: user and password replaced."""
+    def one(url: str) -> str:
+        parts = urlsplit(url.strip())
+        if parts.username is None and parts.password is None:
+            return url.strip()
+        host = parts.hostname or ""
+        netloc = f"***@{host}" + (f":{parts.port}" if parts.port else "")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return ",".join(one(u) for u in urls.split(","))
+
+
+def check_server_version(version: tuple[int, int, int]) -> None:
+    if tuple(version[:2]) < MIN_SERVER:
+        found = ".".join(str(v) for v in version)
+        raise BusUnavailable(
+            f"TAILOR_NATS_URL: nats-server {found} is too old; Tailor needs "
+            f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer (multi-subject consumers)")
 
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0,
@@ -98,24 +125,32 @@ class Bus:
     duplicate_window: float = 300.0
     credentials: Path | None = None  # the service's NKey seed file
     tls: TlsFiles | None = None
+    replicas: int = 1
+    max_bytes: int = -1
     nc: Client | None = None
     js: JetStreamContext | None = None
     reconnects: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
     # ── connection ────────────────────────────────────────────────────────
-    async def connect(self, *, attempts: int = 0) -> None:
-        """Connect, retrying forever (attempts=0) or `attempts` times."""
+    async def connect(self, *, attempts: int = 0,
+                      should_stop: Callable[[], bool] = lambda: False) -> None:
+        """Connect, retrying forever (attempts=0) or `attempts` times, each failure logged;
+        `should_stop` (a SIGTERM during start-up) ends the waiting at once. Once connected,
+        lost connections are re-established forever."""
         tried = 0
         auth: dict[str, object] = {}
         if self.credentials is not None:
             auth["nkeys_seed"] = str(self.credentials)
         if self.tls is not None:
             auth["tls"] = self.tls.context()
+        servers = [u.strip() for u in self.url.split(",") if u.strip()]
         while True:
             try:
+                # Bounded inside connect() too: with -1, nats-py never returns from a first
+                # connect to an unreachable server.
                 self.nc = await nats.connect(
-                    self.url, name=f"tailor-{self.service}", max_reconnect_attempts=-1,
+                    servers, name=f"tailor-{self.service}", max_reconnect_attempts=1,
                     reconnect_time_wait=0.25, connect_timeout=2, drain_timeout=5,
                     reconnected_cb=self._on_reconnect, disconnected_cb=self._on_disconnect,
                     error_cb=self._on_error, inbox_prefix=inbox_prefix(self.service),
@@ -124,10 +159,21 @@ class Bus:
                 break
             except Exception as exc:
                 tried += 1
+                log.error("bus.connect_failed", nats=redact_url(self.url), attempt=tried,
+                          of=attempts or "unbounded", error=type(exc).__name__)
                 if attempts and tried >= attempts:
-                    raise
-                log.warning("bus.connect_retry", error=repr(exc), attempt=tried)
-                await asyncio.sleep(min(5.0, 0.2 * tried))
+                    raise BusUnavailable(
+                        f"TAILOR_NATS_URL: no NATS server answered at {redact_url(self.url)} "
+                        f"after {tried} attempts ({type(exc).__name__})") from None
+                if await _sleep_unless(should_stop, min(5.0, 0.2 * 2 ** tried)):
+                    raise BusUnavailable("stopped while waiting for NATS") from None
+        self.nc.options["max_reconnect_attempts"] = -1  # from now on: reconnect forever
+        version = self.nc.connected_server_version
+        try:
+            check_server_version((version.major, version.minor, version.patch))
+        except BusUnavailable:
+            await self.nc.close()
+            raise
         self.js = self.nc.jetstream(timeout=5)
 
     async def _on_reconnect(self) -> None:
@@ -167,11 +213,17 @@ class Bus:
         """`max_age` (seconds): how long `TRIAL` and `TRIAL_DLQ` keep a message (the
         protocol's retention of personal data); None keeps what the streams have."""
         assert self.js is not None
+        # Replicas and limits come from settings: 3 replicas on a 3-node cluster, so a lost
+        # node loses nothing. A full stream refuses new publishes (the outbox keeps the event
+        # and retries, the backlog alert fires) instead of silently dropping old facts.
         for name, subjects in ((STREAM, ["trial.v1.>"]), (DLQ_STREAM, ["trial.dlq.>"])):
+            limits = {"max_bytes": self.max_bytes, "discard": DiscardPolicy.NEW} \
+                if name == STREAM else {}
             await self._ensure(StreamConfig(
                 name=name, subjects=subjects, storage=StorageType.FILE,
-                duplicate_window=self.duplicate_window,
-                max_age=max_age if max_age is not None else await self._max_age(name)))
+                duplicate_window=self.duplicate_window, num_replicas=self.replicas,
+                max_age=max_age if max_age is not None else await self._max_age(name),
+                **limits))
 
     async def ensure_consumer(self, sub: Subscription | ConsumerSpec, *, ack_wait: float = 10.0,
                               max_ack_pending: int = 1000) -> None:
@@ -328,6 +380,16 @@ class Bus:
 
 class _Exhausted(Exception):
     """A message that has used up its deliveries before reaching the handler again."""
+
+
+async def _sleep_unless(should_stop: Callable[[], bool], seconds: float) -> bool:
+    """Sleep in short steps; True as soon as `should_stop()` says so."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if should_stop():
+            return True
+        await asyncio.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+    return should_stop()
 
 
 async def _quietly(aw: Awaitable[object]) -> None:

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no access line
 
 
 def problem(status: int, title: str, detail: str, **extra: Any) -> JSONResponse:
@@ -72,17 +73,21 @@ def _printable_id(raw: bytes) -> str:
 
 
 class EdgeMiddleware:
-    """Request id in and out, bound to every log line; RED metrics by route template.
+    """Request id in and out, bound to every log line; RED metrics by route template; one
+    access-log line per request (route template, never the raw path or query string: no
+    participant id, no DET secret).
 
     Inside the cluster the caller is the gateway, whose `X-Request-ID` is the correlation
     id. At the public edge (`trust_request_id=False`) the id is always generated here; a
     caller's own id is kept apart, bound as `caller_request_id`, so no caller chooses the
     correlation id under which their actions are recorded."""
 
-    def __init__(self, app: ASGIApp, service: str, trust_request_id: bool = True) -> None:
+    def __init__(self, app: ASGIApp, service: str, trust_request_id: bool = True,
+                 access_log: bool = False) -> None:
         self.app = app
         self.service = service
         self.trust_request_id = trust_request_id
+        self.access_log = access_log
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -114,8 +119,11 @@ class EdgeMiddleware:
                 method = scope.get("method", "GET")
                 metrics.HTTP_REQUESTS.labels(self.service, method, template,
                                              f"{status // 100}xx").inc()
-                metrics.HTTP_SECONDS.labels(self.service, method, template).observe(
-                    time.perf_counter() - started)
+                elapsed = time.perf_counter() - started
+                metrics.HTTP_SECONDS.labels(self.service, method, template).observe(elapsed)
+                if self.access_log and template not in QUIET_ROUTES:
+                    log.info("http.access", method=method, route=template, status=status,
+                             ms=round(elapsed * 1000, 1))
 
 
 def kernel_of(request: Request) -> Kernel:
@@ -135,14 +143,15 @@ SessionDep = Annotated[Session, Depends(_session, scope="function")]
 KernelDep = Annotated["Kernel", Depends(kernel_of)]
 
 
-def health_router() -> APIRouter:
+def health_router(*, metrics: bool = True) -> APIRouter:
+    """Probes, and `/metrics` unless it is served on its own port (TAILOR_METRICS_PORT)."""
     router = APIRouter(tags=["operations"])
 
     @router.get("/healthz", summary="Alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @router.get("/readyz", summary="Database and NATS reachable")
+    @router.get("/readyz", summary="Can do its job: database, NATS and what the service needs")
     async def readyz(request: Request) -> JSONResponse:
         kernel = kernel_of(request)
         checks: dict[str, str] = {}
@@ -152,15 +161,16 @@ def health_router() -> APIRouter:
         except Exception as exc:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["nats"] = "ok" if kernel.bus.connected else "unreachable"
-        # a service's own conditions (name -> callable: None when fine, else the problem)
-        for name, problem in kernel.extras.get("readiness", {}).items():
-            checks[name] = problem() or "ok"
+        # The service's own needs (keys, REDCap…): each check names what is missing or None.
+        for name, check in kernel.extras.get("readiness", {}).items():
+            checks[name] = await asyncio.to_thread(check) or "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)
 
-    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
-    async def prometheus() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    if metrics:
+        @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+        async def prometheus() -> Response:
+            return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
     return router

@@ -6,6 +6,7 @@ their `env.py` calls `run_env()` and their first revision calls `create_kernel_t
 
 from __future__ import annotations
 
+import zlib
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -29,11 +30,26 @@ def run_migrations(script_location: Path, url: str, *, engine: Engine | None = N
     eng = engine or make_engine(url)
     try:
         with eng.begin() as conn:
+            lock_migrations(conn, script_location)
             cfg.attributes["connection"] = conn
             command.upgrade(cfg, "head")
     finally:
         if engine is None:
             eng.dispose()
+
+
+def lock_migrations(conn: sa.Connection, script_location: Path) -> None:
+    """Two processes migrating one PostgreSQL database at once (replicas starting together,
+    a Job and an operator) take turns: the second waits for the first's transaction, then
+    finds the database at head. The lock ends with the transaction. SQLite's BEGIN
+    IMMEDIATE already serialises writers."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SELECT pg_advisory_xact_lock({migration_lock_key(script_location)})")
+
+
+def migration_lock_key(script_location: Path) -> int:
+    """The advisory lock's key: one per migration history (a service's `migrations/`)."""
+    return zlib.crc32(f"tailor-migrations:{script_location.parent.name}".encode())
 
 
 def run_env() -> None:

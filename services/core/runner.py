@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ from sqlalchemy.engine import Engine
 
 from . import audit, audit_witness, metrics
 from .audit_api import audit_router
-from .bus import Bus, TlsFiles
+from .auth import verifier_for
+from .bus import Bus, BusUnavailable, TlsFiles, redact_url
 from .bus_contract import Grant, Subscription, check_durables, grant
 from .consumers import Consumer, to_spec
 from .db import make_engine, unit_of_work
@@ -39,6 +41,15 @@ from .settings import ServiceSettings, Settings, service_settings, settings
 log = structlog.get_logger(__name__)
 
 Background = Callable[["Kernel"], Awaitable[None]]
+# Set by SIGTERM/SIGINT while `serve` runs: start-up steps that wait (NATS) give up at once.
+SHUTDOWN_REQUESTED = threading.Event()
+
+
+LOGGED_NOTE = "tailor: this start-up failure was logged as service.start_failed"
+
+
+class StartupError(RuntimeError):
+    """Start-up cannot go on; the message is one line naming the setting to fix."""
 
 
 @dataclass
@@ -54,6 +65,8 @@ class ServiceSpec:
     background: Sequence[Background] = ()
     title: str | None = None
     description: str = ""
+    # Its routes check the gateway's internal token: readiness needs the public key.
+    verifies_internal_tokens: bool = True
     # What `consumers` subscribes to, when it is a factory (a list speaks for itself).
     subscriptions: Sequence[Subscription] = ()
     reads_dead_letters: bool = False  # the operators' dead-letter view
@@ -109,18 +122,29 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, level=config.log_level, json=config.log_json)
-        kernel = await start_kernel(spec, config, own, protocol)
+        try:
+            kernel = await start_kernel(spec, config, own, protocol)
+        except Exception as exc:
+            # One line naming the setting (key and config errors carry it in their
+            # message); the traceback only at debug level.
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            log.error("service.start_failed", reason=reason, error=type(exc).__name__)
+            log.debug("service.start_failed_trace", exc_info=True)
+            exc.add_note(LOGGED_NOTE)  # uvicorn's traceback of it is dropped (see serve)
+            raise
         app.state.kernel = kernel
         try:
             yield
         finally:
             await stop_kernel(kernel)
 
+    # No /docs or /redoc in any process; a service's /openapi.json stays for the gateway,
+    # which builds the public document from it (only the gateway may reach a service).
     app = FastAPI(title=spec.title or f"Tailor {spec.name}", description=spec.description,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     install_error_handlers(app)
-    app.add_middleware(EdgeMiddleware, service=spec.name)
-    app.include_router(health_router())
+    app.add_middleware(EdgeMiddleware, service=spec.name, access_log=config.access_log)
+    app.include_router(health_router(metrics=not config.metrics_port))
     app.include_router(audit_router())  # before the service's own: the kernel's audit API wins
     for router in spec.routers:
         app.include_router(router)
@@ -130,17 +154,27 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
 async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings,
                        protocol: TrialProtocol) -> Kernel:
     url = own.resolved_database_url(config.home)
-    engine = make_engine(url)
+    engine = make_engine(url, pool_size=config.db_pool_size, max_overflow=config.db_max_overflow)
     if config.migrate_on_start:
         await asyncio.to_thread(run_migrations, spec.migrations, url, engine=engine)
     tls = config.nats_tls()
     bus = Bus(config.nats_url, spec.name, duplicate_window=config.duplicate_window_seconds,
               credentials=config.nats_credentials(spec.name),
-              tls=TlsFiles(*tls) if tls else None)
-    await bus.connect()  # streams and durables exist already: the provisioner made them
+              tls=TlsFiles(*tls) if tls else None,
+              replicas=config.nats_stream_replicas, max_bytes=config.nats_stream_max_bytes)
+    try:
+        # Streams and durables exist already: the provisioner (`tailor nats provision`) made them.
+        await bus.connect(attempts=config.nats_connect_attempts,
+                          should_stop=SHUTDOWN_REQUESTED.is_set)
+    except BusUnavailable as exc:
+        engine.dispose()
+        raise StartupError(str(exc)) from None
     relay = OutboxRelay(engine, bus.publish, poll_seconds=config.outbox_poll_seconds,
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
+    readiness = kernel.extras.setdefault("readiness", {})
+    if spec.verifies_internal_tokens:
+        readiness["internal_token_key"] = lambda: _public_key_problem(kernel)
     await asyncio.to_thread(record_start, kernel)
     try:
         for hook in spec.on_startup:
@@ -166,8 +200,17 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
         name="outbox-purge"))
     for job in spec.background:
         tasks.append(asyncio.create_task(job(kernel), name=getattr(job, "__name__", "job")))
-    log.info("service.started", database=engine.dialect.name, nats=config.nats_url)
+    log.info("service.started", database=engine.dialect.name, nats=redact_url(config.nats_url))
     return kernel
+
+
+def _public_key_problem(kernel: Kernel) -> str | None:
+    """Without the gateway's public key every request would be refused: not ready."""
+    try:
+        verifier_for(kernel.name, str(kernel.settings.home.resolve()))
+    except Exception as exc:
+        return f"missing: {getattr(exc, 'detail', None) or exc}"
+    return None
 
 
 async def stop_kernel(kernel: Kernel) -> None:
@@ -260,6 +303,37 @@ def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0,
                           timeout_graceful_shutdown=15, access_log=False, proxy_headers=False)
 
 
-def serve(app: FastAPI, *, host: str, port: int, log_level: str = "warning") -> None:
-    """Run until SIGINT/SIGTERM; uvicorn then runs the lifespan's graceful shutdown."""
-    uvicorn.Server(server_config(app, host=host, port=port, log_level=log_level)).run()
+class _Server(uvicorn.Server):
+    """uvicorn, but a SIGTERM during start-up also ends the start-up's waiting."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        SHUTDOWN_REQUESTED.set()
+        super().handle_exit(sig, frame)
+
+
+def serve(app: FastAPI, *, host: str, port: int, log_level: str = "warning",
+          metrics_port: int = 0) -> bool:
+    """Run until SIGINT/SIGTERM; uvicorn then runs the lifespan's graceful shutdown.
+    False when start-up failed (the reason is logged on one line)."""
+    import logging
+
+    from prometheus_client import start_http_server
+
+    SHUTDOWN_REQUESTED.clear()
+    # uvicorn logs a failed start-up's traceback; ours already said it in one line.
+    logging.getLogger("uvicorn.error").addFilter(_one_line_startup_failures)
+    config = server_config(app, host=host, port=port, log_level=log_level)
+    server = _Server(config)
+    metrics_server = start_http_server(metrics_port, addr=host)[0] if metrics_port else None
+    try:
+        server.run()
+    except SystemExit:  # uvicorn's exit after a failed start-up
+        return False
+    finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+    return server.started
+
+
+def _one_line_startup_failures(record: Any) -> bool:
+    return LOGGED_NOTE not in record.getMessage()

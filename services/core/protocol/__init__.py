@@ -161,4 +161,15 @@ def load_protocol(path: str | Path) -> TrialProtocol:
         raise ProtocolError(f"protocol file not found: {p}") from None
     except yaml.YAMLError as err:
         raise ProtocolError(f"{p} is not valid YAML: {err}") from None
-    return parse_protocol(data, str(p))
+    return parse_protocol(_paths_from(p.parent, data), str(p))
+
+
+def _paths_from(folder: Path, data: object) -> object:
+    """A protocol's relative file paths name files beside it, whatever the working folder
+    (an installed package, a container, a ConfigMap mount)."""
+    model = (data.get("allocation") or {}).get("model") if isinstance(data, dict) else None
+    if isinstance(model, dict) and isinstance(model.get("path"), str):
+        path = Path(model["path"])
+        if not path.is_absolute():
+            model["path"] = str((folder / path).resolve())
+    return data

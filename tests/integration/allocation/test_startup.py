@@ -21,7 +21,7 @@ def protocol_with_model(tmp_path: Path, *, path: str | None = None,
                         sha256: str | None = None) -> Path:
     data = yaml.safe_load(PROTOCOL.read_text(encoding="utf-8"))
     model = data["allocation"]["model"]
-    model["path"] = path or model["path"]
+    model["path"] = path or str(PROTOCOL.resolve().parent / model["path"])
     model["sha256"] = sha256 or model["sha256"]
     out = tmp_path / "protocol.yaml"
     out.write_text(yaml.safe_dump(data), encoding="utf-8")
@@ -45,7 +45,7 @@ async def test_start_up_is_refused_when_the_protocol_names_another_hash(
 
 async def test_start_up_is_refused_for_a_tampered_artifact(
         tmp_path: Path, nats_server: NatsServer) -> None:
-    shipped = Path(yaml.safe_load(PROTOCOL.read_text())["allocation"]["model"]["path"])
+    shipped = PROTOCOL.parent / yaml.safe_load(PROTOCOL.read_text())["allocation"]["model"]["path"]
     copy = tmp_path / "model" / shipped.name
     shutil.copytree(shipped.parent, copy.parent)
     data = bytearray(copy.read_bytes())

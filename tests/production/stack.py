@@ -1,0 +1,194 @@
+"""The stack as production runs it, on this machine: a 3-node nats-server cluster with
+JetStream (streams with 3 replicas), every service on its own PostgreSQL database and role,
+`tailor migrate` run concurrently, two replicas of each service, keys from files.
+
+Not yet here: NATS accounts and TLS (the bus's credentials; see deploy/README.md), a load
+balancer in front of the replicas (the gateway calls replica 1 of each service; REDCap's
+DETs go to gateway replica 1)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+from sqlalchemy import create_engine, text
+
+from services.core.internal_token import ensure_keypair
+from services.randomization.keys import new_key_text
+from tailor_cli.natsd import free_port, nats_server_binary, wait_for_port
+from tailor_cli.stack import Child, LocalStack
+
+SERVICES = ("gateway", "allocation", "randomization", "notifications", "safety")
+REPLICAS = 2
+
+
+@dataclass
+class NatsNode:
+    name: str
+    folder: Path
+    routes: list[int]
+    port: int = field(default_factory=free_port)
+    cluster_port: int = field(default_factory=free_port)
+    http_port: int = field(default_factory=free_port)
+    proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        conf = self.folder / "nats.conf"
+        routes = ", ".join(f"nats://127.0.0.1:{p}" for p in self.routes if p != self.cluster_port)
+        conf.write_text(
+            f"server_name: {self.name}\nlisten: 127.0.0.1:{self.port}\n"
+            f"http: 127.0.0.1:{self.http_port}\n"
+            f"jetstream {{ store_dir: {self.folder / 'js'} }}\n"
+            f"cluster {{ name: tailor, listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}\n")
+        log = open(self.folder / "nats.log", "ab")
+        self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log,
+                                     stderr=log, start_new_session=True)
+        wait_for_port(self.port)
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class NatsCluster:
+    def __init__(self, folder: Path, size: int = 3) -> None:
+        cluster_ports = [free_port() for _ in range(size)]
+        self.nodes = [NatsNode(f"n{i + 1}", folder / f"n{i + 1}", cluster_ports,
+                               cluster_port=cluster_ports[i]) for i in range(size)]
+
+    @property
+    def urls(self) -> str:
+        return ",".join(n.url for n in self.nodes)
+
+    def start(self, timeout: float = 60) -> NatsCluster:
+        for node in self.nodes:
+            node.start()
+        deadline = time.monotonic() + timeout
+        with httpx.Client(timeout=2) as client:  # JetStream has a meta leader on every node
+            for node in self.nodes:
+                while True:
+                    try:
+                        if client.get(f"http://127.0.0.1:{node.http_port}/healthz").status_code == 200:
+                            break
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"NATS cluster not ready; see {node.folder / 'nats.log'}")
+                    time.sleep(0.2)
+        return self
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+def create_databases(admin_url: str, prefix: str) -> dict[str, str]:
+    """One database and one login role per service, the role owning its database."""
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    urls = {}
+    host = admin_url.split("@", 1)[1].rsplit("/", 1)[0]
+    with engine.connect() as conn:
+        for service in SERVICES:
+            name = f"{prefix}_{service}"
+            conn.execute(text(f'CREATE ROLE "{name}" LOGIN'))
+            conn.execute(text(f'CREATE DATABASE "{name}" OWNER "{name}"'))
+            urls[service] = f"postgres://{name}@{host}/{name}"  # as operators write it
+    engine.dispose()
+    return urls
+
+
+def drop_databases(admin_url: str, prefix: str) -> None:
+    engine = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        for service in SERVICES:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{prefix}_{service}" WITH (FORCE)'))
+            conn.execute(text(f'DROP ROLE IF EXISTS "{prefix}_{service}"'))
+    engine.dispose()
+
+
+class ProductionStack(LocalStack):
+    """LocalStack's simulators and process handling, with production's topology."""
+
+    def __init__(self, home: Path, database_urls: dict[str, str], extra_env: dict[str, str]) -> None:
+        super().__init__(home=home, services=list(SERVICES), extra_env=extra_env)
+        self.database_urls = database_urls
+        self.cluster: NatsCluster | None = None
+
+    def start(self, *, timeout: float = 240.0) -> None:
+        self.home = self.home.resolve()
+        (self.home / "logs").mkdir(parents=True, exist_ok=True)
+        keys = ensure_keypair(self.home / "keys")
+        list_key = self.home / "keys" / "list-key"
+        list_key.write_text(new_key_text())
+        self.cluster = NatsCluster(self.home / "nats").start()
+        ports = {f"{s}-{i}": free_port() for s in SERVICES for i in range(1, REPLICAS + 1)}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("TAILOR_")}
+        self.env.update({
+            "TAILOR_HOME": str(self.home),
+            "TAILOR_NATS_URL": self.cluster.urls,
+            "TAILOR_NATS_STREAM_REPLICAS": "3",
+            "TAILOR_MIGRATE_ON_START": "false",
+            "TAILOR_PROTOCOL_FILE": str(Path("protocols/perpain-pilot.yaml").resolve()),
+            "TAILOR_INTERNAL_TOKEN_PRIVATE_KEY_FILE": str(keys.private_key),
+            "TAILOR_INTERNAL_TOKEN_PUBLIC_KEY_FILE": str(keys.public_key),
+            "TAILOR_RANDOMIZATION_LIST_KEY_FILE": str(list_key),
+            "TAILOR_NOTIFICATIONS_CONTACT_KEY": new_key_text(),
+            "TAILOR_DB_POOL_SIZE": "3",
+            "TAILOR_DB_MAX_OVERFLOW": "2",
+            **{f"TAILOR_{s.upper()}_DATABASE_URL": url for s, url in self.database_urls.items()},
+            **{f"TAILOR_{s.upper()}_URL": f"http://127.0.0.1:{ports[f'{s}-1']}"
+               for s in SERVICES if s != "gateway"},
+        })
+        self.migrate_concurrently()
+        # A free port for the emulator: its usual 8300 may be another stack's on this machine.
+        previous = os.environ.get("TAILOR_REDCAP_PORT")
+        os.environ["TAILOR_REDCAP_PORT"] = str(free_port())
+        try:
+            self._start_sims(ports["gateway-1"])
+        finally:
+            if previous is None:
+                os.environ.pop("TAILOR_REDCAP_PORT", None)
+            else:
+                os.environ["TAILOR_REDCAP_PORT"] = previous
+        self.env.update(self.extra_env)
+        self.env.pop("TAILOR_SIM_SMS_SECRET", None)  # the simulator's, set by _start_sims
+        for name, port in ports.items():
+            service = name.rsplit("-", 1)[0]
+            url = f"http://127.0.0.1:{port}"
+            self.spawn(Child(name, [sys.executable, "-m", "tailor_cli", "serve", service,
+                                    "--port", str(port)], url=url, ready=f"{url}/readyz"))
+        self.wait_ready(timeout)
+
+    def migrate_concurrently(self) -> None:
+        """Both replicas' `tailor migrate` at once, as init containers would run."""
+        runs = [subprocess.Popen([sys.executable, "-m", "tailor_cli", "migrate", s], env=self.env,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                for s in SERVICES for _ in range(REPLICAS)]
+        failed = [(p.args, p.stderr.read() if p.stderr else "") for p in runs
+                  if p.wait(timeout=300) != 0]
+        if failed:
+            raise RuntimeError(f"concurrent migrations failed: {failed}")
+
+    def stop(self, *, grace: float = 20.0) -> None:
+        super().stop(grace=grace)
+        if self.cluster:
+            self.cluster.stop()

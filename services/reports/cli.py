@@ -33,6 +33,8 @@ def rebuild_command(
     as_of: Annotated[str | None, typer.Option(help="compare figures as of YYYY-MM-DD")] = None,
 ) -> None:
     """Rebuild the read model from the stream's start; print whether the figures changed."""
+    from services.core.bus import TlsFiles
+    from services.core.bus_contract import PROVISIONER
     from services.core.db import is_sqlite, make_engine
     from services.core.migrations import run_migrations
     from services.core.protocol import ProtocolError
@@ -55,7 +57,10 @@ def rebuild_command(
     url = service_settings("reports").resolved_database_url(config.home)
     run_migrations(SPEC.migrations, url)
     try:
-        stream = asyncio.run(read_stream(config.nats_url))
+        tls = config.nats_tls()
+        stream = asyncio.run(read_stream(
+            config.nats_url, credentials=config.nats_credentials(PROVISIONER),
+            tls=TlsFiles(*tls) if tls else None))
     except Exception as exc:  # server down, stream missing, read stalled: nothing changed
         console.print(f"[red]cannot read the stream at {config.nats_url}: {exc!r}[/red]")
         raise typer.Exit(1) from None

@@ -15,6 +15,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -22,7 +23,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.engine import Engine
 
 from services.core import audit, inbox
-from services.core.bus import STREAM
+from services.core.bus import STREAM, TlsFiles
 from services.core.consumers import parse_envelope
 from services.core.db import unit_of_work
 from services.core.errors import PermanentError
@@ -55,12 +56,21 @@ class RebuildResult:
 
 
 async def read_stream(nats_url: str, subjects: tuple[str, ...] = SUBJECTS, *,
+                      credentials: Path | None = None, tls: TlsFiles | None = None,
                       batch: int = 256) -> StreamRead:
+    """Every retained message on `subjects`, through a consumer of its own: only the
+    provisioner's credentials may make one (a service may only read its durables)."""
+
     async def quiet(_exc: Exception) -> None:  # the caller reports the failure once
         return None
 
+    auth: dict[str, Any] = {}
+    if credentials is not None:
+        auth["nkeys_seed"] = str(credentials)
+    if tls is not None:
+        auth["tls"] = tls.context()
     nc = await nats.connect(nats_url, name="tailor-reports-rebuild", connect_timeout=5,
-                            max_reconnect_attempts=3, error_cb=quiet)
+                            max_reconnect_attempts=3, error_cb=quiet, **auth)
     try:
         js = nc.jetstream(timeout=10)
         state = (await js.stream_info(STREAM)).state

@@ -23,6 +23,7 @@ from services.core.events import Allocated, ClusterAssigned, Envelope
 from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import eventually, provisioner_bus
+from tests.support.sealed import cluster_assigned_event
 
 
 class Violations:
@@ -53,8 +54,7 @@ async def _admin(server: NatsServer) -> Bus:
 
 
 def _cluster_assigned(producer: str, record: str) -> bytes:
-    event = ClusterAssigned(record=record, cluster="c1", probabilities={"c1": 1.0},
-                            model_version="m", low_confidence=False)
+    event = cluster_assigned_event(record, "c1", {"c1": 1.0}, model_version="m")
     return Envelope(subject=ClusterAssigned.subject, producer=producer, record=record,
                     data=event.model_dump(mode="json")).model_dump_json().encode()
 

@@ -184,7 +184,7 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
         return (await flow_of(reports))["pooled"]["discontinued"] == 1
     await eventually(settled)
     live_engine = reports.kernel.engine
-    stream = await read_stream(nats_server.url)
+    stream = await read_stream(nats_server.url, credentials=nats_server.credentials())
     result = rebuild(live_engine, P, keyring("reports"), stream, as_of=TODAY.date())
     assert result.identical, result.changed
     assert result.events == len(cohort()) and result.first_seq == 1
@@ -229,6 +229,7 @@ async def test_tailor_reports_rebuild_command(bus: Bus, nats_server: NatsServer,
 
     await publish(bus, cohort())
     env = {**os.environ, "TAILOR_HOME": str(tmp_path), "TAILOR_NATS_URL": nats_server.url,
+           "TAILOR_NATS_CREDS_FILE": str(nats_server.credentials()),
            "TAILOR_REPORTS_DATABASE_URL": database_url, "PYTHONPATH": os.getcwd(),
            "COLUMNS": "160"}
     argv = [sys.executable, "-m", "tailor_cli", "reports", "rebuild",

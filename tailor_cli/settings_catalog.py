@@ -16,6 +16,7 @@ from pathlib import Path
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings
 
+from services.core.sealing import RECIPIENTS
 from services.core.settings import (
     SERVICES,
     ServiceSettings,
@@ -53,6 +54,17 @@ DIRECT = (
                f"where {s} listens (read by the gateway; safety reads the randomization URL)")
       for s in SERVICES if s != "gateway"),
     Variable("TAILOR_GATEWAY_URL", "set by `tailor up`", "where the gateway listens (`tailor up`)"),
+    # Sealed bus payloads: each consumer's private key in its own pod only; producers hold
+    # the consumers' public keys. Keyed digests of blinded data (HMAC keys).
+    *(Variable(f"TAILOR_{s.upper()}_BUS_KEY", "embedded: `$TAILOR_HOME/keys`",
+               f"{s}: X25519 private key (PEM) that opens payloads sealed to it", True)
+      for s in RECIPIENTS),
+    *(Variable(f"TAILOR_{s.upper()}_BUS_PUBLIC_KEY", "embedded: `$TAILOR_HOME/keys`",
+               f"producers sealing to {s}: its X25519 public key (PEM)", True)
+      for s in RECIPIENTS),
+    *(Variable(f"TAILOR_{s.upper()}_DIGEST_KEY", "embedded: `$TAILOR_HOME/keys`",
+               f"{s}: HMAC key of its digests of blinded data", True)
+      for s in ("gateway", "safety")),
     Variable("TAILOR_NATS_PORT", "free port", "`tailor up`: port of the embedded nats-server"),
     *(Variable(f"TAILOR_{sim.upper()}_PORT", "free port", f"`tailor up`: port of the {sim} simulator")
       for sim in ("redcap", "smtp", "sms")),
@@ -62,15 +74,18 @@ IGNORED_PREFIXES = ("TAILOR_SIM_", "TAILOR_TEST_")
 
 
 def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
+    from gateway.console.settings import ConsoleSettings
     from gateway.redcap.settings import RedcapSettings
     from gateway.settings import GatewaySettings
     from services.notifications.runtime import NotificationSettings
+    from services.reports.config import ReportsConfig
     from services.safety.config import SafetyConfig
 
     return [("TAILOR_", Settings),
             *((f"TAILOR_{s.upper()}_", ServiceSettings) for s in SERVICES),
             ("TAILOR_GATEWAY_", GatewaySettings), ("TAILOR_REDCAP_", RedcapSettings),
-            ("TAILOR_NOTIFICATIONS_", NotificationSettings), ("TAILOR_SAFETY_", SafetyConfig)]
+            ("TAILOR_NOTIFICATIONS_", NotificationSettings), ("TAILOR_SAFETY_", SafetyConfig),
+            ("TAILOR_REPORTS_", ReportsConfig), ("TAILOR_CONSOLE_", ConsoleSettings)]
 
 
 def _default(field: object) -> str:

@@ -1,7 +1,8 @@
 """Alembic support shared by every service's migration history.
 
-Each service has its own `migrations/` folder (its own history, its own database);
-their `env.py` calls `run_env()` and their first revision calls `create_kernel_tables()`.
+Each service has its own `migrations/` folder (its own history, its own database); their
+`env.py` calls `run_env()`. Revisions already written are frozen (they spell out their
+DDL); `create_kernel_tables()` gives a new service's first revision today's kernel tables.
 """
 
 from __future__ import annotations
@@ -72,6 +73,10 @@ def create_kernel_tables() -> None:
     )
     op.create_index("ix_outbox_message_sent_at", "outbox_message", ["sent_at"])
     op.create_index("ix_outbox_message_position", "outbox_message", ["position"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE SEQUENCE outbox_message_position_seq OWNED BY outbox_message.position")
+        op.execute("ALTER TABLE outbox_message ALTER COLUMN position "
+                   "SET DEFAULT nextval('outbox_message_position_seq')")
     op.create_table(
         "inbox_entry",
         sa.Column("consumer", sa.String(), primary_key=True),

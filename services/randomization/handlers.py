@@ -11,12 +11,11 @@ from collections.abc import Callable
 
 import structlog
 from prometheus_client import Gauge
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from services.core.consumers import Consumer
 from services.core.db import unit_of_work
-from services.core.errors import InvalidInput, TransientError
+from services.core.errors import TransientError
 from services.core.events import ClusterAssigned, Envelope
 from services.core.runner import Kernel
 
@@ -38,21 +37,11 @@ STRATA_RUNNING_LOW = Gauge(
     ["service"])
 
 
-def _payload(env: Envelope) -> ClusterAssigned:
-    try:
-        return env.payload(ClusterAssigned)
-    except ValidationError as err:
-        # Name the fields only: pydantic's message would echo the values (the cluster).
-        fields = sorted({".".join(map(str, e["loc"])) for e in err.errors()})
-        raise InvalidInput(f"cluster_assigned payload is invalid at {', '.join(fields)}",
-                           field=fields[0] if fields else None) from None
-
-
 def consumers(context: Callable[[], Context]) -> list[Consumer]:
     """`context` returns the running service's Context (made at start-up)."""
 
     def on_cluster_assigned(session: Session, env: Envelope) -> None:
-        event = _payload(env)
+        event = env.payload(ClusterAssigned)  # a broken one names fields, never the cluster
         request = AllocationRequest(
             record=event.record, cluster=event.cluster, site=event.site, pilot=event.pilot,
             source="event", actor=Actor(f"event:{env.producer}", "system"),

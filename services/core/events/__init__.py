@@ -6,7 +6,7 @@ Cluster and arm appear only in events that blinded components never read (DESIGN
 """
 
 from .allocation import *  # noqa: F403
-from .base import Envelope, Event, utcnow  # noqa: F401
+from .base import ContractViolation, Envelope, Event, utcnow  # noqa: F401
 from .gateway import *  # noqa: F403
 from .notifications import *  # noqa: F403
 from .randomization import *  # noqa: F403

@@ -77,7 +77,7 @@ def _lock_chain(session: Session) -> None:
     # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
 
 
-_INSERT = insert(AuditEntry.__table__)  # type: ignore[arg-type]
+_INSERT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
 _HEAD = "audit.head"  # session.info key: (transaction, seq, hash) of the last append
 
 

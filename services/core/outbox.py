@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import structlog
 from sqlalchemy import Column, Integer, Sequence, Text, func
@@ -58,9 +59,9 @@ def enqueue(
     event_id: str | None = None,
 ) -> Envelope:
     """Stage `event` for publication in the caller's transaction."""
-    env = Envelope(subject=subject or event.subject, producer=producer,
-                   correlation_id=correlation_id, record=record,
-                   data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
+    env = Envelope(id=event_id or uuid4().hex, subject=subject or event.subject,
+                   producer=producer, correlation_id=correlation_id, record=record,
+                   data=event.model_dump(mode="json"))
     session.add(OutboxMessage(id=env.id, subject=env.subject, envelope=env.model_dump_json(),
                               created_at=env.occurred_at, position=_sqlite_position(session)))
     session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,7 +32,7 @@ from .settings import ServiceSettings, Settings, service_settings, settings
 
 log = structlog.get_logger(__name__)
 
-Background = Callable[["Kernel"], Awaitable[None]]
+Background = Callable[["Kernel"], Coroutine[Any, Any, None]]
 
 
 @dataclass

@@ -236,6 +236,9 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/claim", R.COORDINATOR, participant_data=True),
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/outcome", R.COORDINATOR, participant_data=True),
     _rule("GET", "/api/v1/notifications/v1/tasks/{task_id}/letter", R.COORDINATOR, participant_data=True),
+    _rule("GET", "/api/v1/notifications/v1/follow-ups", R.COORDINATOR, participant_data=True),
+    _rule("POST", "/api/v1/notifications/v1/follow-ups/{follow_up_id}/resolve", R.COORDINATOR,
+          participant_data=True),
     _rule(
         "POST",
         "/api/v1/notifications/v1/participants/{record}/opt-out",

@@ -136,3 +136,24 @@ class ReminderCap(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     max_per_timepoint: int
+
+
+class FollowUp(SQLModel, table=True):
+    """A staff task that is not a reminder call or letter: something a person must check
+    (an e-mail whose outcome is unknown, a baseline that cannot be scored, an emergency
+    unblinding, a stratum running low, ...). Opened once per source (message or event)."""
+
+    __tablename__ = "follow_up"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(unique=True)  # message key or event id
+    kind: str
+    record: str | None = Field(default=None, index=True)
+    message_key: str | None = None
+    summary: str
+    state: str = Field(default="open", index=True)  # open | done
+    resolution: str | None = None
+    note: str | None = None
+    resolved_by: str | None = None
+    created_at: datetime = Field(sa_column=_utc())
+    resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

@@ -127,6 +127,7 @@ def append(
     entry.hash = entry_hash(entry)
     # A Core insert: the entry is not kept in the session's identity map, which would make
     # every later flush of a long transaction slower (quadratic over thousands of appends).
+    session.flush()  # the audited change first, as callers expect of an append
     session.connection().execute(_INSERT, entry.model_dump())
     session.info[_HEAD] = (session.get_transaction(), entry.seq, entry.hash)
     return entry

@@ -133,10 +133,12 @@ def record_outcome(session: Session, rt: Runtime, *, task_id: int, outcome: str,
         stamps["sent_at"] = now
     if DeliveryState.DELIVERED in path:
         stamps["delivered_at"] = now
-    if not repository.set_state_if(session, task.message_key, DeliveryState.CLAIMED, final,
-                                   worker=STAFF, lease_until=None, updated_at=now,
-                                   **stamps):
-        raise Conflict(f"the reminder of task {task_id} is no longer open", field="task_id")
+    current = DeliveryState.CLAIMED
+    for step in path:  # claimed → sent → delivered: each step through the state machine
+        if not repository.set_state_if(session, task.message_key, current, step, worker=STAFF,
+                                       lease_until=None, updated_at=now, **stamps):
+            raise Conflict(f"the reminder of task {task_id} is no longer open", field="task_id")
+        current = step
     task.state, task.outcome, task.note, task.finished_at = "done", recorded.value, note, now
     session.add(task)
     record_change(session, action="task.outcome_recorded", entity_type="staff_task",

@@ -17,7 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from . import inbox, metrics
-from .bus import ConsumerSpec
+from .bus import STREAM, ConsumerSpec
 from .db import unit_of_work
 from .errors import DomainError, PermanentError
 from .events import Envelope
@@ -35,6 +35,7 @@ class Consumer:
     subjects: tuple[str, ...]
     handle: EventHandler
     max_deliver: int | None = None
+    stream: str = STREAM  # TRIAL_DLQ for a consumer of another service's dead letters
 
 
 def parse_envelope(data: bytes) -> Envelope:
@@ -66,4 +67,5 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             wake()
 
     return ConsumerSpec(durable=consumer.durable, subjects=consumer.subjects, handler=handler,
-                        max_deliver=consumer.max_deliver or default_max_deliver)
+                        max_deliver=consumer.max_deliver or default_max_deliver,
+                        stream=consumer.stream)

@@ -14,7 +14,7 @@ from services.core.events import (
     SafetyObligationOpened,
 )
 
-from . import service
+from . import alerts, service
 from .runtime import runtime_of
 
 
@@ -44,4 +44,5 @@ CONSUMERS = [
     Consumer("notifications-safety",
              (SafetyObligationOpened.subject, SafetyObligationEscalated.subject),
              on_safety_obligation),
+    *alerts.CONSUMERS,
 ]

@@ -34,6 +34,16 @@ CONSUMERS: dict[str, tuple[tuple[str, ...], type[Event]]] = {
     "notifications-safety-escalated": ((events.SafetyObligationEscalated.subject,),
                                        events.SafetyObligationEscalated),
     "gateway-audit-heads": (("trial.v1.*.audit_head",), events.AuditHead),
+    "notifications-alarms/needs_review": ((events.AllocationNeedsReview.subject,),
+                                          events.AllocationNeedsReview),
+    "notifications-alarms/unblinded": ((events.EmergencyUnblinded.subject,),
+                                       events.EmergencyUnblinded),
+    "notifications-alarms/running_low": ((events.StratumRunningLow.subject,),
+                                         events.StratumRunningLow),
+    "notifications-alarms/timepoint": ((events.TimepointCompleted.subject,),
+                                       events.TimepointCompleted),
+    "notifications-redcap-write-failed": ((events.RedcapWriteFailed.subject,),
+                                          events.RedcapWriteFailed),
     "gateway-redcap-sync": ((events.Allocated.subject,), events.Allocated),
 }
 

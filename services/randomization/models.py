@@ -117,3 +117,17 @@ class NamedCounter(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     value: int
+
+
+class ParkedAllocation(SQLModel, table=True):
+    """An allocation request that waits for a sealed list or a free slot in its stratum.
+    The request (it holds the cluster) is sealed like an allocation's detail; the row says
+    only that the record waits, never why (an exhausted stratum beside a record would
+    tell its cluster)."""
+
+    __tablename__ = "parked_allocation"
+
+    record: str = Field(primary_key=True)
+    sealed_request: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    parked_at: datetime = Field(sa_column=_utc())
+    attempts: int = 1

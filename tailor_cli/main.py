@@ -112,7 +112,8 @@ def _mount_subcommands() -> None:
 
     for name, module in (("allocation", "services.allocation.cli"),
                          ("randomization", "services.randomization.cli"),
-                         ("keys", "gateway.keys_cli")):
+                         ("keys", "gateway.keys_cli"),
+                         ("dlq", "gateway.dlq_cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

@@ -78,6 +78,8 @@ class Bus:
     js: JetStreamContext | None = None
     reconnects: int = 0
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # (consumer, stream seq) → the last handler error, for the dead letter's reason
+    _errors: dict[tuple[str, int], str] = field(default_factory=dict)
 
     # ── connection ────────────────────────────────────────────────────────
     async def connect(self, *, attempts: int = 0) -> None:
@@ -225,10 +227,12 @@ class Bus:
             await msg.ack()
         except PermanentError as exc:
             outcome = "term"
+            self._remember(spec, msg, f"{type(exc).__name__}: {exc}")
             log.error("bus.poison_message", consumer=spec.durable, error=str(exc))
             await _quietly(msg.term())
         except Exception as exc:
             outcome = "nak"
+            self._remember(spec, msg, repr(exc))
             attempt = msg.metadata.num_delivered if msg.metadata else 1
             delay = backoff_delay(attempt, base=spec.backoff_base)
             log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
@@ -239,6 +243,14 @@ class Bus:
             time.perf_counter() - started)
 
     # ── dead letters ──────────────────────────────────────────────────────
+    def _remember(self, spec: ConsumerSpec, msg: Msg, error: str) -> None:
+        seq = msg.metadata.sequence.stream if msg.metadata and msg.metadata.sequence else None
+        if seq is None:
+            return
+        if len(self._errors) >= 10_000:  # bounded: forget the oldest
+            self._errors.pop(next(iter(self._errors)))
+        self._errors[(spec.durable, seq)] = error[:500]
+
     def start_dead_letter_mover(self, durables: list[str], stop: asyncio.Event) -> None:
         if not durables:
             return
@@ -258,8 +270,11 @@ class Bus:
         except NotFoundError:
             log.error("bus.dead_letter_lost", consumer=consumer, stream_seq=seq)
             return
+        error = self._errors.pop((consumer, seq), "not recorded by this process (another replica)")
         headers = {
             "Tailor-Dead-Letter-Reason": reason,
+            "Tailor-Error": error,
+            "Tailor-Consumer": consumer,
             "Tailor-Original-Subject": original.subject or "",
             "Tailor-Stream-Seq": str(seq),
             "Tailor-Deliveries": str(info.get("deliveries", "")),

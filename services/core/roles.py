@@ -144,6 +144,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("GET", "/metrics", R.OPS),
     _rule("GET", "/api/v1/ops/health", R.OPS, note="every service's readiness"),
     _rule("GET", "/api/v1/ops/dead-letters", R.OPS),
+    _rule("POST", "/api/v1/ops/dead-letters/{seq}/replay", R.OPS, note="audited"),
     _rule("POST", "/redcap/det", R.REDCAP, credential=Credential.REDCAP_SECRET),
     _rule("GET", "/api/v1/audit", R.MONITOR),
     _rule("GET", "/api/v1/audit/verify", R.MONITOR),

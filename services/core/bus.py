@@ -5,8 +5,11 @@
   server's max-deliveries and terminated advisories durably; `TRIAL_DLQ` holds dead letters.
 - Consumers are durable pull consumers with explicit ack. A handler that returns acks; one
   that raises `PermanentError` terms (poison); anything else naks with exponential backoff
-  and jitter. After `max_deliver` attempts the server's advisory moves the message to the
-  dead-letter stream (`DeadLetterMover`).
+  and jitter. A terminated message, or one that used its `max_deliver` attempts, is moved
+  to the dead-letter stream by the server's advisory (`start_dead_letter_mover`), with
+  headers naming its reason, last error, consumer, original subject and deliveries.
+  Conditions worth waiting for (a participant without a sealed list) never reach it:
+  services park those in their own database.
 - nats-py's pull subscriptions can stay silent after the server restarts (nats.py #504):
   every consumer loop re-creates its subscription after a reconnect, and also whenever
   fetches keep coming back empty while the server says messages are pending.
@@ -52,7 +55,8 @@ Handler = Callable[[Msg], Awaitable[None]]
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0,
                   rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base·2^(attempt-1))]."""
+    """Exponential backoff with jitter: uniform in [min(base/2, ceiling), ceiling] where
+    ceiling = min(cap, base·2^(attempt-1)); the floor keeps retries from bunching at zero."""
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
     return (rng or random).uniform(min(base / 2, ceiling), ceiling)
 

@@ -122,10 +122,3 @@ def make_append_only(table: str) -> None:
     for verb in ("update", "delete"):
         op.execute(f"""CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table}
             BEGIN SELECT RAISE(ABORT, '{message}'); END""")
-
-
-def drop_kernel_tables() -> None:
-    for table in ("audit_entry", "inbox_entry", "outbox_message"):
-        op.drop_table(table)
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS tailor_audit_entry_append_only() CASCADE")

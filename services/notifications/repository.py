@@ -174,10 +174,6 @@ def task(session: Session, task_id: int) -> StaffTask | None:
     return session.get(StaffTask, task_id)
 
 
-def task_for(session: Session, message_key: str) -> StaffTask | None:
-    return session.exec(select(StaffTask).where(StaffTask.message_key == message_key)).first()
-
-
 def tasks(session: Session, *, states: Collection[str], due_by: datetime | None,
           channel: str | None = None) -> list[StaffTask]:
     query = select(StaffTask).where(col(StaffTask.state).in_(states))

@@ -2,7 +2,7 @@
 
 Subjects are `trial.v1.<service>.<fact>`. A field is added, never renamed; a breaking
 change is a new `v2` subject. One module per producer; everything is re-exported here.
-Cluster and arm appear only in events that blinded components never read (DESIGN.md).
+Cluster and arm appear only in events that blinded components never read.
 """
 
 from .allocation import *  # noqa: F403

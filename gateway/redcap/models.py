@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Text
+from sqlalchemy import Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UtcDateTime
@@ -14,6 +14,7 @@ class RedcapTrigger(SQLModel, table=True):
     """A Data Entry Trigger (or a sweep finding), stored before REDCap gets its 200."""
 
     __tablename__ = "redcap_trigger"
+    __table_args__ = (Index("ix_redcap_trigger_due", "status", "next_attempt_at"),)
 
     id: str = Field(primary_key=True)
     source: str  # det | sweep
@@ -50,6 +51,7 @@ class RedcapWrite(SQLModel, table=True):
     """A write-back to REDCap, keyed by the event that caused it (idempotent)."""
 
     __tablename__ = "redcap_write"
+    __table_args__ = (Index("ix_redcap_write_due", "status", "next_attempt_at"),)
 
     id: str = Field(primary_key=True)
     kind: str

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UtcDateTime
@@ -79,6 +79,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         UniqueConstraint("record", "timepoint", "attempt", name="uq_message_reminder_attempt"),
+        Index("ix_message_due", "state", "not_before"),  # the dispatcher's due query
     )
 
     key: str = Field(primary_key=True)
@@ -119,7 +120,7 @@ class StaffTask(SQLModel, table=True):
     timepoint: str
     channel: str  # phone | letter
     due_at: datetime = Field(sa_column=_utc())
-    state: str = "open"
+    state: str = Field(default="open", index=True)
     claimed_by: str | None = None
     claimed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     outcome: str | None = None

@@ -10,7 +10,7 @@ towards the reminder cap.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlmodel import Session, col, select
 
@@ -92,9 +92,13 @@ def _settle_message(session: Session, rt: Runtime, follow_up: FollowUp,
                     target: DeliveryState) -> None:
     assert follow_up.message_key is not None
     now = rt.now()
-    stamps = {DeliveryState.SCHEDULED: {"not_before": now, "claimed_by": None, "finished_at": None},
-              DeliveryState.SENT: {"sent_at": now, "finished_at": None},
-              DeliveryState.FAILED: {"finished_at": now}}[target]
+    stamps: dict[str, Any]
+    if target is DeliveryState.SCHEDULED:  # due again now, for any dispatcher to claim
+        stamps = {"not_before": now, "claimed_by": None, "finished_at": None}
+    elif target is DeliveryState.SENT:
+        stamps = {"sent_at": now, "finished_at": None}
+    else:
+        stamps = {"finished_at": now}
     if not repository.set_state_if(session, follow_up.message_key, DeliveryState.UNKNOWN, target,
                                    updated_at=now, **stamps):
         raise Conflict("the e-mail is no longer of unknown outcome", field="follow_up_id")

@@ -67,3 +67,17 @@ def _create(path: Path, value: bytes) -> None:
     with os.fdopen(fd, "wb") as out:
         out.write(value)
     log.info("secret.created", path=str(path))
+
+
+def configured_secret(value: str | None, path: Path | None, *, source: str) -> str | None:
+    """A secret that may be absent (an optional integration): the value, else the mounted
+    file's content; None when neither is configured. A configured file that cannot be read
+    is an error naming `source`, not a silent "absent"."""
+    if value:
+        return value
+    if path is None:
+        return None
+    try:
+        return path.read_text().strip() or None
+    except OSError as err:
+        raise SecretMissing(f"{source}_FILE", f"cannot read {path}: {err.strerror}") from None

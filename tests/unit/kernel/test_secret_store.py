@@ -49,3 +49,15 @@ def test_the_contact_key_uses_the_loader(tmp_path: Path) -> None:
                             environ={f"{ENV_KEY}_FILE": str(mounted)}) == bytes(range(32))
     made = load_contact_key(None, tmp_path, allow_generate=True, environ={})
     assert len(made) == 32
+
+
+def test_redcap_secrets_use_the_loader_and_a_missing_mounted_file_is_an_error(tmp_path: Path) -> None:
+    from gateway.redcap.settings import RedcapSettings
+
+    mounted = tmp_path / "token"
+    mounted.write_text("ABC123\n")
+    assert RedcapSettings(token_file=mounted).api_token() == "ABC123"
+    assert RedcapSettings().trigger_secret() is None  # not configured: the integration is off
+    with pytest.raises(SecretMissing) as err:  # configured but unreadable: say so
+        RedcapSettings(det_secret_file=tmp_path / "absent").trigger_secret()
+    assert err.value.source == "TAILOR_REDCAP_DET_SECRET_FILE"

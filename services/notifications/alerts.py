@@ -6,8 +6,11 @@ what the (blinded) event carries: never an arm, a cluster or a stratum.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlmodel import Session
 
+from services.core.audit import canonical_json
 from services.core.consumers import Consumer
 from services.core.events import (
     AllocationNeedsReview,
@@ -20,8 +23,10 @@ from services.core.events import (
 
 from .follow_ups import open_follow_up
 from .runtime import runtime_of
+from .service import new_message, wake_after_commit
 
 DLQ_STREAM = "TRIAL_DLQ"
+STAFF_ALERT = "staff_alert"
 
 
 def _summary(env: Envelope) -> tuple[str, str | None, str]:
@@ -64,8 +69,17 @@ def _summary(env: Envelope) -> tuple[str, str | None, str]:
 
 def on_alarm(session: Session, env: Envelope) -> None:
     kind, record, summary = _summary(env)
-    open_follow_up(session, source=f"event:{env.id}", kind=kind, record=record,
-                   summary=" ".join(summary.split()), now=runtime_of(session).now())
+    rt = runtime_of(session)
+    now, text = rt.now(), " ".join(summary.split())
+    if open_follow_up(session, source=f"event:{env.id}", kind=kind, record=record,
+                      summary=text, now=now) is None:
+        return  # opened before: its e-mails were scheduled then
+    for contact in rt.protocol.trial.contacts:  # and an e-mail to each of the trial team
+        key = hashlib.sha256(f"alert\x1f{env.id}\x1f{contact.role}".encode()).hexdigest()[:40]
+        session.add(new_message(key=key, kind=STAFF_ALERT, record=record or "", channel="email",
+                                recipient=contact.role, ref=kind, due_at=now, now=now,
+                                facts=canonical_json({"kind": kind, "summary": text})))
+    wake_after_commit(session, rt)
 
 
 ALARMS = (AllocationNeedsReview.subject, EmergencyUnblinded.subject, StratumRunningLow.subject,

@@ -74,7 +74,7 @@ def schedule_of(rt: Runtime, row: TimepointRow) -> TimepointSchedule:
 def not_due_reason(session: Session, rt: Runtime, msg: Message,
                    details: ContactDetails | None, now: datetime) -> str | None:
     """Why `msg` must not go out now (None: send it)."""
-    if msg.kind == "safety_notice":
+    if msg.kind in ("safety_notice", "staff_alert"):  # to the trial team: always due
         return None
     if msg.kind == "diary_prompt":
         participant = repository.participant(session, msg.record)
@@ -103,7 +103,8 @@ def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
         msg = repository.message(session, key)
         if msg is None or msg.state != DeliveryState.SCHEDULED or msg.not_before > now:
             return None
-        details = None if msg.kind == "safety_notice" else contacts.load(session, rt, msg.record)
+        details = (None if msg.kind in ("safety_notice", "staff_alert")
+                   else contacts.load(session, rt, msg.record))
         reason = not_due_reason(session, rt, msg, details, now)
         if reason is not None:
             cancel_queued(session, rt, [msg], reason)

@@ -1,5 +1,6 @@
 """Facts published for a person reach one: each alarm event becomes a follow-up (a staff
-task) once, listed for coordinators, resolved with an audit entry."""
+task) once, e-mailed to the trial team, listed for coordinators, resolved with an audit
+entry."""
 
 from __future__ import annotations
 
@@ -52,6 +53,10 @@ async def test_every_alarm_becomes_one_follow_up(stack: Stack) -> None:
         assert sorted(f["kind"] for f in follow_ups) == [
             "allocation_needs_review", "emergency_unblinded", "redcap_write_failed",
             "stratum_running_low", "timepoint_completed"]
+        # ... and each is e-mailed to the trial team (protocol trial.contacts), once.
+        team = {"coordinator@perpain.example", "data@perpain.example"}
+        await eventually(lambda: len(stack.sink.messages) == 5 * len(team))
+        assert {r for m in stack.sink.messages for r in m.rcpt_tos} == team
         first = follow_ups[0]
         url = f"/v1/follow-ups/{first['id']}/resolve"
         refused = await stack.svc.client.post(url, json={"resolution": "resend"}, headers=staff)

@@ -84,13 +84,19 @@ _HEAD = "audit.head"  # session.info key: (transaction, seq, hash) of the last a
 def _chain_head(session: Session) -> tuple[int, str]:
     """(seq, hash) to chain from. Within one transaction the chain is locked after the first
     append, so the head written last is still the head: no query, no lock per entry."""
-    transaction = session.get_transaction()
+    transaction = _innermost(session)
     cached = session.info.get(_HEAD)
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1], cached[2]
     _lock_chain(session)
     last = head(session)
     return ((last.seq or 0), last.hash) if last else (0, GENESIS)
+
+
+def _innermost(session: Session) -> object:
+    """The transaction an append belongs to: a savepoint that is rolled back takes its
+    entries with it, so the cached head is only trusted inside the same (sub)transaction."""
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def head(session: Session) -> AuditEntry | None:
@@ -129,7 +135,7 @@ def append(
     # every later flush of a long transaction slower (quadratic over thousands of appends).
     session.flush()  # the audited change first, as callers expect of an append
     session.connection().execute(_INSERT, entry.model_dump())
-    session.info[_HEAD] = (session.get_transaction(), entry.seq, entry.hash)
+    session.info[_HEAD] = (_innermost(session), entry.seq, entry.hash)
     return entry
 
 

@@ -31,9 +31,11 @@ async def test_waiting_participants_are_parked_and_allocated_on_seal_and_extend(
     list_id = await sealed_list(svc, 12)
     assert "EARLY" in _allocated(svc) and _parked(svc) == []  # allocated by the seal itself
 
-    records = [f"D{i:02d}" for i in range(12)]  # one more than the stratum has left
+    listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]
+    free = next(s["free"] for s in listed["strata"] if s["stratum"] == "DYS")
+    records = [f"D{i:02d}" for i in range(free + 1)]  # one more than the stratum has left
     await publish(bus, (cluster_assigned(r, "DYS") for r in records))
-    await eventually(lambda: len(_parked(svc)) == 1 and len(_allocated(svc)) == 12)
+    await eventually(lambda: len(_parked(svc)) == 1 and len(_allocated(svc)) == free + 1)
     [waiting] = _parked(svc)
 
     extended = await svc.client.post(f"/v1/lists/{list_id}/extend", headers=svc.as_role(STAT),

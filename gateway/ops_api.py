@@ -10,11 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
-from nats.js.errors import NotFoundError
+from fastapi import APIRouter, Path, Query, Request
+from nats.js import JetStreamContext
+from sqlalchemy.engine import Engine
 
-from services.core.bus import DLQ_STREAM
-from services.core.db import ping
+from services.core import audit, dead_letters
+from services.core.db import ping, unit_of_work
 from services.core.errors import DomainError
 from services.core.roles import SERVICES
 
@@ -64,37 +65,44 @@ async def health(request: Request, caller: GatewayCallerDep) -> OpsHealth:
     return OpsHealth(ready=all(s.ready for s in services), services=list(services))
 
 
-def _int(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+def _js(request: Request) -> JetStreamContext:
+    kernel = runtime_of(request).kernel
+    js = kernel.bus.js if kernel is not None else None
+    if js is None or kernel is None or not kernel.bus.connected:
+        raise BusUnavailable("the gateway is not connected to NATS; retry shortly")
+    return js
+
+
+def _read(letter: dead_letters.DeadLetter) -> DeadLetterRead:
+    return DeadLetterRead.model_validate(letter, from_attributes=True)
 
 
 @router.get("/dead-letters", response_model=list[DeadLetterRead],
-            summary="The newest dead letters: consumer, reason, original subject (no payload)")
-async def dead_letters(request: Request, caller: GatewayCallerDep,
-                       limit: Annotated[int, Query(gt=0, le=500)] = 50) -> list[DeadLetterRead]:
+            summary="The newest dead letters: consumer, reason, error, original subject (no payload)")
+async def list_dead_letters(request: Request, caller: GatewayCallerDep,
+                            limit: Annotated[int, Query(gt=0, le=500)] = 50) -> list[DeadLetterRead]:
     del caller  # authorization only
-    kernel = runtime_of(request).kernel
-    js = kernel.bus.js if kernel is not None else None
-    if js is None or not kernel.bus.connected:  # type: ignore[union-attr]
-        raise BusUnavailable("the gateway is not connected to NATS; retry shortly")
+    js = _js(request)
     try:
-        state = (await js.stream_info(DLQ_STREAM)).state
+        found = await dead_letters.newest(js, limit)
     except Exception:
         raise BusUnavailable("the dead-letter stream cannot be read right now") from None
-    found: list[DeadLetterRead] = []
-    seq = state.last_seq
-    while seq >= max(state.first_seq, 1) and len(found) < limit:
-        try:
-            msg = await js.get_msg(DLQ_STREAM, seq)
-        except NotFoundError:  # removed from the stream (limits): skip the gap
-            seq -= 1
-            continue
-        headers = msg.headers or {}
-        found.append(DeadLetterRead(
-            seq=seq, consumer=(msg.subject or "").removeprefix("trial.dlq."),
-            reason=headers.get("Tailor-Dead-Letter-Reason"),
-            original_subject=headers.get("Tailor-Original-Subject"),
-            stream_seq=_int(headers.get("Tailor-Stream-Seq")),
-            deliveries=_int(headers.get("Tailor-Deliveries"))))
-        seq -= 1
-    return found
+    return [_read(letter) for letter in found]
+
+
+@router.post("/dead-letters/{seq}/replay", response_model=DeadLetterRead,
+             summary="Publish a dead letter again on its original subject (audited)")
+async def replay_dead_letter(seq: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request,
+                             caller: GatewayCallerDep) -> DeadLetterRead:
+    letter = await dead_letters.replay(_js(request), seq)
+    engine = runtime_of(request).engine
+    await asyncio.to_thread(audit_replay, engine, letter, caller.subject, caller.role.value)
+    return _read(letter)
+
+
+def audit_replay(engine: Engine, letter: dead_letters.DeadLetter, actor: str, role: str) -> None:
+    with unit_of_work(engine) as session:
+        audit.append(session, actor=actor, role=role, action="dead_letter.replayed",
+                     entity_type="dead_letter", entity_id=str(letter.seq),
+                     after={"consumer": letter.consumer, "subject": letter.original_subject,
+                            "reason": letter.reason})

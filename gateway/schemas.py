@@ -102,6 +102,7 @@ class DeadLetterRead(BaseModel):
     seq: int
     consumer: str
     reason: str | None
+    error: str | None = None
     original_subject: str | None
     stream_seq: int | None
     deliveries: int | None

@@ -32,6 +32,8 @@ class Participant:
         return self.story == "allocate"
 
 
+_INELIGIBLE: Story = "ineligible"
+
 def _mpid(row: dict[str, object], prefix: str) -> dict[str, str]:
     return {k: str(v) for k, v in row.items() if k.startswith(prefix) and v is not None}
 
@@ -46,11 +48,13 @@ def make_cohort(protocol: TrialProtocol, *, eligible: int = 105, ineligible: int
     prefix = fields.mpid_item_prefix
     rows = synthesize_reference(a.synthetic_reference, a.reference_norms, seed=seed,
                                 size=eligible, item_prefix=prefix)
-    stories: list[Story] = (["unscorable"] * unscorable + ["withdrawn"] * withdrawn
-                            + ["allocate"] * (eligible - unscorable - withdrawn))
+    unscorables: list[Story] = ["unscorable"] * unscorable
+    withdrawns: list[Story] = ["withdrawn"] * withdrawn
+    allocates: list[Story] = ["allocate"] * (eligible - unscorable - withdrawn)
+    stories = unscorables + withdrawns + allocates
     rng.shuffle(stories)
     screened: list[tuple[Story, dict[str, object] | None]] = [
-        *zip(stories, rows, strict=True), *[("ineligible", None)] * ineligible]
+        *zip(stories, rows, strict=True), *[(_INELIGIBLE, None)] * ineligible]
     rng.shuffle(screened)
     sex_code = {v: k for k, v in protocol.redcap.sex_codes.items()}
     cohort = []

@@ -147,7 +147,7 @@ def _mount_subcommands() -> None:
                          ("reports", "services.reports.cli"),
                          ("keys", "gateway.keys_cli"), ("redcap", "gateway.redcap.cli"),
                          ("nats", "tailor_cli.nats_cli"),
-                         ("audit", "tailor_cli.audit_cli")):
+                         ("audit", "tailor_cli.audit_cli"), ("dlq", "gateway.dlq_cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

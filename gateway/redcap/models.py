@@ -27,6 +27,7 @@ class RedcapTrigger(SQLModel, table=True):
     __table_args__ = (
         Index("ux_redcap_trigger_pending_form", "form_key", unique=True,
               sqlite_where=PENDING, postgresql_where=PENDING),
+        Index("ix_redcap_trigger_due", "status", "next_attempt_at"),
     )
 
     id: str = Field(primary_key=True)
@@ -66,6 +67,7 @@ class RedcapWrite(SQLModel, table=True):
     """A write-back to REDCap, keyed by the event that caused it (idempotent)."""
 
     __tablename__ = "redcap_write"
+    __table_args__ = (Index("ix_redcap_write_due", "status", "next_attempt_at"),)
 
     id: str = Field(primary_key=True)
     kind: str

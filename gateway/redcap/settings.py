@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.core.secret_store import configured_secret
+
 
 class RedcapSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAILOR_REDCAP_", extra="ignore")
@@ -45,10 +47,12 @@ class RedcapSettings(BaseSettings):
     rights_check_interval_seconds: float = 300.0
 
     def api_token(self) -> str | None:
-        return _secret(self.token, self.token_file)
+        return configured_secret(self.token.get_secret_value() if self.token else None,
+                                 self.token_file, source="TAILOR_REDCAP_TOKEN")
 
     def trigger_secret(self) -> str | None:
-        return _secret(self.det_secret, self.det_secret_file)
+        return configured_secret(self.det_secret.get_secret_value() if self.det_secret else None,
+                                 self.det_secret_file, source="TAILOR_REDCAP_DET_SECRET")
 
     @property
     def enabled(self) -> bool:
@@ -62,10 +66,3 @@ class RedcapSettings(BaseSettings):
                   if not value]
         return f"not configured: {', '.join(absent)}" if absent else None
 
-
-def _secret(value: SecretStr | None, path: Path | None) -> str | None:
-    if value is not None and value.get_secret_value():
-        return value.get_secret_value()
-    if path is not None and path.exists():
-        return path.read_text().strip() or None
-    return None

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, func, text
+from sqlalchemy import Column, Text, func, insert, text
 from sqlmodel import Field, Session, SQLModel, select
 
 from .db import UtcDateTime
@@ -77,6 +77,28 @@ def _lock_chain(session: Session) -> None:
     # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
 
 
+_INSERT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+_HEAD = "audit.head"  # session.info key: (transaction, seq, hash) of the last append
+
+
+def _chain_head(session: Session) -> tuple[int, str]:
+    """(seq, hash) to chain from. Within one transaction the chain is locked after the first
+    append, so the head written last is still the head: no query, no lock per entry."""
+    transaction = _innermost(session)
+    cached = session.info.get(_HEAD)
+    if cached is not None and transaction is not None and cached[0] is transaction:
+        return cached[1], cached[2]
+    _lock_chain(session)
+    last = head(session)
+    return ((last.seq or 0), last.hash) if last else (0, GENESIS)
+
+
+def _innermost(session: Session) -> object:
+    """The transaction an append belongs to: a savepoint that is rolled back takes its
+    entries with it, so the cached head is only trusted inside the same (sub)transaction."""
+    return session.get_nested_transaction() or session.get_transaction()
+
+
 def head(session: Session) -> AuditEntry | None:
     return session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
 
@@ -96,22 +118,24 @@ def append(
     correlation_id: str | None = None,
     at: datetime | None = None,
 ) -> AuditEntry:
-    _lock_chain(session)
-    last = head(session)
+    seq, prev_hash = _chain_head(session)
     entry = AuditEntry(
-        seq=(last.seq or 0) + 1 if last else 1,
+        seq=seq + 1,
         at=at or datetime.now(UTC),
         actor=actor, role=role, action=action, entity_type=entity_type,
         entity_id=str(entity_id), record=record,
         before=None if before is None else canonical_json(before),
         after=None if after is None else canonical_json(after),
         reason=reason, correlation_id=correlation_id,
-        prev_hash=last.hash if last else GENESIS,
+        prev_hash=prev_hash,
         hash="",
     )
     entry.hash = entry_hash(entry)
-    session.add(entry)
-    session.flush()
+    # A Core insert: the entry is not kept in the session's identity map, which would make
+    # every later flush of a long transaction slower (quadratic over thousands of appends).
+    session.flush()  # the audited change first, as callers expect of an append
+    session.connection().execute(_INSERT, entry.model_dump())
+    session.info[_HEAD] = (_innermost(session), entry.seq, entry.hash)
     session.info["audit_appended"] = True  # the beacon announces the head after commit
     return entry
 

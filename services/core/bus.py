@@ -82,7 +82,8 @@ def check_server_version(version: tuple[int, int, int]) -> None:
 
 def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0,
                   rng: random.Random | None = None) -> float:
-    """Full-jitter exponential backoff: uniform in [base/2, min(cap, base·2^(attempt-1))]."""
+    """Exponential backoff with jitter: uniform in [min(base/2, ceiling), ceiling] where
+    ceiling = min(cap, base·2^(attempt-1)); the floor keeps retries from bunching at zero."""
     ceiling = min(cap, base * 2 ** max(0, attempt - 1))
     return (rng or random).uniform(min(base / 2, ceiling), ceiling)
 
@@ -338,10 +339,10 @@ class Bus:
             await msg.ack()
         except PermanentError as exc:
             log.error("bus.poison_message", consumer=spec.durable, error=str(exc))
-            outcome = await self._dead_letter(spec, msg, "terminated", attempt, str(exc))
+            outcome = await self._dead_letter(spec, msg, "terminated", attempt, exc)
         except Exception as exc:
             if isinstance(exc, _Exhausted) or attempt >= spec.max_deliver:
-                outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, repr(exc))
+                outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, exc)
             else:
                 outcome = "nak"
                 delay = backoff_delay(attempt, base=spec.backoff_base)
@@ -354,7 +355,7 @@ class Bus:
 
     # ── dead letters ──────────────────────────────────────────────────────
     async def _dead_letter(self, spec: ConsumerSpec, msg: Msg, reason: str, attempt: int,
-                           error: str) -> str:
+                           error: BaseException) -> str:
         """Copy the message to `trial.dlq.<durable>`, then terminate it. If the copy fails
         the message is nak'ed instead, so it is retried rather than lost."""
         seq = msg.metadata.sequence.stream if msg.metadata else 0
@@ -363,7 +364,10 @@ class Bus:
             "Tailor-Original-Subject": msg.subject or "",
             "Tailor-Stream-Seq": str(seq),
             "Tailor-Deliveries": str(attempt),
-        }  # no error text: a handler's message may name a blinded fact (it is logged instead)
+            "Tailor-Consumer": spec.durable,
+            # The error's kind only: its text may name a blinded fact (it is logged instead).
+            "Tailor-Error": type(error).__name__,
+        }
         try:
             await self.publish(f"trial.dlq.{spec.durable}", msg.data or b"",
                                msg_id=f"dlq-{spec.durable}-{seq}", headers=headers)
@@ -374,7 +378,7 @@ class Bus:
         await _quietly(msg.term())
         metrics.DEAD_LETTERS.labels(self.service, spec.durable, reason).inc()
         log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason,
-                  error=error[:500])
+                  error=repr(error)[:500])
         return "term"
 
 

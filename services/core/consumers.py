@@ -1,7 +1,8 @@
 """The consumer edge: one bus message = one database transaction.
 
-Parses the envelope (unparseable → poison), refuses an event whose producer is not the
-owner of the subject it came on (a forgery: poison, counted), records the event id in the inbox in the
+Parses the envelope tolerantly (unreadable → poison), refuses an event whose producer is
+not the owner of the subject it came on (a forgery: poison, counted), records the event id
+in the inbox in the
 same transaction as the handler's effect (a duplicate has no second effect), commits,
 then wakes the outbox relay so any event the handler staged goes out at once.
 """
@@ -14,12 +15,11 @@ from dataclasses import dataclass
 
 import structlog
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from . import inbox, metrics
-from .bus import ConsumerSpec
+from .bus import STREAM, ConsumerSpec
 from .bus_contract import Subscription, owner_of
 from .db import unit_of_work
 from .errors import DomainError, PermanentError
@@ -39,20 +39,19 @@ class Consumer:
     subjects: tuple[str, ...]
     handle: EventHandler
     max_deliver: int | None = None
+    stream: str = STREAM  # TRIAL_DLQ for a consumer of another service's dead letters
     # Runs on the event loop before the transaction (a network call, say), so no database
     # lock is held while it waits; it refuses (PermanentError) or retries like the handler.
     check: Callable[[Envelope], Awaitable[None]] | None = None
 
     @property
     def subscription(self) -> Subscription:
-        return Subscription(self.durable, self.subjects)
+        return Subscription(self.durable, self.subjects, self.stream)
 
 
 def parse_envelope(data: bytes) -> Envelope:
-    try:
-        return Envelope.model_validate_json(data)
-    except ValidationError as exc:
-        raise PermanentError(f"not a Tailor event envelope: {exc.errors()[:3]}") from None
+    """Tolerant of fields added later; anything unreadable is a `ContractViolation`."""
+    return Envelope.read(data)
 
 
 def check_producer(env: Envelope, subject: str) -> str | None:
@@ -97,4 +96,5 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             wake()
 
     return ConsumerSpec(durable=consumer.durable, subjects=consumer.subjects, handler=handler,
-                        max_deliver=consumer.max_deliver or default_max_deliver)
+                        max_deliver=consumer.max_deliver or default_max_deliver,
+                        stream=consumer.stream)

@@ -1,7 +1,8 @@
 """Alembic support shared by every service's migration history.
 
-Each service has its own `migrations/` folder (its own history, its own database);
-their `env.py` calls `run_env()` and their first revision calls `create_kernel_tables()`.
+Each service has its own `migrations/` folder (its own history, its own database); their
+`env.py` calls `run_env()`. Revisions already written are frozen (they spell out their
+DDL); `create_kernel_tables()` gives a new service's first revision today's kernel tables.
 """
 
 from __future__ import annotations
@@ -29,10 +30,21 @@ def run_migrations(script_location: Path, url: str, *, engine: Engine | None = N
     cfg = alembic_config(script_location, url)
     eng = engine or make_engine(url)
     try:
-        with eng.begin() as conn:
-            lock_migrations(conn, script_location)
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+        with eng.connect() as conn:
+            sqlite = conn.dialect.name == "sqlite"
+            raw = conn.connection.driver_connection
+            if sqlite and raw is not None:  # outside a transaction, or SQLite ignores it:
+                raw.execute("PRAGMA foreign_keys=OFF")  # a table copy (batch) checks keys after
+            try:
+                with conn.begin():
+                    lock_migrations(conn, script_location)
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "head")
+                    if sqlite and conn.exec_driver_sql("PRAGMA foreign_key_check").first():
+                        raise RuntimeError("a migration left rows whose foreign key is broken")
+            finally:
+                if sqlite and raw is not None:
+                    raw.execute("PRAGMA foreign_keys=ON")
     finally:
         if engine is None:
             eng.dispose()
@@ -88,6 +100,10 @@ def create_kernel_tables() -> None:
     )
     op.create_index("ix_outbox_message_sent_at", "outbox_message", ["sent_at"])
     op.create_index("ix_outbox_message_position", "outbox_message", ["position"])
+    if op.get_bind().dialect.name == "postgresql":
+        op.execute("CREATE SEQUENCE outbox_message_position_seq OWNED BY outbox_message.position")
+        op.execute("ALTER TABLE outbox_message ALTER COLUMN position "
+                   "SET DEFAULT nextval('outbox_message_position_seq')")
     op.create_table(
         "inbox_entry",
         sa.Column("consumer", sa.String(), primary_key=True),
@@ -133,10 +149,3 @@ def make_append_only(table: str) -> None:
     for verb in ("update", "delete"):
         op.execute(f"""CREATE TRIGGER {table}_no_{verb} BEFORE {verb.upper()} ON {table}
             BEGIN SELECT RAISE(ABORT, '{message}'); END""")
-
-
-def drop_kernel_tables() -> None:
-    for table in ("audit_entry", "inbox_entry", "outbox_message"):
-        op.drop_table(table)
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("DROP FUNCTION IF EXISTS tailor_audit_entry_append_only() CASCADE")

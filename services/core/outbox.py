@@ -2,6 +2,14 @@
 state change; the relay publishes pending rows with `Nats-Msg-Id` = row id and marks
 them sent only after JetStream acknowledged them. A crash between the two republishes;
 the server's duplicate window and the consumers' inbox make that harmless.
+
+Order guarantee: each row gets a `position` when it is staged (a database sequence on
+PostgreSQL; on SQLite, whose writers are serialised, the next number under the write
+lock). If transaction B staged its event after transaction A committed — in particular
+two transactions about the same record, which serialise on that record's rows — B's
+position is higher, and the relay publishes A's event first: it publishes one row at a
+time in position order and stops at the first failure, so a retry never overtakes a
+row that failed. Events of transactions that overlapped have no defined order.
 """
 
 from __future__ import annotations
@@ -9,9 +17,10 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from uuid import uuid4
 
 import structlog
-from sqlalchemy import Column, Text, func
+from sqlalchemy import Column, Integer, Sequence, Text, func
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select, update
 
@@ -19,6 +28,9 @@ from .db import UtcDateTime, unit_of_work
 from .events import Envelope, Event
 
 log = structlog.get_logger(__name__)
+
+
+POSITION_SEQUENCE = Sequence("outbox_message_position_seq")
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -30,7 +42,10 @@ class OutboxMessage(SQLModel, table=True):
     created_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     sent_at: datetime | None = Field(
         default=None, sa_column=Column(UtcDateTime(), nullable=True, index=True))
-    position: int | None = Field(default=None, index=True)
+    # On PostgreSQL the sequence fills it (a value omitted from the INSERT); SQLite has
+    # no sequences, `enqueue` numbers the row there.
+    position: int | None = Field(default=None, sa_column=Column(
+        Integer, POSITION_SEQUENCE, nullable=True, index=True))
 
 
 def enqueue(
@@ -44,11 +59,11 @@ def enqueue(
     event_id: str | None = None,
 ) -> Envelope:
     """Stage `event` for publication in the caller's transaction."""
-    env = Envelope(subject=subject or event.subject, producer=producer,
-                   correlation_id=correlation_id, record=record,
-                   data=event.model_dump(mode="json"), **({"id": event_id} if event_id else {}))
+    env = Envelope(id=event_id or uuid4().hex, subject=subject or event.subject,
+                   producer=producer, correlation_id=correlation_id, record=record,
+                   data=event.model_dump(mode="json"))
     session.add(OutboxMessage(id=env.id, subject=env.subject, envelope=env.model_dump_json(),
-                              created_at=env.occurred_at, position=_next_position(session)))
+                              created_at=env.occurred_at, position=_sqlite_position(session)))
     session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then
     return env
 
@@ -58,9 +73,12 @@ def staged(session: Session) -> bool:
     return bool(session.info.get("outbox_staged"))
 
 
-def _next_position(session: Session) -> int:
-    # Publication order = commit order within a service; a plain counter keeps it explicit
-    # on every database (timestamps can tie).
+def _sqlite_position(session: Session) -> int | None:
+    """SQLite: MAX+1 is safe because one writer holds the database at a time. Elsewhere
+    None: the column's sequence numbers the row (MAX+1 would give two concurrent
+    PostgreSQL transactions the same position)."""
+    if session.get_bind().dialect.name != "sqlite":
+        return None
     current = session.exec(select(func.max(OutboxMessage.position))).one()
     return (current or 0) + 1
 
@@ -74,6 +92,15 @@ def backlog(session: Session) -> int:
 Publish = Callable[[str, bytes, str], Awaitable[object]]
 
 
+class PartialPublish(Exception):
+    """Publishing stopped at a failed row; `published` went out before it."""
+
+    def __init__(self, published: list[str], cause: Exception) -> None:
+        super().__init__(f"published {len(published)} rows, then: {cause!r}")
+        self.published = published
+        self.cause = cause
+
+
 class OutboxRelay:
     """Publishes pending outbox rows in order. One per service process; replicas are
     safe because a republished row is dropped by the server's duplicate window."""
@@ -85,11 +112,24 @@ class OutboxRelay:
         self._batch = batch
         self._poll = poll_seconds
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._on_backlog = on_backlog or (lambda _n: None)
 
     def wake(self) -> None:
-        """Called after a commit that staged events: publish now rather than at the next poll."""
-        self._wake.set()
+        """Called after a commit that staged events: publish now rather than at the next poll.
+        Safe from any thread (request handlers and consumers commit in worker threads):
+        the event is set on the relay's own loop."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return  # not running yet: its first pass reads what is pending anyway
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._wake.set()
+        else:
+            loop.call_soon_threadsafe(self._wake.set)
 
     def pending(self) -> list[OutboxMessage]:
         with Session(self._engine) as session:
@@ -104,18 +144,35 @@ class OutboxRelay:
             session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))  # type: ignore[call-overload]
                          .values(sent_at=datetime.now(UTC)))
 
-    async def publish_rows(self, rows: list[OutboxMessage]) -> None:
-        await asyncio.gather(*(self._publish(r.subject, r.envelope.encode(), r.id) for r in rows))
+    async def publish_rows(self, rows: list[OutboxMessage]) -> list[str]:
+        """Publish in position order, one at a time; returns the ids published before the
+        first failure, which is then raised (no later row goes out before it)."""
+        done: list[str] = []
+        for row in rows:
+            try:
+                await self._publish(row.subject, row.envelope.encode(), row.id)
+            except Exception as exc:
+                raise PartialPublish(done, exc) from exc
+            done.append(row.id)
+        return done
 
     async def relay_once(self) -> int:
         rows = await asyncio.to_thread(self.pending)
-        if rows:
-            await self.publish_rows(rows)
-            await asyncio.to_thread(self.mark_sent, [r.id for r in rows])
-        return len(rows)
+        if not rows:
+            return 0
+        try:
+            done = await self.publish_rows(rows)
+        except PartialPublish as partial:
+            if partial.published:
+                await asyncio.to_thread(self.mark_sent, partial.published)
+            raise partial.cause from None
+        await asyncio.to_thread(self.mark_sent, done)
+        return len(done)
 
     async def run(self, stop: asyncio.Event) -> None:
+        self._loop = asyncio.get_running_loop()
         while not stop.is_set():
+            self._wake.clear()  # before reading: a wake during the pass is kept for the next
             try:
                 sent = await self.relay_once()
             except Exception as exc:  # bus down, database busy: retry at the next poll
@@ -124,7 +181,6 @@ class OutboxRelay:
                 await asyncio.sleep(self._poll)
             if sent:
                 continue
-            self._wake.clear()
             waiter = asyncio.ensure_future(self._wake.wait())
             stopper = asyncio.ensure_future(stop.wait())
             await asyncio.wait({waiter, stopper}, timeout=self._poll,

@@ -150,6 +150,7 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("GET", "/metrics", R.OPS),
     _rule("GET", "/api/v1/ops/health", R.OPS, note="every service's readiness"),
     _rule("GET", "/api/v1/ops/dead-letters", R.OPS),
+    _rule("POST", "/api/v1/ops/dead-letters/{seq}/replay", R.OPS, note="audited"),
     _rule("POST", "/redcap/det", R.REDCAP, credential=Credential.REDCAP_SECRET),
     _rule("GET", "/api/v1/audit", R.MONITOR),
     _rule("GET", "/api/v1/audit/verify", R.MONITOR),
@@ -258,6 +259,9 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/claim", R.COORDINATOR, participant_data=True),
     _rule("POST", "/api/v1/notifications/v1/tasks/{task_id}/outcome", R.COORDINATOR, participant_data=True),
     _rule("GET", "/api/v1/notifications/v1/tasks/{task_id}/letter", R.COORDINATOR, participant_data=True),
+    _rule("GET", "/api/v1/notifications/v1/follow-ups", R.COORDINATOR, participant_data=True),
+    _rule("POST", "/api/v1/notifications/v1/follow-ups/{follow_up_id}/resolve", R.COORDINATOR,
+          participant_data=True),
     _rule(
         "POST",
         "/api/v1/notifications/v1/participants/{record}/opt-out",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -40,7 +40,7 @@ from .settings import ServiceSettings, Settings, service_settings, settings
 
 log = structlog.get_logger(__name__)
 
-Background = Callable[["Kernel"], Awaitable[None]]
+Background = Callable[["Kernel"], Coroutine[Any, Any, None]]
 # Set by SIGTERM/SIGINT while `serve` runs: start-up steps that wait (NATS) give up at once.
 SHUTDOWN_REQUESTED = threading.Event()
 

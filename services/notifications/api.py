@@ -15,12 +15,14 @@ from services.core.db import unit_of_work
 from services.core.http import SessionDep, kernel_of
 from services.core.internal_token import Caller
 
-from . import outcomes, reporting, service
+from . import follow_ups, outcomes, reporting, service
 from .domain import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from .models import StaffTask
 from .runtime import Runtime, runtime_for
 from .schemas import (
     CallbackRead,
+    FollowUpRead,
+    FollowUpResolve,
     MessageRead,
     OptOutCreate,
     OptOutRead,
@@ -31,6 +33,7 @@ from .schemas import (
 )
 
 TaskId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a staff task's id")]
+FollowUpId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a follow-up's id")]
 
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
@@ -84,6 +87,23 @@ def task_outcome(task_id: TaskId, body: TaskOutcomeCreate, session: SessionDep, 
     task = outcomes.record_outcome(session, rt, task_id=task_id, outcome=body.outcome,
                                    note=body.note, **_actor(caller))
     return _task_read(session, rt, task)
+
+
+@router.get("/follow-ups", response_model=list[FollowUpRead],
+            summary="Staff follow-ups: unknown e-mails, unscorable baselines, unblindings, ...")
+def get_follow_ups(session: SessionDep, caller: CallerDep,
+                   state: Literal["open", "done"] | None = "open") -> list[FollowUpRead]:
+    return [FollowUpRead.model_validate(f, from_attributes=True)
+            for f in follow_ups.list_follow_ups(session, state=state)]
+
+
+@router.post("/follow-ups/{follow_up_id}/resolve", response_model=FollowUpRead,
+             summary="Resolve a follow-up (an unknown e-mail: resend, sent or not_sent)")
+def resolve_follow_up(follow_up_id: FollowUpId, body: FollowUpResolve, session: SessionDep,
+                      caller: CallerDep, rt: RuntimeDep) -> FollowUpRead:
+    done = follow_ups.resolve(session, rt, follow_up_id=follow_up_id, resolution=body.resolution,
+                              note=body.note, **_actor(caller))
+    return FollowUpRead.model_validate(done, from_attributes=True)
 
 
 @router.get("/tasks/{task_id}/letter", response_class=HTMLResponse,

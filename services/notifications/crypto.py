@@ -15,12 +15,15 @@ import hashlib
 import hmac
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
+
+from services.core.secret_store import SecretMissing, load_secret
 
 KEY_FILE = "notifications-contact.key"
 ENV_KEY = "TAILOR_NOTIFICATIONS_CONTACT_KEY"
@@ -88,17 +91,19 @@ def _decode_key(raw: str, source: str) -> bytes:
     return key
 
 
-def load_contact_key(configured: SecretStr | None, home: Path) -> bytes:
-    """The configured key, else the embedded stack's key file (created on first use)."""
+def load_contact_key(configured: SecretStr | None, home: Path, *, allow_generate: bool,
+                     environ: Mapping[str, str] | None = None) -> bytes:
+    """The configured key (environment or settings, `..._FILE` for a mounted secret), else
+    — embedded SQLite stack only — the key file under TAILOR_HOME (created on first use)."""
     if configured is not None:
         return _decode_key(configured.get_secret_value(), ENV_KEY)
-    path = home / "keys" / KEY_FILE
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(fd, "w") as out:
-            out.write(base64.b64encode(AESGCM.generate_key(bit_length=256)).decode())
-    return _decode_key(path.read_text(), str(path))
+    try:
+        secret = load_secret(ENV_KEY, home=home, embedded_file=KEY_FILE, environ=environ,
+                             allow_generate=allow_generate,
+                             generate=lambda: base64.b64encode(AESGCM.generate_key(bit_length=256)))
+    except SecretMissing as err:
+        raise ContactKeyError(str(err)) from None
+    return _decode_key(secret.value.decode(errors="replace"), secret.source)
 
 
 class ContactCipher:

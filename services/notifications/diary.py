@@ -14,7 +14,7 @@ from sqlmodel import Session
 from services.core import audit
 
 from . import contacts, repository
-from .domain import DiaryParticipant, diary_prompts, local_day
+from .domain import DeliveryState, DiaryParticipant, diary_prompts, local_day
 from .models import Message, Participant
 from .runtime import Runtime
 
@@ -39,7 +39,7 @@ def extend_diary(session: Session, rt: Runtime, participant: Participant, now: d
         session.add(Message(
             key=p.key, kind="diary_prompt", record=participant.record, channel=policy.channel,
             ref=f"{p.day}.{p.index}", due_at=p.at, not_before=p.at, expires_at=p.expires_at,
-            state="scheduled", tries=0, created_at=now, updated_at=now))
+            state=DeliveryState.SCHEDULED, tries=0, created_at=now, updated_at=now))
     skipped = start - participant.diary_horizon
     participant.diary_horizon = end
     session.add(participant)

@@ -15,7 +15,7 @@ from services.core.events import (
 )
 from services.core.sealed_events import open_form_saved
 
-from . import service
+from . import alerts, service
 from .runtime import runtime_of
 
 
@@ -46,4 +46,5 @@ CONSUMERS = [
     Consumer("notifications-safety",
              (SafetyObligationOpened.subject, SafetyObligationEscalated.subject),
              on_safety_obligation),
+    *alerts.CONSUMERS,
 ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Column, Index, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UtcDateTime
@@ -79,6 +79,7 @@ class Message(SQLModel, table=True):
     __tablename__ = "message"
     __table_args__ = (
         UniqueConstraint("record", "timepoint", "attempt", name="uq_message_reminder_attempt"),
+        Index("ix_message_due", "state", "not_before"),  # the dispatcher's due query
     )
 
     key: str = Field(primary_key=True)
@@ -119,7 +120,7 @@ class StaffTask(SQLModel, table=True):
     timepoint: str
     channel: str  # phone | letter
     due_at: datetime = Field(sa_column=_utc())
-    state: str = "open"
+    state: str = Field(default="open", index=True)
     claimed_by: str | None = None
     claimed_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))
     outcome: str | None = None
@@ -136,3 +137,24 @@ class ReminderCap(SQLModel, table=True):
 
     id: int = Field(default=1, primary_key=True)
     max_per_timepoint: int
+
+
+class FollowUp(SQLModel, table=True):
+    """A staff task that is not a reminder call or letter: something a person must check
+    (an e-mail whose outcome is unknown, a baseline that cannot be scored, an emergency
+    unblinding, a stratum running low, ...). Opened once per source (message or event)."""
+
+    __tablename__ = "follow_up"
+
+    id: int | None = Field(default=None, primary_key=True)
+    source: str = Field(unique=True)  # message key or event id
+    kind: str
+    record: str | None = Field(default=None, index=True)
+    message_key: str | None = None
+    summary: str
+    state: str = Field(default="open", index=True)  # open | done
+    resolution: str | None = None
+    note: str | None = None
+    resolved_by: str | None = None
+    created_at: datetime = Field(sa_column=_utc())
+    resolved_at: datetime | None = Field(default=None, sa_column=_utc(nullable=True))

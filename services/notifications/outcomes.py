@@ -65,8 +65,8 @@ def apply_sms_callback(session: Session, rt: Runtime, *, body: bytes, timestamp:
     if msg is None:
         raise NotFound("no message has this reference", field="reference")
     now = rt.now()
-    if msg.state in ("scheduled", "claimed"):  # the provider took it before we recorded it
-        repository.set_state_if(session, msg.key, msg.state, state="sent", sent_at=now,
+    if msg.state in repository.QUEUED:  # the provider took it before we recorded it
+        repository.set_state_if(session, msg.key, msg.state, DeliveryState.SENT, sent_at=now,
                                 lease_until=None, provider_ref=payload.get("id"), updated_at=now)
         record_change(session, action="message.sent", entity_type="message", entity_id=msg.key,
                       record=msg.record, reason="confirmed by the provider's callback",
@@ -76,7 +76,7 @@ def apply_sms_callback(session: Session, rt: Runtime, *, body: bytes, timestamp:
         return "ignored", msg.state
     stamp: dict[str, Any] = (
         {"delivered_at": now} if target is DeliveryState.DELIVERED else {"finished_at": now})
-    repository.set_state_if(session, msg.key, msg.state, state=target.value, updated_at=now,
+    repository.set_state_if(session, msg.key, msg.state, target, updated_at=now,
                             error=payload.get("error_code") and f"provider {payload['error_code']}",
                             **stamp)
     record_change(session, action=f"message.{target.value}", entity_type="message",
@@ -133,10 +133,12 @@ def record_outcome(session: Session, rt: Runtime, *, task_id: int, outcome: str,
         stamps["sent_at"] = now
     if DeliveryState.DELIVERED in path:
         stamps["delivered_at"] = now
-    if not repository.set_state_if(session, task.message_key, "claimed", worker=STAFF,
-                                   state=final.value, lease_until=None, updated_at=now,
-                                   **stamps):
-        raise Conflict(f"the reminder of task {task_id} is no longer open", field="task_id")
+    current = DeliveryState.CLAIMED
+    for step in path:  # claimed → sent → delivered: each step through the state machine
+        if not repository.set_state_if(session, task.message_key, current, step, worker=STAFF,
+                                       lease_until=None, updated_at=now, **stamps):
+            raise Conflict(f"the reminder of task {task_id} is no longer open", field="task_id")
+        current = step
     task.state, task.outcome, task.note, task.finished_at = "done", recorded.value, note, now
     session.add(task)
     record_change(session, action="task.outcome_recorded", entity_type="staff_task",

@@ -9,10 +9,13 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
+from .domain.delivery import DeliveryState, transition
 from .models import ContactRow, FormStatus, Message, Participant, StaffTask, TimepointRow
 
 # Delivery states in which a reminder has (or may have) reached the participant.
-LEFT_US = ("sent", "delivered", "undelivered", "unknown")
+LEFT_US = (DeliveryState.SENT, DeliveryState.DELIVERED, DeliveryState.UNDELIVERED,
+           DeliveryState.UNKNOWN)
+QUEUED = (DeliveryState.SCHEDULED, DeliveryState.CLAIMED)
 OPEN_TASK = ("open", "claimed")
 
 
@@ -104,45 +107,49 @@ def queued(session: Session, record: str, *, timepoint: str | None = None,
            ) -> list[Message]:
     """Messages not yet handed to a channel, plus reminders held by an open staff task."""
     query = select(Message).where(Message.record == record, col(Message.kind).in_(kinds),
-                                  col(Message.state).in_(("scheduled", "claimed")))
+                                  col(Message.state).in_(QUEUED))
     if timepoint is not None:
         query = query.where(Message.timepoint == timepoint)
     if channel is not None:
         query = query.where(Message.channel == channel)
     rows = list(session.exec(query))
     # A claimed row with a lease is in flight on a dispatcher: it cannot be recalled.
-    return [m for m in rows if m.state == "scheduled" or m.lease_until is None]
+    return [m for m in rows if m.state == DeliveryState.SCHEDULED or m.lease_until is None]
 
 
 def due_keys(session: Session, now: datetime, limit: int, skip: Collection[str]
              ) -> list[tuple[str, str]]:
     """(key, channel) of messages due now, oldest first."""
     query = (select(Message.key, Message.channel)
-             .where(Message.state == "scheduled", Message.not_before <= now)
+             .where(Message.state == DeliveryState.SCHEDULED, Message.not_before <= now)
              .order_by(col(Message.not_before)).limit(limit + len(skip)))
     return [(k, c) for k, c in session.exec(query) if k not in skip][:limit]
 
 
 def expired_leases(session: Session, now: datetime, skip: Collection[str]) -> list[Message]:
     rows = session.exec(select(Message).where(
-        Message.state == "claimed", col(Message.lease_until).is_not(None),
+        Message.state == DeliveryState.CLAIMED, col(Message.lease_until).is_not(None),
         col(Message.lease_until) < now))
     return [m for m in rows if m.key not in skip]
 
 
 def backlog(session: Session, now: datetime) -> int:
     return session.exec(select(func.count()).select_from(Message).where(
-        col(Message.state).in_(("scheduled", "claimed")), Message.due_at <= now,
-        col(Message.lease_until).is_not(None) | (Message.state == "scheduled"))).one()
+        col(Message.state).in_(QUEUED), Message.due_at <= now,
+        col(Message.lease_until).is_not(None) | (Message.state == DeliveryState.SCHEDULED))).one()
 
 
-def set_state_if(session: Session, key: str, expected: str, *, worker: str | None = None,
-                 **values: Any) -> bool:
-    """Compare-and-set on a message's state: True if this caller made the change."""
-    stmt = update(Message).where(col(Message.key) == key, col(Message.state) == expected)
+def set_state_if(session: Session, key: str, expected: DeliveryState | str,
+                 target: DeliveryState, *, worker: str | None = None, **values: Any) -> bool:
+    """Compare-and-set of a message's state, through the state machine: True if this caller
+    made the change. An illegal move raises `IllegalTransition` (a bug, never data)."""
+    transition(expected, target)
+    stmt = update(Message).where(col(Message.key) == key,
+                                 col(Message.state) == DeliveryState(expected))
     if worker is not None:
         stmt = stmt.where(col(Message.claimed_by) == worker)
-    result = session.execute(stmt.values(**values).execution_options(synchronize_session=False))
+    result = session.execute(stmt.values(state=target.value, **values)
+                             .execution_options(synchronize_session=False))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -165,10 +172,6 @@ def recent_prompts(session: Session, since: datetime, until: datetime) -> list[M
 # ── staff tasks ───────────────────────────────────────────────────────────────────
 def task(session: Session, task_id: int) -> StaffTask | None:
     return session.get(StaffTask, task_id)
-
-
-def task_for(session: Session, message_key: str) -> StaffTask | None:
-    return session.exec(select(StaffTask).where(StaffTask.message_key == message_key)).first()
 
 
 def tasks(session: Session, *, states: Collection[str], due_by: datetime | None,

@@ -143,7 +143,8 @@ def attach(kernel: Kernel) -> None:
                                "embedded SQLite stack only")
         kernel.extras["now"] = SimulatedClock(settings.simulated_clock_file)
     kernel.extras.setdefault("now", utc_now)
-    key = load_contact_key(settings.contact_key, Path(kernel.settings.home))
+    key = load_contact_key(settings.contact_key, Path(kernel.settings.home),
+                           allow_generate=kernel.engine.dialect.name == "sqlite")
     keyring = load_keyring(kernel.name, Path(kernel.settings.home),
                            embedded=is_sqlite(kernel.engine))
     runtime = Runtime(kernel, settings, ContactCipher(key), MessageRenderer(kernel.protocol),

@@ -64,6 +64,26 @@ class TaskRead(Read):
     letter_url: str | None = Field(None, description="letter tasks: the print-ready letter")
 
 
+class FollowUpRead(Read):
+    id: int
+    kind: str
+    record: str | None
+    message_key: str | None
+    summary: str
+    state: str
+    resolution: str | None
+    resolved_by: str | None
+    created_at: datetime
+
+
+class FollowUpResolve(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    resolution: Literal["resend", "sent", "not_sent", "done"] = Field(
+        description="unknown e-mail: resend, sent or not_sent; anything else: done")
+    note: str | None = Field(None, max_length=500, description="no clinical details")
+
+
 class TaskOutcomeCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

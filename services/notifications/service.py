@@ -29,7 +29,7 @@ from services.core.events import (
 from . import contacts, repository
 from .diary import extend_diary, mark_answered
 from .dispatch.metrics import count_outcome
-from .domain import CancelReason, local_day, plan_reminders, schedule_timepoints
+from .domain import CancelReason, DeliveryState, local_day, plan_reminders, schedule_timepoints
 from .models import FormStatus, Message, Participant, TimepointRow
 from .planning import replan
 from .runtime import Runtime
@@ -54,7 +54,7 @@ def wake_after_commit(session: Session, rt: Runtime) -> None:
 
 def new_message(*, now: datetime, **values: Any) -> Message:
     values.setdefault("not_before", values["due_at"])
-    return Message(state="scheduled", tries=0, created_at=now, updated_at=now, **values)
+    return Message(state=DeliveryState.SCHEDULED, tries=0, created_at=now, updated_at=now, **values)
 
 
 # ── allocation → schedule ──────────────────────────────────────────────────────────
@@ -244,7 +244,7 @@ def cancel_queued(session: Session, rt: Runtime, messages: Sequence[Message],
     """Cancel messages not yet handed to a channel (and their open staff tasks)."""
     now, done = rt.now(), []
     for msg in messages:
-        if repository.set_state_if(session, msg.key, msg.state, state="cancelled",
+        if repository.set_state_if(session, msg.key, msg.state, DeliveryState.CANCELLED,
                                    cancel_reason=str(reason), finished_at=now, updated_at=now):
             done.append(msg)
     for task in repository.open_tasks_for(session, [m.key for m in done]):

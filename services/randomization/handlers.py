@@ -25,7 +25,7 @@ from services.core.runner import Kernel
 from services.core.sealed_events import validated
 from services.core.sealing import Keyring
 
-from . import reports, service
+from . import parking, reports, service
 from .service import Actor, AllocationRequest, Context
 
 log = structlog.get_logger(__name__)
@@ -71,9 +71,13 @@ def consumers(context: Callable[[], Context], keyring: Callable[[], Keyring]) ->
             source="event", actor=Actor(f"event:{env.producer}", "system"),
             correlation_id=env.correlation_id or env.id, model_version=event.model_version,
             low_confidence=event.low_confidence)
+        ctx = context()
         try:
-            service.allocate(session, context(), request)
-        except service.RETRYABLE as err:  # no list yet, stratum empty, a race: try again later
+            with session.begin_nested():  # a refused attempt leaves nothing behind
+                service.allocate(session, ctx, request)
+        except parking.WAITING as err:  # no list yet, stratum empty: wait in the database
+            parking.park(session, ctx, request, err)
+        except service.AllocationRace as err:  # the concurrent winner's row: ask again
             raise TransientError(err.detail) from None
 
     return [Consumer(DURABLE, (ClusterAssigned.subject,), on_cluster_assigned)]
@@ -82,6 +86,9 @@ def consumers(context: Callable[[], Context], keyring: Callable[[], Keyring]) ->
 def check_slots(kernel: Kernel) -> None:
     """Raise the low-slot alarm where due (own transaction) and refresh the gauges."""
     ctx: Context = kernel.extras[service.EXTRA]
+    with unit_of_work(kernel.engine) as session:
+        if parking.redrive(session, ctx):
+            kernel.relay.wake()
     with unit_of_work(kernel.engine) as session:
         alarm = reports.raise_low_alarms(session, ctx)
         free = reports.free_slots(session, ctx)

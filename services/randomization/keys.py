@@ -20,14 +20,15 @@ import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import structlog
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from services.core.secret_store import SecretMissing, load_secret
 
 from .domain import KEY_BYTES
 
@@ -116,43 +117,16 @@ def _decode(raw: bytes, source: str) -> bytes:
     raise ListKeyError(source, f"must hold base64 of {KEY_BYTES} random bytes (AES-256)")
 
 
-def _read_file(path: Path, source: str) -> ListKey:
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise ListKeyError(source, f"cannot read {path}: {err.strerror}") from None
-    return ListKey(_decode(raw, source), source=source)
-
-
-def _create_embedded(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # another process of the stack made it first
-        return
-    with os.fdopen(fd, "wb") as out:
-        out.write(base64.b64encode(AESGCM.generate_key(bit_length=256)) + b"\n")
-    log.info("list_key.created", path=str(path))
-
-
 def load_list_key(home: Path, *, allow_generate: bool,
-                  environ: dict[str, str] | None = None) -> ListKey:
+                  environ: Mapping[str, str] | None = None) -> ListKey:
     """The list key from the environment, a mounted file or the embedded stack's folder."""
-    env = os.environ if environ is None else environ
-    if env.get(ENV_KEY):
-        return ListKey(_decode(env[ENV_KEY].encode(), ENV_KEY), source=ENV_KEY)
-    if env.get(ENV_KEY_FILE):
-        return _read_file(Path(env[ENV_KEY_FILE]), ENV_KEY_FILE)
-    path = home / "keys" / KEY_FILE
-    if not path.exists():
-        if not allow_generate:
-            raise ListKeyError(ENV_KEY, f"no list key: set {ENV_KEY} or {ENV_KEY_FILE} (a "
-                               "key is generated under TAILOR_HOME only for the embedded "
-                               "SQLite default)")
-        _create_embedded(path)
-    if os.name == "posix" and path.stat().st_mode & 0o077:  # made 0600; someone opened it up
-        log.warning("list_key.file_readable_by_others", path=str(path))
-    return _read_file(path, str(path))
+    try:
+        secret = load_secret(ENV_KEY, home=home, embedded_file=KEY_FILE,
+                             allow_generate=allow_generate, environ=environ,
+                             generate=lambda: new_key_text().encode() + b"\n")
+    except SecretMissing as err:
+        raise ListKeyError(err.source, str(err).removeprefix(f"{err.source}: ")) from None
+    return ListKey(_decode(secret.value, secret.source), source=secret.source)
 
 
 def new_key_text() -> str:

@@ -21,7 +21,7 @@ from sqlmodel import Session
 from services.core import audit
 from services.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-from . import repository
+from . import parking, repository
 from .domain import (
     BatchCommitment,
     CommitmentError,
@@ -144,6 +144,7 @@ def seal(session: Session, ctx: Context, *, list_id: str, actor: Actor) -> ListC
         raise Conflict("another list was sealed at the same moment", field="list_id") from None
     audit.append(session, actor=actor.name, role=actor.role, action="list.sealed",
                  entity_type="list", entity_id=list_id, after=_commitment_audit(commitment))
+    parking.redrive(session, ctx)  # participants who waited for a list are allocated now
     return commitment
 
 
@@ -186,6 +187,7 @@ def extend(session: Session, ctx: Context, *, list_id: str, stratum: str, slots:
     audit.append(session, actor=actor.name, role=actor.role, action="list.extended",
                  entity_type="list", entity_id=list_id,
                  after={**_commitment_audit(commitment), "slots_added": len(new)})
+    parking.redrive(session, ctx)  # participants who waited for a slot are allocated now
     return commitment
 
 

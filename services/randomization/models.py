@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, LargeBinary, Text
+from sqlalchemy import Column, Index, LargeBinary, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from services.core.db import UtcDateTime
@@ -38,6 +38,10 @@ def _utc(nullable: bool = False) -> Column:  # type: ignore[type-arg]
 
 class RandomizationList(SQLModel, table=True):
     __tablename__ = "randomization_list"
+    __table_args__ = (  # one list allocates at a time: at most one row is sealed
+        Index("uq_randomization_list_one_sealed", "status", unique=True,
+              postgresql_where=text("status = 'sealed'"), sqlite_where=text("status = 'sealed'")),
+    )
 
     id: str = Field(primary_key=True)
     status: str
@@ -66,6 +70,9 @@ class RandomizationList(SQLModel, table=True):
 
 class SealedSlotRow(SQLModel, table=True):
     __tablename__ = "sealed_slot"
+    __table_args__ = (  # each participant uses one slot of a list
+        UniqueConstraint("list_id", "used_by", name="uq_sealed_slot_one_per_participant"),
+    )
 
     list_id: str = Field(primary_key=True, foreign_key="randomization_list.id")
     stratum_ref: str = Field(primary_key=True)  # ListKey.stratum_ref
@@ -102,6 +109,7 @@ class ListCommitmentRow(SQLModel, table=True):
 
 class AllocationRow(SQLModel, table=True):
     __tablename__ = "allocation"
+    __table_args__ = (Index("ix_allocation_allocated_at", "allocated_at"),)
 
     record: str = Field(primary_key=True)
     allocation_number: str = Field(unique=True)
@@ -125,3 +133,17 @@ class NamedCounter(SQLModel, table=True):
 
     name: str = Field(primary_key=True)
     value: int
+
+
+class ParkedAllocation(SQLModel, table=True):
+    """An allocation request that waits for a sealed list or a free slot in its stratum.
+    The request (it holds the cluster) is sealed like an allocation's detail; the row says
+    only that the record waits, never why (an exhausted stratum beside a record would
+    tell its cluster)."""
+
+    __tablename__ = "parked_allocation"
+
+    record: str = Field(primary_key=True)
+    sealed_request: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    parked_at: datetime = Field(sa_column=_utc())
+    attempts: int = 1

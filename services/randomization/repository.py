@@ -81,11 +81,6 @@ def slots_of(session: Session, list_id: str) -> list[SealedSlotRow]:
                              .order_by(col(SealedSlotRow.stratum_ref), col(SealedSlotRow.seq))))
 
 
-def slot_used_by(session: Session, list_id: str, tag: str) -> SealedSlotRow | None:
-    return session.exec(select(SealedSlotRow).where(col(SealedSlotRow.list_id) == list_id,
-                                                    col(SealedSlotRow.used_by) == tag)).first()
-
-
 def add_counter(session: Session, list_id: str, ref: str, last_seq: int) -> None:
     session.add(StratumCounter(list_id=list_id, stratum_ref=ref, next_seq=1, last_seq=last_seq))
 

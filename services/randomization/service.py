@@ -73,10 +73,6 @@ class ListKeyMismatch(Conflict):
     """The list was sealed with another key than this process holds."""
 
 
-# Conditions that a later attempt can overcome: the bus retries them, never dead-letters.
-RETRYABLE = (NoSealedList, StratumExhausted, AllocationRace, ListKeyMismatch)
-
-
 @dataclass(frozen=True)
 class Actor:
     name: str

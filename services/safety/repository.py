@@ -123,13 +123,6 @@ def score_row(session: Session, *, record: str, instrument: str, redcap_event: s
         SafetyQuestionnaireScore.repeat_instance == repeat_instance)).first()
 
 
-def score_rows(session: Session, *, record: str | None = None) -> list[SafetyQuestionnaireScore]:
-    query = select(SafetyQuestionnaireScore).order_by(col(SafetyQuestionnaireScore.scored_at))
-    if record is not None:
-        query = query.where(SafetyQuestionnaireScore.record == record)
-    return list(session.exec(query))
-
-
 # --- participants -----------------------------------------------------------------------
 
 

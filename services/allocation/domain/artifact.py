@@ -23,15 +23,16 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import skops.io as sio
-from sklearn.ensemble import RandomForestClassifier
 
 from .cohort import FEATURES
 from .errors import ArtifactIntegrityError, ModelArtifactError
 from .forest import FlatForest
+
+if TYPE_CHECKING:  # skops and scikit-learn load only where a model is written or read
+    from sklearn.ensemble import RandomForestClassifier
 
 FORMAT = "tailor-cluster-model/1"
 MANIFEST_NAME = "manifest.json"
@@ -47,6 +48,8 @@ def sha256_hex(data: bytes) -> str:
 
 def serialize_forest(forest: RandomForestClassifier) -> bytes:
     """The forest as a skops archive whose bytes depend only on the forest."""
+    import skops.io as sio
+
     raw = zipfile.ZipFile(io.BytesIO(sio.dumps(forest)))
     schema = json.loads(raw.read(_SCHEMA))
     renumber = _Renumbering(set(raw.namelist()) - {_SCHEMA})
@@ -124,6 +127,9 @@ def load_model(
             f"model artifact SHA-256 is {actual}, the protocol expects {expected_sha256}; "
             "refusing to load it", field="allocation.model.sha256")
     _check_manifest(manifest, actual, clusters)
+    import skops.io as sio
+    from sklearn.ensemble import RandomForestClassifier
+
     untrusted = set(sio.get_untrusted_types(data=artifact)) - set(TRUSTED_TYPES)
     if untrusted:
         raise ModelArtifactError(

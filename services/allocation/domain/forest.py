@@ -10,9 +10,12 @@ whose tree structure is corrupt is refused instead of reading out of bounds.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
+
+if TYPE_CHECKING:  # scikit-learn loads only where a model is trained or read
+    from sklearn.ensemble import RandomForestClassifier
 
 _LEAF = -1
 

@@ -17,12 +17,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 import numpy as np
-from sklearn.ensemble import RandomForestClassifier
-from sklearn.metrics import confusion_matrix
-from sklearn.mixture import GaussianMixture
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from services.core.protocol.allocation import ClusterProfile, TrainingSettings
 
@@ -30,6 +27,9 @@ from .cohort import FEATURES
 from .errors import TrainingDataError
 from .naming import name_components
 from .scoring import SCALE_KEYS
+
+if TYPE_CHECKING:  # scikit-learn loads only when a model is trained
+    from sklearn.ensemble import RandomForestClassifier
 
 _N_SCALES = len(SCALE_KEYS)
 
@@ -75,6 +75,8 @@ def find_reference_clusters(
         flat = [SCALE_KEYS[i] for i in np.flatnonzero(sd == 0)]
         raise TrainingDataError(f"scales {flat} do not vary in the reference data", field=flat[0])
     z = (scales - mean) / sd
+    from sklearn.mixture import GaussianMixture
+
     mixture = GaussianMixture(
         n_components=len(clusters), covariance_type="spherical",
         n_init=settings.mixture_inits, max_iter=1000, random_state=settings.seed,
@@ -93,6 +95,8 @@ def find_reference_clusters(
 
 
 def new_forest(settings: TrainingSettings, *, oob: bool = False) -> RandomForestClassifier:
+    from sklearn.ensemble import RandomForestClassifier
+
     # n_jobs=1: deterministic and cheap for the few hundred patients a reference holds.
     return RandomForestClassifier(
         n_estimators=settings.trees, min_samples_leaf=settings.min_samples_leaf,
@@ -130,6 +134,9 @@ def _evaluate(
     forest: RandomForestClassifier, x: np.ndarray, y: np.ndarray,
     clusters: Sequence[str], settings: TrainingSettings,
 ) -> TrainingMetrics:
+    from sklearn.metrics import confusion_matrix
+    from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
     folds = StratifiedKFold(settings.cv_folds, shuffle=True, random_state=settings.seed)
     predicted = cross_val_predict(new_forest(settings), x, y, cv=folds)
     fold_accuracy = tuple(float(np.mean(predicted[test] == y[test]))

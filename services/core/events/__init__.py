@@ -8,7 +8,7 @@ to their one consumer (`services/core/sealing.py`; who gets which REDCap fields:
 """
 
 from .allocation import *  # noqa: F403
-from .base import Envelope, Event, utcnow  # noqa: F401
+from .base import ContractViolation, Envelope, Event, utcnow  # noqa: F401
 from .gateway import *  # noqa: F403
 from .notifications import *  # noqa: F403
 from .randomization import *  # noqa: F403

@@ -2,16 +2,25 @@
 
 Subjects are `trial.v1.<service>.<fact>`. A field is added, never renamed; a breaking
 change is a new `v2` subject. Cluster and arm appear only in events that blinded
-components never read (see DESIGN.md).
+components never read.
+
+Producers are strict (constructing an event with an unknown field fails, catching typos);
+consumers read tolerantly through `read()`: a field they do not know yet — added by a
+newer producer during a rolling deploy — is ignored. A payload that lacks or breaks a
+field they need is a `ContractViolation`, which no retry can heal: every consumer
+dead-letters it at once.
 """
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any, ClassVar, TypeVar
 from uuid import uuid4
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import PermanentError
 
 
 def utcnow() -> datetime:
@@ -25,7 +34,30 @@ class Event(BaseModel):
     subject: ClassVar[str]
 
 
+    @classmethod
+    def read(cls: type[E], data: dict[str, Any]) -> E:
+        """Consumer side: ignore fields this version does not know."""
+        return _tolerant(cls, data)
+
+
 E = TypeVar("E", bound=Event)
+M = TypeVar("M", bound=BaseModel)
+
+
+class ContractViolation(PermanentError):
+    """A payload that lacks or breaks a field the consumer needs. Names fields, never values
+    (a value can be a blinded fact)."""
+
+
+def _tolerant(cls: type[M], data: object) -> M:
+    if not isinstance(data, dict):
+        raise ContractViolation(f"{cls.__name__}: expected an object, got {type(data).__name__}")
+    known = {k: v for k, v in data.items() if k in cls.model_fields}
+    try:
+        return cls.model_validate(known)
+    except ValidationError as err:
+        fields = sorted({".".join(map(str, e["loc"])) or "payload" for e in err.errors()})
+        raise ContractViolation(f"{cls.__name__} is invalid at {', '.join(fields)}") from None
 
 
 class Envelope(BaseModel):
@@ -41,5 +73,15 @@ class Envelope(BaseModel):
     record: str | None = Field(default=None, description="participant record id, for tracing")
     data: dict[str, Any]
 
+    @classmethod
+    def read(cls, raw: bytes | str) -> Envelope:
+        """Consumer side: parse what came off the bus, ignoring envelope fields added later."""
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            raise ContractViolation("not a Tailor event envelope: not JSON") from None
+        return _tolerant(cls, data)
+
     def payload(self, cls: type[E]) -> E:
-        return cls.model_validate(self.data)
+        """The payload as the consumer's version of `cls` (tolerant, see `Event.read`)."""
+        return cls.read(self.data)

@@ -12,11 +12,20 @@ from .base import Strict
 KEY = r"^[A-Za-z][A-Za-z0-9_]*$"
 
 
+class TrialContact(Strict):
+    """Someone of the trial team who is e-mailed when a follow-up is opened for them."""
+
+    role: str
+    name: str
+    email: str
+
+
 class TrialInfo(Strict):
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     title: str
     registration: str | None = None
     sponsor: str | None = None
+    contacts: list[TrialContact] = []  # the trial team: follow-ups are e-mailed to them
 
 
 class Arm(Strict):

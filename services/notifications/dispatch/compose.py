@@ -68,6 +68,8 @@ def compose(session: Session, rt: Runtime, msg: Message,
     """The e-mail or SMS for `msg`; NotificationError if it cannot be written."""
     if msg.kind == "safety_notice":
         return safety_notice(rt, msg)
+    if msg.kind == "staff_alert":
+        return staff_alert(rt, msg)
     if details is None:
         raise NotificationError("no contact details on file", field="contact")
     to = single_address(details.email) if msg.channel == "email" else details.mobile
@@ -128,3 +130,22 @@ def safety_notice(rt: Runtime, msg: Message) -> Outgoing:
     notices: SafetyNotices = rt.kernel.extras.setdefault(
         "safety_notices", SafetyNotices(rt.protocol))
     return notices.render(msg)
+
+
+def staff_alert(rt: Runtime, msg: Message) -> Outgoing:
+    """The e-mail to a trial-team contact that goes with a follow-up (plain text)."""
+    facts = json.loads(msg.facts or "{}")
+    contact = next((c for c in rt.protocol.trial.contacts if c.role == msg.recipient), None)
+    if contact is None:
+        raise NotificationError(f"{msg.recipient!r} is not in trial.contacts", field="recipient")
+    study = rt.protocol.reminders.messages.study_name
+    name = study.get("en") or next(iter(study.values()))
+    subject = f"[{name}] Follow-up: {str(facts.get('kind', '')).replace('_', ' ')}"
+    body = (f"To: {contact.name}\n\n{facts.get('summary', '')}\n\n"
+            "Open the follow-ups in Tailor (notifications: follow-ups) and resolve it there.\n"
+            "This e-mail carries no treatment allocation; do not reply with clinical details.\n")
+    guard: ContentGuard = rt.kernel.extras.setdefault(
+        "alert_guard", ContentGuard.from_protocol(rt.protocol))
+    for text in (subject, body):
+        guard.check("staff_alert", text)
+    return Outgoing(msg.key, "email", contact.email, subject, body)

@@ -9,7 +9,8 @@
              SMS → scheduled again: the provider sends a repeated Idempotency-Key once;
              e-mail → `unknown`, never resent automatically: SMTP has no idempotency, and
              a reminder counted twice would break the protocol's cap. It stays counted
-             as (possibly) sent, is dead-lettered for a person to check, and the
+             as (possibly) sent, is dead-lettered with its reason, and becomes a
+             follow-up (a staff task: resend, or record sent / not sent); the
              participant's next planned reminder still goes out.
 """
 
@@ -28,10 +29,11 @@ from services.core import outbox
 from services.core.db import unit_of_work
 from services.core.events import DispatchFailed
 
-from .. import contacts, repository
+from .. import contacts, follow_ups, repository
 from ..crypto import ContactDetails
 from ..domain import (
     CancelReason,
+    DeliveryState,
     FailureKind,
     NotificationError,
     PlannedReminder,
@@ -72,7 +74,7 @@ def schedule_of(rt: Runtime, row: TimepointRow) -> TimepointSchedule:
 def not_due_reason(session: Session, rt: Runtime, msg: Message,
                    details: ContactDetails | None, now: datetime) -> str | None:
     """Why `msg` must not go out now (None: send it)."""
-    if msg.kind == "safety_notice":
+    if msg.kind in ("safety_notice", "staff_alert"):  # to the trial team: always due
         return None
     if msg.kind == "diary_prompt":
         participant = repository.participant(session, msg.record)
@@ -99,9 +101,10 @@ def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
     now = rt.now()
     with unit_of_work(engine) as session:
         msg = repository.message(session, key)
-        if msg is None or msg.state != "scheduled" or msg.not_before > now:
+        if msg is None or msg.state != DeliveryState.SCHEDULED or msg.not_before > now:
             return None
-        details = None if msg.kind == "safety_notice" else contacts.load(session, rt, msg.record)
+        details = (None if msg.kind in ("safety_notice", "staff_alert")
+                   else contacts.load(session, rt, msg.record))
         reason = not_due_reason(session, rt, msg, details, now)
         if reason is not None:
             cancel_queued(session, rt, [msg], reason)
@@ -112,12 +115,13 @@ def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
         try:
             outgoing = compose(session, rt, msg, details)
         except NotificationError as exc:
-            if repository.set_state_if(session, key, "scheduled", state="claimed",
-                                       claimed_by=rt.worker, tries=msg.tries, updated_at=now):
+            if repository.set_state_if(session, key, DeliveryState.SCHEDULED,
+                                       DeliveryState.CLAIMED, claimed_by=rt.worker,
+                                       tries=msg.tries, updated_at=now):
                 fail(session, rt, msg, f"{type(exc).__name__}: {exc.field}", "permanent")
             return None
         if not repository.set_state_if(
-                session, key, "scheduled", state="claimed", claimed_by=rt.worker,
+                session, key, DeliveryState.SCHEDULED, DeliveryState.CLAIMED, claimed_by=rt.worker,
                 lease_until=now + timedelta(seconds=rt.settings.lease_seconds),
                 tries=msg.tries + 1, updated_at=now):
             return None  # another replica was first
@@ -128,8 +132,9 @@ def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
 
 
 def open_task(session: Session, rt: Runtime, msg: Message, now: datetime) -> None:
-    if not repository.set_state_if(session, msg.key, "scheduled", state="claimed",
-                                   claimed_by=STAFF, tries=msg.tries + 1, updated_at=now):
+    if not repository.set_state_if(session, msg.key, DeliveryState.SCHEDULED,
+                                   DeliveryState.CLAIMED, claimed_by=STAFF, tries=msg.tries + 1,
+                                   updated_at=now):
         return
     assert msg.timepoint is not None
     task = StaffTask(message_key=msg.key, record=msg.record, timepoint=msg.timepoint,
@@ -147,11 +152,14 @@ def record_sent(engine: Engine, rt: Runtime, key: str, claimed: Claimed, receipt
     now, channel = rt.now(), claimed.outgoing.channel
     with unit_of_work(engine) as session:
         done = repository.set_state_if(
-            session, key, "claimed", worker=rt.worker, state="sent", sent_at=now,
+            session, key, DeliveryState.CLAIMED, DeliveryState.SENT, worker=rt.worker, sent_at=now,
             lease_until=None, provider_ref=receipt.provider_ref, updated_at=now)
         if not done:  # the lease was judged expired (state unknown): it did go out
-            done = repository.set_state_if(session, key, "unknown", state="sent", sent_at=now,
-                                           finished_at=None, error=None, updated_at=now)
+            done = repository.set_state_if(session, key, DeliveryState.UNKNOWN, DeliveryState.SENT,
+                                           sent_at=now, finished_at=None, error=None,
+                                           updated_at=now)
+            if done:
+                follow_ups.close_for_message(session, rt, key, "sent", "the receipt arrived late")
         msg = repository.message(session, key)
         if done and msg is not None:
             record_change(session, action="message.sent", entity_type="message", entity_id=key,
@@ -170,7 +178,7 @@ def record_failure(engine: Engine, rt: Runtime, key: str, claimed: Claimed,
     now, failed = rt.now(), False
     with unit_of_work(engine) as session:
         msg = repository.message(session, key)
-        if msg is None or msg.state != "claimed" or msg.claimed_by != rt.worker:
+        if msg is None or msg.state != DeliveryState.CLAIMED or msg.claimed_by != rt.worker:
             return
         s = rt.settings
         if should_retry(kind, msg.tries - 1, s.max_retries):
@@ -178,8 +186,8 @@ def record_failure(engine: Engine, rt: Runtime, key: str, claimed: Claimed,
                                 base=timedelta(seconds=s.retry_base_seconds),
                                 cap=timedelta(seconds=s.retry_cap_seconds))
             not_before = _allowed(session, rt, msg, now + delay)
-            repository.set_state_if(session, key, "claimed", worker=rt.worker,
-                                    state="scheduled", claimed_by=None, lease_until=None,
+            repository.set_state_if(session, key, DeliveryState.CLAIMED, DeliveryState.SCHEDULED,
+                                    worker=rt.worker, claimed_by=None, lease_until=None,
                                     not_before=not_before, error=error, updated_at=now)
             record_change(session, action="message.retry_scheduled", entity_type="message",
                           entity_id=key, record=msg.record, reason=error,
@@ -202,11 +210,12 @@ def _allowed(session: Session, rt: Runtime, msg: Message, at: datetime) -> datet
 
 
 def fail(session: Session, rt: Runtime, msg: Message, error: str, reason: str,
-         state: str = "failed", from_state: str = "claimed") -> bool:
+         state: DeliveryState = DeliveryState.FAILED) -> bool:
     """Give a claimed message up: record it, dead-letter it, count it."""
     now = rt.now()
-    if not repository.set_state_if(session, msg.key, from_state, state=state, finished_at=now,
-                                   lease_until=None, error=error, updated_at=now):
+    if not repository.set_state_if(session, msg.key, DeliveryState.CLAIMED, state,
+                                   finished_at=now, lease_until=None, error=error,
+                                   updated_at=now):
         return False
     outbox.enqueue(session, DispatchFailed(
         message_key=msg.key, kind=msg.kind, record=msg.record, timepoint=msg.timepoint,
@@ -227,9 +236,9 @@ def recover(engine: Engine, rt: Runtime, inflight: Collection[str]) -> int:
     with unit_of_work(engine) as session:
         for msg in repository.expired_leases(session, now, inflight):
             if msg.channel == "sms":
-                if repository.set_state_if(session, msg.key, "claimed", state="scheduled",
-                                           claimed_by=None, lease_until=None, not_before=now,
-                                           updated_at=now):
+                if repository.set_state_if(session, msg.key, DeliveryState.CLAIMED,
+                                           DeliveryState.SCHEDULED, claimed_by=None,
+                                           lease_until=None, not_before=now, updated_at=now):
                     record_change(session, action="message.requeued", entity_type="message",
                                   entity_id=msg.key, record=msg.record,
                                   reason="lease expired; the provider deduplicates the key",
@@ -237,7 +246,8 @@ def recover(engine: Engine, rt: Runtime, inflight: Collection[str]) -> int:
                     count_outcome(msg.channel, "requeued")
                     settled += 1
             elif fail(session, rt, msg, "outcome unknown: the sender stopped mid-send",
-                      "unknown_outcome", state="unknown"):
+                      "unknown_outcome", state=DeliveryState.UNKNOWN):
+                follow_ups.open_for_unknown_email(session, rt, msg)
                 settled += 1
     if settled:
         rt.kernel.relay.wake()

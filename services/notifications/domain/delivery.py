@@ -1,13 +1,19 @@
 """The life of one message: its states, how send failures are judged, when to retry.
 
     scheduled ──claim──► claimed ──► sent ──► delivered | undelivered
-        │                 │  │
-        │                 │  └──► failed      (permanent failure or retries used up)
-        │                 └─────► scheduled   (transient failure: retry later; lease expired)
-        └──► cancelled ◄──┘                   (no longer due at send time)
+        ▲  │              │  │  │      ▲
+        │  │              │  │  └──► failed    (permanent failure or retries used up)
+        │  │              │  └─────► unknown   (e-mail whose sender vanished mid-send)
+        │  │              └────────► scheduled (transient failure; an SMS whose lease ran out)
+        │  ├──► cancelled ◄┘                   (no longer due at send time)
+        │  └──► sent                           (a provider's receipt for a requeued SMS)
+        └──────── unknown ──► sent | failed    (a person checked: resend, it went out, it did not)
 
-`claimed` is the row written with the idempotency key *before* the side effect; a replica
-or restart that finds a claimed row whose lease ran out puts it back to `scheduled`.
+`claimed` is the row written with the idempotency key *before* the side effect. When its
+lease runs out the dispatcher's recovery puts an SMS back to `scheduled` (the provider
+sends a repeated key once) and turns an e-mail into `unknown` (SMTP cannot deduplicate);
+a late receipt of that e-mail still moves it to `sent`. Every state change of a message
+goes through `transition()` (the repository's compare-and-set calls it).
 """
 
 from __future__ import annotations
@@ -27,13 +33,18 @@ class DeliveryState(StrEnum):
     FAILED = "failed"
     UNDELIVERED = "undelivered"
     CANCELLED = "cancelled"
+    UNKNOWN = "unknown"  # may have reached the participant: counted, a person checks it
 
 
 _ALLOWED: dict[DeliveryState, frozenset[DeliveryState]] = {
-    DeliveryState.SCHEDULED: frozenset({DeliveryState.CLAIMED, DeliveryState.CANCELLED}),
+    # → sent: the provider's receipt for an SMS requeued after its lease ran out
+    DeliveryState.SCHEDULED: frozenset({
+        DeliveryState.CLAIMED, DeliveryState.CANCELLED, DeliveryState.SENT}),
     DeliveryState.CLAIMED: frozenset({
         DeliveryState.SENT, DeliveryState.SCHEDULED, DeliveryState.FAILED,
-        DeliveryState.CANCELLED}),
+        DeliveryState.CANCELLED, DeliveryState.UNKNOWN}),
+    DeliveryState.UNKNOWN: frozenset({
+        DeliveryState.SENT, DeliveryState.SCHEDULED, DeliveryState.FAILED}),
     DeliveryState.SENT: frozenset({DeliveryState.DELIVERED, DeliveryState.UNDELIVERED}),
     DeliveryState.DELIVERED: frozenset(),
     DeliveryState.FAILED: frozenset(),

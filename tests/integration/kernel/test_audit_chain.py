@@ -90,3 +90,19 @@ def test_hash_covers_every_field(engine) -> None:
             assert audit.entry_hash(entry) != entry.hash, field
             setattr(entry, field, original)
         session.expunge_all()
+
+
+def test_an_append_rolled_back_with_a_savepoint_does_not_break_the_chain(engine) -> None:
+    with unit_of_work(engine) as session:
+        audit.append(session, actor="t", role="system", action="a", entity_type="x", entity_id="1")
+        try:
+            with session.begin_nested():
+                audit.append(session, actor="t", role="system", action="b", entity_type="x",
+                             entity_id="2")
+                raise RuntimeError("refused: the savepoint is rolled back")
+        except RuntimeError:
+            pass
+        audit.append(session, actor="t", role="system", action="c", entity_type="x", entity_id="3")
+    with Session(engine) as session:
+        report = audit.verify(session)
+    assert report.ok and report.length == 2

@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from nats.aio.msg import Msg
 
-from services.core import metrics
+from services.core import dead_letters, metrics
 from services.core.bus import DLQ_STREAM, Bus, ConsumerSpec
 from services.core.errors import PermanentError
 from tailor_cli.natsd import NatsServer
@@ -119,7 +119,9 @@ async def test_message_is_dead_lettered_after_max_deliver(nats_server: NatsServe
     assert letters[0].data == b"doomed"
     assert letters[0].headers["Tailor-Dead-Letter-Reason"] == "max_deliveries"
     assert letters[0].headers["Tailor-Original-Subject"] == "trial.v1.test.thing"
+    assert letters[0].headers["Tailor-Consumer"] == "t-dead"
     assert letters[0].headers["Tailor-Deliveries"] == "3"
+    assert letters[0].headers["Tailor-Error"] == "RuntimeError"  # its kind; the text is logged
     assert metrics.DEAD_LETTERS.labels("test", "t-dead", "max_deliveries")._value.get() >= 1
     stop.set()
     await bus.close()
@@ -139,6 +141,14 @@ async def test_poison_message_is_terminated_and_dead_lettered(nats_server: NatsS
     letters = await _dead_letters(bus, 1)
     assert attempts == [b"poison"]  # terminated at once, never retried
     assert letters[0].headers["Tailor-Dead-Letter-Reason"] == "terminated"
+    assert letters[0].headers["Tailor-Error"] == "PermanentError: cannot parse"
+
+    # Inspected and replayed: the consumer gets the original event on its subject again.
+    [listed] = await dead_letters.newest(bus.js, 10)
+    assert (listed.consumer, listed.reason, listed.original_subject) == (
+        "t-poison", "terminated", "trial.v1.test.thing")
+    await dead_letters.replay(bus.js, listed.seq)
+    await eventually(lambda: attempts == [b"poison", b"poison"])
     stop.set()
     await bus.close()
 

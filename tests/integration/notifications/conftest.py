@@ -169,6 +169,9 @@ def forwarder(target: Callable[[], RunningService | None]) -> FastAPI:
     return app
 
 
+CONTACT_KEY = "Y29udGFjdC1rZXktb2YtdGhlLXRlc3Qtc3RhY2stMzI="  # base64 of 32 bytes
+
+
 @pytest.fixture
 async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.MonkeyPatch,
                 request: pytest.FixtureRequest) -> AsyncIterator[Stack]:
@@ -192,6 +195,8 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
                 "GAUGE_INTERVAL_SECONDS": "0.2", "LEASE_SECONDS": "60",
             }.items():
                 monkeypatch.setenv(f"TAILOR_NOTIFICATIONS_{name}", value)
+            if backend == "postgres":  # a shared database: the key is configured, never minted
+                monkeypatch.setenv("TAILOR_NOTIFICATIONS_CONTACT_KEY", CONTACT_KEY)
             bus = provisioner_bus(nats_server.url, "test-publisher")
             await bus.connect(attempts=20)
             await bus.ensure_streams()

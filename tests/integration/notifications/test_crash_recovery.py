@@ -88,8 +88,21 @@ async def test_crash_after_an_email_went_out_never_sends_it_again_and_loses_noth
         # The next reminder (the phone call) still comes.
         stack.move_to(datetime(2025, 2, 17, 9, 1, tzinfo=UTC))
         await eventually(lambda: _state_is(stack, "P-050", 4, "claimed"))
-        tasks = (await stack.svc.client.get("/v1/tasks", headers=stack.svc.as_role("coordinator")))
+        staff = stack.svc.as_role("coordinator")
+        tasks = (await stack.svc.client.get("/v1/tasks", headers=staff))
         assert [t["channel"] for t in tasks.json()] == ["phone"]
+        # A person is asked to check the unknown e-mail, and can have it sent again.
+        [follow_up] = (await stack.svc.client.get("/v1/follow-ups", headers=staff)).json()
+        assert follow_up["kind"] == "unknown_email" and follow_up["record"] == "P-050"
+        url = f"/v1/follow-ups/{follow_up['id']}/resolve"
+        refused = await stack.svc.client.post(url, json={"resolution": "done"}, headers=staff)
+        assert refused.status_code == 422 and "resolution" in refused.text
+        done = await stack.svc.client.post(url, json={"resolution": "resend"}, headers=staff)
+        assert done.status_code == 200 and done.json()["state"] == "done"
+        await eventually(lambda: _state_is(stack, "P-050", 1, "sent"))
+        assert len(stack.sink.messages) == 3
+        again = await stack.svc.client.post(url, json={"resolution": "resend"}, headers=staff)
+        assert again.status_code == 409
 
 
 async def test_crash_after_an_sms_went_out_resends_it_under_the_same_key(stack: Stack) -> None:

@@ -27,9 +27,10 @@ from services.notifications.domain import (
 
 S = DeliveryState
 LEGAL = {
-    (S.SCHEDULED, S.CLAIMED), (S.SCHEDULED, S.CANCELLED),
+    (S.SCHEDULED, S.CLAIMED), (S.SCHEDULED, S.CANCELLED), (S.SCHEDULED, S.SENT),
     (S.CLAIMED, S.SENT), (S.CLAIMED, S.SCHEDULED), (S.CLAIMED, S.FAILED),
-    (S.CLAIMED, S.CANCELLED),
+    (S.CLAIMED, S.CANCELLED), (S.CLAIMED, S.UNKNOWN),
+    (S.UNKNOWN, S.SENT), (S.UNKNOWN, S.SCHEDULED), (S.UNKNOWN, S.FAILED),
     (S.SENT, S.DELIVERED), (S.SENT, S.UNDELIVERED),
 }
 
@@ -51,6 +52,13 @@ def test_exactly_the_drawn_transitions_are_allowed(current: S, target: S):
             transition(current, target)
         assert err.value.field == "state"
         assert (err.value.current, err.value.target) == (current.value, target.value)
+
+
+def test_the_repository_moves_states_only_through_the_state_machine():
+    from services.notifications import repository
+
+    with pytest.raises(IllegalTransition):  # refused before any SQL is issued
+        repository.set_state_if(None, "k", S.DELIVERED, S.SCHEDULED)  # type: ignore[arg-type]
 
 
 def test_terminal_states_and_unknown_state():

@@ -2,7 +2,7 @@
 
 Each service has its own `migrations/` folder (its own history, its own database); their
 `env.py` calls `run_env()`. Revisions already written are frozen (they spell out their
-DDL); `create_kernel_tables()` gives a new service's first revision today's kernel tables.
+DDL), so changing the kernel later never rewrites history.
 """
 
 from __future__ import annotations
@@ -85,52 +85,6 @@ def _utc() -> sa.DateTime:
 def utc_column(name: str, nullable: bool = False) -> sa.Column:  # type: ignore[type-arg]
     """A timezone-aware timestamp column (UTC by the house rule)."""
     return sa.Column(name, _utc(), nullable=nullable)
-
-
-def create_kernel_tables() -> None:
-    """Outbox, inbox and audit chain, with the audit table's append-only triggers."""
-    op.create_table(
-        "outbox_message",
-        sa.Column("id", sa.String(), primary_key=True),
-        sa.Column("subject", sa.String(), nullable=False),
-        sa.Column("envelope", sa.Text(), nullable=False),
-        sa.Column("created_at", _utc(), nullable=False),
-        sa.Column("sent_at", _utc(), nullable=True),
-        sa.Column("position", sa.Integer(), nullable=True),
-    )
-    op.create_index("ix_outbox_message_sent_at", "outbox_message", ["sent_at"])
-    op.create_index("ix_outbox_message_position", "outbox_message", ["position"])
-    if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE SEQUENCE outbox_message_position_seq OWNED BY outbox_message.position")
-        op.execute("ALTER TABLE outbox_message ALTER COLUMN position "
-                   "SET DEFAULT nextval('outbox_message_position_seq')")
-    op.create_table(
-        "inbox_entry",
-        sa.Column("consumer", sa.String(), primary_key=True),
-        sa.Column("event_id", sa.String(), primary_key=True),
-        sa.Column("processed_at", _utc(), nullable=False),
-    )
-    op.create_table(
-        "audit_entry",
-        sa.Column("seq", sa.Integer(), primary_key=True, autoincrement=False),
-        sa.Column("at", _utc(), nullable=False),
-        sa.Column("actor", sa.String(), nullable=False),
-        sa.Column("role", sa.String(), nullable=False),
-        sa.Column("action", sa.String(), nullable=False),
-        sa.Column("entity_type", sa.String(), nullable=False),
-        sa.Column("entity_id", sa.String(), nullable=False),
-        sa.Column("record", sa.String(), nullable=True),
-        sa.Column("before", sa.Text(), nullable=True),
-        sa.Column("after", sa.Text(), nullable=True),
-        sa.Column("reason", sa.String(), nullable=True),
-        sa.Column("correlation_id", sa.String(), nullable=True),
-        sa.Column("prev_hash", sa.String(), nullable=False),
-        sa.Column("hash", sa.String(), nullable=False, unique=True),
-    )
-    op.create_index("ix_audit_entry_action", "audit_entry", ["action"])
-    op.create_index("ix_audit_entry_entity_id", "audit_entry", ["entity_id"])
-    op.create_index("ix_audit_entry_record", "audit_entry", ["record"])
-    make_append_only("audit_entry")
 
 
 def make_append_only(table: str) -> None:

@@ -19,7 +19,7 @@ from services.core.migrations import run_migrations
 
 PACKAGES = {"allocation": "services.allocation", "randomization": "services.randomization",
             "notifications": "services.notifications", "safety": "services.safety",
-            "gateway": "gateway"}
+            "reports": "services.reports", "gateway": "gateway"}
 
 
 def _models_of(package: str) -> MetaData:

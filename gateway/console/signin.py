@@ -98,9 +98,9 @@ async def sign_in(request: Request) -> Response:
         response.set_cookie(PRE_COOKIE, csrf, **cookie_attributes(request))
         return response
     await asyncio.to_thread(_audit, runtime, caller, "console.signed_in", method="api_key")
-    response = RedirectResponse(_home(caller), status_code=303)
-    _set_session_cookie(request, response, _start_session(request, caller, key))
-    return response
+    redirect = RedirectResponse(_home(caller), status_code=303)
+    _set_session_cookie(request, redirect, _start_session(request, caller, key))
+    return redirect
 
 
 @router.post("/sign-out")

@@ -120,7 +120,7 @@ def flow_diagram(stages: Sequence[tuple[str, int | None]], side: Sequence[tuple[
             '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
             f'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{INK}"/></marker></defs>']
     for i, (label, count) in enumerate(stages):
-        y = top + i * (box_h + gap)
+        y: float = top + i * (box_h + gap)
         body.append(f'<rect x="{x}" y="{y}" width="{box_w}" height="{box_h}" rx="4" '
                     f'fill="#f3f5f8" stroke="{INK}"/>')
         body.append(_text(x + box_w / 2, y + 19, label, anchor="middle"))

@@ -54,7 +54,8 @@ def flatten(value: Any, prefix: str = "") -> dict[str, str]:
 
 def version_diffs(versions: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Per version: the fields that differ from the version before (all fields for the first)."""
-    diffs, before = [], {}
+    diffs: list[dict[str, Any]] = []
+    before: dict[str, str] = {}
     for version in versions:
         now = flatten(version.get("event") or {})
         changed = [(k, before.get(k, ""), v) for k, v in now.items() if before.get(k) != v]

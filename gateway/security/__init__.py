@@ -28,7 +28,7 @@ __all__ = ["NOT_PUBLIC", "GatewayCallerDep", "GatewayRuntime", "gateway_caller",
 def _untrusted_request_ids(app: FastAPI) -> None:
     """At the public edge the correlation id is ours; the caller's is a labelled field."""
     app.user_middleware = [
-        Middleware(m.cls, *m.args, **{**m.kwargs, "trust_request_id": False})
+        Middleware(m.cls, *m.args, **{**m.kwargs, "trust_request_id": False})  # type: ignore[arg-type]
         if m.cls is EdgeMiddleware else m for m in app.user_middleware]
 
 

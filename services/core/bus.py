@@ -218,13 +218,13 @@ class Bus:
         # node loses nothing. A full stream refuses new publishes (the outbox keeps the event
         # and retries, the backlog alert fires) instead of silently dropping old facts.
         for name, subjects in ((STREAM, ["trial.v1.>"]), (DLQ_STREAM, ["trial.dlq.>"])):
-            limits = {"max_bytes": self.max_bytes, "discard": DiscardPolicy.NEW} \
-                if name == STREAM else {}
+            facts = name == STREAM
             await self._ensure(StreamConfig(
                 name=name, subjects=subjects, storage=StorageType.FILE,
                 duplicate_window=self.duplicate_window, num_replicas=self.replicas,
                 max_age=max_age if max_age is not None else await self._max_age(name),
-                **limits))
+                max_bytes=self.max_bytes if facts else None,
+                discard=DiscardPolicy.NEW if facts else None))
 
     async def ensure_consumer(self, sub: Subscription | ConsumerSpec, *, ack_wait: float = 10.0,
                               max_ack_pending: int = 1000) -> None:

@@ -71,13 +71,13 @@ def participant(ctx: ProjectContext, place: Place) -> dict[str, Any]:
     found = ctx.store.get_object(ctx.pid, "survey_participant", place.key)
     if found is not None:
         return found
-    entry = {"record": place.record, "event": place.event, "instrument": place.instrument,
+    entry: dict[str, Any] = {"record": place.record, "event": place.event, "instrument": place.instrument,
              "instance": place.instance, "hash": _random(_LINK_ALPHABET, 10),
              "access_code": _random(_CODE_ALPHABET, 9), "return_code": _random(_CODE_ALPHABET, 8),
              "response": 0}
     with ctx.store.transaction():
         ctx.store.put_object(ctx.pid, "survey_participant", place.key, entry)
-        ctx.store.put_object(ctx.pid, "survey_hash", entry["hash"], {"key": place.key})
+        ctx.store.put_object(ctx.pid, "survey_hash", str(entry["hash"]), {"key": place.key})
     return entry
 
 

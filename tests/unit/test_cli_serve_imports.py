@@ -22,3 +22,11 @@ def test_serve_imports_no_command_groups() -> None:
 def test_other_commands_still_have_their_groups() -> None:
     groups = _probe("allocation", "--help")
     assert "'allocation'" in groups and "'randomization'" in groups
+
+
+def test_reports_service_loads_without_scipy() -> None:
+    probe = ("import sys; from tailor_cli import registry; registry.app_factory('reports')(); "
+             "print('scipy' in sys.modules, 'sklearn' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "False False"

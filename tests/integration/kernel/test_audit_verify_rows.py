@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from services.core import audit
@@ -47,3 +49,16 @@ def test_streamed_and_object_verifiers_agree(engine) -> None:
     assert audit.verify_rows(relinked) == audit.ChainReport(
         20, entries[19].hash, 21, "prev_hash does not match the entry before")
     assert audit.verify_rows(_rows(entries[:5] + entries[6:])).first_broken_seq == 6
+
+
+_text = st.text()
+_maybe = st.none() | st.text()
+
+
+@given(st.tuples(st.integers(1, 10**12), _text, _text, _text, _text, _text, _text, _maybe,
+                 _maybe, _maybe, _maybe, _maybe, _text))
+def test_written_out_body_is_canonical_json(row: tuple) -> None:
+    at = "2026-01-01T00:00:00.000000+00:00"
+    body = dict(zip(audit._HASHED, row, strict=True))
+    body["at"] = at
+    assert audit._body_json(row, at) == audit.canonical_json(body)

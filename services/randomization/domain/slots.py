@@ -19,7 +19,7 @@ from binascii import hexlify
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import lru_cache
-from itertools import chain, repeat
+from itertools import repeat
 from operator import itemgetter
 from typing import NamedTuple
 
@@ -124,18 +124,19 @@ def decode_slots(data: Sequence[bytes]) -> list[OpenedSlot] | None:
         if len(rows) != len(stripped):
             return None
         tags, strata, seqs, blocks, lengths, modules, arms, hexes = zip(*rows, strict=True)
-        numbers = (seqs, blocks, lengths)
+        # Numbers need no type check: re-encoding with %d refuses text and changes the
+        # spelling of floats and booleans. Texts do: %s would spell the number 1 as `1`.
         if (set(tags) != {ENCODING_TAG}
-                or {type(t) for t in chain(strata, modules, arms, hexes)} != {str}
-                or {type(n) for n in chain(*numbers)} != {int} or min(map(min, numbers)) < 0):
+                or any(type(t) is not str for t in {*strata, *modules, *arms})
+                or min(map(min, (seqs, blocks, lengths))) < 0):
             return None
         salts = list(map(bytes.fromhex, hexes))
-    except (ValueError, TypeError):  # not JSON, not arrays of eight, not hex
-        return None
-    slots = list(_tuples(Slot, zip(strata, seqs, blocks, lengths, modules, arms,
-                                           strict=True)))
-    if encode_slots(slots, salts) != stripped:
-        return None
+        slots = list(_tuples(Slot, zip(strata, seqs, blocks, lengths, modules, arms,
+                                       strict=True)))
+        if encode_slots(slots, salts) != stripped:
+            return None
+    except (ValueError, TypeError, OverflowError):  # not JSON, not arrays of eight, not hex,
+        return None  # a number %d cannot spell (NaN, Infinity)
     return list(_tuples(OpenedSlot, zip(slots, salts, strict=True)))
 
 

@@ -27,11 +27,12 @@ lint: $(STAMP)
 up: $(STAMP)
 	$(BIN)/tailor up
 
+# Every benchmark script in bench/ (helpers: peak_rss.py, and _*.py), each through
+# peak_rss.py so it also prints its peak RSS and the load it ran under.
+BENCHES = $(filter-out bench/peak_rss.py bench/_%.py,$(sort $(wildcard bench/*.py)))
+
 bench: $(STAMP)
-	$(BIN)/python bench/bus.py
-	$(BIN)/python bench/allocation.py
-	$(BIN)/python bench/randomization.py
-	$(BIN)/python bench/notifications.py
+	@set -e; for b in $(BENCHES); do echo "== $$b"; $(BIN)/python bench/peak_rss.py $$b; done
 
 clean:
 	rm -rf .tailor .pytest_cache .ruff_cache

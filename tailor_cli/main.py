@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Annotated
@@ -161,4 +162,8 @@ def _mount_subcommands() -> None:
         app.add_typer(sub, name=name)
 
 
-_mount_subcommands()
+# `tailor serve <service>` is every service process of the local stack: it must not import
+# the other services' command groups (scikit-learn, skops and NumPy for `tailor allocation`
+# alone add ~150 MB to each process; bench/memory.py measures it).
+if sys.argv[1:2] != ["serve"]:
+    _mount_subcommands()

@@ -78,7 +78,7 @@ def bus_subscriptions(spec: ServiceSpec) -> list[Subscription]:
     if callable(spec.consumers):
         own = list(spec.subscriptions)
     else:
-        own = [Subscription(c.durable, c.subjects) for c in spec.consumers]
+        own = [c.subscription for c in spec.consumers]
     if spec.name != "gateway":
         own.append(audit_witness.gateway_heads(spec.name))
     return own
@@ -91,8 +91,8 @@ def bus_grant(spec: ServiceSpec) -> Grant:
 
 
 def _declared(spec: ServiceSpec, consumers: Sequence[Consumer]) -> None:
-    built = {(c.durable, tuple(c.subjects)) for c in consumers}
-    declared = {(s.durable, tuple(s.subjects)) for s in bus_subscriptions(spec)}
+    built = {(c.durable, tuple(c.subjects), c.stream) for c in consumers}
+    declared = {(s.durable, tuple(s.subjects), s.stream) for s in bus_subscriptions(spec)}
     if not built <= declared:
         raise RuntimeError(f"{spec.name} consumes {sorted(built - declared)}, which its spec does "
                            "not declare: the provisioner and the bus permissions would not know it")

@@ -82,3 +82,21 @@ def rebuild_command(
     else:
         console.print(f"[yellow]figures changed: {', '.join(result.changed)}[/yellow]")
     console.print(feasibility_table(result.after["feasibility"], title=f"Feasibility as of {day}"))
+
+
+@app.command("png")
+def png_command(
+    svg: Annotated[str, typer.Argument(help="a CONSORT diagram written as SVG")],
+    out: Annotated[str | None, typer.Option(help="PNG path (default: next to the SVG)")] = None,
+) -> None:
+    """Render a CONSORT diagram SVG to PNG with headless Chromium."""
+    from pathlib import Path
+
+    from .raster import RasterError, svg_to_png
+
+    try:
+        written = svg_to_png(Path(svg), Path(out) if out else None)
+    except (RasterError, OSError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    console.print(f"PNG written: {written}")

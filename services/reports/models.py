@@ -33,6 +33,8 @@ class ParticipantRow(SQLModel, table=True):
     withdrawal_event: str | None = None  # the event whose withdrawal form says so
     withdrawal_reason: str | None = None
     preventable: bool | None = None
+    received_on: date | None = None  # started the allocated module (withdrawal form)
+    received_event: str | None = None  # the event whose form says so
 
 
 class FormRow(SQLModel, table=True):

@@ -129,6 +129,7 @@ def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: Tria
                             if row.consent else None)
     if saved.instrument == r.withdrawal_form and rules is not None:
         _withdrawal(row, fields, at, event, protocol)
+        _received(row, fields, at, event, protocol)
     session.add(row)
     if saved.instrument == r.adverse_event_form:
         serious = _yes_no(protocol, fields.get(protocol.safety.redcap_form.fields.serious))
@@ -152,6 +153,19 @@ def _withdrawal(row: ParticipantRow, fields: dict[str, str], at: datetime, event
         row.preventable = _yes_no(protocol, fields.get(w.preventable))
     elif row.withdrawal_event in (None, event):
         row.withdrawn_on = row.withdrawal_event = row.withdrawal_reason = row.preventable = None
+
+
+def _received(row: ParticipantRow, fields: dict[str, str], at: datetime, event: str,
+              protocol: TrialProtocol) -> None:
+    """Started the allocated module: a "yes" on any event's withdrawal form counts from its
+    first save; a "no" clears it only on that same event's form (a correction)."""
+    assert protocol.reports is not None
+    name = protocol.reports.received_field
+    said = _yes_no(protocol, fields.get(name)) if name else None
+    if said and row.received_on is None:
+        row.received_on, row.received_event = at.date(), event
+    elif said is False and row.received_event == event:
+        row.received_on = row.received_event = None
 
 
 def _neq(session: Session, saved: SavedForm, event: str, protocol: TrialProtocol) -> None:

@@ -28,7 +28,8 @@ def _csv(header: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
 
 def _group_rows(g: GroupFlow) -> Iterable[tuple[object, ...]]:
     yield ("allocation", "allocated", g.group, "", g.allocated)
-    yield ("allocation", "received_intervention", g.group, "not recorded", g.received_intervention)
+    yield ("allocation", "received_intervention", g.group,
+           "not recorded" if g.received_intervention is None else "", g.received_intervention)
     for reason, n in g.lost_reasons.items():
         yield ("follow_up", "lost_to_follow_up", g.group, reason, n)
     for reason, n in g.discontinued_reasons.items():
@@ -125,7 +126,9 @@ def consort_svg(flow: Flow, *, title: str) -> str:
         x = (width - len(groups) * (col + gap) + gap) // 2 + i * (col + gap)  # centred
         label = "All randomized" if g.group == "all" else f"Allocated: {g.group.replace('_', ' ')}"
         allocated = Box(x, 310, col, [f"{label} (n={g.allocated})",
-                                      "  • received intervention: not recorded"])
+                                      "  • received intervention: not recorded"
+                                      if g.received_intervention is None else
+                                      f"  • received intervention (n={g.received_intervention})"])
         follow = Box(x, 400, col, [f"Lost to follow-up (n={g.lost_to_follow_up})",
                                    *_reasons(g.lost_reasons),
                                    f"Discontinued (n={g.discontinued})",

@@ -46,7 +46,7 @@ def load_facts(session: Session, protocol: TrialProtocol) -> Facts:
             eligible=p.eligible, consent=p.consent, consented_on=p.consented_on,
             baseline_complete_on=baseline.get(p.record), randomized_at=p.randomized_at,
             module=p.module, withdrawn_on=p.withdrawn_on, withdrawal_reason=p.withdrawal_reason,
-            preventable=p.preventable)
+            preventable=p.preventable, received_on=p.received_on)
         for p in session.exec(select(ParticipantRow).order_by(ParticipantRow.record))]
     return Facts(
         participants=participants,

@@ -76,7 +76,8 @@ def flow(session: Session, *, protocol: TrialProtocol, as_of: date,
     result = consort_flow(cohort(session, protocol, as_of), as_of=as_of,
                           primary=rules.primary_timepoint,
                           lost_reasons=rules.withdrawal.lost_to_follow_up,
-                          arms=[a.key for a in protocol.arms], arm_of=arm_of)
+                          arms=[a.key for a in protocol.arms], arm_of=arm_of,
+                          received_recorded=rules.received_field is not None)
     if arm_of is not None:
         assert actor is not None, "an unblinded read is always audited"
         _audit_unblinded(session, actor, "flow", as_of, arm_of)

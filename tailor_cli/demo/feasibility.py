@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 
 from services.reports.cli import feasibility_table
+from services.reports.raster import RasterError, svg_to_png
 from sim.cohort import Participant
 
 from .checks import Verdict, check_feasibility, check_flow
@@ -55,12 +56,17 @@ def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, v
     per_arm.write_text(_text(gw, "dsmb", FLOW, format="svg"), encoding="utf-8")
     verdict.check(len(rows) >= 1 and diagram.stat().st_size > 0,
                   "feasibility criteria evaluated and the CONSORT diagram written")
+    try:  # a PNG for reports that cannot embed SVG; the demo does not depend on it
+        picture = f"CONSORT diagram as PNG: {svg_to_png(diagram)}"
+    except RasterError as exc:
+        picture = f"CONSORT diagram as PNG: not written ({exc})"
 
     def show(console: Console) -> None:
         console.print(feasibility_table(
             rows, title=f"Feasibility of the full trial as of {blinded['as_of']} "
                         "(criterion, value, Wilson 95% CI, verdict)"))
         console.print(f"CONSORT diagram (pooled, blinded): {diagram}")
+        console.print(picture)
         console.print(f"CONSORT diagram per arm ([bold red]UNBLINDED[/bold red], DSMB): {per_arm}")
 
     return show

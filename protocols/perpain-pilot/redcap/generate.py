@@ -247,6 +247,9 @@ def withdrawal_and_allocation(p: Any) -> Iterator[Row]:
                 branching=f"[{w.reason}] = '{other}'")
     yield field(w.preventable, wd, "yesno", "Could the study design have prevented it?",
                 branching=f"[{f.withdrawn}] = '1'")
+    if p.reports.received_field:
+        yield field(p.reports.received_field, wd, "yesno",
+                    "Has the participant started the allocated treatment module?")
     al = p.redcap.allocation_form
     written = "Written by Tailor; staff cannot edit it."
     yield field(f.allocation_number, al, "text", "Allocation number", note=written,

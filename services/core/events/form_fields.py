@@ -13,7 +13,8 @@ MPI-D answers, which with the module give the arm, reach allocation only):
 - safety: saves of the adverse-event, NEQ and INEP instruments, with that instrument's own
   fields only.
 - reports (when the protocol has a reports section): every save's completion status with
-  screening, eligibility, consent, withdrawal (date, reason, preventable class), site,
+  screening, eligibility, consent, withdrawal (date, reason, preventable class), whether
+  the allocated module was started, site,
   seriousness and the NEQ items with their attribution.
 """
 
@@ -87,7 +88,7 @@ def reports_fields(protocol: TrialProtocol) -> frozenset[str]:
     r = protocol.reports
     if r is not None:
         names |= _names(r.screening_date_field, r.withdrawal.date, r.withdrawal.reason,
-                        r.withdrawal.preventable, r.recruitment.site_field)
+                        r.withdrawal.preventable, r.recruitment.site_field, r.received_field)
     for n in range(1, protocol.safety.neq_items + 1):
         names |= {f"{form.neq_prefix}{n}", f"{form.neq_prefix}{n}_attr"}
     return frozenset(names)

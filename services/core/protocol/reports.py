@@ -117,6 +117,9 @@ class WithdrawalFields(Strict):
 class ReportsRules(Strict):
     primary_timepoint: str = Field(description="the timepoint whose completion means analysed")
     screening_date_field: str
+    received_field: str | None = Field(
+        None, description="yes/no on the withdrawal form (every event): the participant started "
+                          "the allocated module; null: not recorded")
     recruitment: RecruitmentPlan
     withdrawal: WithdrawalFields
     feasibility: list[Criterion] = Field(min_length=1)

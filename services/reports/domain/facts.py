@@ -25,6 +25,7 @@ class ParticipantFacts:
     withdrawn_on: date | None = None
     withdrawal_reason: str | None = None  # a reason key of the protocol
     preventable: bool | None = None
+    received_on: date | None = None  # started the allocated module
 
     @property
     def assessed_on(self) -> date:

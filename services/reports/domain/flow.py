@@ -84,7 +84,7 @@ def enrolment_box(s: Status) -> str:
 
 
 def group_flow(group: str, members: Sequence[Status], *, lost_reasons: Iterable[str],
-               primary: str) -> GroupFlow:
+               primary: str, received_recorded: bool = False) -> GroupFlow:
     ltfu = set(lost_reasons)
     lost = Counter(s.reason for s in members if s.withdrawn and s.reason in ltfu)
     stopped = Counter(s.reason for s in members if s.withdrawn and s.reason not in ltfu)
@@ -99,7 +99,8 @@ def group_flow(group: str, members: Sequence[Status], *, lost_reasons: Iterable[
                      TimepointState.OVERDUE: "missed_primary_timepoint"}.get(state, "awaiting")] += 1
     withdrawn = sum(lost.values()) + sum(stopped.values())
     return GroupFlow(
-        group=group, allocated=len(members), received_intervention=None,
+        group=group, allocated=len(members),
+        received_intervention=sum(s.received for s in members) if received_recorded else None,
         lost_to_follow_up=sum(lost.values()), lost_reasons=dict(sorted(lost.items())),
         discontinued=sum(stopped.values()), discontinued_reasons=dict(sorted(stopped.items())),
         continuing=len(members) - withdrawn, analysed=analysed,
@@ -107,20 +108,24 @@ def group_flow(group: str, members: Sequence[Status], *, lost_reasons: Iterable[
 
 
 def _grouped(randomized: Sequence[Status], key: Callable[[Status], str], order: Sequence[str], *,
-             lost_reasons: Sequence[str], primary: str) -> list[GroupFlow]:
+             lost_reasons: Sequence[str], primary: str, received_recorded: bool
+             ) -> list[GroupFlow]:
     groups: dict[str, list[Status]] = {k: [] for k in order}
     for s in randomized:
         groups.setdefault(key(s), []).append(s)
-    return [group_flow(g, members, lost_reasons=lost_reasons, primary=primary)
+    return [group_flow(g, members, lost_reasons=lost_reasons, primary=primary,
+                       received_recorded=received_recorded)
             for g, members in groups.items()]
 
 
 def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
                  lost_reasons: Iterable[str], arms: Sequence[str] = (),
-                 arm_of: ArmOf | None = None) -> Flow:
+                 arm_of: ArmOf | None = None, received_recorded: bool = False) -> Flow:
     """Pooled flow; with `arm_of` (unblinded callers only) also per arm and per
     cluster × module. A randomized participant the arm map lacks is grouped as
-    `not_in_evaluation` (a pilot participant outside the comparison)."""
+    `not_in_evaluation` (a pilot participant outside the comparison).
+    `received_recorded`: the protocol records who started the allocated module (else
+    "received intervention" is null)."""
     boxes = Counter(enrolment_box(s) for s in cohort)
     randomized = [s for s in cohort if s.randomized]
     excluded = Excluded(boxes["not_meeting_criteria"], boxes["declined"], boxes["other"])
@@ -128,8 +133,10 @@ def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
     flow = Flow(as_of=as_of, assessed=len(cohort), excluded=excluded,
                 excluded_total=excluded.total, awaiting_randomization=boxes["awaiting"],
                 randomized=boxes["randomized"],
-                pooled=group_flow("all", randomized, lost_reasons=reasons, primary=primary),
-                notes=["received the allocated intervention: not recorded on the bus"])
+                pooled=group_flow("all", randomized, lost_reasons=reasons, primary=primary,
+                                  received_recorded=received_recorded),
+                notes=[] if received_recorded
+                else ["received the allocated intervention: not recorded on the bus"])
     if arm_of is None:
         return flow
 
@@ -139,10 +146,11 @@ def consort_flow(cohort: Sequence[Status], *, as_of: date, primary: str,
     def cell(s: Status) -> str:
         return f"{arm_of.cluster.get(s.record) or 'unknown'} / {s.facts.module or 'unknown'}"
 
+    kw = {"lost_reasons": reasons, "primary": primary, "received_recorded": received_recorded}
     return dataclasses.replace(
-        flow, by_arm=_grouped(randomized, arm, arms, lost_reasons=reasons, primary=primary),
-        by_cluster_module=sorted(_grouped(randomized, cell, (), lost_reasons=reasons,
-                                          primary=primary), key=lambda g: g.group))
+        flow, by_arm=_grouped(randomized, arm, arms, **kw),  # type: ignore[arg-type]
+        by_cluster_module=sorted(_grouped(randomized, cell, (), **kw),  # type: ignore[arg-type]
+                                 key=lambda g: g.group))
 
 
 def quantity(cohort: Sequence[Status], name: str, timepoints: Sequence[Timepoint]) -> set[str]:

@@ -63,6 +63,7 @@ class Status:
     baseline_complete: bool
     randomized_on: date | None
     withdrawn: bool
+    received: bool = False  # started the allocated module by `as_of`
     targets: dict[str, date] = field(default_factory=dict)
     states: dict[str, TimepointState] = field(default_factory=dict)
     reminders: dict[str, int] = field(default_factory=dict)  # per completed timepoint
@@ -105,7 +106,8 @@ def status_of(p: ParticipantFacts, done: Iterable[TimepointDone],
     return Status(
         facts=p, as_of=as_of, eligible=p.eligible, consented=bool(p.consent) and consent_day <= as_of,
         declined=p.consent is False, baseline_complete=_on(p.baseline_complete_on, as_of),
-        randomized_on=randomized_on, withdrawn=withdrawn_on is not None, targets=targets,
+        randomized_on=randomized_on, withdrawn=withdrawn_on is not None,
+        received=_on(p.received_on, as_of), targets=targets,
         states=states, reminders=reminders)
 
 

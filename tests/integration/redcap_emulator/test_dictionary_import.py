@@ -23,7 +23,7 @@ def test_perpain_files_build_the_project_step_by_step_through_pycap(
         emulator: RunningEmulator, perpain: PerpainProject) -> None:
     _, token = emulator.emulator.create_empty("PerPAIN via API", longitudinal=True)
     blank = perpain.project(token)
-    assert blank.import_metadata(read("data_dictionary.csv"), import_format="csv") == 289
+    assert blank.import_metadata(read("data_dictionary.csv"), import_format="csv") == 290
     assert blank.import_arms(read("arms.csv"), import_format="csv", override=1) == 1
     assert blank.import_events(read("events.csv"), import_format="csv", override=1) == 5
     assert blank.import_instrument_event_mappings(

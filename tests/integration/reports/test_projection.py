@@ -157,3 +157,23 @@ def test_a_withdrawal_stands_until_its_own_form_is_corrected(engine: Engine) -> 
     run(engine, saved({"record": "G", "instrument": wd, "event": week4, "complete_status": 2,
                        "fields": {"wd_withdrawn": "0"}}, AT + timedelta(days=2)))
     assert row(engine, "G").withdrawn_on is None  # the week-4 form itself was corrected
+
+
+def test_received_intervention_stands_until_its_own_form_is_corrected(engine: Engine) -> None:
+    """"Started the allocated module" on the withdrawal form: a yes counts from its first
+    save; another event's blank form leaves it; its own form's "no" clears it."""
+    wd, field = P.redcap.withdrawal_form, "wd_module_started"
+    assert P.reports is not None and P.reports.received_field == field
+    assert field in reports_fields(P)
+    week4 = P.redcap.unique_event_name(P.timepoints[1].redcap_event)
+    run(engine, saved({"record": "R", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": {"wd_withdrawn": "0", field: "1"}}))
+    run(engine, saved({"record": "R", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": {"wd_withdrawn": "0", field: "1"}}, AT + timedelta(days=3)))
+    assert row(engine, "R").received_on == AT.date()  # the first "yes" stands
+    run(engine, saved({"record": "R", "instrument": wd, "event": BASELINE,
+                       "fields": {"wd_withdrawn": "", field: ""}}, AT + timedelta(days=4)))
+    assert row(engine, "R").received_on == AT.date()
+    run(engine, saved({"record": "R", "instrument": wd, "event": week4, "complete_status": 2,
+                       "fields": {"wd_withdrawn": "0", field: "0"}}, AT + timedelta(days=5)))
+    assert row(engine, "R").received_on is None

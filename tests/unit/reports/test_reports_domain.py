@@ -268,3 +268,22 @@ def test_weeks_start_at_the_first_randomization_even_before_the_planned_start() 
     r = recruitment(cohort_on(facts, TPS, as_of), _plan(planned_start=DAY0 + timedelta(days=7)),
                     as_of=as_of)
     assert [w.cumulative for w in r.weeks] == [1, 1, 2]
+
+
+def test_received_intervention_is_counted_as_of_the_date_when_recorded() -> None:
+    facts = Facts(participants=[randomized("s1", received_on=DAY0 + timedelta(days=3)),
+                                randomized("s2", received_on=DAY0 + timedelta(days=30)),
+                                randomized("s3")])
+    arms = ArmOf(arm={"s1": "personalized", "s2": "personalized", "s3": "non_personalized"},
+                 cluster={"s1": "DYS", "s2": "DYS", "s3": "ID"})
+
+    def flow(day: date, recorded: bool = True):  # type: ignore[no-untyped-def]
+        return consort_flow(cohort_on(facts, TPS, day), as_of=day, primary="t1",
+                            lost_reasons=["lost_to_follow_up"], received_recorded=recorded,
+                            arms=["personalized", "non_personalized"], arm_of=arms)
+
+    assert flow(DAY0 + timedelta(days=10)).pooled.received_intervention == 1
+    later = flow(DAY0 + timedelta(days=40))
+    assert later.pooled.received_intervention == 2 and later.notes == []
+    assert [g.received_intervention for g in later.by_arm or []] == [2, 0]
+    assert flow(AS_OF, recorded=False).pooled.received_intervention is None

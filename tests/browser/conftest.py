@@ -39,7 +39,7 @@ from tests.integration.gateway.support import (
     gateway_settings,
 )
 from tests.support.harness import PROTOCOL, provisioner_bus, test_settings
-from tests.support.sealed import form_saved_for
+from tests.support.sealed import configure_bus_keys, form_saved_for
 
 from .identity_provider import Approvals, provider_app
 
@@ -191,6 +191,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         stack.callback(served.stop)
         sockets = {name: Served.bind() for name in SERVICES}
         urls = {name: Served.url_of(sock) for name, sock in sockets.items()}
+        # Module-wide bus keys: this stack outlives each test's own (autouse) keys.
+        configure_bus_keys(home / "bus-keys", env)
         env.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
         env.setenv("TAILOR_RANDOMIZATION_URL", urls["randomization"])
         apps = {}
@@ -211,6 +213,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         for role in sorted(BEARER_ROLES):
             edge.key_ids[role], edge.keys[role] = edge.issue(role, f"console {role}")
         yield edge
+
+
+@pytest.fixture(autouse=True)
+def bus_keys() -> None:
+    """The stack's module-wide keys (see `edge`) stay in force: fresh keys per test would
+    not be the ones its long-running services hold."""
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ server is a failure, not a skip.
 
 from __future__ import annotations
 
-import base64
 import os
 import uuid
 from collections.abc import Iterator
@@ -16,9 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from services.core.digests import env_name as digest_env
-from services.core.sealing import RECIPIENTS, ensure_bus_keys, env_name, key_files
 from tailor_cli.natsd import NatsServer
+from tests.support.sealed import configure_bus_keys
 
 PG_ADMIN_URL = os.environ.get("TAILOR_TEST_POSTGRES_URL",
                               "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
@@ -79,11 +77,5 @@ def bus_keys(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Monke
     """Every consumer's bus key pair and the digest keys, configured through the environment
     as a deployment does (so SQLite and PostgreSQL runs, and test helpers that seal, agree)."""
     folder = tmp_path_factory.mktemp("bus-keys")
-    ensure_bus_keys(folder)
-    for service in RECIPIENTS:
-        private, public = key_files(folder, service)
-        monkeypatch.setenv(f"{env_name(service, public=False)}_FILE", str(private))
-        monkeypatch.setenv(f"{env_name(service, public=True)}_FILE", str(public))
-    for service in ("gateway", "safety"):
-        monkeypatch.setenv(digest_env(service), base64.b64encode(os.urandom(32)).decode())
+    configure_bus_keys(folder, monkeypatch)
     return folder

@@ -10,8 +10,7 @@ from dataclasses import dataclass
 
 from services.core.roles import Credential, Role, is_allowed
 
-# The reports service's routes (its rules arrive with the service; until then the
-# recruitment page shows what the notifications service reports).
+# The reports service's routes (pooled for blinded roles, per arm for unblinded ones).
 REPORT_ROUTES = {name: f"/api/v1/reports/v1/{name}"
                  for name in ("flow", "feasibility", "recruitment", "retention")}
 
@@ -34,6 +33,7 @@ class Page:
 PAGES: tuple[Page, ...] = (
     Page("today", "Today", "/console/today", (
         ("GET", "/api/v1/notifications/v1/tasks"),
+        ("GET", "/api/v1/notifications/v1/follow-ups"),
         ("GET", "/api/v1/safety/v1/obligations"),
         ("GET", "/api/v1/ops/dead-letters"),
         ("GET", "/api/v1/audit"),
@@ -53,6 +53,7 @@ PAGES: tuple[Page, ...] = (
         ("GET", "/api/v1/randomization/v1/lists"),
         ("GET", "/api/v1/randomization/v1/reports/balance"),
         ("POST", "/api/v1/randomization/v1/allocations/{record}/emergency-unblinding"),
+        ("POST", "/api/v1/randomization/v1/lists/{list_id}/close"),
     )),
     Page("safety", "Safety", "/console/safety", (
         ("GET", "/api/v1/safety/v1/adverse-events"),

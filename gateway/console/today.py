@@ -14,6 +14,10 @@ from .web import PATH, PageRefused, VisitDep, visit_form
 
 router = APIRouter(prefix=f"{PATH}/today", include_in_schema=False)
 TASKS = "/api/v1/notifications/v1/tasks"
+FOLLOW_UPS = "/api/v1/notifications/v1/follow-ups"
+# An unknown e-mail is settled by resending, or by saying it was or was not sent;
+# every other follow-up is simply done.
+RESOLUTIONS = {"unknown_email": ("resend", "sent", "not_sent")}
 OBLIGATIONS = "/api/v1/safety/v1/obligations"
 DEAD_LETTERS = "/api/v1/ops/dead-letters"
 HEALTH = "/api/v1/ops/health"
@@ -33,6 +37,7 @@ async def today(visit: VisitDep) -> Response:
     page = visit.require("today")
     now = datetime.now(UTC)
     tasks = await visit.api.get(TASKS) if visit.may("GET", TASKS) else None
+    follow_ups = await visit.api.get(FOLLOW_UPS) if visit.may("GET", FOLLOW_UPS) else None
     obligations = await visit.api.get(OBLIGATIONS) if visit.may("GET", OBLIGATIONS) else None
     open_obligations = []
     if obligations is not None and obligations.ok:
@@ -42,7 +47,8 @@ async def today(visit: VisitDep) -> Response:
                 open_obligations.append({**row, "countdown": text, "tone": tone})
     dead = await visit.api.get(DEAD_LETTERS, limit=50) if visit.may("GET", DEAD_LETTERS) else None
     health = await visit.api.get(HEALTH) if visit.may("GET", HEALTH) else None
-    return visit.render("today.html", page, tasks=tasks, obligations=obligations,
+    return visit.render("today.html", page, tasks=tasks, follow_ups=follow_ups,
+                        resolutions=RESOLUTIONS, obligations=obligations,
                         open_obligations=open_obligations, dead=dead, health=health,
                         needs_review=await _audited(visit, "allocation", "prediction.needs_review"),
                         write_failures=await _audited(visit, "gateway", "redcap.failed"),
@@ -72,6 +78,17 @@ async def outcome(task_id: str, visit: VisitDep) -> Response:
         body["note"] = form["note"].strip()
     answer = await visit.api.post(f"{TASKS}/{seg(task_id)}/outcome", body)
     return _after(visit, answer, f"Outcome of task {task_id} recorded: {body['outcome']}.")
+
+
+@router.post("/follow-ups/{follow_up_id}/resolve")
+async def resolve(follow_up_id: str, visit: VisitDep) -> Response:
+    visit.require("today")
+    form = await visit_form(visit)
+    body = {"resolution": form.get("resolution", "done")}
+    if form.get("note", "").strip():
+        body["note"] = form["note"].strip()
+    answer = await visit.api.post(f"{FOLLOW_UPS}/{seg(follow_up_id)}/resolve", body)
+    return _after(visit, answer, f"Follow-up {follow_up_id} resolved: {body['resolution']}.")
 
 
 @router.get("/tasks/{task_id}/letter", response_class=HTMLResponse)

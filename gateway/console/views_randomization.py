@@ -1,5 +1,6 @@
-"""Randomization: lists (generate, import, seal, commitment statement, extend, unseal at
-closure with the two-person rule), balance in the form the role may see, and emergency
+"""Randomization: lists (generate, import, seal, commitment statement, extend; closure by
+the study manager, then unsealing with the two-person rule, each step with a reason; the
+unsealed list for unblinded roles), balance in the form the role may see, and emergency
 unblinding with a reason and a confirmation step."""
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ async def randomization(visit: VisitDep) -> Response:
                         can_generate=visit.may("POST", LISTS),
                         can_seal=visit.may("POST", f"{LISTS}/x/seal"),
                         can_extend=visit.may("POST", f"{LISTS}/x/extend"),
+                        can_close=visit.may("POST", f"{LISTS}/x/close"),
                         can_unseal=visit.may("POST", f"{LISTS}/x/unseal"),
+                        can_read_unsealed=visit.may("GET", f"{LISTS}/x/unsealed"),
                         can_unblind=visit.may("POST", UNBLIND))
 
 
@@ -90,11 +93,34 @@ async def extend(list_id: str, visit: VisitDep) -> Response:
     return visit.done(HERE, "error", f"Not extended: {answer.detail}")
 
 
+def _reason(form: dict[str, str], what: str) -> str:
+    reason = form.get("reason", "").strip()
+    if not reason:
+        raise PageRefused(400, "A reason is required", f"reason: say why {what}")
+    return reason
+
+
+@router.post("/lists/close")
+async def close(visit: VisitDep) -> Response:
+    """The study manager ends allocation; only a closed list may be unsealed."""
+    visit.require("randomization")
+    form = await visit_form(visit)
+    list_id = form.get("list_id", "").strip()
+    if not list_id:
+        raise PageRefused(400, "Which list?", "list_id: the id of the sealed list to close")
+    reason = _reason(form, "allocation ends")
+    answer = await visit.api.post(f"{LISTS}/{seg(list_id)}/close", {"reason": reason})
+    if answer.ok:
+        return visit.done(HERE, "ok", f"Allocation on list {list_id} closed; it may now be unsealed.")
+    return visit.done(HERE, "error", f"Not closed: {answer.detail}")
+
+
 @router.post("/lists/{list_id}/unseal")
 async def unseal(list_id: str, visit: VisitDep) -> Response:
     visit.require("randomization")
-    await visit_form(visit)
-    answer = await visit.api.post(f"{LISTS}/{seg(list_id)}/unseal")
+    form = await visit_form(visit)
+    reason = _reason(form, "the list is unsealed")
+    answer = await visit.api.post(f"{LISTS}/{seg(list_id)}/unseal", {"reason": reason})
     if answer.status == 202:
         waiting = ", ".join(answer.body.get("awaiting_roles", []))
         return visit.done(HERE, "ok", f"Unsealing requested; waiting for {waiting} to confirm.")
@@ -111,6 +137,21 @@ async def commitment(list_id: str, visit: VisitDep) -> Response:
     if not answer.ok:
         raise PageRefused(answer.status if answer.status < 500 else 503, "No commitment", answer.detail)
     name = f"commitment-{list_id}.json".replace('"', "")
+    return Response(json.dumps(answer.body, indent=2), media_type="application/json",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/unsealed.json")
+async def unsealed(visit: VisitDep, list_id: str = "") -> Response:
+    """The unsealed list (seed and every slot's arm), for the unblinded roles the table names;
+    the randomization service audits the read."""
+    visit.require("randomization")
+    if not list_id.strip():
+        raise PageRefused(400, "Which list?", "list_id: the id of an unsealed list")
+    answer = await visit.api.get(f"{LISTS}/{seg(list_id.strip())}/unsealed")
+    if not answer.ok:
+        raise PageRefused(answer.status if answer.status < 500 else 503, "No unsealed list", answer.detail)
+    name = f"unsealed-{list_id.strip()}.json".replace('"', "")
     return Response(json.dumps(answer.body, indent=2), media_type="application/json",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 

@@ -40,7 +40,7 @@ from tests.integration.gateway.support import (
     gateway_settings,
 )
 from tests.support.harness import PROTOCOL, provisioner_bus, test_settings
-from tests.support.sealed import form_saved_for
+from tests.support.sealed import configure_bus_keys, form_saved_for
 
 from .identity_provider import Approvals, provider_app
 
@@ -192,6 +192,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         stack.callback(served.stop)
         sockets = {name: Served.bind() for name in SERVICES}
         urls = {name: Served.url_of(sock) for name, sock in sockets.items()}
+        # Module-wide bus keys: this stack outlives each test's own (autouse) keys.
+        configure_bus_keys(home / "bus-keys", env)
         env.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
         # Bus keys for the whole module's stack (the autouse per-test keys come too late
         # for a stack that outlives one test): the test's sealed saves use these as well.
@@ -219,6 +221,12 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         for role in sorted(BEARER_ROLES):
             edge.key_ids[role], edge.keys[role] = edge.issue(role, f"console {role}")
         yield edge
+
+
+@pytest.fixture(autouse=True)
+def bus_keys() -> None:
+    """The stack's module-wide keys (see `edge`) stay in force: fresh keys per test would
+    not be the ones its long-running services hold."""
 
 
 @pytest.fixture(scope="module")

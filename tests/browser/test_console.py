@@ -17,7 +17,7 @@ from gateway.console.pages import PAGES
 from services.core.roles import BEARER_ROLES, Role, is_unblinded
 from tests.integration.gateway.support import Edge, unblinding_words
 
-from .conftest import APPROVALS, RECORDS, console_url, sign_in
+from .conftest import APPROVALS, RECORDS, _until, console_url, sign_in
 
 Stack = tuple[Edge, dict[str, str]]
 
@@ -295,3 +295,122 @@ def test_sign_in_through_the_identity_provider_with_pkce(seeded: Stack, context:
     # The identity provider's answer is good once: a replayed callback signs nobody in.
     replay = httpx.get(f"{console_url(edge)}/console/sign-in/oidc/callback?state=used&code=x")
     assert replay.status_code == 400 and "tailor_console" not in replay.headers.get("set-cookie", "")
+
+
+def test_coordinator_resolves_a_follow_up_on_today(seeded: Stack, browser: Any, context: Any,
+                                                   shots: Path) -> None:
+    edge, _trial = seeded
+    # An emergency unblinding is a fact the team must follow up: notifications opens one.
+    unblinded = edge.call("POST", f"/api/v1/randomization/v1/allocations/{RECORDS[2]}/emergency-unblinding",
+                          "study_manager", json={"reason": "console test: overdose, poison centre asks"})
+    assert unblinded.status_code == 200, unblinded.text
+    [opened] = _until_listed(edge, RECORDS[2])
+    page = context.new_page()
+    sign_in(page, edge, "coordinator")
+    page.goto(f"{console_url(edge)}/console/today")
+    row = page.locator(f"#follow-up-{opened['id']}")
+    assert "emergency unblinded" in row.inner_text()
+    assert _leaked(page.content(), _arm_words(edge)) == []
+    page.screenshot(path=str(shots / "coordinator-follow-ups.png"), full_page=True)
+    row.get_by_label("Note").fill("trial team informed by phone")
+    row.get_by_role("button", name="Resolve").click()
+    page.wait_for_load_state()
+    assert f"Follow-up {opened['id']} resolved: done" in page.locator(".flash").inner_text()
+    assert page.locator(f"#follow-up-{opened['id']}").count() == 0
+    done = edge.call("GET", "/api/v1/notifications/v1/follow-ups", "coordinator",
+                     params={"state": "done"}).json()
+    assert any(f["id"] == opened["id"] and f["resolved_by"] for f in done)
+    # Blinded roles the table does not name see no follow-ups section at all.
+    other = browser.new_context().new_page()
+    sign_in(other, edge, "monitor")
+    other.goto(f"{console_url(edge)}/console/today")
+    assert other.locator("#fu-h").count() == 0
+    other.context.close()
+
+
+@pytest.mark.parametrize("role", ["statistician", "dsmb"])
+def test_recruitment_page_shows_the_reports_flow_and_verdicts(seeded: Stack, context: Any,
+                                                             shots: Path, role: str) -> None:
+    """Against the live reports service: pooled figures for a blinded role, per arm for the DSMB."""
+    edge, _trial = seeded
+    flow = edge.call("GET", "/api/v1/reports/v1/flow", role).json()
+    criteria = edge.call("GET", "/api/v1/reports/v1/feasibility", role).json()
+    assert flow["randomized"] == len(RECORDS) and criteria, (flow, criteria)
+    page = context.new_page()
+    sign_in(page, edge, role)
+    page.goto(f"{console_url(edge)}/console/recruitment")
+    page.screenshot(path=str(shots / f"{role}-recruitment-live.png"), full_page=True)
+    assert page.locator("#reports-unavailable").count() == 0
+    assert page.locator("#flow-randomized").inner_text() == str(flow["randomized"])
+    assert page.locator("#flow-assessed").inner_text() == str(flow["assessed"])
+    assert page.locator("section[aria-labelledby=flow-h] svg").count() == 1
+    for c in criteria:
+        verdict = page.locator(f"#criterion-{c['key']} .verdict").inner_text()
+        assert verdict == (c["verdict"] or "pending"), (c["key"], verdict)
+    per_arm = page.locator("#flow-by-arm tbody tr")
+    if is_unblinded(Role(role)):
+        assert {a["group"] for a in flow["by_arm"]} and per_arm.count() == len(flow["by_arm"])
+        assert _leaked(page.locator("#flow-by-arm").inner_html(), _arm_words(edge))
+    else:
+        assert flow["by_arm"] is None and per_arm.count() == 0
+        assert _leaked(page.content(), _arm_words(edge)) == []
+
+
+def _until_listed(edge: Edge, record: str) -> list[dict[str, Any]]:
+    def listed() -> list[dict[str, Any]]:
+        rows = edge.call("GET", "/api/v1/notifications/v1/follow-ups", "coordinator").json()
+        return [f for f in rows if f["record"] == record and f["kind"] == "emergency_unblinded"]
+    return _until("the follow-up", listed)  # type: ignore[no-any-return]
+
+
+def _post_in_row(page: Any, row: str, label: str, text: str, button: str) -> str:
+    page.locator(row).get_by_label(label).fill(text)
+    page.locator(row).get_by_role("button", name=button).click()
+    page.wait_for_load_state()
+    return page.locator(".flash").inner_text()
+
+
+def test_closure_then_unsealing_by_two_people_each_with_a_reason(seeded: Stack, browser: Any,
+                                                                  shots: Path) -> None:
+    """Last in this module: it ends allocation on the list every other test allocates from."""
+    edge, trial = seeded
+    list_id = trial["list_id"]
+    pages = {}
+    for role in ("study_manager", "statistician", "monitor"):
+        pages[role] = browser.new_context(viewport={"width": 1280, "height": 900},
+                                          accept_downloads=True).new_page()
+        sign_in(pages[role], edge, role)
+        pages[role].goto(f"{console_url(edge)}/console/randomization")
+    # Unsealing is not offered while the list still allocates.
+    assert pages["statistician"].locator(f"#list-{list_id}").get_by_role(
+        "button", name=re.compile("unsealing")).count() == 0
+    manager = pages["study_manager"]
+    manager.get_by_label("List id", exact=True).fill(list_id)
+    manager.get_by_label("Why allocation ends").fill("recruitment target reached")
+    manager.get_by_role("button", name="Close allocation").click()
+    manager.wait_for_load_state()
+    assert f"Allocation on list {list_id} closed" in manager.locator(".flash").inner_text()
+    statistician, monitor = pages["statistician"], pages["monitor"]
+    statistician.reload()
+    flash = _post_in_row(statistician, f"#list-{list_id}", "Reason for unsealing",
+                         "final analysis after database lock", "Request unsealing (at closure)")
+    assert "waiting for monitor" in flash, flash
+    monitor.reload()
+    flash = _post_in_row(monitor, f"#list-{list_id}", "Reason for unsealing",
+                         "checked the lock and the analysis plan", "Confirm unsealing")
+    monitor.screenshot(path=str(shots / "monitor-unsealed.png"), full_page=True)
+    assert f"List {list_id} unsealed and verified" in flash, flash
+    assert _leaked(monitor.content(), _arm_words(edge)) == []  # the monitor stays blinded
+    trail = edge.call("GET", "/api/v1/audit", "monitor", params={"service": "randomization"}).json()
+    reasons = {e["reason"] for e in trail["entries"] if e["reason"]}
+    assert {"recruitment target reached", "final analysis after database lock",
+            "checked the lock and the analysis plan"} <= reasons, reasons
+    # The opened list is read by the unblinded study manager, not by the two who unsealed it.
+    manager.reload()
+    manager.get_by_label("Unsealed list id").fill(list_id)
+    with manager.expect_download() as download:
+        manager.get_by_role("button", name="Download the unsealed list").click()
+    assert _leaked(Path(download.value.path()).read_text(), _arm_words(edge))
+    assert monitor.locator("#unsealed-h").count() == 0
+    for page in pages.values():
+        page.context.close()

@@ -3,13 +3,39 @@ autouse `bus_keys` fixture configured), and read what only a key holder can read
 
 from __future__ import annotations
 
+import base64
+import os
 from pathlib import Path
 
+import pytest
+
+from services.core.digests import env_name as digest_env
 from services.core.events import ClusterAssigned, Envelope, FormSaved, SealedCluster
 from services.core.sealed_events import seal_form_saved
-from services.core.sealing import Keyring, Recipient, load_keyring, load_recipient
+from services.core.sealing import (
+    RECIPIENTS,
+    Keyring,
+    Recipient,
+    ensure_bus_keys,
+    env_name,
+    key_files,
+    load_keyring,
+    load_recipient,
+)
 
 _NOWHERE = Path("/nonexistent")  # keys come from the environment in tests
+
+
+def configure_bus_keys(folder: Path, env: pytest.MonkeyPatch) -> None:
+    """Every consumer's bus key pair and the digest keys, configured through the environment
+    as a deployment does."""
+    ensure_bus_keys(folder)
+    for service in RECIPIENTS:
+        private, public = key_files(folder, service)
+        env.setenv(f"{env_name(service, public=False)}_FILE", str(private))
+        env.setenv(f"{env_name(service, public=True)}_FILE", str(public))
+    for service in ("gateway", "safety"):
+        env.setenv(digest_env(service), base64.b64encode(os.urandom(32)).decode())
 
 
 def recipient(service: str) -> Recipient:

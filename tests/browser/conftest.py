@@ -27,7 +27,6 @@ from services.core.internal_token import ensure_keypair
 from services.core.protocol import load_protocol
 from services.core.roles import BEARER_ROLES, SERVICES, Role
 from services.core.runner import build_app
-from services.core.sealing import RECIPIENTS, ensure_bus_keys, env_name, key_files
 from services.core.settings import ServiceSettings
 from tailor_cli.natsd import NatsServer
 from tests.integration.gateway.support import (
@@ -195,13 +194,6 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         # Module-wide bus keys: this stack outlives each test's own (autouse) keys.
         configure_bus_keys(home / "bus-keys", env)
         env.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
-        # Bus keys for the whole module's stack (the autouse per-test keys come too late
-        # for a stack that outlives one test): the test's sealed saves use these as well.
-        ensure_bus_keys(home / "keys")
-        for service in RECIPIENTS:
-            private, public = key_files(home / "keys", service)
-            env.setenv(f"{env_name(service, public=False)}_FILE", str(private))
-            env.setenv(f"{env_name(service, public=True)}_FILE", str(public))
         env.setenv("TAILOR_RANDOMIZATION_URL", urls["randomization"])
         apps = {}
         for name in SERVICES:

@@ -17,6 +17,8 @@ Framework-free on purpose: the FastAPI dependency lives elsewhere.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import threading
@@ -28,6 +30,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -180,6 +183,12 @@ class InternalTokenSigner:
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
+    def sign_detached(self, message: bytes) -> str:
+        """`kid.signature` over `message` with the gateway's key: what the gateway publishes
+        (its audit heads) can be checked by every service holding the public key."""
+        raw = self._key.sign(message)
+        return f"{self._kid}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+
 
 class InternalTokenVerifier:
     """Verifies tokens addressed to one service; accepts several public keys for rotation."""
@@ -214,6 +223,18 @@ class InternalTokenVerifier:
         if not self._seen.first_use(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
             raise ReplayedTokenError("token was used before")
         return caller
+
+    def verify_detached(self, message: bytes, signature: str | None) -> bool:
+        """Whether `signature` (from `InternalTokenSigner.sign_detached`) is the gateway's."""
+        kid, _, encoded = (signature or "").partition(".")
+        key = self._keys.get(kid)
+        if key is None or not encoded:
+            return False
+        try:
+            key.verify(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)), message)
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
 
     def _claims(self, token: str) -> dict[str, object]:
         key = self._key_for(token)

@@ -9,8 +9,9 @@ directly without a valid token must answer 401; every failure below is an
 
 A token is good for one request: its `routes` claim names, per audience, the one method
 and path it was signed for (so a token seen in transit opens no other route), and each
-verifier accepts a `jti` once (so it cannot be replayed on that route either, within one
-verifying process).
+verifier accepts a `jti` once (so it cannot be replayed on that route either): in its own
+process, and through `shared_seen` (services/core/used_tokens.py) across the replicas that
+share a database.
 
 Framework-free on purpose: the FastAPI dependency lives elsewhere.
 """
@@ -210,9 +211,11 @@ class InternalTokenVerifier:
         self._max_lifetime = max_lifetime
         self._seen = SeenTokens()
 
-    def verify(self, token: str, *, method: str | None = None, path: str | None = None) -> Caller:
+    def verify(self, token: str, *, method: str | None = None, path: str | None = None,
+               shared_seen: Callable[[str, float], bool] | None = None) -> Caller:
         """The caller; with `method` and `path`, only if the token was signed for exactly
-        that request, and only the first time its `jti` is seen."""
+        that request, and only the first time its `jti` is seen — by this process and, with
+        `shared_seen(jti, exp)` (the service's database), by any replica."""
         claims = self._claims(token)
         if method is not None and path is not None:
             routes = claims.get(ROUTES_CLAIM)
@@ -221,6 +224,8 @@ class InternalTokenVerifier:
                 raise WrongRouteError("token was not signed for this method and path")
         caller = self._caller(claims)
         if not self._seen.first_use(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
+            raise ReplayedTokenError("token was used before")
+        if shared_seen is not None and not shared_seen(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
             raise ReplayedTokenError("token was used before")
         return caller
 
@@ -299,7 +304,8 @@ def _optional_str(value: object) -> str | None:
 
 
 def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier, *,
-                       method: str | None = None, path: str | None = None) -> Caller:
+                       method: str | None = None, path: str | None = None,
+                       shared_seen: Callable[[str, float], bool] | None = None) -> Caller:
     """The caller named by an internal-token header value (optionally `Bearer `-prefixed),
     for the request `method` `path` when given."""
     token = (header_value or "").strip()
@@ -310,7 +316,7 @@ def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier
         raise MissingTokenError("no internal token")
     if any(c.isspace() for c in token):
         raise MalformedTokenError("token cannot be decoded")
-    return verifier.verify(token, method=method, path=path)
+    return verifier.verify(token, method=method, path=path, shared_seen=shared_seen)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ add it (an ingress or proxy rewriting REDCap's request), else as `?secret=…`: 
 sends no custom headers. Either is compared in constant time and never logged by Tailor;
 ingress access logs must drop the query string of this route (deploy/README.md). The
 trigger is stored durably before the 200, because REDCap never retries; the data is then
-re-fetched through the API by the trigger worker.
+re-fetched through the API by the trigger worker. Replays of a form's DET merge and are
+fetched at most once per `det_coalesce_seconds` (see `service.enqueue_trigger` for why they
+cannot be dropped outright).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import structlog
 from fastapi import APIRouter, Request
@@ -98,8 +100,9 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
     def store() -> tuple[str, bool]:
         with unit_of_work(kernel.engine) as session:
             # A replay, or a re-save before the form's pending trigger was done, merges.
-            row, stored = service.enqueue_trigger(session, trigger=trigger, body=form,
-                                                  source="det", now=datetime.now(UTC))
+            row, stored = service.enqueue_trigger(
+                session, trigger=trigger, body=form, source="det", now=datetime.now(UTC),
+                coalesce=timedelta(seconds=settings.det_coalesce_seconds))
             return row.id, stored
 
     trigger_id, stored = await asyncio.to_thread(store)

@@ -1,4 +1,4 @@
-"""Tables of the REDCap integration (migrations gateway_0003, gateway_0004)."""
+"""Tables of the REDCap integration (migrations gateway_0003, gateway_0004, gateway_0007)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ class RedcapTrigger(SQLModel, table=True):
         Index("ux_redcap_trigger_pending_form", "form_key", unique=True,
               sqlite_where=PENDING, postgresql_where=PENDING),
         Index("ix_redcap_trigger_due", "status", "next_attempt_at"),
+        Index("ix_redcap_trigger_form_done", "form_key", "done_at"),  # replay coalescing
     )
 
     id: str = Field(primary_key=True)

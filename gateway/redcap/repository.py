@@ -75,3 +75,10 @@ def pending_for_form(session: Session, key: str) -> RedcapTrigger | None:
     return session.exec(select(RedcapTrigger).where(RedcapTrigger.status == "pending",
                                                     RedcapTrigger.form_key == key)
                         .with_for_update()).first()
+
+
+def last_fetched(session: Session, key: str) -> datetime | None:
+    """When a trigger of this form was last done (fetched from REDCap), if ever."""
+    return session.exec(select(func.max(RedcapTrigger.done_at))  # type: ignore[call-overload]
+                        .where(RedcapTrigger.form_key == key,
+                               col(RedcapTrigger.done_at).is_not(None))).one()

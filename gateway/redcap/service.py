@@ -48,32 +48,46 @@ def _retry_at(now: datetime, attempts: int, s: RedcapSettings) -> datetime:
 
 # ── triggers ──────────────────────────────────────────────────────────────
 def enqueue_trigger(session: Session, *, trigger: Trigger, body: dict[str, str], source: str,
-                    now: datetime) -> tuple[RedcapTrigger, bool]:
+                    now: datetime, coalesce: timedelta = timedelta(0)) -> tuple[RedcapTrigger, bool]:
     """Store the trigger, or merge it into the form's pending one (the partial unique index
-    allows one): that fetch reads whatever is saved by then. Returns (row, stored anew)."""
+    allows one): that fetch reads whatever is saved by then. Returns (row, stored anew).
+
+    Replays: a DET body names the form and carries no version, so a replay of an identical
+    DET cannot be told from a real re-save of that form without asking REDCap; dropping it
+    would lose re-saves. Instead a trigger for a form fetched less than `coalesce` ago is
+    due only `coalesce` after that fetch, and everything arriving meanwhile merges into it:
+    however many replays come, a form costs at most one REDCap export per `coalesce`, and a
+    real re-save is still fetched (at most `coalesce` later); unchanged data publishes
+    nothing (the snapshot hash)."""
     key = form_key(trigger.project_id, trigger.record, trigger.event, trigger.instrument,
                    trigger.repeat_instance)
+    due = now
+    if coalesce > timedelta(0):
+        fetched = repository.last_fetched(session, key)
+        if fetched is not None and fetched + coalesce > now:
+            due = fetched + coalesce
     waiting = repository.pending_for_form(session, key)
     if waiting is None:
         try:
             with session.begin_nested():  # a concurrent insert of the same form loses here
-                row = _store(session, trigger=trigger, key=key, body=body, source=source, now=now)
+                row = _store(session, trigger=trigger, key=key, body=body, source=source,
+                             now=now, due=due)
             return row, True
         except IntegrityError:
             waiting = repository.pending_for_form(session, key)
             if waiting is None:
                 raise
-    _merge(session, waiting, source=source, now=now)
+    _merge(session, waiting, source=source, now=now, due=due)
     return waiting, False
 
 
 def _store(session: Session, *, trigger: Trigger, key: str, body: dict[str, str], source: str,
-           now: datetime) -> RedcapTrigger:
+           now: datetime, due: datetime) -> RedcapTrigger:
     row = RedcapTrigger(
         id=uuid4().hex, source=source, form_key=key, project_id=trigger.project_id,
         record=trigger.record, event=trigger.event, instrument=trigger.instrument,
         repeat_instance=trigger.repeat_instance, body=json.dumps(body, sort_keys=True),
-        received_at=now, next_attempt_at=now)
+        received_at=now, next_attempt_at=due)
     session.add(row)
     session.flush()
     audit.append(session, actor=ACTOR, role="redcap", action=f"redcap.{source}_received",
@@ -83,13 +97,14 @@ def _store(session: Session, *, trigger: Trigger, key: str, body: dict[str, str]
     return row
 
 
-def _merge(session: Session, t: RedcapTrigger, *, source: str, now: datetime) -> None:
+def _merge(session: Session, t: RedcapTrigger, *, source: str, now: datetime,
+           due: datetime) -> None:
     """A new save of a form already queued: fetch it (again) soon. A DET lifts a sweep
     finding to DET priority; a merge during a fetch in flight makes the worker fetch again."""
     t.revision += 1
     if source == "det":
         t.source = "det"
-    t.next_attempt_at = min(t.next_attempt_at, now)
+    t.next_attempt_at = min(t.next_attempt_at, due)
     session.add(t)
     audit.append(session, actor=ACTOR, role="redcap", action=f"redcap.{source}_merged",
                  entity_type="redcap_trigger", entity_id=t.id, record=t.record,

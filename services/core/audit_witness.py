@@ -5,8 +5,10 @@
   before the next beacon therefore have at most one commit's window.
 - The gateway witnesses every service's chain (gateway/audit_witness.py). The gateway's own
   chain is witnessed by every other service: each records the gateway's heads in its own
-  chain (`audit.head_witnessed`), forward only. Recording goes one way only — the gateway
-  keeps the heads it witnesses in a table, not in its chain — so beacons do not ping-pong.
+  chain (`audit.head_witnessed`), forward only, and only heads signed with the gateway's
+  internal-token key (which only the gateway holds; services verify with its public key).
+  Recording goes one way only — the gateway keeps the heads it witnesses in a table, not
+  in its chain — so beacons do not ping-pong.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import weakref
 from collections.abc import Callable
 from datetime import datetime
 
+import structlog
 from pydantic import BaseModel
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -30,6 +33,8 @@ from .events import AuditHead, Envelope
 
 APPENDED = "audit_appended"
 WITNESSED = "audit.head_witnessed"
+HEAD_SIGNER = "audit_head_signer"  # kernel.extras: the gateway's `sign_detached`
+log = structlog.get_logger(__name__)
 _watchers: weakref.WeakKeyDictionary[Engine, Callable[[], None]] = weakref.WeakKeyDictionary()
 
 
@@ -76,11 +81,18 @@ def witnessed(session: Session, chain: str) -> WitnessedHeadRead | None:
                              announced_at=after["announced_at"], witnessed_seq=row.seq or 0)
 
 
-def witness_gateway_head(session: Session, env: Envelope, *, service: str) -> bool:
-    """Record the gateway's announced head in this chain if it moves forward."""
+def witness_gateway_head(session: Session, env: Envelope, *, service: str,
+                         verify: Callable[[bytes, str | None], bool]) -> bool:
+    """Record the gateway's announced head in this chain if it moves forward and carries
+    the gateway's signature (`verify`: the internal-token public key); anyone else who can
+    publish on the subject (a provisioner, a forged producer) moves nothing."""
     head = env.payload(AuditHead)
     if head.service != "gateway":
         raise PermanentError(f"an audit head of {head.service!r} on the gateway's subject")
+    if not verify(head.head_message(), head.signature):
+        log.error("audit.gateway_head_refused", length=head.length,
+                  reason="not signed with the gateway's key")
+        return False
     known = witnessed(session, "gateway")
     if known is not None and head.length <= known.length:
         return False

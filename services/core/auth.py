@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from . import used_tokens
 from .errors import DomainError, Forbidden
 from .internal_token import (
     ENV_PUBLIC_KEY,
@@ -50,8 +51,9 @@ def current_caller(request: Request) -> Caller:
     kernel = request.app.state.kernel
     verifier = verifier_for(kernel.name, str(kernel.settings.home.resolve()))
     try:
-        caller = caller_from_header(request.headers.get(HEADER), verifier,
-                                    method=request.method, path=request.url.path)
+        caller = caller_from_header(
+            request.headers.get(HEADER), verifier, method=request.method, path=request.url.path,
+            shared_seen=lambda jti, exp: used_tokens.first_use(kernel.engine, jti, exp))
     except InternalTokenError as exc:
         raise Unauthenticated(str(exc), field=HEADER) from None
     route = request.scope.get("route")

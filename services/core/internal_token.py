@@ -9,14 +9,17 @@ directly without a valid token must answer 401; every failure below is an
 
 A token is good for one request: its `routes` claim names, per audience, the one method
 and path it was signed for (so a token seen in transit opens no other route), and each
-verifier accepts a `jti` once (so it cannot be replayed on that route either, within one
-verifying process).
+verifier accepts a `jti` once (so it cannot be replayed on that route either): in its own
+process, and through `shared_seen` (services/core/used_tokens.py) across the replicas that
+share a database.
 
 Framework-free on purpose: the FastAPI dependency lives elsewhere.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import os
 import threading
@@ -28,6 +31,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import jwt
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
@@ -180,6 +184,12 @@ class InternalTokenSigner:
         }
         return jwt.encode(claims, self._key, algorithm=ALGORITHM, headers={"kid": self._kid})
 
+    def sign_detached(self, message: bytes) -> str:
+        """`kid.signature` over `message` with the gateway's key: what the gateway publishes
+        (its audit heads) can be checked by every service holding the public key."""
+        raw = self._key.sign(message)
+        return f"{self._kid}.{base64.urlsafe_b64encode(raw).decode().rstrip('=')}"
+
 
 class InternalTokenVerifier:
     """Verifies tokens addressed to one service; accepts several public keys for rotation."""
@@ -201,9 +211,11 @@ class InternalTokenVerifier:
         self._max_lifetime = max_lifetime
         self._seen = SeenTokens()
 
-    def verify(self, token: str, *, method: str | None = None, path: str | None = None) -> Caller:
+    def verify(self, token: str, *, method: str | None = None, path: str | None = None,
+               shared_seen: Callable[[str, float], bool] | None = None) -> Caller:
         """The caller; with `method` and `path`, only if the token was signed for exactly
-        that request, and only the first time its `jti` is seen."""
+        that request, and only the first time its `jti` is seen — by this process and, with
+        `shared_seen(jti, exp)` (the service's database), by any replica."""
         claims = self._claims(token)
         if method is not None and path is not None:
             routes = claims.get(ROUTES_CLAIM)
@@ -213,7 +225,21 @@ class InternalTokenVerifier:
         caller = self._caller(claims)
         if not self._seen.first_use(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
             raise ReplayedTokenError("token was used before")
+        if shared_seen is not None and not shared_seen(str(claims["jti"]), float(claims["exp"])):  # type: ignore[arg-type]
+            raise ReplayedTokenError("token was used before")
         return caller
+
+    def verify_detached(self, message: bytes, signature: str | None) -> bool:
+        """Whether `signature` (from `InternalTokenSigner.sign_detached`) is the gateway's."""
+        kid, _, encoded = (signature or "").partition(".")
+        key = self._keys.get(kid)
+        if key is None or not encoded:
+            return False
+        try:
+            key.verify(base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)), message)
+        except (InvalidSignature, binascii.Error, ValueError):
+            return False
+        return True
 
     def _claims(self, token: str) -> dict[str, object]:
         key = self._key_for(token)
@@ -278,7 +304,8 @@ def _optional_str(value: object) -> str | None:
 
 
 def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier, *,
-                       method: str | None = None, path: str | None = None) -> Caller:
+                       method: str | None = None, path: str | None = None,
+                       shared_seen: Callable[[str, float], bool] | None = None) -> Caller:
     """The caller named by an internal-token header value (optionally `Bearer `-prefixed),
     for the request `method` `path` when given."""
     token = (header_value or "").strip()
@@ -289,7 +316,7 @@ def caller_from_header(header_value: str | None, verifier: InternalTokenVerifier
         raise MissingTokenError("no internal token")
     if any(c.isspace() for c in token):
         raise MalformedTokenError("token cannot be decoded")
-    return verifier.verify(token, method=method, path=path)
+    return verifier.verify(token, method=method, path=path, shared_seen=shared_seen)
 
 
 # --- keys -------------------------------------------------------------------------------

@@ -189,7 +189,7 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
     tasks.append(asyncio.create_task(relay.run(kernel.stop), name="outbox-relay"))
     if spec.name != "gateway":
         witness = audit_witness.gateway_heads(spec.name)
-        consumers.append(Consumer(witness.durable, witness.subjects, _gateway_witness(spec.name)))
+        consumers.append(Consumer(witness.durable, witness.subjects, _gateway_witness(kernel)))
     for consumer in consumers:
         bus.start_consumer(to_spec(consumer, engine, spec.name, wake=relay.wake,
                                    default_max_deliver=config.max_deliver), kernel.stop)
@@ -235,8 +235,10 @@ def record_start(kernel: Kernel) -> None:
                             "protocol_sha256": hashlib.sha256(raw).hexdigest()})
 
 
-def stage_audit_head(engine: Engine, service: str, published: int) -> int:
-    """Stage a beacon through the outbox when the chain grew since the last one."""
+def stage_audit_head(engine: Engine, service: str, published: int,
+                     sign: Callable[[bytes], str] | None = None) -> int:
+    """Stage a beacon through the outbox when the chain grew since the last one; `sign`
+    (the gateway's key) signs it so its witnesses can tell it from a forgery."""
     with unit_of_work(engine) as session:
         last = audit.head(session)
         length = (last.seq or 0) if last else 0
@@ -246,14 +248,19 @@ def stage_audit_head(engine: Engine, service: str, published: int) -> int:
         if session.get(OutboxMessage, event_id) is None:
             event = AuditHead(service=service, length=length, head_hash=last.hash,
                               at=datetime.now(UTC))
+            if sign is not None:
+                event = event.model_copy(update={"signature": sign(event.head_message())})
             enqueue(session, event, producer=service, event_id=event_id,
                     subject=AuditHead.subject.format(service=service))
         return length
 
 
-def _gateway_witness(service: str) -> Callable[[Any, Any], None]:
+def _gateway_witness(kernel: Kernel) -> Callable[[Any, Any], None]:
+    """Records only heads signed with the gateway's key (the internal-token key pair)."""
     def handle(session: Any, env: Any) -> None:
-        audit_witness.witness_gateway_head(session, env, service=service)
+        verifier = verifier_for(kernel.name, str(kernel.settings.home.resolve()))
+        audit_witness.witness_gateway_head(session, env, service=kernel.name,
+                                           verify=verifier.verify_detached)
     return handle
 
 
@@ -276,7 +283,7 @@ async def audit_beacon(kernel: Kernel) -> None:
         appended.clear()
         try:
             length = await asyncio.to_thread(stage_audit_head, kernel.engine, kernel.name,
-                                             published)
+                                             published, kernel.extras.get(audit_witness.HEAD_SIGNER))
             if length != published:
                 kernel.relay.wake()
                 metrics.AUDIT_LENGTH.labels(kernel.name).set(length)

@@ -86,6 +86,11 @@ class AuditHead(Event):
     length: int
     head_hash: str
     at: datetime
+    # The gateway's own heads carry its Ed25519 signature (`kid.sig`) over `head_message`.
+    signature: str | None = None
+
+    def head_message(self) -> bytes:
+        return f"tailor-audit-head\n{self.service}\n{self.length}\n{self.head_hash}".encode()
 
 
 class RedcapWriteFailed(Event):

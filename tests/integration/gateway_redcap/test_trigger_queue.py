@@ -125,6 +125,37 @@ def test_a_save_merged_during_a_fetch_is_fetched_again(engine) -> None:  # type:
                                     protocol=PROTOCOL, keys=keys) == "unchanged"
 
 
+def test_replays_of_a_fetched_forms_det_cost_one_fetch_per_window(engine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 12 item 14: after a form was fetched, replays of its DET are not fetched at
+    once: they wait out the window in one pending trigger (one REDCap export however many
+    replays), and that trigger is still fetched, so a real re-save is never lost."""
+    window = timedelta(seconds=5)
+    fetched = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        session.add(_row(FORM, "det", fetched - timedelta(seconds=1), status="unchanged"))
+        session.flush()
+        done = session.exec(select(RedcapTrigger)).one()
+        done.done_at = fetched
+    now = fetched + timedelta(seconds=1)
+    stored = []
+    for n in range(20):  # a flood of identical DETs
+        with unit_of_work(engine) as session:
+            stored.append(service.enqueue_trigger(session, trigger=FORM, body={}, source="det",
+                                                  now=now + timedelta(milliseconds=n),
+                                                  coalesce=window)[1])
+    assert stored.count(True) == 1
+    with Session(engine) as session:
+        assert repository.due_triggers(session, now + timedelta(seconds=1)) == []
+        [due] = repository.due_triggers(session, fetched + window)
+        assert due.status == "pending" and due.revision == 19
+    other = Trigger(PROJECT_ID, "3002", "consent", "t0_baseline", None)
+    with unit_of_work(engine) as session:  # a form never fetched is due at once
+        service.enqueue_trigger(session, trigger=other, body={}, source="det", now=now,
+                                coalesce=window)
+    with Session(engine) as session:
+        assert [t.record for t in repository.due_triggers(session, now)] == ["3002"]
+
+
 def test_migration_collapses_pending_duplicates(database_url: str) -> None:
     """Databases from before gateway_0004 may hold several pending triggers for a form:
     the oldest stays pending, the others are marked merged, and the index is built."""

@@ -6,6 +6,7 @@ for a service's chain and for the gateway's own, which the services witness."""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -14,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import FastAPI
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 from typer.testing import CliRunner
 
 from gateway.app import create_app
@@ -25,8 +27,10 @@ from gateway.auth.key_repository import create_key
 from gateway.models import WitnessedHead
 from gateway.settings import GatewaySettings
 from services.core import audit, audit_witness
+from services.core.audit import AuditEntry
 from services.core.db import unit_of_work
 from services.core.events import AuditHead, Envelope
+from services.core.internal_token import InternalTokenSigner
 from services.core.roles import Role
 from services.core.runner import ServiceSpec
 from services.core.settings import ServiceSettings
@@ -159,6 +163,46 @@ async def test_the_gateways_own_chain_is_witnessed_and_its_truncation_detected(
         offline = await asyncio.to_thread(_offline, tmp_path)
         assert offline["gateway"].truncated and offline["gateway"].witnessed.length == length
         assert offline["allocation"].problem is None
+
+
+async def test_a_gateway_head_not_signed_by_the_gateway_does_not_move_a_services_witness(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """The provisioner can publish on the gateway's subject; without the gateway's key its
+    head (unsigned, or signed with another key) is refused and the real heads still land."""
+    async with pair(tmp_path, nats_server) as p:
+        await asyncio.to_thread(_append, p.gateway_engine, 2)
+
+        def service_witness() -> tuple[int, str] | None:
+            with Session(p.service.kernel.engine) as session:
+                seen = audit_witness.witnessed(session, "gateway")
+            return None if seen is None else (seen.length, seen.head_hash)
+
+        await eventually(lambda: asyncio.to_thread(
+            lambda: service_witness() == _head(p.gateway_engine)))
+        real = await asyncio.to_thread(service_witness)
+        stranger = InternalTokenSigner(Ed25519PrivateKey.generate())
+        unsigned = AuditHead(service="gateway", length=10**12, head_hash="f" * 64,
+                             at=datetime.now(UTC))
+        wrong = unsigned.model_copy(update={
+            "length": 10**12 + 1, "signature": stranger.sign_detached(unsigned.head_message())})
+        admin = provisioner_bus(nats_server.url)
+        await admin.connect(attempts=20)
+        subject = AuditHead.subject.format(service="gateway")
+        for n, forged in enumerate((unsigned, wrong)):
+            envelope = Envelope(subject=subject, producer="gateway",
+                                data=forged.model_dump(mode="json"))
+            await admin.publish(subject, envelope.model_dump_json().encode(), msg_id=f"forged-{n}")
+        await admin.close()
+        await asyncio.to_thread(_append, p.gateway_engine, 1)  # a real head after the forged ones
+        await eventually(lambda: asyncio.to_thread(
+            lambda: service_witness() == _head(p.gateway_engine)))
+        seen = await asyncio.to_thread(service_witness)
+        assert real is not None and seen is not None and real[0] < seen[0] < 10**12
+        with Session(p.service.kernel.engine) as session:
+            rows = session.exec(select(AuditEntry).where(
+                AuditEntry.action == audit_witness.WITNESSED)).all()
+            recorded = [json.loads(e.after or "{}")["length"] for e in rows]
+        assert all(length < 10**12 for length in recorded), recorded
 
 
 def test_audit_verify_command_exit_status(tmp_path: Path) -> None:

@@ -1,7 +1,7 @@
 """Internal-token ids already accepted, shared by every replica on this database.
 
-Revision ID: reports_0004
-Revises: reports_0003
+Revision ID: reports_0005
+Revises: reports_0004
 
 Frozen: written out in full rather than calling a helper.
 """
@@ -9,8 +9,8 @@ Frozen: written out in full rather than calling a helper.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "reports_0004"
-down_revision = "reports_0003"
+revision = "reports_0005"
+down_revision = "reports_0004"
 branch_labels = None
 depends_on = None
 

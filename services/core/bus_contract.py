@@ -61,7 +61,9 @@ def _declared() -> list[tuple[str, str]]:
     pairs = []
     for cls in _event_classes():
         producer = cls.__module__.removeprefix(EVENTS_MODULE)
-        subject = cls.subject
+        subject = getattr(cls, "subject", None)
+        if subject is None:  # an abstract base (SealedFormSaved): its subclasses name subjects
+            continue
         while "{" in subject and "{service}" not in subject:
             start = subject.index("{")
             subject = subject[:start] + "*" + subject[subject.index("}", start) + 1:]

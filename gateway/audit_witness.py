@@ -18,7 +18,7 @@ from prometheus_client import Counter
 
 from services.core.errors import PermanentError, TransientError
 from services.core.events import AuditHead
-from services.core.internal_token import HEADER, Caller
+from services.core.internal_token import HEADER, Caller, route_of
 from services.core.roles import Role
 
 from .proxy import ServiceUnavailable
@@ -36,7 +36,8 @@ CHECK_SECONDS = 10.0
 
 async def hash_at(runtime: GatewayRuntime, service: str, seq: int) -> str | None:
     """The stored hash of entry `seq` of the service's chain (None: it has no such entry)."""
-    headers = {HEADER: runtime.sign(WITNESS, audience=service, request_id=None)}
+    headers = {HEADER: runtime.sign(WITNESS, audience=service, request_id=None,
+                                    routes={service: route_of("GET", "/v1/audit")})}
     response = await runtime.proxy.send(service, "GET", "/v1/audit", headers=headers,
                                         params={"after_seq": seq - 1, "limit": 1})
     if response.status_code != 200:

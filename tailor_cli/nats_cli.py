@@ -49,6 +49,8 @@ def accounts(
 def provision() -> None:
     """Create the streams and every service's durable consumers (idempotent). Uses
     TAILOR_NATS_URL, TAILOR_NATS_CREDS_FILE (the provisioner's seed) and TAILOR_NATS_TLS_*."""
+    from nats.js.errors import APIError
+
     from services.core.bus import TlsFiles
     from services.core.bus_contract import PROVISIONER
     from services.core.settings import settings
@@ -61,8 +63,13 @@ def provision() -> None:
     try:
         run_async(lambda: run(config.nats_url, config.nats_credentials(PROVISIONER),
                               TlsFiles(*files) if files else None))
+    except APIError as exc:  # the server refused a stream or consumer: say which setting
+        console.print(f"[red]not provisioned[/red]: TAILOR_NATS_STREAM_REPLICAS="
+                      f"{config.nats_stream_replicas} / TAILOR_NATS_STREAM_MAX_BYTES: JetStream "
+                      f"refused the streams: {exc.description or type(exc).__name__}", soft_wrap=True)
+        raise typer.Exit(1) from None
     except Exception as exc:  # refused or unreachable: say so, no traceback
-        console.print(f"[red]not provisioned[/red]: {exc!r} — are these the provisioner's "
-                      "credentials (TAILOR_NATS_CREDS_FILE)?")
+        console.print(f"[red]not provisioned[/red]: {exc} — are these the provisioner's "
+                      "credentials (TAILOR_NATS_CREDS_FILE)?", soft_wrap=True)
         raise typer.Exit(1) from None
     console.print(f"[green]provisioned[/green] {config.nats_url}")

@@ -16,7 +16,9 @@ from pathlib import Path
 from pydantic import AliasChoices, ValidationError
 from pydantic_settings import BaseSettings
 
+from services.core.digests import env_name as digest_env
 from services.core.sealing import RECIPIENTS
+from services.core.sealing import env_name as sealing_env
 from services.core.settings import (
     SERVICES,
     ServiceSettings,
@@ -32,8 +34,10 @@ class Variable:
     default: str
     meaning: str
     secret: bool = False
+    files: bool = False  # not secret, but may come from a file too (`<NAME>_FILE`)
 
 
+DIGEST_HOLDERS = ("gateway", "safety")  # the processes that load a digest key
 # Read with os.environ rather than through a settings class.
 DIRECT = (
     Variable("TAILOR_INTERNAL_TOKEN_PRIVATE_KEY", "embedded: `$TAILOR_HOME/keys`",
@@ -43,28 +47,21 @@ DIRECT = (
              True),
     Variable("TAILOR_RANDOMIZATION_LIST_KEY", "embedded: `$TAILOR_HOME/keys`",
              "randomization: AES-256 key of the sealed lists, base64 (`_FILE`: path)", True),
-    # The bus's NATS authentication and TLS (credentials file per service, server CA,
-    # client certificate), mounted from Secrets.
-    Variable("TAILOR_NATS_CREDS_FILE", "none (embedded: generated)",
-             "NATS user credentials (JWT + NKey seed) of this service", True),
-    Variable("TAILOR_NATS_TLS_CA_FILE", "none", "CA that signed the NATS servers' certificates"),
-    Variable("TAILOR_NATS_TLS_CERT_FILE", "none", "client certificate for NATS (mutual TLS)"),
-    Variable("TAILOR_NATS_TLS_KEY_FILE", "none", "key of the NATS client certificate", True),
+    # Sealed bus payloads: each consumer's private key stays in its own pod; producers
+    # (the gateway; allocation for randomization) hold the consumers' public keys.
+    *(Variable(sealing_env(s, public=False), "embedded: `$TAILOR_HOME/keys`",
+               f"{s} only: its X25519 PEM key that opens bus payloads sealed to it "
+               "(`_FILE`: path)", True) for s in RECIPIENTS),
+    *(Variable(sealing_env(s, public=True), "embedded: `$TAILOR_HOME/keys`",
+               f"{'allocation' if s == 'randomization' else 'gateway'}: the public bus key of {s} "
+               "(PEM), to seal payloads to it (`_FILE`: path)", files=True) for s in RECIPIENTS),
+    *(Variable(digest_env(s), "embedded: `$TAILOR_HOME/keys`",
+               f"{s} only: key of its digests of blinded data, base64 of 32 bytes "
+               "(`_FILE`: path)", True) for s in DIGEST_HOLDERS),
     *(Variable(f"TAILOR_{s.upper()}_URL", "set by `tailor up`",
-               f"where {s} listens (read by the gateway; safety reads the randomization URL)")
+               f"where {s} listens (read by the gateway; safety and reports read the randomization URL)")
       for s in SERVICES if s != "gateway"),
     Variable("TAILOR_GATEWAY_URL", "set by `tailor up`", "where the gateway listens (`tailor up`)"),
-    # Sealed bus payloads: each consumer's private key in its own pod only; producers hold
-    # the consumers' public keys. Keyed digests of blinded data (HMAC keys).
-    *(Variable(f"TAILOR_{s.upper()}_BUS_KEY", "embedded: `$TAILOR_HOME/keys`",
-               f"{s}: X25519 private key (PEM) that opens payloads sealed to it", True)
-      for s in RECIPIENTS),
-    *(Variable(f"TAILOR_{s.upper()}_BUS_PUBLIC_KEY", "embedded: `$TAILOR_HOME/keys`",
-               f"producers sealing to {s}: its X25519 public key (PEM)", True)
-      for s in RECIPIENTS),
-    *(Variable(f"TAILOR_{s.upper()}_DIGEST_KEY", "embedded: `$TAILOR_HOME/keys`",
-               f"{s}: HMAC key of its digests of blinded data", True)
-      for s in ("gateway", "safety")),
     Variable("TAILOR_NATS_PORT", "free port", "`tailor up`: port of the embedded nats-server"),
     *(Variable(f"TAILOR_{sim.upper()}_PORT", "free port", f"`tailor up`: port of the {sim} simulator")
       for sim in ("redcap", "smtp", "sms")),
@@ -84,8 +81,8 @@ def _settings_classes() -> list[tuple[str, type[BaseSettings]]]:
     return [("TAILOR_", Settings),
             *((f"TAILOR_{s.upper()}_", ServiceSettings) for s in SERVICES),
             ("TAILOR_GATEWAY_", GatewaySettings), ("TAILOR_REDCAP_", RedcapSettings),
-            ("TAILOR_NOTIFICATIONS_", NotificationSettings), ("TAILOR_SAFETY_", SafetyConfig),
-            ("TAILOR_REPORTS_", ReportsConfig), ("TAILOR_CONSOLE_", ConsoleSettings)]
+            ("TAILOR_CONSOLE_", ConsoleSettings), ("TAILOR_NOTIFICATIONS_", NotificationSettings),
+            ("TAILOR_SAFETY_", SafetyConfig), ("TAILOR_REPORTS_", ReportsConfig)]
 
 
 def _default(field: object) -> str:
@@ -125,7 +122,7 @@ def catalogue() -> list[Variable]:
 def known_names(variables: Iterable[Variable] | None = None) -> frozenset[str]:
     rows = list(variables if variables is not None else catalogue())
     names = {v.name for v in rows}
-    names |= {f"{v.name}_FILE" for v in rows if v.secret}  # every secret may come from a file
+    names |= {f"{v.name}_FILE" for v in rows if v.secret or v.files}  # secrets and keys as files
     return frozenset(names)
 
 

@@ -62,7 +62,7 @@ def _declared() -> list[tuple[str, str]]:
     for cls in _event_classes():
         producer = cls.__module__.removeprefix(EVENTS_MODULE)
         subject = getattr(cls, "subject", None)
-        if subject is None:  # an abstract base (SealedFormSaved): its subclasses declare
+        if subject is None:  # an abstract base (SealedFormSaved): its subclasses name subjects
             continue
         while "{" in subject and "{service}" not in subject:
             start = subject.index("{")

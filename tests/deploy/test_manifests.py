@@ -18,7 +18,8 @@ from .conftest import K8S, ROOT, TARGETS, rendered, rendered_text, tool
 pytestmark = pytest.mark.deploy
 KUBERNETES_VERSION = "1.30.0"  # the oldest minor the deployment supports
 OPERATOR_KINDS = {"ServiceMonitor", "PodMonitor", "PrometheusRule"}  # CRDs: checked below
-SERVICES = ("gateway", "allocation", "randomization", "notifications", "safety")
+SERVICES = ("gateway", "allocation", "randomization", "notifications", "safety", "reports")
+CONSUMERS = ("allocation", "randomization", "notifications", "safety", "reports")
 # Image tags are set per release in the overlays; a site pins digests at deploy time
 # (`kustomize edit set image tailor=…@sha256:…`), so "image should use digest" is skipped.
 CHECKOV_SKIPS = ("CKV_K8S_43",)
@@ -29,7 +30,7 @@ def by_kind(docs: list[dict], kind: str) -> dict[str, dict]:
 
 
 def pod_spec(docs: list[dict], name: str) -> dict:
-    workloads = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet")
+    workloads = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet") | by_kind(docs, "Job")
     return workloads[name]["spec"]["template"]["spec"]
 
 
@@ -136,16 +137,76 @@ def test_every_tailor_variable_in_the_manifests_is_a_known_setting(target: str) 
     for d in docs:
         if d["kind"] == "ConfigMap":
             names |= {k: "" for k in d.get("data", {}) if k.startswith("TAILOR_")}
-        if d["kind"] in ("Deployment", "StatefulSet"):
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
             spec = d["spec"]["template"]["spec"]
             for c in [*spec.get("initContainers", []), *spec["containers"]]:
                 names |= env_of(c)
     assert unknown_variables(names) == []
 
 
-def test_safety_is_given_the_randomization_url() -> None:
-    env = env_of(pod_spec(rendered("base"), "safety")["containers"][0])
-    assert env["TAILOR_RANDOMIZATION_URL"] == "http://randomization:8000"
+def test_safety_and_reports_are_given_the_randomization_url() -> None:
+    for name in ("safety", "reports"):
+        env = env_of(pod_spec(rendered("base"), name)["containers"][0])
+        assert env["TAILOR_RANDOMIZATION_URL"] == "http://randomization:8000"
+    assert config(rendered("base"), "tailor-gateway-settings")["TAILOR_REPORTS_URL"] == \
+        "http://reports:8000"
+
+
+def _mounted_secrets(spec: dict) -> set[str]:
+    """Secrets a pod mounts, directly or through a projected volume."""
+    found = secret_names(spec)
+    for volume in spec.get("volumes", []):
+        found |= {s["secret"]["name"] for s in volume.get("projected", {}).get("sources", [])
+                  if "secret" in s}
+    return found
+
+
+def _key_file(env: dict[str, str], name: str, spec: dict) -> str:
+    """The file `name` points at, checked to lie on a mounted volume."""
+    path = env[name]
+    [container] = spec["containers"]
+    assert any(path.startswith(m["mountPath"] + "/") for m in container["volumeMounts"]), name
+    return path
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_each_bus_and_digest_key_is_only_where_it_is_used(target: str) -> None:
+    """A consumer's private bus key only in its pod; the public keys with their producers
+    (gateway: the four that read REDCap saves; allocation: randomization's); the digest
+    keys in the gateway and safety. Each from its own Secret."""
+    docs = rendered(target)
+    producers = {"gateway": {"allocation", "notifications", "safety", "reports"},
+                 "allocation": {"randomization"}}
+    for name in SERVICES:
+        spec = pod_spec(docs, name)
+        env = env_of(spec["containers"][0])
+        secrets = _mounted_secrets(spec)
+        private = {c for c in CONSUMERS if f"tailor-{c}-bus-key" in secrets}
+        assert private == ({name} if name in CONSUMERS else set()), name
+        if name in CONSUMERS:
+            _key_file(env, f"TAILOR_{name.upper()}_BUS_KEY_FILE", spec)
+        public = {c for c in CONSUMERS if f"tailor-{c}-bus-public-key" in secrets}
+        assert public == producers.get(name, set()), name
+        for peer in public:
+            _key_file(env, f"TAILOR_{peer.upper()}_BUS_PUBLIC_KEY_FILE", spec)
+        digests = {s for s in SERVICES if f"tailor-{s}-digest-key" in secrets}
+        assert digests == ({name} if name in ("gateway", "safety") else set()), name
+        for holder in digests:
+            _key_file(env, f"TAILOR_{holder.upper()}_DIGEST_KEY_FILE", spec)
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_a_provisioning_job_alone_creates_streams_with_the_provisioner_seed(target: str) -> None:
+    docs = rendered(target)
+    [job] = by_kind(docs, "Job").values()
+    spec = job["spec"]["template"]["spec"]
+    [container] = spec["containers"]
+    assert container["args"] == ["nats", "provision"]
+    assert env_of(container)["TAILOR_NATS_CREDS_FILE"] == "/secrets/nats/tailor.nk"
+    assert secret_names(spec) == {"tailor-nats-provisioner", "tailor-nats-ca"}
+    assert job["spec"]["ttlSecondsAfterFinished"] > 0  # made anew by the next release's apply
+    for name in SERVICES:  # the provisioner's seed is nowhere else
+        assert "tailor-nats-provisioner" not in _mounted_secrets(pod_spec(docs, name))
 
 
 # ── network ───────────────────────────────────────────────────────────────
@@ -182,21 +243,24 @@ def allowed(docs: list[dict], *, source: dict[str, str] | None, source_namespace
 
 
 def pod_labels(docs: list[dict], name: str) -> dict[str, str]:
-    workloads = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet")
+    workloads = by_kind(docs, "Deployment") | by_kind(docs, "StatefulSet") | by_kind(docs, "Job")
     return dict(workloads[name]["spec"]["template"]["metadata"]["labels"])
 
 
 def test_network_policies_allow_exactly_the_needed_paths() -> None:
     docs = rendered("overlays/production")
-    pods = {name: pod_labels(docs, name) for name in (*SERVICES, "nats")}
+    pods = {name: pod_labels(docs, name) for name in (*SERVICES, "nats", "nats-provision")}
 
     def ok(source: str | None, target: str, port: int, ns: str = "tailor") -> bool:
         return allowed(docs, source=pods.get(source or ""), source_namespace=ns,
                        target=target, port=port)
 
     assert ok("safety", "randomization", 8000)  # the DSMB report's arms
+    assert ok("reports", "randomization", 8000)  # per-arm figures for unblinded callers
     assert not ok("safety", "allocation", 8000)
+    assert not ok("reports", "allocation", 8000)
     assert not ok("allocation", "randomization", 8000)
+    assert ok("nats-provision", "nats", 4222)
     for service in set(SERVICES) - {"gateway"}:
         assert ok("gateway", service, 8000)
         assert ok(None, service, 9100, ns="monitoring")
@@ -259,7 +323,7 @@ def test_nats_pods_are_hardened_and_spread() -> None:
     assert {"tailor-nats-auth", "tailor-nats-tls"} <= secret_names(spec)
     for name in SERVICES:
         env = env_of(pod_spec(docs, name)["containers"][0])
-        assert env["TAILOR_NATS_CREDS_FILE"] == f"/secrets/nats/{name}.creds"
+        assert env["TAILOR_NATS_CREDS_FILE"] == f"/secrets/nats/{name}.nk"  # `tailor nats accounts`
         assert f"tailor-nats-{name}" in secret_names(pod_spec(docs, name))
     assert config(docs, "tailor-settings")["TAILOR_NATS_URL"].startswith("tls://")
 

@@ -12,13 +12,12 @@ from sqlmodel import Session, select
 
 from gateway.app import SPEC as GATEWAY
 from gateway.redcap.models import RedcapTrigger, RedcapWrite
-from services.core.bus import Bus
 from services.core.events import Allocated, Envelope
 from services.core.internal_token import PUBLIC_KEY_FILE
 from services.core.runner import ServiceSpec
 from tailor_cli.natsd import NatsServer
 from tests.integration.gateway_redcap.conftest import Stack, stack  # noqa: F401 (fixture)
-from tests.support.harness import eventually, running_service
+from tests.support.harness import eventually, provisioner_bus, running_service
 
 pytestmark = pytest.mark.deploy
 SAFETY_LIKE = ServiceSpec(name="safety", migrations=Path("services/safety/migrations"))
@@ -86,7 +85,7 @@ async def test_det_to_writeback_latency_is_observed_for_det_allocations(stack: S
                       allocated_at=trigger.received_at)
     env = Envelope(subject=Allocated.subject, producer="randomization", record="3002",
                    correlation_id=trigger.id, data=event.model_dump(mode="json"))
-    bus = Bus(stack.nats_url, "test-publisher")
+    bus = provisioner_bus(stack.nats_url, "test-publisher")  # publishes as randomization
     await bus.connect(attempts=10)
     await bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
     await bus.close()

@@ -13,6 +13,9 @@ import pytest
 
 from services.core.bus import BusUnavailable, check_server_version, redact_url
 from services.core.db import make_engine, normalise_database_url
+from services.core.digests import env_name as digest_env
+from services.core.sealing import RECIPIENTS
+from services.core.sealing import env_name as sealing_env
 from tailor_cli.settings_catalog import settings_problem, unknown_variables
 
 pytestmark = pytest.mark.deploy
@@ -54,6 +57,21 @@ def test_known_families_and_secret_files_are_accepted() -> None:
     assert unknown_variables(environ) == []
     assert settings_problem(environ) is None
     assert unknown_variables({"TAILOR_LOG_LEVL": "info"}) == ["TAILOR_LOG_LEVL"]
+
+
+def test_bus_digest_console_and_reports_settings_are_known() -> None:
+    environ = {f"{sealing_env(s, public=public)}_FILE": "/k"
+               for s in RECIPIENTS for public in (True, False)}
+    environ |= {f"{digest_env(s)}_FILE": "/k" for s in ("gateway", "safety")}
+    environ |= {"TAILOR_CONSOLE_IDLE_MINUTES": "30", "TAILOR_CONSOLE_OIDC_CLIENT_ID": "tailor",
+                "TAILOR_REPORTS_DATABASE_URL_FILE": "/db", "TAILOR_REPORTS_URL": "http://r:8000",
+                "TAILOR_REPORTS_METRICS_REFRESH_SECONDS": "15",
+                "TAILOR_REDCAP_SERVICE_USERNAME": "tailor_service"}
+    assert unknown_variables(environ) == []
+    # This test's own environment: the autouse fixture configures every bus and digest key
+    # as a deployment does.
+    assert unknown_variables() == []
+    assert unknown_variables({"TAILOR_SAFETY_BUS_KEYFILE": "/k"}) == ["TAILOR_SAFETY_BUS_KEYFILE"]
 
 
 def test_unreachable_nats_gives_up_after_the_configured_attempts(tmp_path: Path) -> None:

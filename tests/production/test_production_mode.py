@@ -1,7 +1,8 @@
 """Production mode on this machine: a cohort entered through the REDCap emulator reaches
-two replicas of every service on their own PostgreSQL databases over a 3-node NATS cluster;
-one NATS node and one replica of each service are killed mid-cohort; every participant is
-allocated exactly once and nothing is lost."""
+two replicas of every service (reports: one) on their own PostgreSQL databases over a
+3-node NATS cluster with NKey users, TLS and provisioned streams; one NATS node and one
+replica of each replicated service are killed mid-cohort; every participant is allocated
+exactly once and nothing is lost."""
 
 from __future__ import annotations
 
@@ -13,15 +14,19 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import nats
+import nats.errors
 import pytest
+from nats.js.api import StreamInfo
 
-from services.core.bus import STREAM, Bus
+from services.core.bus import DLQ_STREAM, STREAM, Bus
+from services.core.bus_contract import PROVISIONER
 from services.core.protocol import load_protocol
 from sim.cohort import Participant, make_cohort
 from tailor_cli.demo.client import Gateway, issue_keys
 from tailor_cli.demo.pilot import allocations_in_redcap, enter_cohort
 
-from .stack import REPLICAS, SERVICES, ProductionStack, create_databases, drop_databases
+from .stack import REPLICAS, SERVICES, ProductionStack, create_databases, drop_databases, replicas_of
 
 pytestmark = [pytest.mark.production, pytest.mark.postgres, pytest.mark.timeout(1200)]
 PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
@@ -52,20 +57,35 @@ def _allocated_in_redcap(stack: ProductionStack) -> dict[str, dict[str, str]]:
     return allocations_in_redcap(stack.redcap["api_url"], stack.redcap["token"], ALLOC_FIELDS, EVENT)
 
 
-async def _stream_replicas(stack: ProductionStack) -> int:
+async def _stream_info(stack: ProductionStack, stream: str = STREAM) -> StreamInfo:
     assert stack.cluster is not None
-    bus = Bus(stack.cluster.nodes[0].url, "test-observer")
+    bus = Bus(stack.cluster.urls, PROVISIONER, credentials=stack.cluster.seed(PROVISIONER),
+              tls=stack.cluster.tls_files)
     await bus.connect(attempts=5)
     try:
         assert bus.js is not None
-        return (await bus.js.stream_info(STREAM)).config.num_replicas
+        return await bus.js.stream_info(stream)
     finally:
         await bus.close()
 
 
+async def _anonymous_refused(stack: ProductionStack) -> str:
+    """Without a seed the cluster refuses the connection (TLS alone is not enough)."""
+    assert stack.cluster is not None
+    try:
+        nc = await asyncio.wait_for(nats.connect(
+            stack.cluster.nodes[0].url, tls=stack.cluster.tls_files.context(),
+            allow_reconnect=False, connect_timeout=2), 30)
+    except nats.errors.Error as exc:
+        return str(exc)
+    await nc.close()
+    return "connected"
+
+
 def test_every_participant_is_allocated_exactly_once_through_node_and_replica_loss(
         stack: ProductionStack) -> None:
-    assert asyncio.run(_stream_replicas(stack)) == 3  # a lost node loses nothing
+    assert asyncio.run(_stream_info(stack)).config.num_replicas == 3  # a lost node loses nothing
+    assert "Authorization Violation" in asyncio.run(_anonymous_refused(stack))
     gateway = Gateway(stack.url_of("gateway-1"),
                       issue_keys(stack.database_urls["gateway"], ["statistician", "study_manager"]))
     listing = gateway.call("statistician", "POST", "/api/v1/randomization/v1/lists", json={})
@@ -79,7 +99,8 @@ def test_every_participant_is_allocated_exactly_once_through_node_and_replica_lo
     assert stack.cluster is not None
     stack.cluster.nodes[2].kill()
     for service in SERVICES:
-        stack.kill(f"{service}-{REPLICAS}")
+        if replicas_of(service) == REPLICAS:
+            stack.kill(f"{service}-{REPLICAS}")
     enter_cohort(stack.redcap["url"], stack.redcap["project_id"], EVENT, second, duplicates=2)
 
     records = {p.record for p in cohort}
@@ -98,8 +119,11 @@ def test_every_participant_is_allocated_exactly_once_through_node_and_replica_lo
             assert redcap[allocation["record"]][F.allocation_module] == allocation["module"]
     numbers = [redcap[r][F.allocation_number] for r in records]
     assert len(set(numbers)) == len(numbers)  # no slot handed out twice
+    dead = asyncio.run(_stream_info(stack, DLQ_STREAM)).state.messages
+    assert dead == 0, f"{dead} dead letters (see the services' bus.dead_lettered log lines)"
     with httpx.Client() as client:
         ready = client.get(f"{stack.url_of('gateway-1')}/readyz")
     assert ready.status_code == 200, ready.text  # still ready on two of three NATS nodes
     print(f"production mode: {len(records)} participants allocated exactly once "
-          f"({REPLICAS} replicas per service, 3 NATS nodes, one node and one replica each killed)")
+          f"({REPLICAS} replicas per service, reports 1; 3 NATS nodes with NKey users and TLS; "
+          "one node and one replica of each replicated service killed)")

@@ -15,7 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from services.core import dead_letters
-from services.core.bus import Bus
+from services.core.bus import Bus, TlsFiles
+from services.core.bus_contract import PROVISIONER
 from services.core.db import make_engine
 from services.core.errors import DomainError
 from services.core.migrations import run_migrations
@@ -30,7 +31,10 @@ err = Console(stderr=True)
 
 
 async def _bus() -> Bus:
-    bus = Bus(settings().nats_url, "cli-dlq")
+    config = settings()  # replaying another service's fact needs the provisioner's seed
+    tls = config.nats_tls()
+    bus = Bus(config.nats_url, PROVISIONER, credentials=config.nats_credentials(PROVISIONER),
+              tls=TlsFiles(*tls) if tls else None)
     await bus.connect(attempts=3)
     return bus
 

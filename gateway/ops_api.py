@@ -15,9 +15,11 @@ from nats.js import JetStreamContext
 from sqlalchemy.engine import Engine
 
 from services.core import audit, dead_letters
+from services.core.bus_contract import owner_of
 from services.core.db import ping, unit_of_work
 from services.core.errors import DomainError
 from services.core.roles import SERVICES
+from services.core.settings import SERVICES as PROCESSES
 
 from .proxy import ServiceUnavailable
 from .schemas import DeadLetterRead, OpsHealth, ServiceHealth
@@ -94,7 +96,8 @@ async def list_dead_letters(request: Request, caller: GatewayCallerDep,
              summary="Publish a dead letter again on its original subject (audited)")
 async def replay_dead_letter(seq: Annotated[int, Path(ge=1, le=2**63 - 1)], request: Request,
                              caller: GatewayCallerDep) -> DeadLetterRead:
-    letter = await dead_letters.replay(_js(request), seq)
+    letter = await dead_letters.replay(  # the gateway's user may publish only its own facts
+        _js(request), seq, may_publish=lambda subject: owner_of(subject, PROCESSES) == "gateway")
     engine = runtime_of(request).engine
     await asyncio.to_thread(audit_replay, engine, letter, caller.subject, caller.role.value)
     return _read(letter)

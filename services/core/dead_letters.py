@@ -8,6 +8,7 @@ audit the replay.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from nats.js import JetStreamContext
@@ -56,8 +57,11 @@ async def newest(js: JetStreamContext, limit: int) -> list[DeadLetter]:
     return found
 
 
-async def replay(js: JetStreamContext, seq: int) -> DeadLetter:
-    """Publish dead letter `seq` again on its original subject; what was replayed."""
+async def replay(js: JetStreamContext, seq: int,
+                 may_publish: Callable[[str], bool] = lambda _subject: True) -> DeadLetter:
+    """Publish dead letter `seq` again on its original subject; what was replayed.
+    `may_publish`: whether this connection's user may publish that subject (the bus lets a
+    service publish only its own facts; the provisioner may publish any)."""
     try:
         msg = await js.get_msg(DLQ_STREAM, seq)
     except NotFoundError:
@@ -66,6 +70,9 @@ async def replay(js: JetStreamContext, seq: int) -> DeadLetter:
     if not letter.original_subject or not letter.original_subject.startswith("trial.v1."):
         raise Conflict(f"dead letter {seq} is a report for a person, not an event to replay",
                        field="seq")
+    if not may_publish(letter.original_subject):
+        raise Conflict(f"dead letter {seq} is another service's fact: replay it with "
+                       "`tailor dlq replay` under the provisioner's credentials", field="seq")
     await js.publish(letter.original_subject, msg.data or b"",
                      headers={"Nats-Msg-Id": f"replay-dlq-{seq}",
                               "Tailor-Replayed-From": str(seq)})

@@ -142,6 +142,7 @@ class NatsServer:
         conf = self.auth_dir / "server.conf"
         conf.parent.mkdir(parents=True, exist_ok=True)
         conf.write_text("\n".join(lines) + "\n")
+        os.chmod(conf, 0o600)
         return ["-c", str(conf)]
 
     def start(self) -> NatsServer:

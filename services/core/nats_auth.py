@@ -74,6 +74,7 @@ def write_accounts(folder: Path, grants: Sequence[Grant]) -> Path:
             "authorization {\n  users = [\n" + "\n".join(blocks) + "\n  ]\n}\n")
     conf = folder / AUTH_CONF
     conf.write_text(text)
+    os.chmod(conf, 0o600)  # who may do what on the bus: the operator's business only
     return conf
 
 

@@ -188,7 +188,7 @@ def ensure_bus_keys(directory: Path, services: tuple[str, ...] = RECIPIENTS) -> 
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
         if not public_file.exists() or public_file.read_bytes() != public_pem:
             public_file.unlink(missing_ok=True)  # stale: not the half of this private key
-            write_once(public_file, public_pem, 0o644)
+            write_once(public_file, public_pem, 0o600)  # the embedded home is private
 
 
 def load_keyring(service: str, home: Path, *, embedded: bool,

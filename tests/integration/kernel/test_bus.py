@@ -141,7 +141,7 @@ async def test_poison_message_is_terminated_and_dead_lettered(nats_server: NatsS
     letters = await _dead_letters(bus, 1)
     assert attempts == [b"poison"]  # terminated at once, never retried
     assert letters[0].headers["Tailor-Dead-Letter-Reason"] == "terminated"
-    assert letters[0].headers["Tailor-Error"] == "PermanentError: cannot parse"
+    assert letters[0].headers["Tailor-Error"] == "PermanentError"  # its kind; the text is logged
 
     # Inspected and replayed: the consumer gets the original event on its subject again.
     [listed] = await dead_letters.newest(bus.js, 10)

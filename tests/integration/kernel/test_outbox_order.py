@@ -13,12 +13,11 @@ import pytest
 from sqlmodel import Session, select
 
 from services.core import outbox
-from services.core.bus import Bus
 from services.core.db import make_engine, unit_of_work
 from services.core.events import Envelope, Event
 from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import eventually
+from tests.support.harness import eventually, provisioner_bus
 
 MIGRATIONS = Path("gateway/migrations")
 
@@ -42,7 +41,7 @@ def _stage(engine, n: int) -> str:
 
 
 async def test_relay_publishes_in_order_after_a_partial_failure(engine, nats_server: NatsServer) -> None:
-    bus = Bus(nats_server.url, "test")
+    bus = provisioner_bus(nats_server.url, "test")
     await bus.connect(attempts=20)
     await bus.ensure_streams()
     for n in range(5):

@@ -11,6 +11,7 @@ import hashlib
 from sqlmodel import Session
 
 from services.core.audit import canonical_json
+from services.core.bus_contract import DLQ_STREAM
 from services.core.consumers import Consumer
 from services.core.events import (
     AllocationNeedsReview,
@@ -25,7 +26,6 @@ from .follow_ups import open_follow_up
 from .runtime import runtime_of
 from .service import new_message, wake_after_commit
 
-DLQ_STREAM = "TRIAL_DLQ"
 STAFF_ALERT = "staff_alert"
 
 

@@ -199,3 +199,14 @@ class EventTap:
             if loop.time() > deadline:
                 raise AssertionError(f"{len(self.seen)} of {count} events on {self.subject}")
         return self.seen
+
+    async def first(self, matches: Callable[[Envelope], bool],
+                    timeout: float = 20.0) -> Envelope:
+        """The first event that `matches`: a service may publish others on the subject too
+        (a start-up sweep, say) in an order the test does not control."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not (found := [e for e in await self.poll() if matches(e)]):
+            if loop.time() > deadline:
+                raise AssertionError(f"no matching event among {len(self.seen)} on {self.subject}")
+        return found[0]

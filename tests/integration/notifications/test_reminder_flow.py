@@ -46,6 +46,9 @@ async def test_reminders_go_out_on_their_days_across_channels_and_stop_on_comple
         assert await asyncio.to_thread(steps.due, svc.kernel.engine, stack.rt, 100, ()) == []
         stack.move_to(EMAIL_1)
         await eventually(lambda: len(stack.sink.messages) == 1)
+        # Recorded before the clock jumps days ahead: a claim still open then would be judged
+        # a sender that died mid-send (its lease long expired).
+        await eventually(lambda: _state_of(stack, "P-001", 1, "sent"))
         first = stack.sink.messages[0]
         assert first.rcpt_tos == ("P-001@participant.example",)
         assert "week-4 questionnaire" in first.subject
@@ -59,6 +62,7 @@ async def test_reminders_go_out_on_their_days_across_channels_and_stop_on_comple
         await eventually(lambda: _status(stack, "P-001", "in_progress"))
         stack.move_to(EMAIL_2)
         await eventually(lambda: len(stack.sink.messages) == 2)
+        await eventually(lambda: _state_of(stack, "P-001", 2, "sent"))
 
         stack.move_to(SMS_3)
         await eventually(lambda: len(stack.provider.messages) == 1)

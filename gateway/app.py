@@ -9,7 +9,7 @@ from pathlib import Path
 import httpx
 from fastapi import FastAPI
 
-from services.core.runner import ServiceSpec, build_app
+from services.core.runner import Kernel, ServiceSpec, build_app
 from services.core.settings import ServiceSettings, Settings
 
 from . import handlers, openapi, security
@@ -26,7 +26,7 @@ from .redcap import setup as redcap_setup
 from .redcap.api import router as redcap_router
 from .settings import GatewaySettings
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[Kernel] = ServiceSpec(
     name="gateway",
     title="Tailor gateway",
     description="The only public edge of Tailor.",

@@ -74,7 +74,7 @@ async def watch_rights(kernel: Kernel, client: RedcapClient, settings: RedcapSet
 
 def start_rights_watch(kernel: Kernel, client: RedcapClient, settings: RedcapSettings) -> None:
     state = RightsState()
-    kernel.extras.setdefault("readiness", {})[READINESS_KEY] = state.problem
-    kernel.extras.setdefault("tasks", []).append(
+    kernel.readiness[READINESS_KEY] = state.problem
+    kernel.tasks.append(
         asyncio.create_task(watch_rights(kernel, client, settings, state),
                             name="redcap-rights-check"))

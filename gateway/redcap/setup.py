@@ -32,7 +32,7 @@ def start(kernel: Kernel) -> None:
         accepted=RateLimiter(rate=settings.det_rate_per_second, burst=settings.det_burst),
         refused=RateLimiter(rate=settings.det_refused_per_second, burst=settings.det_refused_burst))
     if settings.required:  # production: DETs would be refused, so say so on /readyz
-        kernel.extras.setdefault("readiness", {})["redcap"] = settings.missing
+        kernel.readiness["redcap"] = settings.missing
     if not settings.enabled:
         log.warning("redcap.disabled", reason="TAILOR_REDCAP_API_URL or token not set")
         return

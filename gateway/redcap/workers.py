@@ -74,7 +74,7 @@ def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient
     protocol = kernel.protocol
     trigger_wake: asyncio.Event = kernel.extras["redcap_trigger_wake"]
     write_wake: asyncio.Event = kernel.extras["redcap_write_wake"]
-    tasks = kernel.extras.setdefault("tasks", [])
+    tasks = kernel.tasks
     recovery = Recovery(kernel.engine, settings.recovery_probe_seconds)
 
     def observed(outcome: str) -> str:

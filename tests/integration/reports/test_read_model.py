@@ -105,8 +105,7 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 async def reports(tmp_path: Path, nats_server: NatsServer,
                   database_url: str) -> AsyncIterator[RunningService]:
     async with running_service(SPEC, home=tmp_path, nats_url=nats_server.url,
-                               database_url=database_url) as svc:
-        svc.kernel.extras["now"] = Clock()
+                               database_url=database_url, overrides={"clock": Clock()}) as svc:
         yield svc
 
 

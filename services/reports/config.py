@@ -15,7 +15,6 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-
 class ReportsConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAILOR_REPORTS_", extra="ignore")
 

@@ -10,7 +10,6 @@ from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-
 class SafetyConfig(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TAILOR_SAFETY_", extra="ignore")
 

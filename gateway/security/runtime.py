@@ -85,7 +85,6 @@ class GatewayRuntime:
         self.signer = load_signer(kernel.settings.home, embedded=is_sqlite(kernel.engine),
                                   ttl_seconds=self.settings.internal_token_ttl_seconds)
         self.kernel = kernel
-        kernel.extras["gateway"] = self  # the audit witness reads service chains through it
         # The gateway's heads are signed so the services witnessing its chain can check them.
         kernel.head_signer = self.signer.sign_detached
         log.info("gateway.edge_ready", services=sorted(self.proxy.services),

@@ -70,7 +70,6 @@ class ServiceSpec(Generic[D]):
     # A list, or a factory that builds the consumers from the dependencies.
     consumers: Sequence[Consumer] | Callable[[D], Sequence[Consumer]] = ()
     background: Sequence[Job[D]] = ()
-    on_startup: Sequence[Callable[[Kernel], None]] = ()  # TEMPORARY until every service has a bootstrap
     title: str | None = None
     description: str = ""
     # Its routes check the gateway's internal token: readiness needs the public key.
@@ -125,7 +124,6 @@ class Kernel:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # The gateway signs its audit heads (its witnesses verify them); other services do not.
     head_signer: Callable[[bytes], str] | None = None
-    extras: dict[str, Any] = field(default_factory=dict)  # TEMPORARY
 
     def spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(job, name=name))
@@ -199,8 +197,6 @@ async def start_kernel(spec: ServiceSpec[D], config: Settings, own: ServiceSetti
         kernel.readiness["internal_token_key"] = lambda: _public_key_problem(kernel)
     await asyncio.to_thread(record_start, kernel)
     try:
-        for hook in spec.on_startup:
-            hook(kernel)
         deps = _compose(spec, kernel, overrides)
         consumers = list(spec.consumers(deps) if callable(spec.consumers) else spec.consumers)
         _declared(spec, consumers)

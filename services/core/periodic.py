@@ -18,11 +18,14 @@ Job = Callable[[], object] | Callable[[], Awaitable[object]]
 class Wake:
     """An event that code on worker threads may set: `asyncio.Event.set` is not thread-safe,
     so a set from another thread goes through the loop's `call_soon_threadsafe`. The loop is
-    the one that first waits on it (or `bind`)."""
+    the one it was made on, else the one that first waits on it (or `bind`)."""
 
     def __init__(self) -> None:
         self.event = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        try:
+            self._loop: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:  # made outside a loop (at import, in a test): bound on first wait
+            self._loop = None
 
     def bind(self) -> None:
         """Tie it to the running loop (the waiting side calls this before any thread sets it)."""

@@ -168,7 +168,7 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
 
     from services.reports.metrics import refresh
 
-    await asyncio.to_thread(refresh, reports.kernel)
+    await asyncio.to_thread(refresh, reports.deps)
     metrics = (await reports.client.get("/metrics")).text
     assert "tailor_reports_randomized 10.0" in metrics
     assert 'tailor_reports_retention_ratio{timepoint="week_4"} 0.5' in metrics

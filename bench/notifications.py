@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -128,14 +130,11 @@ class _Clock:
         return datetime.now(UTC) + self.offset
 
 
-def _allocate(kernel: object, records: list[str], at: datetime) -> None:
+def _allocate(rt: Any, records: list[str], at: datetime) -> None:
     from services.core.db import unit_of_work
     from services.core.events import Allocated
     from services.notifications import contacts, service
     from services.notifications.crypto import ContactDetails
-    from services.notifications.runtime import runtime_for
-
-    rt = runtime_for(kernel)  # type: ignore[arg-type]
     for record in records:
         with unit_of_work(rt.kernel.engine) as session:
             contacts.store(session, rt, record, ContactDetails(
@@ -199,9 +198,9 @@ async def dispatch_rates(protocol: TrialProtocol, n: int, m: int
     from services.core.outbox import OutboxRelay
     from services.core.runner import Kernel
     from services.core.settings import ServiceSettings, Settings
-    from services.notifications.app import SPEC, check_reminder_cap
+    from services.notifications.app import SPEC
+    from services.notifications.bootstrap import bootstrap
     from services.notifications.dispatch.loop import Dispatcher
-    from services.notifications.runtime import attach, runtime_for
     from sim.smtp import SmtpSink
 
     sink = SmtpSink().start_in_thread()
@@ -222,13 +221,12 @@ async def dispatch_rates(protocol: TrialProtocol, n: int, m: int
                     engine, Bus("nats://127.0.0.1:1", "notifications"),
                     OutboxRelay(engine, no_publish))
     start = datetime(2025, 2, 6, 9, 0, tzinfo=UTC)  # week-4 e-mail 1 of a 6 January allocation
-    kernel.extras["now"] = clock = _Clock(start)
-    check_reminder_cap(kernel)
-    attach(kernel)
+    clock = _Clock(start)
+    rt = dataclasses.replace(bootstrap(kernel), clock=clock)  # the composition root, as served
     people = [f"B-{i:05d}" for i in range(n)] + [f"P-{i:05d}" for i in range(m)]
-    await asyncio.to_thread(_allocate, kernel, people, datetime(2025, 1, 6, 9, tzinfo=UTC))
+    await asyncio.to_thread(_allocate, rt, people, datetime(2025, 1, 6, 9, tzinfo=UTC))
     await asyncio.to_thread(_make_due, kernel, people, start + timedelta(days=30), 0)
-    dispatcher = Dispatcher(runtime_for(kernel))
+    dispatcher = Dispatcher(rt)
     task = asyncio.create_task(dispatcher.run(kernel.stop))
     try:
         keys = await asyncio.to_thread(_make_due, kernel, people[:n], clock(), 0)

@@ -1,4 +1,4 @@
-"""Composition root of the gateway."""
+"""The gateway: its spec and its edge, assembled by the kernel's `build_app`."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from services.core.settings import ServiceSettings, Settings
 from . import handlers, openapi, security
 from .api import router
 from .audit_api import router as audit_router
+from .bootstrap import GatewayDeps, bootstrap_for, close_on_stop, run_redcap
 from .console import app as console
 from .console.settings import ConsoleSettings
 from .keys_api import router as keys_router
@@ -22,21 +23,22 @@ from .ops_api import router as ops_router
 from .proxy import Proxy
 from .proxy import router as proxy_router
 from .redcap import handlers as redcap_handlers
-from .redcap import setup as redcap_setup
 from .redcap.api import router as redcap_router
 from .settings import GatewaySettings
 
-SPEC = ServiceSpec(
+SPEC: ServiceSpec[GatewayDeps] = ServiceSpec(
     name="gateway",
     title="Tailor gateway",
     description="The only public edge of Tailor.",
     migrations=Path(__file__).parent / "migrations",
     # The gateway's own routes first; the proxy's catch-all `/api/v1/<service>/…` last.
     routers=[router, audit_router, keys_router, ops_router, redcap_router, proxy_router],
-    consumers=lambda kernel: [*handlers.consumers(kernel), *redcap_handlers.consumers(kernel.protocol)],
+    consumers=lambda deps: [*handlers.consumers(deps),
+                            *redcap_handlers.consumers(deps.kernel.protocol)],
     subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED],
     reads_dead_letters=True,
-    on_startup=[redcap_setup.start],
+    bootstrap=bootstrap_for(None),  # create_app gives it the public edge
+    background=[run_redcap, close_on_stop],
     verifies_internal_tokens=False,  # it signs them (its own key is checked at start-up)
 )
 
@@ -52,8 +54,7 @@ def create_app(*, config: Settings | None = None, own: ServiceSettings | None = 
                   connect_timeout=gateway.proxy_connect_timeout_seconds,
                   timeout=gateway.proxy_timeout_seconds, max_connections=gateway.proxy_max_connections)
     runtime = security.GatewayRuntime.from_settings(gateway, proxy)
-    spec = dataclasses.replace(SPEC, on_startup=[*SPEC.on_startup, runtime.start],
-                               background=[*SPEC.background, runtime.close_on_stop])
+    spec = dataclasses.replace(SPEC, bootstrap=bootstrap_for(runtime))
     app = build_app(spec, config=config, own=own)
     app.state.gateway = runtime
     security.install(app, gateway)

@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlmodel import Session
 
 from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.errors import PermanentError
 from services.core.events import AuditHead, Envelope
-from services.core.runner import Kernel
 
 from . import audit_witness, service
 
+if TYPE_CHECKING:
+    from .bootstrap import GatewayDeps
+
 AUDIT_HEADS = Subscription("gateway-audit-heads", ("trial.v1.*.audit_head",))
-RUNTIME = "gateway"  # kernel.extras key of the running edge (set by GatewayRuntime.start)
 
 
 def _head(env: Envelope) -> AuditHead:
@@ -23,11 +26,11 @@ def _head(env: Envelope) -> AuditHead:
     return head
 
 
-def consumers(kernel: Kernel) -> list[Consumer]:
+def consumers(deps: GatewayDeps) -> list[Consumer]:
     async def check(env: Envelope) -> None:
         head = _head(env)
         if head.service != "gateway":
-            await audit_witness.check_head(kernel.extras.get(RUNTIME), head)
+            await audit_witness.check_head(deps.edge, head)
 
     def on_audit_head(session: Session, env: Envelope) -> None:
         head = _head(env)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import structlog
@@ -24,11 +23,11 @@ from fastapi.responses import JSONResponse
 from gateway.auth.rate_limit import RateLimiter
 from services.core.db import unit_of_work
 from services.core.errors import DomainError, Forbidden
-from services.core.http import problem
+from services.core.http import kernel_of, problem
 
 from . import service
+from .deps import RedcapDeps
 from .metrics import DET_RECEIVED
-from .settings import RedcapSettings
 from .trigger import parse_trigger
 
 log = structlog.get_logger(__name__)
@@ -41,10 +40,12 @@ class Unavailable(DomainError):
     title = "REDCap integration not configured"
 
 
-@dataclass(frozen=True)
-class DetLimits:
-    accepted: RateLimiter  # one bucket for every trigger with the right secret
-    refused: RateLimiter  # per sender address, for wrong or missing secrets
+def redcap_of(request: Request) -> RedcapDeps:
+    """The REDCap part of the gateway's dependencies (see gateway/bootstrap.py)."""
+    redcap = getattr(request.app.state.deps, "redcap", None)
+    if not isinstance(redcap, RedcapDeps):
+        raise Unavailable("the REDCap integration is not part of this app")
+    return redcap
 
 
 def _sender(request: Request) -> str:
@@ -65,14 +66,14 @@ def _too_many(limiter: RateLimiter, key: str) -> JSONResponse | None:
 @router.post("/redcap/det", summary="REDCap Data Entry Trigger (secret in a header or the URL)",
              response_description="The trigger is stored; REDCap needs nothing more")
 async def data_entry_trigger(request: Request) -> JSONResponse:
-    kernel = request.app.state.kernel
-    settings: RedcapSettings = kernel.extras["redcap_settings"]
+    kernel, redcap = kernel_of(request), redcap_of(request)
+    settings = redcap.settings
     expected = settings.trigger_secret()
     given = request.headers.get(SECRET_HEADER) or request.query_params.get("secret") or ""
     if expected is None:
         DET_RECEIVED.labels("unknown", "not_configured").inc()
         raise Unavailable("the DET secret is not configured (TAILOR_REDCAP_DET_SECRET)")
-    limits: DetLimits = kernel.extras["redcap_det_limits"]
+    limits = redcap.det_limits
     if not hmac.compare_digest(given.encode(), expected.encode()):
         DET_RECEIVED.labels("unknown", "forbidden").inc()
         limited = _too_many(limits.refused, f"det-refused:{_sender(request)}")
@@ -106,7 +107,7 @@ async def data_entry_trigger(request: Request) -> JSONResponse:
             return row.id, stored
 
     trigger_id, stored = await asyncio.to_thread(store)
-    kernel.extras["redcap_trigger_wake"].set()
+    redcap.trigger_wake.set()
     if not stored:
         DET_RECEIVED.labels(trigger.instrument, "already_pending").inc()
         return JSONResponse({"status": "already_pending", "trigger": trigger_id})

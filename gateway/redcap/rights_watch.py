@@ -10,9 +10,11 @@ interval and the outage is already visible through the sync.
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import structlog
 
+from services.core.periodic import every
 from services.core.runner import Kernel
 
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
@@ -64,17 +66,6 @@ async def check_once(kernel: Kernel, client: RedcapClient, settings: RedcapSetti
 
 async def watch_rights(kernel: Kernel, client: RedcapClient, settings: RedcapSettings,
                        state: RightsState) -> None:
-    while not kernel.stop.is_set():
-        await check_once(kernel, client, settings, state)
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), settings.rights_check_interval_seconds)
-        except TimeoutError:
-            pass
-
-
-def start_rights_watch(kernel: Kernel, client: RedcapClient, settings: RedcapSettings) -> None:
-    state = RightsState()
-    kernel.extras.setdefault("readiness", {})[READINESS_KEY] = state.problem
-    kernel.extras.setdefault("tasks", []).append(
-        asyncio.create_task(watch_rights(kernel, client, settings, state),
-                            name="redcap-rights-check"))
+    """`check_once` at start-up and every `rights_check_interval_seconds` until stop."""
+    await every("redcap.rights_watch", settings.rights_check_interval_seconds,
+                partial(check_once, kernel, client, settings, state), stop=kernel.stop)

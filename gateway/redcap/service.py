@@ -4,7 +4,6 @@ any transaction, then record the outcome in one transaction (state + outbox + au
 from __future__ import annotations
 
 import json
-import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
@@ -15,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from services.core import audit, outbox
+from services.core.backoff import backoff_seconds
 from services.core.db import unit_of_work
 from services.core.digests import DigestKey
 from services.core.events import Allocated, Envelope, FormSaved, RedcapWriteFailed
@@ -42,8 +42,8 @@ class FormKeys:
 
 
 def _retry_at(now: datetime, attempts: int, s: RedcapSettings) -> datetime:
-    ceiling = min(s.retry_cap_seconds, s.retry_base_seconds * 2 ** max(0, attempts - 1))
-    return now + timedelta(seconds=random.uniform(ceiling / 2, ceiling))
+    wait = backoff_seconds(max(1, attempts), base=s.retry_base_seconds, cap=s.retry_cap_seconds)
+    return now + timedelta(seconds=wait)
 
 
 # ── triggers ──────────────────────────────────────────────────────────────

@@ -1,4 +1,5 @@
-"""Start-up of the REDCap integration inside the gateway process."""
+"""The REDCap integration inside the gateway process: `build` makes its dependencies once
+(part of the gateway's composition root), `run` is its background job."""
 
 from __future__ import annotations
 
@@ -13,34 +14,41 @@ from services.core.events import FORM_SAVED_FOR
 from services.core.runner import Kernel
 from services.core.sealing import load_recipient
 
-from .api import DetLimits
 from .client import RedcapClient
-from .rights_watch import start_rights_watch
+from .deps import DetLimits, RedcapDeps
+from .rights_watch import READINESS_KEY, watch_rights
 from .service import FormKeys
 from .settings import RedcapSettings
-from .workers import start_workers
+from .workers import run_workers
 
 log = structlog.get_logger(__name__)
 
 
-def start(kernel: Kernel) -> None:
+def build(kernel: Kernel) -> RedcapDeps:
     settings = RedcapSettings()
-    kernel.extras["redcap_settings"] = settings
-    kernel.extras["redcap_trigger_wake"] = asyncio.Event()
-    kernel.extras["redcap_write_wake"] = asyncio.Event()
-    kernel.extras["redcap_det_limits"] = DetLimits(
+    limits = DetLimits(
         accepted=RateLimiter(rate=settings.det_rate_per_second, burst=settings.det_burst),
         refused=RateLimiter(rate=settings.det_refused_per_second, burst=settings.det_refused_burst))
     if settings.required:  # production: DETs would be refused, so say so on /readyz
-        kernel.extras.setdefault("readiness", {})["redcap"] = settings.missing
+        kernel.readiness["redcap"] = settings.missing
     if not settings.enabled:
         log.warning("redcap.disabled", reason="TAILOR_REDCAP_API_URL or token not set")
+        return RedcapDeps(settings, limits)
+    deps = RedcapDeps(settings, limits, keys=form_keys(kernel),
+                      client=RedcapClient(settings.api_url or "", settings.api_token() or "",
+                                          timeout=settings.timeout_seconds))
+    kernel.readiness[READINESS_KEY] = deps.rights.problem
+    return deps
+
+
+async def run(kernel: Kernel, redcap: RedcapDeps) -> None:
+    """The drains, the sweep and the user-rights watch, until the process stops."""
+    if redcap.client is None or redcap.keys is None:
         return
-    keys = form_keys(kernel)
-    client = RedcapClient(settings.api_url or "", settings.api_token() or "",
-                          timeout=settings.timeout_seconds)
-    start_workers(kernel, settings, client, keys)
-    start_rights_watch(kernel, client, settings)
+    await asyncio.gather(
+        run_workers(kernel, redcap.settings, redcap.client, redcap.keys,
+                    trigger_wake=redcap.trigger_wake, write_wake=redcap.write_wake),
+        watch_rights(kernel, redcap.client, redcap.settings, redcap.rights))
 
 
 def form_keys(kernel: Kernel) -> FormKeys:

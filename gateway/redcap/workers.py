@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import structlog
 from sqlmodel import Session
 
+from services.core.periodic import Wake, every
 from services.core.runner import Kernel
 
 from . import metrics, repository, service
@@ -24,19 +25,12 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _idle(kernel: Kernel, wake: asyncio.Event, seconds: float) -> None:
-    wake.clear()
-    waiter = asyncio.ensure_future(wake.wait())
-    stopper = asyncio.ensure_future(kernel.stop.wait())
-    await asyncio.wait({waiter, stopper}, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
-    waiter.cancel()
-    stopper.cancel()
-
-
-async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[..., str],
-                 wake: asyncio.Event, poll: float, gauge: Callable[[Session], None],
-                 parallel: int) -> None:
-    """Work through due rows: several participants at once, one participant's rows in order."""
+async def _drain(name: str, kernel: Kernel, due: Callable[[Session], list],
+                 work: Callable[..., str], wake: Wake, poll: float,
+                 gauge: Callable[[Session], None], parallel: int) -> None:
+    """Work through due rows: several participants at once, one participant's rows in order;
+    the next batch at once after a non-empty one, else after `poll` or a wake. A failed
+    round is logged and the row stays pending."""
     lanes = asyncio.Semaphore(parallel)
 
     async def lane(items: list) -> None:  # type: ignore[type-arg]
@@ -53,28 +47,23 @@ async def _drain(kernel: Kernel, due: Callable[[Session], list], work: Callable[
             gauge(session)
             return found
 
-    while not kernel.stop.is_set():
-        try:
-            # In a worker thread: on SQLite the read begins with BEGIN IMMEDIATE and may wait
-            # out the busy timeout behind a writer; the event loop must keep serving meanwhile.
-            batch = await asyncio.to_thread(due_now)
-            by_record: dict[str, list] = {}  # type: ignore[type-arg]
-            for item in batch:
-                by_record.setdefault(item.record, []).append(item)
-            await asyncio.gather(*(lane(items) for items in by_record.values()))
-        except Exception as exc:  # keep the loop alive; the row stays pending
-            log.exception("redcap.worker_error", error=repr(exc))
-            batch = []
-        if not batch:
-            await _idle(kernel, wake, poll)
+    async def one_round() -> int:
+        # In a worker thread: on SQLite the read begins with BEGIN IMMEDIATE and may wait
+        # out the busy timeout behind a writer; the event loop must keep serving meanwhile.
+        batch = await asyncio.to_thread(due_now)
+        by_record: dict[str, list] = {}  # type: ignore[type-arg]
+        for item in batch:
+            by_record.setdefault(item.record, []).append(item)
+        await asyncio.gather(*(lane(items) for items in by_record.values()))
+        return len(batch)
+
+    await every(name, poll, one_round, stop=kernel.stop, wake=wake, again_when=bool)
 
 
-def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
-                  keys: service.FormKeys) -> None:
+async def run_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
+                      keys: service.FormKeys, *, trigger_wake: Wake, write_wake: Wake) -> None:
+    """The trigger drain, the write drain and the sweep, until the process stops."""
     protocol = kernel.protocol
-    trigger_wake: asyncio.Event = kernel.extras["redcap_trigger_wake"]
-    write_wake: asyncio.Event = kernel.extras["redcap_write_wake"]
-    tasks = kernel.extras.setdefault("tasks", [])
     recovery = Recovery(kernel.engine, settings.recovery_probe_seconds)
 
     def observed(outcome: str) -> str:
@@ -95,27 +84,25 @@ def start_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient
                                 repository.first_waiting_trigger)
     due_writes = recovery.due("writes", lambda s: repository.due_writes(s, _now()),
                               repository.first_waiting_write)
-    tasks.append(asyncio.create_task(_drain(
-        kernel, due_triggers, fetch, trigger_wake,
-        settings.worker_poll_seconds,
-        lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
-        settings.parallel_requests),
-        name="redcap-triggers"))
-    tasks.append(asyncio.create_task(_drain(
-        kernel, due_writes, write, write_wake,
-        settings.worker_poll_seconds,
-        lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
-        settings.parallel_requests),
-        name="redcap-writes"))
-    tasks.append(asyncio.create_task(
-        _sweeper(kernel, settings, client, trigger_wake, keys, recovery), name="redcap-sweep"))
+    await asyncio.gather(
+        _drain("redcap.triggers", kernel, due_triggers, fetch, trigger_wake,
+               settings.worker_poll_seconds,
+               lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
+               settings.parallel_requests),
+        _drain("redcap.writes", kernel, due_writes, write, write_wake,
+               settings.worker_poll_seconds,
+               lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
+               settings.parallel_requests),
+        _sweeper(kernel, settings, client, trigger_wake, keys, recovery))
 
 
 async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
-                   trigger_wake: asyncio.Event, keys: service.FormKeys, recovery: Recovery) -> None:
+                   trigger_wake: Wake, keys: service.FormKeys, recovery: Recovery) -> None:
     covered = _now()
     metrics.SWEEP_LAG.set_function(lambda: (_now() - covered).total_seconds())
-    while not kernel.stop.is_set():
+
+    async def sweep_once() -> None:
+        nonlocal covered
         started = _now()
         try:
             found = await asyncio.to_thread(service.sweep, kernel.engine, client, kernel.protocol,
@@ -130,9 +117,5 @@ async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClien
             log.warning("redcap.sweep_failed", error=str(exc))
         except RedcapRefused as exc:
             log.warning("redcap.sweep_failed", error=str(exc))
-        except Exception as exc:
-            log.exception("redcap.sweep_error", error=repr(exc))
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), settings.sweep_interval_seconds)
-        except TimeoutError:
-            pass
+
+    await every("redcap.sweep", settings.sweep_interval_seconds, sweep_once, stop=kernel.stop)

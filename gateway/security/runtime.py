@@ -19,7 +19,6 @@ from starlette.types import Scope
 from gateway.auth.oidc import OidcVerifier
 from gateway.auth.rate_limit import RateLimiter
 from gateway.settings import GatewaySettings
-from services.core.audit_witness import HEAD_SIGNER
 from services.core.db import is_sqlite
 from services.core.errors import DomainError
 from services.core.internal_token import (
@@ -86,9 +85,8 @@ class GatewayRuntime:
         self.signer = load_signer(kernel.settings.home, embedded=is_sqlite(kernel.engine),
                                   ttl_seconds=self.settings.internal_token_ttl_seconds)
         self.kernel = kernel
-        kernel.extras["gateway"] = self  # the audit witness reads service chains through it
         # The gateway's heads are signed so the services witnessing its chain can check them.
-        kernel.extras[HEAD_SIGNER] = self.signer.sign_detached
+        kernel.head_signer = self.signer.sign_detached
         log.info("gateway.edge_ready", services=sorted(self.proxy.services),
                  oidc=self.oidc is not None)
 

@@ -6,13 +6,15 @@ Cluster is unblinding data: the prediction routes are open to unblinded roles on
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 
 from services.core.auth import CallerDep
-from services.core.http import SessionDep, kernel_of
+from services.core.http import SessionDep, deps_dependency
 
 from . import service
-from .domain import ClusterPredictor
+from .bootstrap import AllocationDeps
 from .schemas import (
     ActiveModelRead,
     PredictionCreate,
@@ -24,17 +26,16 @@ from .schemas import (
 router = APIRouter(prefix="/v1", tags=["allocation"])
 
 
-def predictor_of(request: Request) -> ClusterPredictor:
-    return kernel_of(request).extras["predictor"]  # type: ignore[no-any-return]
+Deps = Annotated[AllocationDeps, Depends(deps_dependency(AllocationDeps))]
 
 
 @router.post("/predictions", response_model=PredictionResult,
              summary="What-if: predict the cluster for given answers, without storing it")
 def compute_prediction(body: PredictionCreate, caller: CallerDep, session: SessionDep,
-                       request: Request) -> PredictionResult:
-    kernel = kernel_of(request)
+                       deps: Deps) -> PredictionResult:
+    kernel = deps.kernel
     result = service.compute_prediction(
-        session, predictor=predictor_of(request), caller=caller, items=body.items,
+        session, predictor=deps.predictor, caller=caller, items=body.items,
         scales=body.scales, age=body.age, sex=body.sex,
         item_prefix=kernel.protocol.redcap.fields.mpid_item_prefix)
     p = result.prediction
@@ -53,9 +54,9 @@ def read_prediction(record: str, caller: CallerDep, session: SessionDep) -> Stor
 
 @router.get("/models/active", response_model=ActiveModelRead,
             summary="The model in use: version, hash, provenance and training metrics")
-def active_model(caller: CallerDep, request: Request) -> ActiveModelRead:
+def active_model(caller: CallerDep, deps: Deps) -> ActiveModelRead:
     del caller  # authorization only: the summary holds no participant data
-    predictor = predictor_of(request)
+    predictor = deps.predictor
     manifest = predictor.model.manifest
     training = manifest.get("training_data", {})
     return ActiveModelRead(

@@ -9,11 +9,11 @@ from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer, EventHandler
 from services.core.events import Envelope, FormSavedForAllocation
 from services.core.protocol import TrialProtocol
-from services.core.runner import Kernel
 from services.core.sealed_events import open_form_saved
 from services.core.sealing import Keyring, Recipient
 
 from . import service
+from .bootstrap import AllocationDeps
 from .domain import ClusterPredictor
 
 FORM_SAVED = Subscription("allocation-form-saved", (FormSavedForAllocation.subject,))
@@ -34,9 +34,8 @@ def form_saved_handler(protocol: TrialProtocol, predictor: ClusterPredictor, key
     return on_form_saved
 
 
-def consumers(kernel: Kernel) -> list[Consumer]:
-    """Built by the kernel after the start-up hooks, so the verified model and the bus keys
-    are loaded."""
-    handle = form_saved_handler(kernel.protocol, kernel.extras["predictor"],
-                                kernel.extras["bus_keyring"], kernel.extras["randomization_key"])
-    return [Consumer(FORM_SAVED.durable, FORM_SAVED.subjects, handle)]
+def consumers(deps: AllocationDeps) -> list[Consumer]:
+    """Built from what the bootstrap verified and loaded: the model and the bus keys."""
+    handle = form_saved_handler(deps.kernel.protocol, deps.predictor, deps.bus_keyring,
+                                deps.randomization_key)
+    return [Consumer.on(FORM_SAVED, handle)]

@@ -33,7 +33,6 @@ from .events import AuditHead, Envelope
 
 APPENDED = "audit_appended"
 WITNESSED = "audit.head_witnessed"
-HEAD_SIGNER = "audit_head_signer"  # kernel.extras: the gateway's `sign_detached`
 log = structlog.get_logger(__name__)
 _watchers: weakref.WeakKeyDictionary[Engine, Callable[[], None]] = weakref.WeakKeyDictionary()
 

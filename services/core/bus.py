@@ -8,7 +8,7 @@
   to its durables and may only pull from, ack and inspect them (bus_contract.py).
 - Consumers are durable pull consumers with explicit ack. A handler that returns acks; one
   that raises `PermanentError` is dead-lettered and terminated (poison); anything else
-  naks with exponential backoff and jitter, and is dead-lettered on its `max_deliver`-th
+  naks with the kernel's backoff (`backoff.py`), and is dead-lettered on its `max_deliver`-th
   failure. The server redelivers without limit, so a delivery lost with a dead process
   still reaches a live one, which moves it: the service moves its own dead letters from
   the message in hand and never needs to read the stream by sequence number.
@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -45,12 +44,13 @@ from nats.js.api import (
 from nats.js.errors import BadRequestError, NotFoundError
 
 from . import metrics
+from .backoff import backoff_seconds
 from .bus_contract import DLQ_STREAM, STREAM, Subscription, inbox_prefix
 from .errors import PermanentError
 
 log = structlog.get_logger(__name__)
 
-__all__ = ["DLQ_STREAM", "STREAM", "Bus", "ConsumerSpec", "TlsFiles", "backoff_delay"]
+__all__ = ["DLQ_STREAM", "STREAM", "Bus", "ConsumerSpec", "TlsFiles"]
 
 Handler = Callable[[Msg], Awaitable[None]]
 MIN_SERVER = (2, 10)  # multi-subject consumer filters (older servers deliver the whole stream)
@@ -80,12 +80,7 @@ def check_server_version(version: tuple[int, int, int]) -> None:
             f"{MIN_SERVER[0]}.{MIN_SERVER[1]} or newer (multi-subject consumers)")
 
 
-def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 60.0,
-                  rng: random.Random | None = None) -> float:
-    """Exponential backoff with jitter: uniform in [min(base/2, ceiling), ceiling] where
-    ceiling = min(cap, base·2^(attempt-1)); the floor keeps retries from bunching at zero."""
-    ceiling = min(cap, base * 2 ** max(0, attempt - 1))
-    return (rng or random).uniform(min(base / 2, ceiling), ceiling)
+REDELIVERY_CAP_SECONDS = 60.0  # a failing handler is retried at least once a minute
 
 
 @dataclass(frozen=True)
@@ -166,7 +161,7 @@ class Bus:
                     raise BusUnavailable(
                         f"TAILOR_NATS_URL: no NATS server answered at {redact_url(self.url)} "
                         f"after {tried} attempts ({type(exc).__name__})") from None
-                if await _sleep_unless(should_stop, min(5.0, 0.2 * 2 ** tried)):
+                if await _sleep_unless(should_stop, backoff_seconds(tried, base=0.4, cap=5.0)):
                     raise BusUnavailable("stopped while waiting for NATS") from None
         self.nc.options["max_reconnect_attempts"] = -1  # from now on: reconnect forever
         version = self.nc.connected_server_version
@@ -345,7 +340,7 @@ class Bus:
                 outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, exc)
             else:
                 outcome = "nak"
-                delay = backoff_delay(attempt, base=spec.backoff_base)
+                delay = _redelivery_delay(spec, attempt)
                 log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
                             retry_in=round(delay, 2), error=repr(exc))
                 await _quietly(msg.nak(delay=delay))
@@ -373,13 +368,17 @@ class Bus:
                                msg_id=f"dlq-{spec.durable}-{seq}", headers=headers)
         except Exception as exc:
             log.warning("bus.dead_letter_failed", consumer=spec.durable, error=repr(exc))
-            await _quietly(msg.nak(delay=backoff_delay(attempt, base=spec.backoff_base)))
+            await _quietly(msg.nak(delay=_redelivery_delay(spec, attempt)))
             return "nak"
         await _quietly(msg.term())
         metrics.DEAD_LETTERS.labels(self.service, spec.durable, reason).inc()
         log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason,
                   error=repr(error)[:500])
         return "term"
+
+
+def _redelivery_delay(spec: ConsumerSpec, attempt: int) -> float:
+    return backoff_seconds(attempt, base=spec.backoff_base, cap=REDELIVERY_CAP_SECONDS)
 
 
 class _Exhausted(Exception):

@@ -44,6 +44,12 @@ class Consumer:
     # lock is held while it waits; it refuses (PermanentError) or retries like the handler.
     check: Callable[[Envelope], Awaitable[None]] | None = None
 
+    @classmethod
+    def on(cls, subscription: Subscription, handle: EventHandler, **options: object) -> Consumer:
+        """The consumer of a declared subscription (a service's `SUBSCRIPTIONS`)."""
+        return cls(subscription.durable, subscription.subjects, handle,
+                   stream=subscription.stream, **options)  # type: ignore[arg-type]
+
     @property
     def subscription(self) -> Subscription:
         return Subscription(self.durable, self.subjects, self.stream)

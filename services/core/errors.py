@@ -3,6 +3,8 @@ maps them to ack outcomes (transient → nak with backoff, permanent → term)."
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class DomainError(ValueError):
     """A request the rules refuse. `field` names the input at fault, when there is one."""
@@ -14,6 +16,10 @@ class DomainError(ValueError):
         super().__init__(detail)
         self.detail = detail
         self.field = field
+
+    def extensions(self) -> dict[str, Any]:
+        """Further members of its problem+json body (say, every problem of an import)."""
+        return {}
 
 
 class InvalidInput(DomainError):

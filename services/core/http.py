@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import structlog
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger(__name__)
 PROBLEM = "application/problem+json"
+D = TypeVar("D")
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})  # probes and scrapes: no access line
 
 
@@ -41,10 +42,12 @@ def _field_path(loc: tuple[Any, ...]) -> str:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    """The one mapping of errors to RFC 9457 problems: a service's routes raise its typed
+    domain errors (status, title, field, extensions) and never build a problem themselves."""
     @app.exception_handler(DomainError)
     async def _domain(_req: Request, exc: DomainError) -> JSONResponse:
         extra = {"field": exc.field} if exc.field else {}
-        return problem(exc.status, exc.title, exc.detail, **extra)
+        return problem(exc.status, exc.title, exc.detail, **extra, **exc.extensions())
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_req: Request, exc: RequestValidationError) -> JSONResponse:
@@ -130,6 +133,18 @@ def kernel_of(request: Request) -> Kernel:
     return request.app.state.kernel  # type: ignore[no-any-return]
 
 
+def deps_dependency(kind: type[D]) -> Callable[[Request], D]:
+    """A FastAPI dependency returning the service's typed dependencies, built once by its
+    bootstrap (`app.state.deps`): `Annotated[XDeps, Depends(deps_dependency(XDeps))]`."""
+    def deps(request: Request) -> D:
+        built = request.app.state.deps
+        if not isinstance(built, kind):
+            raise TypeError(f"app.state.deps is {type(built).__name__}, not {kind.__name__}")
+        return built
+    deps.__name__ = f"{kind.__name__.lower()}_of"
+    return deps
+
+
 def _session(request: Request) -> Iterator[Session]:
     kernel = kernel_of(request)
     with unit_of_work(kernel.engine) as session:
@@ -162,8 +177,9 @@ def health_router(*, metrics: bool = True) -> APIRouter:
             checks["database"] = f"unreachable: {type(exc).__name__}"
         checks["nats"] = "ok" if kernel.bus.connected else "unreachable"
         # The service's own needs (keys, REDCap…): each check names what is missing or None.
-        for name, check in kernel.extras.get("readiness", {}).items():
-            checks[name] = await asyncio.to_thread(check) or "ok"
+        for name, check in kernel.readiness.items():
+            found: str | None = await asyncio.to_thread(check)
+            checks[name] = found or "ok"
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
                             status_code=200 if ready else 503)

@@ -26,6 +26,7 @@ from sqlmodel import Field, Session, SQLModel, col, select, update
 
 from .db import UtcDateTime, unit_of_work
 from .events import Envelope, Event
+from .periodic import Wake, every
 
 log = structlog.get_logger(__name__)
 
@@ -111,25 +112,13 @@ class OutboxRelay:
         self._publish = publish
         self._batch = batch
         self._poll = poll_seconds
-        self._wake = asyncio.Event()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wake = Wake()
         self._on_backlog = on_backlog or (lambda _n: None)
 
     def wake(self) -> None:
         """Called after a commit that staged events: publish now rather than at the next poll.
-        Safe from any thread (request handlers and consumers commit in worker threads):
-        the event is set on the relay's own loop."""
-        loop = self._loop
-        if loop is None or loop.is_closed():
-            return  # not running yet: its first pass reads what is pending anyway
-        try:
-            running = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._wake.set()
-        else:
-            loop.call_soon_threadsafe(self._wake.set)
+        Safe from any thread (request handlers and consumers commit in worker threads)."""
+        self._wake.set()
 
     def pending(self) -> list[OutboxMessage]:
         with Session(self._engine) as session:
@@ -170,23 +159,10 @@ class OutboxRelay:
         return len(done)
 
     async def run(self, stop: asyncio.Event) -> None:
-        self._loop = asyncio.get_running_loop()
-        while not stop.is_set():
-            self._wake.clear()  # before reading: a wake during the pass is kept for the next
-            try:
-                sent = await self.relay_once()
-            except Exception as exc:  # bus down, database busy: retry at the next poll
-                log.warning("outbox.relay_failed", error=repr(exc))
-                sent = 0
-                await asyncio.sleep(self._poll)
-            if sent:
-                continue
-            waiter = asyncio.ensure_future(self._wake.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait({waiter, stopper}, timeout=self._poll,
-                               return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
+        # A pass that sent something is followed at once by the next (a backlog drains
+        # without waiting); a failed pass (bus down, database busy) waits for the next poll.
+        await every("outbox.relay", self._poll, self.relay_once, stop=stop, wake=self._wake,
+                    again_when=bool)
         await self.flush()
 
     async def flush(self) -> None:

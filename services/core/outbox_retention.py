@@ -14,6 +14,7 @@ from sqlmodel import col
 
 from .db import unit_of_work
 from .outbox import OutboxMessage
+from .periodic import every
 
 log = structlog.get_logger(__name__)
 
@@ -29,16 +30,11 @@ def purge_sent(engine: Engine, *, older_than: timedelta, now: datetime | None = 
 
 async def purge_sent_outbox(engine: Engine, *, keep_days: float, interval_seconds: float,
                             stop: asyncio.Event) -> None:
-    """The periodic job: purge at start, then every `interval_seconds` until `stop`."""
-    while not stop.is_set():
-        try:
-            purged = await asyncio.to_thread(purge_sent, engine,
-                                             older_than=timedelta(days=keep_days))
-            if purged:
-                log.info("outbox.purged", rows=purged, keep_days=keep_days)
-        except Exception as exc:  # database busy or down: try again next round
-            log.warning("outbox.purge_failed", error=repr(exc))
-        try:
-            await asyncio.wait_for(stop.wait(), interval_seconds)
-        except TimeoutError:
-            pass
+    """The periodic job: purge at start, then every `interval_seconds` until `stop` (a
+    failure, database busy or down, is logged and tried again next round)."""
+    def purge() -> None:
+        purged = purge_sent(engine, older_than=timedelta(days=keep_days))
+        if purged:
+            log.info("outbox.purged", rows=purged, keep_days=keep_days)
+
+    await every("outbox.purge", interval_seconds, purge, stop=stop)

@@ -12,10 +12,10 @@ import hashlib
 import threading
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 import uvicorn
@@ -35,12 +35,15 @@ from .logging import configure_logging
 from .migrations import run_migrations
 from .outbox import OutboxMessage, OutboxRelay, enqueue
 from .outbox_retention import purge_sent_outbox
+from .periodic import Wake, idle
 from .protocol import TrialProtocol
 from .settings import ServiceSettings, Settings, service_settings, settings
 
 log = structlog.get_logger(__name__)
 
-Background = Callable[["Kernel"], Coroutine[Any, Any, None]]
+D = TypeVar("D")
+Job = Callable[[D], Coroutine[Any, Any, None]]
+Readiness = Callable[[], str | None]  # names what is missing, or None when ready
 # Set by SIGTERM/SIGINT while `serve` runs: start-up steps that wait (NATS) give up at once.
 SHUTDOWN_REQUESTED = threading.Event()
 
@@ -53,16 +56,20 @@ class StartupError(RuntimeError):
 
 
 @dataclass
-class ServiceSpec:
-    """What makes a service: its name, migrations, routes, consumers and startup hooks."""
+class ServiceSpec(Generic[D]):
+    """What makes a service: its name, migrations, routes, its composition root, consumers
+    and jobs. `bootstrap` (the service's `bootstrap.py`) builds the typed dependencies once
+    from the running kernel; routes read them from `app.state.deps`, and the consumer
+    factory and every job receive them as their argument. Without a bootstrap the
+    dependencies are the kernel itself."""
 
     name: str
     migrations: Path
     routers: Sequence[APIRouter] = ()
-    # A list, or a factory that builds the consumers from the running kernel (protocol, extras).
-    consumers: Sequence[Consumer] | Callable[[Kernel], Sequence[Consumer]] = ()
-    on_startup: Sequence[Callable[[Kernel], None]] = ()
-    background: Sequence[Background] = ()
+    bootstrap: Callable[[Kernel], D] | None = None
+    # A list, or a factory that builds the consumers from the dependencies.
+    consumers: Sequence[Consumer] | Callable[[D], Sequence[Consumer]] = ()
+    background: Sequence[Job[D]] = ()
     title: str | None = None
     description: str = ""
     # Its routes check the gateway's internal token: readiness needs the public key.
@@ -72,7 +79,7 @@ class ServiceSpec:
     reads_dead_letters: bool = False  # the operators' dead-letter view
 
 
-def bus_subscriptions(spec: ServiceSpec) -> list[Subscription]:
+def bus_subscriptions(spec: ServiceSpec[Any]) -> list[Subscription]:
     """Every durable the service reads: its own, and (but for the gateway) the gateway's
     audit heads, which every other service witnesses."""
     if callable(spec.consumers):
@@ -84,13 +91,13 @@ def bus_subscriptions(spec: ServiceSpec) -> list[Subscription]:
     return own
 
 
-def bus_grant(spec: ServiceSpec) -> Grant:
+def bus_grant(spec: ServiceSpec[Any]) -> Grant:
     subscriptions = bus_subscriptions(spec)
     check_durables(spec.name, subscriptions)
     return grant(spec.name, subscriptions, reads_dead_letters=spec.reads_dead_letters)
 
 
-def _declared(spec: ServiceSpec, consumers: Sequence[Consumer]) -> None:
+def _declared(spec: ServiceSpec[Any], consumers: Sequence[Consumer]) -> None:
     built = {(c.durable, tuple(c.subjects), c.stream) for c in consumers}
     declared = {(s.durable, tuple(s.subjects), s.stream) for s in bus_subscriptions(spec)}
     if not built <= declared:
@@ -100,7 +107,8 @@ def _declared(spec: ServiceSpec, consumers: Sequence[Consumer]) -> None:
 
 @dataclass
 class Kernel:
-    """The running service's shared parts, on `app.state.kernel`."""
+    """The running service's shared parts, on `app.state.kernel`. What only one service
+    needs is not here: its `bootstrap` builds that into its own typed dependencies."""
 
     name: str
     settings: Settings
@@ -110,11 +118,22 @@ class Kernel:
     bus: Bus
     relay: OutboxRelay
     stop: asyncio.Event = field(default_factory=asyncio.Event)
-    extras: dict[str, Any] = field(default_factory=dict)
+    # `/readyz` runs each check (in a worker thread); a service adds its own needs.
+    readiness: dict[str, Readiness] = field(default_factory=dict)
+    # Long-running tasks: awaited (10 s at most) when the process stops.
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    # The gateway signs its audit heads (its witnesses verify them); other services do not.
+    head_signer: Callable[[bytes], str] | None = None
+
+    def spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
+        self.tasks.append(asyncio.create_task(job, name=name))
 
 
-def build_app(spec: ServiceSpec, *, config: Settings | None = None,
-              own: ServiceSettings | None = None) -> FastAPI:
+def build_app(spec: ServiceSpec[Any], *, config: Settings | None = None,
+              own: ServiceSettings | None = None,
+              overrides: dict[str, Any] | None = None) -> FastAPI:
+    """The one way a service is assembled. `overrides` replaces fields of the dependencies
+    its bootstrap built (tests hand in a clock they move) before anything uses them."""
     config = config or settings()
     own = own or service_settings(spec.name)
     protocol = config.protocol()  # a bad protocol file fails here, naming the key
@@ -123,7 +142,7 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         configure_logging(spec.name, level=config.log_level, json=config.log_json)
         try:
-            kernel = await start_kernel(spec, config, own, protocol)
+            kernel, deps = await start_kernel(spec, config, own, protocol, overrides)
         except Exception as exc:
             # One line naming the setting (key and config errors carry it in their
             # message); the traceback only at debug level.
@@ -133,6 +152,7 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
             exc.add_note(LOGGED_NOTE)  # uvicorn's traceback of it is dropped (see serve)
             raise
         app.state.kernel = kernel
+        app.state.deps = deps
         try:
             yield
         finally:
@@ -151,8 +171,9 @@ def build_app(spec: ServiceSpec, *, config: Settings | None = None,
     return app
 
 
-async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings,
-                       protocol: TrialProtocol) -> Kernel:
+async def start_kernel(spec: ServiceSpec[D], config: Settings, own: ServiceSettings,
+                       protocol: TrialProtocol,
+                       overrides: dict[str, Any] | None = None) -> tuple[Kernel, D]:
     url = own.resolved_database_url(config.home)
     engine = make_engine(url, pool_size=config.db_pool_size, max_overflow=config.db_max_overflow)
     if config.migrate_on_start:
@@ -172,36 +193,41 @@ async def start_kernel(spec: ServiceSpec, config: Settings, own: ServiceSettings
     relay = OutboxRelay(engine, bus.publish, poll_seconds=config.outbox_poll_seconds,
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
-    readiness = kernel.extras.setdefault("readiness", {})
     if spec.verifies_internal_tokens:
-        readiness["internal_token_key"] = lambda: _public_key_problem(kernel)
+        kernel.readiness["internal_token_key"] = lambda: _public_key_problem(kernel)
     await asyncio.to_thread(record_start, kernel)
     try:
-        for hook in spec.on_startup:
-            hook(kernel)
-        consumers = list(spec.consumers(kernel) if callable(spec.consumers) else spec.consumers)
+        deps = _compose(spec, kernel, overrides)
+        consumers = list(spec.consumers(deps) if callable(spec.consumers) else spec.consumers)
         _declared(spec, consumers)
     except BaseException:  # a refused start-up must not leave the bus connected
         await bus.close()
         engine.dispose()
         raise
-    tasks = kernel.extras.setdefault("tasks", [])
-    tasks.append(asyncio.create_task(relay.run(kernel.stop), name="outbox-relay"))
+    kernel.spawn(relay.run(kernel.stop), "outbox-relay")
     if spec.name != "gateway":
         witness = audit_witness.gateway_heads(spec.name)
         consumers.append(Consumer(witness.durable, witness.subjects, _gateway_witness(kernel)))
     for consumer in consumers:
         bus.start_consumer(to_spec(consumer, engine, spec.name, wake=relay.wake,
                                    default_max_deliver=config.max_deliver), kernel.stop)
-    tasks.append(asyncio.create_task(audit_beacon(kernel), name="audit-beacon"))
-    tasks.append(asyncio.create_task(purge_sent_outbox(
+    kernel.spawn(audit_beacon(kernel), "audit-beacon")
+    kernel.spawn(purge_sent_outbox(
         engine, keep_days=protocol.data_retention.outbox_sent_days,
         interval_seconds=config.outbox_purge_interval_seconds, stop=kernel.stop),
-        name="outbox-purge"))
+        "outbox-purge")
     for job in spec.background:
-        tasks.append(asyncio.create_task(job(kernel), name=getattr(job, "__name__", "job")))
+        kernel.spawn(job(deps), getattr(job, "__name__", "job"))
     log.info("service.started", database=engine.dialect.name, nats=redact_url(config.nats_url))
-    return kernel
+    return kernel, deps
+
+
+def _compose(spec: ServiceSpec[D], kernel: Kernel, overrides: dict[str, Any] | None) -> D:
+    """Run the service's composition root once; apply the test's overrides to what it built."""
+    deps: Any = spec.bootstrap(kernel) if spec.bootstrap is not None else kernel
+    if overrides:
+        deps = replace(deps, **overrides)
+    return deps  # type: ignore[no-any-return]
 
 
 def _public_key_problem(kernel: Kernel) -> str | None:
@@ -216,9 +242,8 @@ def _public_key_problem(kernel: Kernel) -> str | None:
 async def stop_kernel(kernel: Kernel) -> None:
     """Graceful: stop taking work, let in-flight handlers and the relay finish, drain NATS."""
     kernel.stop.set()
-    tasks = kernel.extras.get("tasks", [])
-    if tasks:
-        await asyncio.wait(tasks, timeout=10)  # the relay flushes what is pending
+    if kernel.tasks:
+        await asyncio.wait(kernel.tasks, timeout=10)  # the relay flushes what is pending
     await kernel.bus.close(kernel.stop)
     kernel.engine.dispose()
     log.info("service.stopped")
@@ -268,38 +293,24 @@ async def audit_beacon(kernel: Kernel) -> None:
     """Announce the audit-chain head after every committed append batch (the appends of
     `audit_head_batch_seconds` after the first), so a witness can detect truncation within
     that window; `audit_head_interval_seconds` is only a backstop."""
-    loop = asyncio.get_running_loop()
-    appended = asyncio.Event()
-
-    def wake() -> None:
-        try:
-            loop.call_soon_threadsafe(appended.set)
-        except RuntimeError:  # the loop is closed: the process is stopping
-            pass
-
-    audit_witness.watch_appends(kernel.engine, wake)
+    appended = Wake()
+    appended.bind()
+    audit_witness.watch_appends(kernel.engine, appended.set)
     published = -1
     while not kernel.stop.is_set():
         appended.clear()
         try:
             length = await asyncio.to_thread(stage_audit_head, kernel.engine, kernel.name,
-                                             published, kernel.extras.get(audit_witness.HEAD_SIGNER))
+                                             published, kernel.head_signer)
             if length != published:
                 kernel.relay.wake()
                 metrics.AUDIT_LENGTH.labels(kernel.name).set(length)
                 published = length
         except Exception as exc:
             log.warning("audit.beacon_failed", error=repr(exc))
-        waits = [asyncio.ensure_future(appended.wait()), asyncio.ensure_future(kernel.stop.wait())]
-        await asyncio.wait(waits, timeout=kernel.settings.audit_head_interval_seconds,
-                           return_when=asyncio.FIRST_COMPLETED)
-        for waiting in waits:
-            waiting.cancel()
+        await idle(kernel.stop, kernel.settings.audit_head_interval_seconds, appended)
         if appended.is_set():  # let the batch gather: one head for a burst of appends
-            try:
-                await asyncio.wait_for(kernel.stop.wait(), kernel.settings.audit_head_batch_seconds)
-            except TimeoutError:
-                pass
+            await idle(kernel.stop, kernel.settings.audit_head_batch_seconds)
 
 
 def server_config(app: FastAPI, *, host: str = "127.0.0.1", port: int = 0,

@@ -7,11 +7,12 @@ what the (blinded) event carries: never an arm, a cluster or a stratum.
 from __future__ import annotations
 
 import hashlib
+from functools import partial
 
 from sqlmodel import Session
 
 from services.core.audit import canonical_json
-from services.core.bus_contract import DLQ_STREAM
+from services.core.bus_contract import DLQ_STREAM, Subscription
 from services.core.consumers import Consumer
 from services.core.events import (
     AllocationNeedsReview,
@@ -23,7 +24,7 @@ from services.core.events import (
 )
 
 from .follow_ups import open_follow_up
-from .runtime import runtime_of
+from .runtime import Runtime
 from .service import new_message, wake_after_commit
 
 STAFF_ALERT = "staff_alert"
@@ -67,9 +68,8 @@ def _summary(env: Envelope) -> tuple[str, str | None, str]:
                     "`tailor dlq list` and replay it once the cause is fixed.")
 
 
-def on_alarm(session: Session, env: Envelope) -> None:
+def on_alarm(rt: Runtime, session: Session, env: Envelope) -> None:
     kind, record, summary = _summary(env)
-    rt = runtime_of(session)
     now, text = rt.now(), " ".join(summary.split())
     if open_follow_up(session, source=f"event:{env.id}", kind=kind, record=record,
                       summary=text, now=now) is None:
@@ -85,8 +85,11 @@ def on_alarm(session: Session, env: Envelope) -> None:
 ALARMS = (AllocationNeedsReview.subject, EmergencyUnblinded.subject, StratumRunningLow.subject,
           TimepointCompleted.subject)
 
-CONSUMERS = [
-    Consumer("notifications-alarms", ALARMS, on_alarm),
-    Consumer("notifications-redcap-write-failed", (RedcapWriteFailed.subject,), on_alarm,
-             stream=DLQ_STREAM),
-]
+ALARM_EVENTS = Subscription("notifications-alarms", ALARMS)
+REDCAP_WRITE_FAILED = Subscription("notifications-redcap-write-failed",
+                                   (RedcapWriteFailed.subject,), DLQ_STREAM)
+SUBSCRIPTIONS = [ALARM_EVENTS, REDCAP_WRITE_FAILED]
+
+
+def consumers(rt: Runtime) -> list[Consumer]:
+    return [Consumer.on(subscription, partial(on_alarm, rt)) for subscription in SUBSCRIPTIONS]

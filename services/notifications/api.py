@@ -12,13 +12,13 @@ from sqlmodel import Session
 
 from services.core.auth import CallerDep
 from services.core.db import unit_of_work
-from services.core.http import SessionDep, kernel_of
+from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import Caller
 
 from . import follow_ups, outcomes, reporting, service
 from .domain import SIGNATURE_HEADER, TIMESTAMP_HEADER
 from .models import StaffTask
-from .runtime import Runtime, runtime_for
+from .runtime import Runtime
 from .schemas import (
     CallbackRead,
     FollowUpRead,
@@ -38,11 +38,7 @@ FollowUpId = Annotated[int, Path(ge=1, le=2**63 - 1, description="a follow-up's 
 router = APIRouter(prefix="/v1", tags=["notifications"])
 
 
-def _runtime(request: Request) -> Runtime:
-    return runtime_for(kernel_of(request))
-
-
-RuntimeDep = Annotated[Runtime, Depends(_runtime)]
+RuntimeDep = Annotated[Runtime, Depends(deps_dependency(Runtime))]
 
 
 def _actor(caller: Caller) -> dict[str, str]:

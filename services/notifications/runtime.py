@@ -1,38 +1,32 @@
-"""What the notifications service's use cases need beyond a session: settings, the contact
-cipher, the message renderer and an injectable clock.
-
-Consumers get only `(session, envelope)` from the kernel, so the runtime is found through
-the session's engine (one runtime per running service, even with two replicas in one
-test process). Tests move time by replacing `kernel.extras["now"]`.
-"""
+"""What the notifications service's use cases need beyond a session: its settings, the
+contact cipher, the message renderer, the clock and the dispatcher's wake signal. One
+`Runtime` per running service, built by `bootstrap.py`; tests hand in a clock they move."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-from weakref import WeakKeyDictionary
 
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from services.core.db import is_sqlite
+from services.core.clock import Clock
+from services.core.periodic import Wake
 from services.core.protocol import TrialProtocol
-from services.core.sealing import Keyring, load_keyring
+from services.core.sealing import Keyring
 
-from .crypto import ContactCipher, load_contact_key
-from .domain import MessageRenderer
+from .crypto import ContactCipher
+from .domain import ContentGuard, MessageRenderer
 
 if TYPE_CHECKING:
     from services.core.runner import Kernel
+
+    from .dispatch.compose import SafetyNotices
 
 SMS_SECRET_FILE = "notifications-sms-callback.secret"  # noqa: S105 (a file name)
 
@@ -71,33 +65,36 @@ class NotificationSettings(BaseSettings):
     diary_interval_seconds: float = 300.0
     diary_seed: int | None = None
     gauge_interval_seconds: float = 15.0
-    simulated_clock_file: Path | None = None  # demos only: see SimulatedClock
+    simulated_clock_file: Path | None = None  # demos only: see services/core/clock.py
 
 
-@dataclass
+@dataclass(frozen=True)
 class Runtime:
+    """The notifications service's typed dependencies, built once by `bootstrap.py` and
+    handed to routes, consumers and jobs."""
+
     kernel: Kernel
     settings: NotificationSettings
+    clock: Clock
     cipher: ContactCipher
     renderer: MessageRenderer
     bus_keyring: Keyring  # opens the REDCap saves sealed to this service
+    safety_notices: SafetyNotices
+    alert_guard: ContentGuard  # checks the staff alerts for blinded words
+    wake_signal: Wake = field(default_factory=Wake)  # the dispatcher looks now when set
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-"
                                                 f"{uuid.uuid4().hex[:8]}")
-    wake_event: asyncio.Event = field(default_factory=asyncio.Event)
-    loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def protocol(self) -> TrialProtocol:
         return self.kernel.protocol
 
     def now(self) -> datetime:
-        clock: Callable[[], datetime] = self.kernel.extras["now"]
-        return clock()
+        return self.clock()
 
     def wake(self) -> None:
         """Ask the dispatcher to look now (safe from worker threads)."""
-        if self.loop is not None and not self.loop.is_closed():
-            self.loop.call_soon_threadsafe(self.wake_event.set)
+        self.wake_signal.set()
 
     def diary_seed(self) -> int:
         if self.settings.diary_seed is not None:
@@ -109,60 +106,3 @@ class Runtime:
             return self.settings.sms_callback_secret.get_secret_value().encode()
         path = Path(self.kernel.settings.home) / "keys" / SMS_SECRET_FILE
         return path.read_bytes().strip() if path.exists() else None
-
-
-_RUNTIMES: WeakKeyDictionary[Engine, Runtime] = WeakKeyDictionary()
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-class SimulatedClock:
-    """UTC now plus an offset (seconds) read from a file: lets a demo or a training stack
-    move the reminder clock forward by weeks without waiting. Never on a production
-    database: start-up refuses it there."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self) -> datetime:
-        try:
-            offset = float(self.path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            offset = 0.0
-        return utc_now() + timedelta(seconds=offset)
-
-
-def attach(kernel: Kernel) -> None:
-    """on_startup hook: build the runtime and make it reachable from sessions."""
-    settings = NotificationSettings()
-    if settings.simulated_clock_file is not None:
-        if kernel.engine.dialect.name != "sqlite":
-            raise RuntimeError("TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE is for demos on the "
-                               "embedded SQLite stack only")
-        kernel.extras["now"] = SimulatedClock(settings.simulated_clock_file)
-    kernel.extras.setdefault("now", utc_now)
-    key = load_contact_key(settings.contact_key, Path(kernel.settings.home),
-                           allow_generate=kernel.engine.dialect.name == "sqlite")
-    keyring = load_keyring(kernel.name, Path(kernel.settings.home),
-                           embedded=is_sqlite(kernel.engine))
-    runtime = Runtime(kernel, settings, ContactCipher(key), MessageRenderer(kernel.protocol),
-                      keyring)
-    try:
-        runtime.loop = asyncio.get_running_loop()
-    except RuntimeError:
-        runtime.loop = None
-    kernel.extras["notifications"] = runtime
-    _RUNTIMES[kernel.engine] = runtime
-
-
-def runtime_of(session: Session) -> Runtime:
-    bind = session.get_bind()
-    engine = bind if isinstance(bind, Engine) else bind.engine
-    return _RUNTIMES[engine]
-
-
-def runtime_for(kernel: Kernel) -> Runtime:
-    runtime: Runtime = kernel.extras["notifications"]
-    return runtime

@@ -10,17 +10,17 @@ from typing import Annotated
 
 import structlog
 from fastapi import APIRouter, Depends, Request, Response
-from fastapi.responses import JSONResponse
 from sqlmodel import Session
 
 from services.core.auth import CallerDep, view_of
 from services.core.errors import InvalidInput
-from services.core.http import SessionDep, problem
+from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import Caller
 from services.core.roles import Role, View, find_rule
 
 from . import lists, reports, repository, service
-from .domain import ListCommitment, ListImportError
+from .bootstrap import RandomizationDeps
+from .domain import ListCommitment
 from .models import AllocationRow, RandomizationList
 from .schemas import (
     AllocationBlinded,
@@ -52,8 +52,9 @@ router = APIRouter(prefix="/v1")
 MAX_CSV_BYTES = 20 * 1024 * 1024
 
 
-def _context(request: Request) -> Context:
-    return request.app.state.kernel.extras[service.EXTRA]  # type: ignore[no-any-return]
+def _context(deps: Annotated[RandomizationDeps, Depends(deps_dependency(RandomizationDeps))]
+             ) -> Context:
+    return deps.context
 
 
 ContextDep = Annotated[Context, Depends(_context)]
@@ -112,13 +113,9 @@ async def _csv_body(request: Request) -> str:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "text/csv": {"schema": {"type": "string"}}}}})
 def import_list(text: Annotated[str, Depends(_csv_body)], session: SessionDep, ctx: ContextDep,
-                caller: CallerDep) -> ListRead | ListSummary | JSONResponse:
-    try:
-        lst = lists.import_csv(session, ctx, text=text, actor=Actor.of(caller))
-    except ListImportError as err:
-        errors = [{"row": p.row, "column": p.column, "message": p.message} for p in err.problems]
-        return problem(422, "Invalid randomization list", str(err), field=err.field or "body",
-                       errors=errors)
+                caller: CallerDep) -> ListRead | ListSummary:
+    # A defective list raises InvalidList: a 422 naming every problem (core's mapping).
+    lst = lists.import_csv(session, ctx, text=text, actor=Actor.of(caller))
     return _list_view(session, ctx, lst, caller)
 
 

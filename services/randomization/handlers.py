@@ -10,27 +10,29 @@ counts the strata flagged by the last batched check (see reports.raise_low_alarm
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+from functools import partial
 
 import structlog
 from prometheus_client import Gauge
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.db import unit_of_work
 from services.core.errors import TransientError
 from services.core.events import ClusterAssigned, Envelope, SealedCluster
-from services.core.runner import Kernel
+from services.core.periodic import every
 from services.core.sealed_events import validated
 from services.core.sealing import Keyring
 
 from . import parking, reports, service
-from .service import Actor, AllocationRequest, Context
+from .bootstrap import RandomizationDeps
+from .service import Actor, AllocationRequest
 
 log = structlog.get_logger(__name__)
 
-DURABLE = "randomization-cluster-assigned"
+CLUSTER_ASSIGNED = Subscription("randomization-cluster-assigned", (ClusterAssigned.subject,))
+DURABLE = CLUSTER_ASSIGNED.durable
 WATCH_SECONDS = 2.0
 
 FREE_SLOTS = Gauge(
@@ -60,18 +62,15 @@ def _cluster(env: Envelope, keyring: Keyring) -> tuple[ClusterAssigned, str]:
     return event, clear.cluster
 
 
-def consumers(context: Callable[[], Context], keyring: Callable[[], Keyring]) -> list[Consumer]:
-    """`context` and `keyring` return the running service's Context and bus key (made at
-    start-up)."""
-
+def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_cluster_assigned(session: Session, env: Envelope) -> None:
-        event, cluster = _cluster(env, keyring())
+        event, cluster = _cluster(env, deps.bus_keyring)
         request = AllocationRequest(
             record=event.record, cluster=cluster, site=event.site, pilot=event.pilot,
             source="event", actor=Actor(f"event:{env.producer}", "system"),
             correlation_id=env.correlation_id or env.id, model_version=event.model_version,
             low_confidence=event.low_confidence)
-        ctx = context()
+        ctx = deps.context
         try:
             with session.begin_nested():  # a refused attempt leaves nothing behind
                 service.allocate(session, ctx, request)
@@ -80,12 +79,12 @@ def consumers(context: Callable[[], Context], keyring: Callable[[], Keyring]) ->
         except service.AllocationRace as err:  # the concurrent winner's row: ask again
             raise TransientError(err.detail) from None
 
-    return [Consumer(DURABLE, (ClusterAssigned.subject,), on_cluster_assigned)]
+    return [Consumer.on(CLUSTER_ASSIGNED, on_cluster_assigned)]
 
 
-def check_slots(kernel: Kernel) -> None:
+def check_slots(deps: RandomizationDeps) -> None:
     """Raise the low-slot alarm where due (own transaction) and refresh the gauges."""
-    ctx: Context = kernel.extras[service.EXTRA]
+    kernel, ctx = deps.kernel, deps.context
     with unit_of_work(kernel.engine) as session:
         if parking.redrive(session, ctx):
             kernel.relay.wake()
@@ -101,13 +100,6 @@ def check_slots(kernel: Kernel) -> None:
     STRATA_RUNNING_LOW.labels(kernel.name).set(len(free.running_low) if free else 0)
 
 
-async def watch_free_slots(kernel: Kernel) -> None:
-    while not kernel.stop.is_set():
-        try:
-            await asyncio.to_thread(check_slots, kernel)
-        except Exception as exc:  # database busy or gone: next round
-            log.warning("randomization.slot_check_failed", error=type(exc).__name__)
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), WATCH_SECONDS)
-        except TimeoutError:
-            pass
+async def watch_free_slots(deps: RandomizationDeps) -> None:
+    await every("randomization.slot_check", WATCH_SECONDS, partial(check_slots, deps),
+                stop=deps.kernel.stop)

@@ -27,6 +27,7 @@ from .domain import (
     CommitmentError,
     ListCommitment,
     ListDesign,
+    ListImportError,
     OpenedSlot,
     RandomizationError,
     SealedSlot,
@@ -41,7 +42,14 @@ from .domain import (
     verify_list,
 )
 from .models import ListCommitmentRow, ListSource, ListStatus, RandomizationList
-from .service import Actor, Context, design_from_snapshot, design_snapshot, invalid
+from .service import (
+    Actor,
+    Context,
+    InvalidList,
+    design_from_snapshot,
+    design_snapshot,
+    invalid,
+)
 
 SEED = "tailor.list-seed/1"
 
@@ -67,10 +75,13 @@ def generate(session: Session, ctx: Context, *, slots_per_stratum: int | None,
 
 
 def import_csv(session: Session, ctx: Context, *, text: str, actor: Actor) -> RandomizationList:
-    """A list made elsewhere; ListImportError (every problem) propagates to the edge."""
+    """A list made elsewhere; a defective one raises InvalidList, naming every problem."""
     snapshot = design_snapshot(ctx.protocol)
     design = design_from_snapshot(snapshot)
-    slots = parse_list_csv(text, design)
+    try:
+        slots = parse_list_csv(text, design)
+    except ListImportError as err:
+        raise InvalidList(err) from None
     return _store(session, ctx, snapshot, design, slots, new_seed(), ListSource.IMPORTED, actor)
 
 

@@ -38,6 +38,7 @@ from services.core.protocol import Cluster, RandomizationDesign, TrialProtocol
 from . import repository
 from .domain import (
     ListDesign,
+    ListImportError,
     RandomizationError,
     SealedSlot,
     SealError,
@@ -52,7 +53,6 @@ from .models import AllocationRow, RandomizationList
 log = structlog.get_logger(__name__)
 
 SERVICE = "randomization"
-EXTRA = "randomization"  # key of the Context in Kernel.extras
 DETAIL = "tailor.allocation-detail/1"
 NUMBER_COUNTER = "allocation_number"
 
@@ -85,6 +85,21 @@ class Actor:
 
 def invalid(err: RandomizationError) -> InvalidInput:
     return InvalidInput(str(err), field=err.field)
+
+
+class InvalidList(InvalidInput):
+    """An imported list's defects: all of them, with row and column, in the problem's
+    `errors` (the detail shows the first few)."""
+
+    title = "Invalid randomization list"
+
+    def __init__(self, err: ListImportError) -> None:
+        super().__init__(str(err), field=err.field or "body")
+        self.problems = err.problems
+
+    def extensions(self) -> dict[str, Any]:
+        return {"errors": [{"row": p.row, "column": p.column, "message": p.message}
+                           for p in self.problems]}
 
 
 def design_snapshot(protocol: TrialProtocol) -> dict[str, Any]:

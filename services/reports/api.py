@@ -13,12 +13,12 @@ from fastapi.responses import Response
 
 from services.core.auth import CallerDep, view_of
 from services.core.errors import InvalidInput
-from services.core.http import SessionDep
+from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import HEADER, Caller
 from services.core.roles import View
 
 from . import render, service
-from .config import ReportsConfig
+from .bootstrap import ReportsDeps
 from .domain import Acceptability, ArmOf, CriterionResult, Flow, Recruitment, Retention
 from .randomization_client import fetch_arm_map
 from .schemas import FlowFormat, TableFormat
@@ -30,12 +30,15 @@ router = APIRouter(prefix="/v1", tags=["reports"])
 AS_OF = Query(description="the report's date (YYYY-MM-DD, UTC); default today")
 
 
+_deps = deps_dependency(ReportsDeps)
+
+
 def _kernel(request: Request) -> Kernel:
-    return request.app.state.kernel  # type: ignore[no-any-return]
+    return _deps(request).kernel
 
 
 def _as_of(request: Request, as_of: Annotated[date | None, AS_OF] = None) -> date:
-    today = _kernel(request).extras["now"]().date()
+    today = _deps(request).now().date()
     if as_of is None:
         return today
     if as_of > today:
@@ -54,7 +57,7 @@ def _arm_map(request: Request, caller: Caller) -> ArmOf | None:
     """The arm map for an unblinded caller (asked before any database work), else None."""
     if view_of(caller) is not View.UNBLINDED:
         return None
-    config: ReportsConfig = _kernel(request).extras["config"]
+    config = _deps(request).config
     return fetch_arm_map(config.randomization_url, token=request.headers.get(HEADER),
                          timeout=config.randomization_timeout_seconds,
                          request_id=request.headers.get("x-request-id"))

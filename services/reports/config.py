@@ -9,18 +9,10 @@ service reads (seconds to add to now), so "today" moves with the demo's compress
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
-
-Clock = Callable[[], datetime]
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ReportsConfig(BaseSettings):
@@ -32,18 +24,3 @@ class ReportsConfig(BaseSettings):
         validation_alias=AliasChoices("TAILOR_RANDOMIZATION_URL", "TAILOR_REPORTS_RANDOMIZATION_URL"))
     randomization_timeout_seconds: float = Field(default=10.0, gt=0)
     simulated_clock_file: Path | None = None
-
-
-class SimulatedClock:
-    """UTC now plus an offset in seconds read from a file (demos and training stacks only;
-    start-up refuses it on anything but SQLite)."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def __call__(self) -> datetime:
-        try:
-            offset = float(self.path.read_text().strip() or 0)
-        except (OSError, ValueError):
-            offset = 0.0
-        return utc_now() + timedelta(seconds=offset)

@@ -9,38 +9,30 @@ Subjects (what it reads of each):
 - `trial.v1.randomization.allocated`: record, module, time (never arm or cluster);
 - `trial.v1.notifications.timepoint_completed`: record, timepoint, time, reminders sent.
 
-The protocol comes from the running kernel, bound at start-up (`bind`).
+The protocol and the bus key come from the service's `ReportsDeps` (see bootstrap.py).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
 
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.events import Envelope
 
+from .bootstrap import ReportsDeps
 from .projection import SUBJECTS, apply
 
-if TYPE_CHECKING:
-    from services.core.runner import Kernel
-
-DURABLE = "reports-events"
-_bound: dict[str, Kernel] = {}
+EVENTS = Subscription("reports-events", SUBJECTS)
+DURABLE = EVENTS.durable
+SUBSCRIPTIONS = [EVENTS]
 
 
-def bind(kernel: Kernel) -> None:
-    """Called by the app's start-up hook, before the consumers start."""
-    _bound["kernel"] = kernel
+def on_event(deps: ReportsDeps, session: Session, env: Envelope) -> None:
+    apply(session, env, deps.kernel.protocol, deps.bus_keyring)
 
 
-def on_event(session: Session, env: Envelope) -> None:
-    try:
-        kernel = _bound["kernel"]
-    except KeyError:
-        raise RuntimeError("reports handlers used before the service started") from None
-    apply(session, env, kernel.protocol, kernel.extras["bus_keyring"])
-
-
-CONSUMERS = [Consumer(DURABLE, SUBJECTS, on_event)]
+def consumers(deps: ReportsDeps) -> list[Consumer]:
+    return [Consumer.on(EVENTS, partial(on_event, deps))]

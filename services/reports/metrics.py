@@ -3,18 +3,16 @@ an arm, a module or a cluster in a label or a value."""
 
 from __future__ import annotations
 
-import asyncio
-from typing import TYPE_CHECKING
+from functools import partial
 
 import structlog
 from prometheus_client import Gauge
 
 from services.core.db import unit_of_work
+from services.core.periodic import every
 
 from . import service
-
-if TYPE_CHECKING:
-    from services.core.runner import Kernel
+from .bootstrap import ReportsDeps
 
 log = structlog.get_logger(__name__)
 
@@ -26,8 +24,8 @@ RETENTION = Gauge("tailor_reports_retention_ratio",
                   "Completed of due assessments per timepoint", ["timepoint"])
 
 
-def refresh(kernel: Kernel) -> None:
-    today = kernel.extras["now"]().date()
+def refresh(deps: ReportsDeps) -> None:
+    kernel, today = deps.kernel, deps.now().date()
     with unit_of_work(kernel.engine) as session:
         r = service.recruitment_of(session, protocol=kernel.protocol, as_of=today)
         kept = service.retention_of(session, protocol=kernel.protocol, as_of=today)
@@ -39,14 +37,6 @@ def refresh(kernel: Kernel) -> None:
             RETENTION.labels(t.timepoint).set(t.completion_rate)
 
 
-async def keep_gauges_fresh(kernel: Kernel) -> None:
-    period = kernel.extras["config"].metrics_refresh_seconds
-    while not kernel.stop.is_set():
-        try:
-            await asyncio.to_thread(refresh, kernel)
-        except Exception as exc:
-            log.warning("reports.gauges_failed", error=repr(exc))
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), period)
-        except TimeoutError:
-            pass
+async def keep_gauges_fresh(deps: ReportsDeps) -> None:
+    await every("reports.gauges", deps.config.metrics_refresh_seconds, partial(refresh, deps),
+                stop=deps.kernel.stop)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,12 +16,12 @@ from sqlmodel import Session
 from services.core.auth import CallerDep
 from services.core.errors import Conflict
 from services.core.errors import InvalidInput as InvalidRequest
-from services.core.http import SessionDep
+from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import HEADER, Caller
 from services.core.protocol import TrialProtocol
 
 from . import questionnaires, reporting, repository, service
-from .config import SafetyConfig
+from .bootstrap import SafetyDeps
 from .domain import InvalidFollowUp, InvalidInput, ObligationStateError, SafetyError
 from .randomization_client import fetch_unblinded_allocations
 from .schemas import (
@@ -41,18 +41,14 @@ from .schemas import (
     UnblindedReport,
 )
 
-if TYPE_CHECKING:
-    from services.core.runner import Kernel
-
 router = APIRouter(prefix="/v1", tags=["safety"])
 
 
-def _kernel(request: Request) -> Kernel:
-    return request.app.state.kernel  # type: ignore[no-any-return]
+DepsDep = Annotated[SafetyDeps, Depends(deps_dependency(SafetyDeps))]
 
 
-def _now(request: Request) -> datetime:
-    return _kernel(request).extras["now"]()  # type: ignore[no-any-return]
+def _now(deps: DepsDep) -> datetime:
+    return deps.now()
 
 
 NowDep = Annotated[datetime, Depends(_now)]
@@ -83,8 +79,8 @@ def domain_errors() -> Iterator[None]:
                        field="case_id") from None
 
 
-def _protocol(request: Request) -> TrialProtocol:
-    return _kernel(request).protocol
+def _protocol(deps: DepsDep) -> TrialProtocol:
+    return deps.kernel.protocol
 
 
 ProtocolDep = Annotated[TrialProtocol, Depends(_protocol)]
@@ -212,8 +208,8 @@ def report_blinded(caller: CallerDep, session: SessionDep, protocol: ProtocolDep
 @router.get("/reports/unblinded", response_model=UnblindedReport,
             summary="DSMB only: the same by arm, with SAE listings (arms asked at report time)")
 def report_unblinded(caller: CallerDep, session: SessionDep, protocol: ProtocolDep, now: NowDep,
-                     request: Request) -> UnblindedReport:
-    config: SafetyConfig = _kernel(request).extras["config"]
+                     request: Request, deps: DepsDep) -> UnblindedReport:
+    config = deps.config
     # Asked before the session touches the database: no transaction waits on a peer.
     answer = fetch_unblinded_allocations(
         config.randomization_url, token=request.headers.get(HEADER),
@@ -221,7 +217,7 @@ def report_unblinded(caller: CallerDep, session: SessionDep, protocol: ProtocolD
         request_id=request.headers.get("x-request-id"))
     return reporting.unblinded(session, protocol=protocol, now=now, answer=answer,
                                actor=_actor(caller),
-                               digest_key=_kernel(request).extras["digest_key"])
+                               digest_key=deps.digest_key)
 
 
 # The permission table's older name of the same DSMB report.

@@ -1,45 +1,30 @@
-"""Bus consumers of the safety service: parse the event, call the use case.
-
-Handlers get (session, envelope) from the kernel; the protocol and the clock they need
-come from the running kernel, bound at start-up (`bind`).
-"""
+"""Bus consumers of the safety service: parse the event, call the use case. The protocol,
+the clock and the bus key come from the service's `SafetyDeps` (see bootstrap.py)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from functools import partial
 
 from sqlmodel import Session
 
+from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.errors import InvalidInput as PoisonInput
 from services.core.events import Allocated, Envelope, FormSavedForSafety
 from services.core.sealed_events import open_form_saved
 
 from . import intake, questionnaires
+from .bootstrap import SafetyDeps
 from .domain import SafetyError
 
-if TYPE_CHECKING:
-    from services.core.runner import Kernel
-
-_bound: dict[str, Kernel] = {}
-
-
-def bind(kernel: Kernel) -> None:
-    """Called by the app's start-up hook, before the consumers start."""
-    _bound["kernel"] = kernel
+FORM_SAVED = Subscription("safety-form-saved", (FormSavedForSafety.subject,))
+ALLOCATED = Subscription("safety-allocated", (Allocated.subject,))
+SUBSCRIPTIONS = [FORM_SAVED, ALLOCATED]
 
 
-def _kernel() -> Kernel:
-    try:
-        return _bound["kernel"]
-    except KeyError:
-        raise RuntimeError("safety handlers used before the service started") from None
-
-
-def on_form_saved(session: Session, env: Envelope) -> None:
-    kernel = _kernel()
-    saved = open_form_saved(env, kernel.extras["bus_keyring"])
-    protocol, now = kernel.protocol, kernel.extras["now"]()
+def on_form_saved(deps: SafetyDeps, session: Session, env: Envelope) -> None:
+    saved = open_form_saved(env, deps.bus_keyring)
+    protocol, now = deps.kernel.protocol, deps.now()
     form = protocol.safety.redcap_form
     correlation_id = env.correlation_id or env.id
     try:
@@ -57,13 +42,11 @@ def on_form_saved(session: Session, env: Envelope) -> None:
                           field=err.field) from err
 
 
-def on_allocated(session: Session, env: Envelope) -> None:
-    kernel = _kernel()
+def on_allocated(deps: SafetyDeps, session: Session, env: Envelope) -> None:
     intake.record_allocation(session, allocated=env.payload(Allocated),
-                             now=kernel.extras["now"](), correlation_id=env.correlation_id or env.id)
+                             now=deps.now(), correlation_id=env.correlation_id or env.id)
 
 
-CONSUMERS = [
-    Consumer("safety-form-saved", (FormSavedForSafety.subject,), on_form_saved),
-    Consumer("safety-allocated", (Allocated.subject,), on_allocated),
-]
+def consumers(deps: SafetyDeps) -> list[Consumer]:
+    return [Consumer.on(FORM_SAVED, partial(on_form_saved, deps)),
+            Consumer.on(ALLOCATED, partial(on_allocated, deps))]

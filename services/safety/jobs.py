@@ -14,19 +14,17 @@ Labels never carry a participant, arm or cluster.
 
 from __future__ import annotations
 
-import asyncio
 import math
-from typing import TYPE_CHECKING
+from functools import partial
 
 import structlog
 from prometheus_client import Counter, Gauge
 
 from services.core.db import unit_of_work
+from services.core.periodic import every
 
+from .bootstrap import SafetyDeps
 from .service import Sweep, sweep_obligations
-
-if TYPE_CHECKING:
-    from services.core.runner import Kernel
 
 log = structlog.get_logger(__name__)
 
@@ -41,10 +39,11 @@ OVERDUE = Counter("tailor_safety_obligations_overdue_total",
                   "Obligations that passed their deadline unsent")
 
 
-def run_sweep(kernel: Kernel) -> Sweep:
-    """One pass in one transaction; metrics are set only after it committed."""
-    with unit_of_work(kernel.engine) as session:
-        sweep = sweep_obligations(session, now=kernel.extras["now"]())
+def run_sweep(deps: SafetyDeps) -> Sweep:
+    """One pass in one transaction; metrics are set only after it committed. Escalations
+    staged events: the relay is woken to publish them at once."""
+    with unit_of_work(deps.kernel.engine) as session:
+        sweep = sweep_obligations(session, now=deps.now())
     OLDEST_OPEN.set(sweep.oldest_deadline.timestamp() if sweep.oldest_deadline else math.nan)
     for status, n in sweep.by_status.items():
         OBLIGATIONS.labels(status).set(n)
@@ -53,19 +52,11 @@ def run_sweep(kernel: Kernel) -> Sweep:
     if sweep.escalated or sweep.overdue:
         log.warning("safety.obligations_swept", escalated=len(sweep.escalated),
                     overdue=len(sweep.overdue))
+    if sweep.escalated:
+        deps.kernel.relay.wake()
     return sweep
 
 
-async def watch_obligations(kernel: Kernel) -> None:
-    interval = kernel.extras["config"].obligation_check_seconds
-    while not kernel.stop.is_set():
-        try:
-            sweep = await asyncio.to_thread(run_sweep, kernel)
-            if sweep.escalated:
-                kernel.relay.wake()
-        except Exception as exc:  # database busy or gone: try again at the next tick
-            log.warning("safety.obligation_watch_failed", error=repr(exc))
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), interval)
-        except TimeoutError:
-            pass
+async def watch_obligations(deps: SafetyDeps) -> None:
+    await every("safety.obligation_watch", deps.config.obligation_check_seconds,
+                partial(run_sweep, deps), stop=deps.kernel.stop)

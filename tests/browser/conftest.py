@@ -97,6 +97,9 @@ class Ahead:
     staff tasks come due without waiting)."""
 
     def __init__(self, at: datetime) -> None:
+        self.move_to(at)
+
+    def move_to(self, at: datetime) -> None:
         self.offset = at - datetime.now(UTC)
 
     def __call__(self) -> datetime:
@@ -169,11 +172,10 @@ def _seed(edge: Edge, list_id: str) -> dict[str, str]:
             "GET", f"/api/v1/notifications/v1/schedules/{r}", "coordinator").status_code == 200)
     schedule = edge.call("GET", f"/api/v1/notifications/v1/schedules/{RECORDS[0]}", "coordinator").json()
     phone = next(r for t in schedule["timepoints"] for r in t["reminders"] if r["channel"] == "phone")
-    from services.notifications.runtime import runtime_for
-    kernel = notifications.state.kernel
+    rt = notifications.state.deps  # its clock is an `Ahead` (see the `edge` fixture)
     # An hour after the first phone reminder came due (its window still open).
-    kernel.extras["now"] = Ahead(datetime.fromisoformat(phone["due_at"]) + timedelta(hours=1))
-    runtime_for(kernel).wake()
+    rt.clock.move_to(datetime.fromisoformat(phone["due_at"]) + timedelta(hours=1))
+    rt.wake()
     tasks = _until("a phone task", lambda: [t for t in edge.call(
         "GET", "/api/v1/notifications/v1/tasks", "coordinator").json() if t["channel"] == "phone"])
     return {"list_id": list_id, "case_id": case.json()["case_id"], "task_id": str(tasks[0]["id"])}
@@ -199,7 +201,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         for name in SERVICES:
             spec = importlib.import_module(f"services.{name}.app").SPEC
             apps[name] = build_app(spec, config=test_settings(home, nats.url),
-                                   own=ServiceSettings(name=name, database_url=f"sqlite:///{home / name}.db"))
+                                   own=ServiceSettings(name=name, database_url=f"sqlite:///{home / name}.db"),
+                                   overrides={"clock": Ahead(datetime.now(UTC))}
+                                   if name == "notifications" else None)
             served.start(apps[name], sockets[name])
         provider = served.start(provider_app(idp, APPROVALS))
         sign_on = ConsoleSettings(oidc_client_id="tailor-console",

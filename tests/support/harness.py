@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import uvicorn
@@ -95,16 +96,25 @@ class RunningService:
     def kernel(self) -> Kernel:
         return self.app.state.kernel  # type: ignore[no-any-return]
 
+    @property
+    def deps(self) -> Any:
+        """What the service's bootstrap built (its typed dependencies)."""
+        return self.app.state.deps
+
     def as_role(self, role: Role | str, subject: str = "tester") -> dict[str, str]:
         return token_headers(self.home, self.name, role, subject)
 
 
 @asynccontextmanager
-async def running_service(spec: ServiceSpec, *, home: Path, nats_url: str, database_url: str,
+async def running_service(spec: ServiceSpec[Any], *, home: Path, nats_url: str, database_url: str,
+                          overrides: dict[str, Any] | None = None,
                           **settings: object) -> AsyncIterator[RunningService]:
+    """`overrides` replaces fields of the dependencies the service's bootstrap builds (a
+    clock the test moves, say)."""
     ensure_keypair(home / "keys")
     app = build_app(spec, config=test_settings(home, nats_url, **settings),
-                    own=ServiceSettings(name=spec.name, database_url=database_url))
+                    own=ServiceSettings(name=spec.name, database_url=database_url),
+                    overrides=overrides)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url=f"http://{spec.name}",
@@ -129,13 +139,15 @@ async def eventually(predicate: Callable[[], object], timeout: float = 20.0,
 
 
 @contextmanager
-def served_service(spec: ServiceSpec, *, home: Path, nats_url: str, database_url: str,
+def served_service(spec: ServiceSpec[Any], *, home: Path, nats_url: str, database_url: str,
+                   overrides: dict[str, Any] | None = None,
                    **settings: object) -> Iterator[tuple[str, FastAPI]]:
     """The service with its real lifespan, listening on a free port (uvicorn in a thread):
     for peers that must reach it over HTTP, like REDCap firing a Data Entry Trigger."""
     ensure_keypair(home / "keys")
     app = build_app(spec, config=test_settings(home, nats_url, **settings),
-                    own=ServiceSettings(name=spec.name, database_url=database_url))
+                    own=ServiceSettings(name=spec.name, database_url=database_url),
+                    overrides=overrides)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # no 40 ms Nagle wait per request

@@ -127,9 +127,7 @@ class SafetyNotices:
 
 
 def safety_notice(rt: Runtime, msg: Message) -> Outgoing:
-    notices: SafetyNotices = rt.kernel.extras.setdefault(
-        "safety_notices", SafetyNotices(rt.protocol))
-    return notices.render(msg)
+    return rt.safety_notices.render(msg)
 
 
 def staff_alert(rt: Runtime, msg: Message) -> Outgoing:
@@ -144,8 +142,6 @@ def staff_alert(rt: Runtime, msg: Message) -> Outgoing:
     body = (f"To: {contact.name}\n\n{facts.get('summary', '')}\n\n"
             "Open the follow-ups in Tailor (notifications: follow-ups) and resolve it there.\n"
             "This e-mail carries no treatment allocation; do not reply with clinical details.\n")
-    guard: ContentGuard = rt.kernel.extras.setdefault(
-        "alert_guard", ContentGuard.from_protocol(rt.protocol))
     for text in (subject, body):
-        guard.check("staff_alert", text)
+        rt.alert_guard.check("staff_alert", text)
     return Outgoing(msg.key, "email", contact.email, subject, body)

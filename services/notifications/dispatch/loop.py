@@ -1,4 +1,5 @@
-"""Background jobs of the notifications service (ServiceSpec.background).
+"""Background jobs of the notifications service (ServiceSpec.background; each receives the
+service's `Runtime`).
 
 `dispatcher`: settles expired claims, picks due messages, claims each one in the
 database before any side effect, sends it and records the outcome. Several sends run at
@@ -9,19 +10,19 @@ once (bounded); a graceful stop lets in-flight sends finish.
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
+from functools import partial
 
 import aiosmtplib
 import structlog
 from sqlmodel import Session
 
 from services.core.db import unit_of_work
-from services.core.runner import Kernel
+from services.core.periodic import every
 
 from .. import repository
 from ..diary import extend_diary
-from ..runtime import Runtime, runtime_for
+from ..runtime import Runtime
 from . import steps
 from .channels import EmailChannel, SmsChannel, error_summary
 from .metrics import BACKLOG, DIARY_ADHERENCE, DIARY_SENT
@@ -40,27 +41,14 @@ class Dispatcher:
         self._slots = asyncio.Semaphore(max(1, rt.settings.dispatch_concurrency))
 
     async def run(self, stop: asyncio.Event) -> None:
+        """Rounds until stop: at once while batches come back full, else after the poll
+        interval or a wake; a failed round (database busy or gone) waits for the next."""
         try:
-            while not stop.is_set():
-                try:
-                    busy = await self.run_once()
-                except Exception as exc:  # database busy or gone: try again at the next poll
-                    log.warning("dispatch.round_failed", error=repr(exc))
-                    busy = False
-                if not busy:
-                    await self._idle(stop)
+            await every("dispatch.round", self.rt.settings.dispatch_poll_seconds,
+                        self.run_once, stop=stop, wake=self.rt.wake_signal, again_when=bool)
         finally:
             await self.email.close()
             await self.sms.close()
-
-    async def _idle(self, stop: asyncio.Event) -> None:
-        self.rt.wake_event.clear()
-        waiters = {asyncio.ensure_future(self.rt.wake_event.wait()),
-                   asyncio.ensure_future(stop.wait())}
-        await asyncio.wait(waiters, timeout=self.rt.settings.dispatch_poll_seconds,
-                           return_when=asyncio.FIRST_COMPLETED)
-        for w in waiters:
-            w.cancel()
 
     async def run_once(self) -> bool:
         """One round; True when the batch was full (more may be due at once)."""
@@ -107,8 +95,8 @@ class Dispatcher:
             if channel == "email":
                 self.email.release(conn)
 
-async def dispatcher(kernel: Kernel) -> None:
-    await Dispatcher(runtime_for(kernel)).run(kernel.stop)
+async def dispatcher(rt: Runtime) -> None:
+    await Dispatcher(rt).run(rt.kernel.stop)
 
 
 # ── housekeeping: diary batches and gauges ─────────────────────────────────────────
@@ -140,22 +128,10 @@ def refresh_gauges(rt: Runtime) -> None:
     DIARY_ADHERENCE.set(len(answered) / len(sent) if sent else 0.0)
 
 
-async def housekeeping(kernel: Kernel) -> None:
-    rt = runtime_for(kernel)
-    last_diary = last_gauges = float("-inf")
-    while not kernel.stop.is_set():
-        clock = time.monotonic()
-        try:
-            if clock - last_diary >= rt.settings.diary_interval_seconds:
-                await asyncio.to_thread(extend_diaries, rt)
-                last_diary = clock
-            if clock - last_gauges >= rt.settings.gauge_interval_seconds:
-                await asyncio.to_thread(refresh_gauges, rt)
-                last_gauges = clock
-        except Exception as exc:
-            log.warning("notifications.housekeeping_failed", error=repr(exc))
-        pause = min(rt.settings.diary_interval_seconds, rt.settings.gauge_interval_seconds)
-        try:
-            await asyncio.wait_for(kernel.stop.wait(), pause)
-        except TimeoutError:
-            pass
+async def housekeeping(rt: Runtime) -> None:
+    stop, settings = rt.kernel.stop, rt.settings
+    await asyncio.gather(
+        every("notifications.diary", settings.diary_interval_seconds, partial(extend_diaries, rt),
+              stop=stop),
+        every("notifications.gauges", settings.gauge_interval_seconds,
+              partial(refresh_gauges, rt), stop=stop))

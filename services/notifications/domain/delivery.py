@@ -22,6 +22,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from enum import StrEnum
 
+from services.core.backoff import backoff_seconds
+
 from .errors import IllegalTransition, NotificationError
 
 
@@ -127,13 +129,13 @@ def retry_delay(
     base: timedelta = timedelta(seconds=30),
     cap: timedelta = timedelta(hours=1),
 ) -> timedelta:
-    """Wait before transport retry number `retry` (1, 2, …): exponential, capped, with
-    "equal jitter" — half the step fixed, half uniform from `rand()` in [0, 1) — so replicas
-    retrying together spread out but never retry at once."""
+    """Wait before transport retry number `retry` (1, 2, …): the kernel's one backoff
+    (`services/core/backoff.py`: exponential, capped, equal jitter from `rand()` in [0, 1)),
+    so replicas retrying together spread out but never retry at once."""
     if retry < 1:
         raise ValueError("retry counts from 1")
-    step = min(cap.total_seconds(), base.total_seconds() * 2 ** min(retry - 1, 62))
-    return timedelta(seconds=step / 2 + step / 2 * rand())
+    return timedelta(seconds=backoff_seconds(retry, base=base.total_seconds(),
+                                             cap=cap.total_seconds(), rand=rand))
 
 
 def should_retry(kind: FailureKind, retries_done: int, max_retries: int) -> bool:

@@ -56,7 +56,7 @@ async def test_what_if_prediction_is_audited_by_digest_and_not_stored(
                                   headers=api.as_role("study_manager", "sm-1"))
     assert again.status_code == 200, again.text
     assert again.json()["probabilities"] == result["probabilities"]
-    expected = api.kernel.extras["predictor"].predict_items(
+    expected = api.deps.predictor.predict_items(
         row, age=row["age"], sex=int(row["sex"]), item_prefix="mpid_")
     assert result["cluster"] == expected.cluster
     assert result["probabilities"] == pytest.approx(expected.probabilities)

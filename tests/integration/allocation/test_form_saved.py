@@ -204,9 +204,9 @@ async def test_site_and_pilot_flag_travel_with_the_cluster_when_the_protocol_nam
         with unit_of_work(api.kernel.engine) as session:
             outcome = service.record_form_saved(
                 session, saved=open_form_saved(env, keyring("allocation")), protocol=with_site,
-                seal_to=api.kernel.extras["randomization_key"],
+                seal_to=api.deps.randomization_key,
                 trigger=service.Trigger(event_id=env.id, correlation_id=env.id),
-                predictor=api.kernel.extras["predictor"])
+                predictor=api.deps.predictor)
         assert outcome is service.Outcome.ASSIGNED
     with Session(api.kernel.engine) as session:
         staged = [Envelope.model_validate_json(m.envelope) for m in session.exec(

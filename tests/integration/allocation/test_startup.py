@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from services.allocation.app import SPEC, StartupRefused
+from services.allocation.app import SPEC
+from services.allocation.bootstrap import StartupRefused
 from services.core.protocol import ProtocolError, parse_protocol
 from services.core.runner import build_app
 from services.core.settings import ServiceSettings

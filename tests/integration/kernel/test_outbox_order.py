@@ -85,7 +85,7 @@ async def test_wake_from_a_worker_thread_under_debug_mode(engine) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(relay.run(stop))
     try:
-        await eventually(lambda: bool(relay._wake._waiters))  # idle, waiting for a wake
+        await eventually(lambda: bool(relay._wake.event._waiters))  # idle, waiting for a wake
 
         def commit_and_wake() -> None:  # what a request handler does in the thread pool
             _stage(engine, 1)

@@ -20,7 +20,7 @@ from services.core.events import Allocated, Envelope, Event, FormSaved
 from services.core.settings import SERVICES
 from services.notifications.app import SPEC
 from services.notifications.models import ContactRow
-from services.notifications.runtime import Runtime, runtime_for
+from services.notifications.runtime import Runtime
 from sim.sms import SmsConfig, SmsProvider, create_app, serving
 from sim.smtp import SmtpSink
 from tailor_cli.natsd import NatsServer
@@ -48,6 +48,12 @@ class Clock:
         return datetime.now(UTC) + self._offset
 
 
+def runtime_of(svc: RunningService) -> Runtime:
+    rt = svc.deps
+    assert isinstance(rt, Runtime)
+    return rt
+
+
 @dataclass
 class Stack:
     """One notifications service and the outside world around it."""
@@ -67,14 +73,14 @@ class Stack:
 
     @property
     def rt(self) -> Runtime:
-        return runtime_for(self.svc.kernel)
+        return runtime_of(self.svc)
 
     def start(self) -> AbstractAsyncContextManager[RunningService]:
         @asynccontextmanager
         async def run() -> AsyncIterator[RunningService]:
             async with running_service(SPEC, home=self.tmp, nats_url=self.nats.url,
-                                       database_url=self.database_url) as svc:
-                svc.kernel.extras["now"] = self.clock
+                                       database_url=self.database_url,
+                                       overrides={"clock": self.clock}) as svc:
                 self.services.append(svc)
                 try:
                     yield svc
@@ -85,7 +91,7 @@ class Stack:
     def move_to(self, at: datetime) -> None:
         self.clock.set(at)
         for svc in self.services:
-            runtime_for(svc.kernel).wake()
+            runtime_of(svc).wake()
 
     async def publish(self, event: Event, *, record: str, event_id: str | None = None,
                       msg_id: str | None = None) -> Envelope:

@@ -57,7 +57,7 @@ async def _states(stack: Stack, record: str) -> dict[int, str]:
 
 
 async def _dispatcher_died(stack: Stack) -> bool:
-    tasks = stack.svc.kernel.extras["tasks"]
+    tasks = stack.svc.kernel.tasks
     return any(t.get_name() == "dispatcher" and t.done() for t in tasks)
 
 

@@ -17,7 +17,8 @@ from sqlmodel import Session, func, select
 from services.core.db import make_engine, unit_of_work
 from services.core.migrations import run_migrations
 from services.core.protocol import ProtocolError, load_protocol
-from services.notifications.app import SPEC, check_reminder_cap
+from services.notifications.app import SPEC
+from services.notifications.bootstrap import check_reminder_cap
 from services.notifications.domain import reminder_key
 from services.notifications.models import Message
 

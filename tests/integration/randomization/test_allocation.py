@@ -54,7 +54,7 @@ async def test_cluster_assigned_events_are_allocated_in_list_order(svc: RunningS
     assert all(set(e.data) == {"record", "allocation_number", "module", "allocated_at"} for e in events)
     assert [e.data["allocation_number"] for e in events] == [f"PP-{n:04d}" for n in range(1, 31)]
 
-    ctx = svc.kernel.extras["randomization"]
+    ctx = svc.deps.context
     by_stratum = check_exactly_once_in_order(svc.kernel.engine, ctx, list_id, records)
     slots = opened_slots(svc.kernel.engine, ctx.key, list_id)
     for stratum in CLUSTERS:
@@ -79,7 +79,7 @@ async def test_duplicate_and_repeated_events_make_one_allocation(sqlite_svc: Run
     assert sorted(e.record for e in events) == ["R1", "R2"]
     rows = allocation_rows(svc.kernel.engine)
     assert [r.record for r in rows] == ["R1", "R2"]
-    ctx = svc.kernel.extras["randomization"]
+    ctx = svc.deps.context
     assert disclose(ctx, rows[0]).cluster == "DYS"  # the repeat with another cluster changed nothing
 
 
@@ -191,7 +191,7 @@ async def test_replicas_share_the_work_without_double_allocation(
             events = await tap.read(at_least=60)
         assert sorted(e.record for e in events) == records
         await eventually(lambda: len(allocation_rows(one.kernel.engine)) == 60)
-        check_exactly_once_in_order(one.kernel.engine, one.kernel.extras["randomization"],
+        check_exactly_once_in_order(one.kernel.engine, one.deps.context,
                                     list_id, records)
 
 

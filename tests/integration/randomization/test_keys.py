@@ -75,7 +75,7 @@ async def test_embedded_service_generates_its_key_and_never_stores_or_logs_it(
                 assert conn.execute(text("SELECT count(*) FROM allocation")).scalar() == 1
         finally:
             structlog.configure(logger_factory=structlog.PrintLoggerFactory(file=sys.stderr))
-    key = svc.kernel.extras["randomization"].key
+    key = svc.deps.context.key
     path = tmp_path / "keys" / KEY_FILE
     assert path.exists() and key.source == str(path)
     for form in (base64.b64encode(key.material).decode(), key.material.hex()):

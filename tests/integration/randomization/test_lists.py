@@ -185,7 +185,7 @@ async def test_the_statistician_sees_totals_that_never_tell_a_stratum(
     views, gauges = [], []
     for i, cluster in enumerate(["DYS", "ID", "AC", "DYS"]):
         await _allocate(svc, f"T{i}", cluster)
-        handlers.check_slots(svc.kernel)
+        handlers.check_slots(svc.deps)
         view = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]
         views.append({k: v for k, v in view.items() if k not in ("used", "free")})
         metrics = (await svc.client.get("/metrics")).text
@@ -214,12 +214,12 @@ async def _batched_alarm_then_extension(svc: RunningService, tap: Tap) -> None:
     first = (await svc.client.get(f"/v1/lists/{list_id}/commitment", headers=svc.as_role(STAT))).json()
     await _allocate(svc, "D0", "DYS")  # DYS crosses below the threshold right here
     for i in range(1, batch):
-        handlers.check_slots(svc.kernel)  # the watcher's periodic look, run now
+        handlers.check_slots(svc.deps)  # the watcher's periodic look, run now
         assert _audit(svc, "list.stratum_running_low") == []  # not tied to D0, nor any one
         listed = (await svc.client.get("/v1/lists", headers=svc.as_role(STAT))).json()[0]
         assert not any(s["running_low"] for s in listed["strata"])
         await _allocate(svc, f"A{i}", "AC" if i % 2 else "ID")
-    handlers.check_slots(svc.kernel)  # a whole batch since the last look: now it looks
+    handlers.check_slots(svc.deps)  # a whole batch since the last look: now it looks
     [entry] = _audit(svc, "list.stratum_running_low")
     after = json.loads(entry.after)
     assert after["allocations_in_batch"] >= batch and entry.record is None

@@ -6,7 +6,6 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from services.randomization.models import ParkedAllocation, SealedSlotRow
-from services.randomization.service import EXTRA
 from tests.support.harness import RunningService, eventually, provisioner_bus
 
 from .support import allocation_rows, cluster_assigned, publish, sealed_list
@@ -20,7 +19,7 @@ def _parked(svc: RunningService) -> list[str]:
 
 
 def _free_in(svc: RunningService, list_id: str, stratum: str) -> int:
-    ref = svc.kernel.extras[EXTRA].key.stratum_ref(list_id, stratum)
+    ref = svc.deps.context.key.stratum_ref(list_id, stratum)
     with Session(svc.kernel.engine) as session:
         return len(session.exec(select(SealedSlotRow).where(
             SealedSlotRow.list_id == list_id, SealedSlotRow.stratum_ref == ref,

@@ -105,8 +105,7 @@ async def bus(nats_server: NatsServer) -> AsyncIterator[Bus]:
 async def reports(tmp_path: Path, nats_server: NatsServer,
                   database_url: str) -> AsyncIterator[RunningService]:
     async with running_service(SPEC, home=tmp_path, nats_url=nats_server.url,
-                               database_url=database_url) as svc:
-        svc.kernel.extras["now"] = Clock()
+                               database_url=database_url, overrides={"clock": Clock()}) as svc:
         yield svc
 
 
@@ -169,7 +168,7 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
 
     from services.reports.metrics import refresh
 
-    await asyncio.to_thread(refresh, reports.kernel)
+    await asyncio.to_thread(refresh, reports.deps)
     metrics = (await reports.client.get("/metrics")).text
     assert "tailor_reports_randomized 10.0" in metrics
     assert 'tailor_reports_retention_ratio{timepoint="week_4"} 0.5' in metrics

@@ -33,8 +33,7 @@ async def safety(tmp_path: Path, nats_server: NatsServer, database_url: str,
     monkeypatch.setenv("TAILOR_RANDOMIZATION_URL", fake_randomization.url)
     fake_randomization.allocations, fake_randomization.callers = [], []
     async with running_service(SPEC, home=tmp_path, nats_url=nats_server.url,
-                               database_url=database_url) as svc:
-        svc.kernel.extras["now"] = clock
+                               database_url=database_url, overrides={"clock": clock}) as svc:
         fake_randomization.trust(tmp_path)
         yield svc
 

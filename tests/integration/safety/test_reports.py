@@ -104,9 +104,7 @@ async def test_unblinded_report_is_for_the_dsmb_only_and_split_by_arm(
     incomplete = await safety.client.get(url, headers=dsmb)
     assert incomplete.status_code == 502 and "PP-004" in incomplete.json()["detail"]
 
-    config = safety.kernel.extras["config"]
-    safety.kernel.extras["config"] = config.model_copy(
-        update={"randomization_url": "http://127.0.0.1:9"})
+    safety.deps.config.randomization_url = "http://127.0.0.1:9"  # randomization is down
     down = await safety.client.get(url, headers=dsmb)
     assert down.status_code == 503
     assert down.json()["field"] == "randomization" and "randomization" in down.json()["detail"]
@@ -128,7 +126,7 @@ def assert_arm_map_digest_is_keyed(after: dict, safety: RunningService) -> None:
     every_guess = {hashlib.sha256(audit.canonical_json(sorted(zip(
         PARTICIPANTS, arms, strict=True))).encode()).hexdigest()
         for arms in itertools.product(("personalized", "non_personalized"), repeat=3)}
-    key: DigestKey = safety.kernel.extras["digest_key"]
+    key: DigestKey = safety.deps.digest_key
     assert after["arm_map_hmac"] not in every_guess and after["arm_map_hmac"] != plain
     assert after["digest_key_id"] == key.key_id
     assert after["arm_map_hmac"] == key.digest(arm_map)  # the key holder can still prove it

@@ -92,11 +92,9 @@ async def every(name: str, seconds: float | Callable[[], float], job: Job, *,
         try:
             if inspect.iscoroutinefunction(job):
                 result = await job()
-            elif in_thread:
-                result = await asyncio.to_thread(job)
             else:
-                result = job()
-                if inspect.isawaitable(result):
+                result = await asyncio.to_thread(job) if in_thread else job()
+                if inspect.isawaitable(result):  # a callable that returned a coroutine
                     result = await result
         except Exception as exc:
             log.warning(f"{name}_failed", error=repr(exc))

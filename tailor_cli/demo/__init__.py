@@ -3,7 +3,8 @@
 Starts nats-server, the REDCap emulator (the trial's project from its data dictionary), the
 SMTP sink, the SMS provider and every service; generates and seals the randomization lists;
 site staff enter a synthetic cohort form by form in REDCap (real Data Entry Triggers), with
-duplicate saves, one unscorable baseline and one withdrawal; then it checks that every
+duplicate saves, one unscorable baseline and one withdrawal, and at week 4 who started the
+allocated module; then it checks that every
 eligible participant has exactly one allocation in REDCap matching the randomization
 service, prints the blinded and unblinded summaries, DET → write-back latency and the
 verified audit chains, and exits 0 only if every check holds.
@@ -81,6 +82,8 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         report.latency(console, stack, expected)
         _safety(console, stack, gw, expected, verdict)
         _reminders(console, stack, expected, verdict)
+        followup.record_module_starts(stack.redcap["url"], stack.redcap["project_id"], protocol,
+                                      expected, r.unique_event_name("week_4"))
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
         report.where_next(console, stack)

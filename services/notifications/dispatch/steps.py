@@ -163,14 +163,15 @@ def record_sent(engine: Engine, rt: Runtime, key: str, claimed: Claimed, receipt
             if done:
                 follow_ups.close_for_message(session, rt, key, "sent", "the receipt arrived late")
         msg = repository.message(session, key)
-        if went_out and count_change(session, msg, sent=1):
-            rt.kernel.relay.wake()
+        counted = went_out and count_change(session, msg, sent=1)
         if done and msg is not None:
             record_change(session, action="message.sent", entity_type="message", entity_id=key,
                           record=msg.record, after={"state": "sent", "channel": channel,
                                                     "provider_ref": receipt.provider_ref})
         elif msg is not None and msg.state not in repository.LEFT_US:
             log.warning("dispatch.sent_but_not_claimed", key=key, state=msg.state)
+    if counted:  # committed: the relay may publish the diary count now
+        rt.kernel.relay.wake()
     count_outcome(channel, "sent")
     DISPATCH_LAG.labels(channel).observe(max(0.0, (now - claimed.due_at).total_seconds()))
 

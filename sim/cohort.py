@@ -26,6 +26,7 @@ class Participant:
     record: str
     story: Story
     forms: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    started_module: bool = False  # allocated, and began the module by the week-4 visit
 
     @property
     def expects_allocation(self) -> bool:
@@ -39,10 +40,13 @@ def _mpid(row: dict[str, object], prefix: str) -> dict[str, str]:
 
 
 def make_cohort(protocol: TrialProtocol, *, eligible: int = 105, ineligible: int = 12,
-                seed: int = 7, unscorable: int = 1, withdrawn: int = 1) -> list[Participant]:
+                seed: int = 7, unscorable: int = 1, withdrawn: int = 1,
+                not_started: float = 0.05) -> list[Participant]:
     """`eligible` participants complete the baseline (of whom `unscorable` have an MPI-D
     that cannot be scored and `withdrawn` withdraw before allocation); `ineligible` are
-    screened out. Records are numbered in screening order."""
+    screened out. Of the allocated, about `not_started` never begin their module (the rest
+    have `started_module`, see `module_started_form`). Records are numbered in screening
+    order."""
     rng = random.Random(seed)
     a, fields = protocol.allocation, protocol.redcap.fields
     prefix = fields.mpid_item_prefix
@@ -81,7 +85,22 @@ def make_cohort(protocol: TrialProtocol, *, eligible: int = 105, ineligible: int
         p.forms.append(("panas", {f"panas_{w}": str(rng.randint(1, 5)) for w in PANAS}))
         p.forms.append(("odi", {f"odi_{i}": str(rng.randint(0, 5)) for i in range(1, 11)}))
         cohort.append(p)
+    starts = random.Random(seed + 1)  # its own stream: the baseline values stay as they were
+    for p in cohort:
+        p.started_module = p.expects_allocation and starts.random() >= not_started
     return cohort
+
+
+def module_started_form(protocol: TrialProtocol, p: Participant) -> tuple[str, dict[str, str]]:
+    """What site staff record at the week-4 visit on the withdrawal form: not withdrawn, and
+    whether the participant has started the allocated module (the reports' "received
+    allocated intervention")."""
+    rules = protocol.reports
+    if rules is None or rules.received_field is None:
+        raise ValueError("the protocol records no received_field (reports.received_field)")
+    return protocol.redcap.withdrawal_form, {
+        protocol.redcap.fields.withdrawn: "0",
+        rules.received_field: "1" if p.started_module else "0"}
 
 
 def _screening(rng: random.Random, eligible: bool) -> dict[str, str]:

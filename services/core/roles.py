@@ -346,7 +346,8 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
             ("recruitment", _REPORT_READERS, "per week and site, projections"),
             ("retention", _REPORT_READERS, "per timepoint; reasons for loss"),
             ("acceptability", (R.SAFETY_OFFICER, R.DSMB, R.STUDY_MANAGER, R.MONITOR,
-                               R.STATISTICIAN), "NEQ and AE counts; per arm for the DSMB"),
+                               R.STATISTICIAN),
+             "diary adherence, NEQ and AE counts; per arm for unblinded roles"),
         )
     ),
 )

@@ -14,6 +14,7 @@ from sqlmodel import Session
 from services.core import audit
 
 from . import contacts, repository
+from .diary_tally import count_change
 from .domain import DeliveryState, DiaryParticipant, diary_prompts, local_day
 from .models import Message, Participant
 from .runtime import Runtime
@@ -64,4 +65,5 @@ def mark_answered(session: Session, rt: Runtime, record: str, *,
     audit.append(session, actor="service:notifications", role="system",
                  action="diary.prompt_answered", entity_type="message", entity_id=prompt.key,
                  record=record, after={"answered_at": now}, correlation_id=correlation_id)
+    count_change(session, prompt, answered=1, correlation_id=correlation_id)  # open: in time
     return prompt.key

@@ -17,7 +17,9 @@ from sqlmodel import Session, col, select
 from services.core.errors import Conflict, InvalidInput, NotFound
 
 from . import repository
+from .diary_tally import count_change
 from .domain import DeliveryState
+from .domain.diary_weeks import answered_in_time
 from .models import FollowUp, Message
 from .runtime import Runtime
 from .service import record_change, wake_after_commit
@@ -106,6 +108,10 @@ def _settle_message(session: Session, rt: Runtime, follow_up: FollowUp,
                   entity_id=follow_up.message_key, record=follow_up.record,
                   reason=f"follow-up {follow_up.id}",
                   before={"state": DeliveryState.UNKNOWN.value}, after={"state": target.value})
+    if target is not DeliveryState.SENT:  # counted as sent while unknown: not any more
+        msg = repository.message(session, follow_up.message_key)
+        count_change(session, msg, sent=-1, answered=-int(
+            msg is not None and answered_in_time(msg.answered_at, msg.expires_at)))
     if target is DeliveryState.SCHEDULED:
         wake_after_commit(session, rt)
 

@@ -14,6 +14,7 @@ from services.core.auth import Unauthenticated
 from services.core.errors import Conflict, InvalidInput, NotFound
 
 from . import contacts, repository
+from .diary_tally import count_change
 from .dispatch.compose import render_task
 from .dispatch.metrics import DISPATCH_LAG, count_outcome
 from .domain import (
@@ -71,6 +72,7 @@ def apply_sms_callback(session: Session, rt: Runtime, *, body: bytes, timestamp:
         record_change(session, action="message.sent", entity_type="message", entity_id=msg.key,
                       record=msg.record, reason="confirmed by the provider's callback",
                       after={"state": "sent", "provider_ref": payload.get("id")})
+        count_change(session, msg, sent=1)
         session.refresh(msg)
     if not can_transition(DeliveryState(msg.state), target):
         return "ignored", msg.state

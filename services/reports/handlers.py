@@ -7,7 +7,9 @@ Subjects (what it reads of each):
   withdrawal form's flag, date, reason and preventable class, the AE form's seriousness, the
   NEQ items and their attribution, and each form's complete status;
 - `trial.v1.randomization.allocated`: record, module, time (never arm or cluster);
-- `trial.v1.notifications.timepoint_completed`: record, timepoint, time, reminders sent.
+- `trial.v1.notifications.timepoint_completed`: record, timepoint, time, reminders sent;
+- `trial.v1.notifications.diary_prompts_counted`: record, ISO week, the change in diary
+  prompts sent and answered in time.
 
 The protocol and the bus key come from the service's `ReportsDeps` (see bootstrap.py).
 """

@@ -22,6 +22,8 @@ RECRUITMENT_RATE = Gauge("tailor_reports_recruitment_rate_per_week",
                          ["window"])
 RETENTION = Gauge("tailor_reports_retention_ratio",
                   "Completed of due assessments per timepoint", ["timepoint"])
+DIARY_ADHERENCE = Gauge("tailor_reports_diary_adherence_ratio",
+                        "Diary prompts answered in time of those sent, all weeks, pooled")
 
 
 def refresh(deps: ReportsDeps) -> None:
@@ -29,12 +31,15 @@ def refresh(deps: ReportsDeps) -> None:
     with unit_of_work(kernel.engine) as session:
         r = service.recruitment_of(session, protocol=kernel.protocol, as_of=today)
         kept = service.retention_of(session, protocol=kernel.protocol, as_of=today)
+        accepted = service.acceptability_of(session, protocol=kernel.protocol, as_of=today)
     RANDOMIZED.set(r.randomized)
     RECRUITMENT_RATE.labels("overall").set(r.rate_per_week or 0)
     RECRUITMENT_RATE.labels("recent").set(r.recent_rate_per_week or 0)
     for t in kept.timepoints:
         if t.completion_rate is not None:
             RETENTION.labels(t.timepoint).set(t.completion_rate)
+    if accepted.diary_adherence is not None:
+        DIARY_ADHERENCE.set(accepted.diary_adherence)
 
 
 async def keep_gauges_fresh(deps: ReportsDeps) -> None:

@@ -77,4 +77,17 @@ class AdverseEventRow(SQLModel, table=True):
     reported_on: date
 
 
-READ_MODEL = (ParticipantRow, FormRow, TimepointRow, NeqRow, AdverseEventRow)
+class DiaryWeekRow(SQLModel, table=True):
+    """A diary participant's prompts of one ISO week: the sum of the changes notifications
+    published (`DiaryPromptsCounted`)."""
+
+    __tablename__ = "reports_diary_week"
+
+    record: str = Field(primary_key=True)
+    week: str = Field(primary_key=True)  # ISO 8601 week, "YYYY-Www"
+    week_start: date  # its Monday
+    prompts_sent: int
+    answered_in_time: int
+
+
+READ_MODEL = (ParticipantRow, FormRow, TimepointRow, NeqRow, AdverseEventRow, DiaryWeekRow)

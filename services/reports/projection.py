@@ -18,18 +18,19 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from sqlmodel import Session
 
 from services.core.errors import InvalidInput, PermanentError
-from services.core.events import Envelope, FormSavedForReports
+from services.core.events import DiaryPromptsCounted, Envelope, FormSavedForReports
 from services.core.protocol import TrialProtocol
 from services.core.sealed_events import open_form_saved
 from services.core.sealing import Keyring
 
 from . import repository
-from .models import AdverseEventRow, FormRow, NeqRow, ParticipantRow, TimepointRow
+from .models import AdverseEventRow, DiaryWeekRow, FormRow, NeqRow, ParticipantRow, TimepointRow
 
 FORM_SAVED = FormSavedForReports.subject
 ALLOCATED = "trial.v1.randomization.allocated"
 TIMEPOINT_COMPLETED = "trial.v1.notifications.timepoint_completed"
-SUBJECTS = (FORM_SAVED, ALLOCATED, TIMEPOINT_COMPLETED)
+DIARY_COUNTED = DiaryPromptsCounted.subject
+SUBJECTS = (FORM_SAVED, ALLOCATED, TIMEPOINT_COMPLETED, DIARY_COUNTED)
 
 
 class _Tolerant(BaseModel):
@@ -100,6 +101,8 @@ def apply(session: Session, env: Envelope, protocol: TrialProtocol, keyring: Key
         repository.participant_for_update(session, c.record, c.completed_at.date())
         session.merge(TimepointRow(record=c.record, timepoint=c.timepoint,
                                    completed_at=c.completed_at, reminders_sent=c.reminders_sent))
+    elif env.subject == DIARY_COUNTED:
+        _diary_counted(session, env.payload(DiaryPromptsCounted))
 
 
 def _form_saved(session: Session, saved: SavedForm, at: datetime, protocol: TrialProtocol) -> None:
@@ -179,3 +182,22 @@ def _neq(session: Session, saved: SavedForm, event: str, protocol: TrialProtocol
     attributed = sum(1 for i in happened if saved.fields.get(f"{i}_attr") in treatment)
     session.merge(NeqRow(record=saved.record, timepoint=timepoint, effects=len(happened),
                          attributed_to_treatment=attributed))
+
+
+def _week_start(week: str) -> date:
+    year, _, number = week.partition("-W")
+    try:
+        return date.fromisocalendar(int(year), int(number), 1)
+    except ValueError:
+        raise PermanentError(f"{DIARY_COUNTED}: week is not an ISO week (YYYY-Www)") from None
+
+
+def _diary_counted(session: Session, counted: DiaryPromptsCounted) -> None:
+    """Changes add up (each event is applied once: the inbox); the order does not matter."""
+    start = _week_start(counted.week)
+    row = session.get(DiaryWeekRow, (counted.record, counted.week)) or DiaryWeekRow(
+        record=counted.record, week=counted.week, week_start=start, prompts_sent=0,
+        answered_in_time=0)
+    row.prompts_sent += counted.prompts_sent
+    row.answered_in_time += counted.answered_in_time
+    session.add(row)

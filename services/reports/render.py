@@ -77,17 +77,26 @@ def retention_csv(r: Retention) -> str:
 
 
 def acceptability_csv(a: Acceptability) -> str:
+    """One row per group and measure. Diary rows: `count` answered in time, `of` prompts
+    sent, `rate` their ratio (overall, then per ISO week)."""
     rows: list[tuple[object, ...]] = []
     for g in [a.pooled, *(a.by_arm or [])]:
+        d = g.diary
+        rows.append((g.group, "diary_adherence", d.answered_in_time, d.participants, None, None,
+                     d.prompts_sent, d.adherence))
+        for w in d.weeks:
+            rows.append((g.group, f"diary_adherence:{w.week}", w.answered_in_time,
+                         w.participants, None, None, w.prompts_sent, w.adherence))
         for n in g.negative_effects:
             rows.append((g.group, f"neq:{n.timepoint}", n.questionnaires, n.with_negative_effect,
-                         n.mean_effects, n.attributed_to_treatment))
+                         n.mean_effects, n.attributed_to_treatment, None, None))
         ae = g.adverse_events
-        rows.append((g.group, "adverse_events", ae.events, ae.participants_with_event, None, None))
-        rows.append((g.group, "serious_adverse_events", ae.serious, ae.participants_with_serious,
+        rows.append((g.group, "adverse_events", ae.events, ae.participants_with_event, None, None,
                      None, None))
+        rows.append((g.group, "serious_adverse_events", ae.serious, ae.participants_with_serious,
+                     None, None, None, None))
     return _csv(("group", "measure", "count", "participants", "mean_effects",
-                 "attributed_to_treatment"), rows)
+                 "attributed_to_treatment", "of", "rate"), rows)
 
 
 @dataclass(frozen=True)

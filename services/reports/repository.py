@@ -9,8 +9,23 @@ from sqlmodel import Session, col, delete, select
 from services.core.inbox import InboxEntry
 from services.core.protocol import TrialProtocol
 
-from .domain import AdverseEventFact, Facts, NeqAnswer, ParticipantFacts, TimepointDone
-from .models import READ_MODEL, AdverseEventRow, FormRow, NeqRow, ParticipantRow, TimepointRow
+from .domain import (
+    AdverseEventFact,
+    DiaryWeek,
+    Facts,
+    NeqAnswer,
+    ParticipantFacts,
+    TimepointDone,
+)
+from .models import (
+    READ_MODEL,
+    AdverseEventRow,
+    DiaryWeekRow,
+    FormRow,
+    NeqRow,
+    ParticipantRow,
+    TimepointRow,
+)
 
 COMPLETE = 2  # REDCap's <form>_complete: 0 incomplete, 1 unverified, 2 complete
 
@@ -55,7 +70,10 @@ def load_facts(session: Session, protocol: TrialProtocol) -> Facts:
         neq=[NeqAnswer(n.record, n.timepoint, n.effects, n.attributed_to_treatment)
              for n in session.exec(select(NeqRow))],
         adverse_events=[AdverseEventFact(a.record, a.key, a.serious, a.reported_on)
-                        for a in session.exec(select(AdverseEventRow))])
+                        for a in session.exec(select(AdverseEventRow))],
+        diary=[DiaryWeek(d.record, d.week, d.week_start, d.prompts_sent, d.answered_in_time)
+               for d in session.exec(select(DiaryWeekRow).order_by(DiaryWeekRow.record,
+                                                                    DiaryWeekRow.week))])
 
 
 def clear_read_model(session: Session, consumers: list[str]) -> None:

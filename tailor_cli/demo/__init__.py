@@ -3,7 +3,8 @@
 Starts nats-server, the REDCap emulator (the trial's project from its data dictionary), the
 SMTP sink, the SMS provider and every service; generates and seals the randomization lists;
 site staff enter a synthetic cohort form by form in REDCap (real Data Entry Triggers), with
-duplicate saves, one unscorable baseline and one withdrawal; then it checks that every
+duplicate saves, one unscorable baseline and one withdrawal, and at week 4 who started the
+allocated module; then it checks that every
 eligible participant has exactly one allocation in REDCap matching the randomization
 service, prints the blinded and unblinded summaries, DET → write-back latency and the
 verified audit chains, and exits 0 only if every check holds.
@@ -81,6 +82,8 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         report.latency(console, stack, expected)
         _safety(console, stack, gw, expected, verdict)
         _reminders(console, stack, expected, verdict)
+        followup.record_module_starts(stack.redcap["url"], stack.redcap["project_id"], protocol,
+                                      expected, r.unique_event_name("week_4"))
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
         report.where_next(console, stack)
@@ -130,17 +133,20 @@ def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Ver
     address = {p.record: dict(p.forms)["consent"]["cons_email"] for p in expected}
     week4 = load_protocol(PROTOCOL).redcap.unique_event_name("week_4")
     before = followup.recipients(stack.home / "mail")
+
+    def to_participants() -> int:  # staff alerts (a timepoint completed) go to the same sink
+        sent = followup.recipients(stack.home / "mail") - before
+        return sum(n for who, n in sent.items() if who in address.values())
+
     followup.move_clock(clock, 33)
-    followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
-                      >= len(expected), timeout=60)
+    followup.wait_for(lambda: to_participants() >= len(expected), timeout=60)
     answered, silent = expected[: len(expected) // 2], expected[len(expected) // 2:]
     followup.complete_timepoint(stack.redcap["url"], stack.redcap["project_id"], answered, week4,
                                 {"mpid_ps": {"mpidps_1_1": "3", "mpidps_1_7": "3", "mpidps_1_12": "2"},
                                  "pgic": {"pgic_rating": "3"}})
     time.sleep(3)  # the completions travel DET → gateway → bus → notifications
     followup.move_clock(clock, 37)
-    followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
-                      >= len(expected) + len(silent), timeout=60)
+    followup.wait_for(lambda: to_participants() >= len(expected) + len(silent), timeout=60)
     time.sleep(2)
     sent = followup.recipients(stack.home / "mail") - before
     per_answered = [sent[address[p.record]] for p in answered]

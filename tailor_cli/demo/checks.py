@@ -86,6 +86,11 @@ def expected_enrolment(cohort: list[Participant]) -> dict[str, int]:
             "randomized": stories["allocate"]}
 
 
+def expected_received(cohort: list[Participant]) -> int:
+    """Allocated participants whose week-4 withdrawal form says they started the module."""
+    return sum(1 for p in cohort if p.expects_allocation and p.started_module)
+
+
 def enrolment_of(flow: dict) -> dict[str, int]:
     return {"assessed": flow["assessed"], **flow["excluded"],
             "awaiting_randomization": flow["awaiting_randomization"],
@@ -103,10 +108,16 @@ def check_flow(verdict: Verdict, cohort: list[Participant], blinded: dict, unbli
     verdict.check(pooled["allocated"] == pooled["lost_to_follow_up"] + pooled["discontinued"]
                   + pooled["continuing"] == pooled["analysed"] + pooled["not_analysed"],
                   "follow-up and analysis boxes each add up to the allocated")
+    received = expected_received(cohort)
+    verdict.check(pooled.get("received_intervention") == received,
+                  f"received allocated intervention: {pooled.get('received_intervention')} "
+                  f"counted, {received} started their module in the cohort entered")
     verdict.check(blinded["by_arm"] is None, "blinded readers get the pooled flow only")
     arms = unblinded.get("by_arm") or []
     verdict.check(sum(g["allocated"] for g in arms) == blinded["randomized"],
                   "the DSMB's per-arm flow adds up to the randomized")
+    verdict.check(sum(g.get("received_intervention") or 0 for g in arms) == received,
+                  "the DSMB's per-arm received intervention adds up to the pooled")
 
 
 def check_feasibility(verdict: Verdict, cohort: list[Participant], rows: list[dict]) -> None:

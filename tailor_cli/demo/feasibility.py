@@ -13,7 +13,7 @@ from services.reports.cli import feasibility_table
 from services.reports.raster import RasterError, svg_to_png
 from sim.cohort import Participant
 
-from .checks import Verdict, check_feasibility, check_flow
+from .checks import Verdict, check_feasibility, check_flow, expected_received
 from .client import Gateway
 
 FLOW = "/api/v1/reports/v1/flow"
@@ -26,16 +26,18 @@ def _text(gw: Gateway, role: str, path: str, **params: str) -> str:
     return response.text
 
 
-def _settled_flow(gw: Gateway, allocated: int, timeout: float = 90) -> dict:
+def _settled_flow(gw: Gateway, allocated: int, received: int, timeout: float = 90) -> dict:
     """The flow once the reports service has seen every allocation the randomization
-    service made (a busy service's 503 is asked again, not fatal)."""
+    service made and every module start staff recorded (a busy service's 503 is asked
+    again, not fatal)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             flow = gw.call("monitor", "GET", FLOW)
         except RuntimeError:
             flow = None
-        if flow is not None and flow["randomized"] >= allocated:
+        if (flow is not None and flow["randomized"] >= allocated
+                and (flow["pooled"]["received_intervention"] or 0) >= received):
             return flow  # type: ignore[no-any-return]
         time.sleep(1)
     return gw.call("monitor", "GET", FLOW)  # type: ignore[no-any-return]
@@ -45,7 +47,7 @@ def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, v
            ) -> Callable[[Console], None]:
     """Check the flow against the cohort and write the diagrams; returns the printer of
     the table and the files' names (the demo's last lines)."""
-    blinded = _settled_flow(gw, allocated)
+    blinded = _settled_flow(gw, allocated, expected_received(cohort))
     unblinded = gw.call("dsmb", "GET", FLOW)
     check_flow(verdict, cohort, blinded, unblinded)
     rows = gw.call("monitor", "GET", "/api/v1/reports/v1/feasibility")

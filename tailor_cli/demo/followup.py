@@ -6,13 +6,15 @@ from __future__ import annotations
 import email
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import httpx
 
-from sim.cohort import Participant
+from services.core.protocol import TrialProtocol
+from sim.cohort import Participant, module_started_form
 
 from .client import Gateway
 
@@ -67,6 +69,20 @@ def complete_timepoint(redcap_url: str, project_id: str, participants: list[Part
             for instrument, values in forms.items():
                 web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
                                                        "event": event}).raise_for_status()
+
+
+def record_module_starts(redcap_url: str, project_id: str, protocol: TrialProtocol,
+                         participants: list[Participant], event: str, workers: int = 4) -> None:
+    """At the week-4 visit staff record on the withdrawal form whether each allocated
+    participant has started the module (each save fires a Data Entry Trigger)."""
+    def one(p: Participant) -> None:
+        instrument, values = module_started_form(protocol, p)
+        with httpx.Client(base_url=f"{redcap_url}/emulator/projects/{project_id}", timeout=30) as web:
+            web.post(f"/forms/{instrument}", json={"values": values, "record": p.record,
+                                                   "event": event}).raise_for_status()
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(one, participants))
 
 
 def safety_reports(gw: Gateway) -> tuple[dict, dict, list]:

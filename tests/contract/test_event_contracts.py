@@ -35,6 +35,7 @@ CONSUMERS: dict[str, tuple[tuple[str, ...], type[Event]]] = {
                                   events.FormSavedForReports),
     "reports-events/allocated": ((events.Allocated.subject,), events.Allocated),
     "reports-events/timepoint": ((events.TimepointCompleted.subject,), events.TimepointCompleted),
+    "reports-events/diary": ((events.DiaryPromptsCounted.subject,), events.DiaryPromptsCounted),
     "notifications-safety-opened": ((events.SafetyObligationOpened.subject,),
                                     events.SafetyObligationOpened),
     "notifications-safety-escalated": ((events.SafetyObligationEscalated.subject,),

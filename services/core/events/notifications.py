@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from .base import Event
 
-__all__ = ["DEAD_LETTER_SUBJECT", "DispatchFailed", "TimepointCompleted"]
+__all__ = ["DEAD_LETTER_SUBJECT", "DiaryPromptsCounted", "DispatchFailed", "TimepointCompleted"]
 
 DEAD_LETTER_SUBJECT = "trial.dlq.notifications"
 
@@ -38,3 +38,16 @@ class TimepointCompleted(Event):
     timepoint: str
     completed_at: datetime
     reminders_sent: int
+
+
+class DiaryPromptsCounted(Event):
+    """A change to a participant's diary counts of one ISO week (of their local diary
+    days): a prompt went out (+1 sent), was answered before it expired (+1 answered), or a
+    prompt counted as sent turned out not to be (-1). Changes, not totals: a reader sums
+    them per (record, week). Counts only: no prompt times, no answers, no module."""
+
+    subject: ClassVar[str] = "trial.v1.notifications.diary_prompts_counted"
+    record: str
+    week: str  # ISO 8601 week, e.g. "2026-W49"
+    prompts_sent: int = 0  # change in prompts handed to the channel
+    answered_in_time: int = 0  # change in those answered before they expired

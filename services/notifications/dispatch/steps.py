@@ -31,6 +31,7 @@ from services.core.events import DispatchFailed
 
 from .. import contacts, follow_ups, repository
 from ..crypto import ContactDetails
+from ..diary_tally import count_change
 from ..domain import (
     CancelReason,
     DeliveryState,
@@ -154,6 +155,7 @@ def record_sent(engine: Engine, rt: Runtime, key: str, claimed: Claimed, receipt
         done = repository.set_state_if(
             session, key, DeliveryState.CLAIMED, DeliveryState.SENT, worker=rt.worker, sent_at=now,
             lease_until=None, provider_ref=receipt.provider_ref, updated_at=now)
+        went_out = done  # from UNKNOWN (below) it was counted as sent already
         if not done:  # the lease was judged expired (state unknown): it did go out
             done = repository.set_state_if(session, key, DeliveryState.UNKNOWN, DeliveryState.SENT,
                                            sent_at=now, finished_at=None, error=None,
@@ -161,12 +163,15 @@ def record_sent(engine: Engine, rt: Runtime, key: str, claimed: Claimed, receipt
             if done:
                 follow_ups.close_for_message(session, rt, key, "sent", "the receipt arrived late")
         msg = repository.message(session, key)
+        counted = went_out and count_change(session, msg, sent=1)
         if done and msg is not None:
             record_change(session, action="message.sent", entity_type="message", entity_id=key,
                           record=msg.record, after={"state": "sent", "channel": channel,
                                                     "provider_ref": receipt.provider_ref})
         elif msg is not None and msg.state not in repository.LEFT_US:
             log.warning("dispatch.sent_but_not_claimed", key=key, state=msg.state)
+    if counted:  # committed: the relay may publish the diary count now
+        rt.kernel.relay.wake()
     count_outcome(channel, "sent")
     DISPATCH_LAG.labels(channel).observe(max(0.0, (now - claimed.due_at).total_seconds()))
 
@@ -222,6 +227,8 @@ def fail(session: Session, rt: Runtime, msg: Message, error: str, reason: str,
         attempt=msg.attempt, channel=msg.channel, reason=reason, error=error,
         tries=msg.tries, failed_at=now), producer=SERVICE, record=msg.record,
         event_id=f"dlq-{msg.key}")
+    if state is DeliveryState.UNKNOWN:  # it may have gone out: counted as sent
+        count_change(session, msg, sent=1)
     record_change(session, action=f"message.{state}", entity_type="message", entity_id=msg.key,
                   record=msg.record, reason=reason,
                   after={"state": state, "error": error, "tries": msg.tries})

@@ -60,11 +60,23 @@ class AdverseEventFact:
 
 
 @dataclass(frozen=True)
+class DiaryWeek:
+    """A diary participant's prompts of one ISO week of their own calendar."""
+
+    record: str
+    week: str  # "YYYY-Www"
+    week_start: date  # its Monday
+    prompts_sent: int
+    answered_in_time: int
+
+
+@dataclass(frozen=True)
 class Facts:
     participants: list[ParticipantFacts] = field(default_factory=list)
     timepoints: list[TimepointDone] = field(default_factory=list)
     neq: list[NeqAnswer] = field(default_factory=list)
     adverse_events: list[AdverseEventFact] = field(default_factory=list)
+    diary: list[DiaryWeek] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

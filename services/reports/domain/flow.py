@@ -8,8 +8,9 @@ Every level of the diagram is a partition, so the boxes add up by construction:
 - analysis, per group: allocated = analysed + not analysed (awaiting the primary
   timepoint, missed it, or withdrew before it)
 
-"Received the allocated intervention" is not on the bus (no service records it): it is
-reported as null, never guessed.
+"Received the allocated intervention" counts participants whose withdrawal form says they
+started the allocated module (`reports.received_field`); without that field in the
+protocol it is null, never guessed.
 """
 
 from __future__ import annotations

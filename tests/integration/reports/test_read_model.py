@@ -16,10 +16,18 @@ from sqlmodel import Session, select
 from services.core.audit import AuditEntry
 from services.core.bus import Bus
 from services.core.db import make_engine
-from services.core.events import Allocated, Envelope, Event, FormSaved, TimepointCompleted
+from services.core.events import (
+    Allocated,
+    DiaryPromptsCounted,
+    Envelope,
+    Event,
+    FormSaved,
+    TimepointCompleted,
+)
 from services.core.migrations import run_migrations
 from services.core.protocol import load_protocol
 from services.reports.app import SPEC
+from services.reports.handlers import DURABLE
 from services.reports.rebuild import read_stream, rebuild
 from services.reports.service import blinded_figures
 from tailor_cli.natsd import NatsServer
@@ -27,6 +35,8 @@ from tests.support.harness import PROTOCOL, RunningService, eventually, provisio
 from tests.support.sealed import form_saved_for, keyring
 
 P = load_protocol(PROTOCOL)
+# Diary answers come back through a REDCap instrument (the PerPAIN file does not say which).
+P_DIARY = P.model_copy(update={"diary": P.diary.model_copy(update={"answer_form": "diary_entry"})})
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 TODAY = START + timedelta(days=100)
 BASELINE = P.redcap.unique_event_name(P.redcap.baseline_event)
@@ -89,7 +99,19 @@ def cohort() -> list[Envelope]:
     events.append(form("R009", P.redcap.withdrawal_form,
                        {"wd_withdrawn": "1", "wd_date": gone.date().isoformat(), "wd_reason": "3",
                         "wd_preventable": "0", "an_unknown_field": "ignored"}, gone, event=week4))
-    return events
+    return events + diary_counts()
+
+
+# (record, ISO week, change in prompts sent, change in answered in time), in bus order
+DIARY = [("R001", "2026-W10", 1, 0), ("R001", "2026-W10", 0, 1), ("R001", "2026-W10", 1, 0),
+         ("R002", "2026-W10", 1, 0), ("R002", "2026-W11", 1, 0), ("R002", "2026-W11", 0, 1),
+         ("R001", "2026-W11", 1, 0), ("R001", "2026-W11", -1, 0)]  # an unknown e-mail: not sent
+
+
+def diary_counts() -> list[Envelope]:
+    at = START + timedelta(days=5)
+    return [env(DiaryPromptsCounted(record=r, week=w, prompts_sent=s, answered_in_time=a),
+                "notifications", at + timedelta(minutes=i)) for i, (r, w, s, a) in enumerate(DIARY)]
 
 
 @pytest.fixture
@@ -125,10 +147,14 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
     await publish(bus, events)
     # a redelivery under another message id must not count twice
     await bus.publish(events[0].subject, events[0].model_dump_json().encode(), msg_id="again")
+    await bus.publish(events[-1].subject, events[-1].model_dump_json().encode(), msg_id="again-2")
 
-    async def all_in() -> bool:
+    async def all_in() -> bool:  # the duplicate, published last, has had its chance too
         flow = await flow_of(reports)
-        return flow["pooled"]["lost_to_follow_up"] == 1 and flow["pooled"]["discontinued"] == 1
+        assert bus.js is not None
+        info = await bus.js.consumer_info("TRIAL", DURABLE)
+        return (flow["pooled"]["lost_to_follow_up"] == 1 and flow["pooled"]["discontinued"] == 1
+                and info.num_pending == 0 and info.num_ack_pending == 0)
     await eventually(all_in)
     flow = await flow_of(reports)
     assert flow["assessed"] == 12
@@ -162,6 +188,18 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
     assert svg.headers["content-type"].startswith("image/svg+xml")
     assert "Randomized (n=10)" in svg.text and "Allocated:" not in svg.text
 
+    reports.kernel.protocol = P_DIARY
+    accept = (await reports.client.get("/v1/acceptability", headers=reports.as_role("monitor"))).json()
+    diary = accept["pooled"]["diary"]
+    assert (diary["participants"], diary["prompts_sent"], diary["answered_in_time"]) == (2, 4, 2)
+    assert accept["diary_adherence"] == 0.5 and accept["by_arm"] is None
+    assert [(w["week"], w["prompts_sent"], w["answered_in_time"], w["adherence"])
+            for w in diary["weeks"]] == [("2026-W10", 3, 1, 1 / 3), ("2026-W11", 1, 1, 1.0)]
+    reports.kernel.protocol = P  # the PerPAIN file: answers are not reported back
+    accept = (await reports.client.get("/v1/acceptability", headers=reports.as_role("monitor"))).json()
+    assert accept["diary_adherence"] is None and accept["pooled"]["diary"]["prompts_sent"] == 4
+    assert any("diary.answer_form" in n for n in accept["notes"])
+
     # the past is reproducible: as of day 5, five were randomized
     early = await flow_of(reports, as_of=(START + timedelta(days=5)).date().isoformat())
     assert early["randomized"] == 5
@@ -179,13 +217,20 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
         reports: RunningService, bus: Bus, nats_server: NatsServer, tmp_path: Path) -> None:
     await publish(bus, cohort())
 
-    async def settled() -> bool:
-        return (await flow_of(reports))["pooled"]["discontinued"] == 1
+    async def settled() -> bool:  # the last events published have been applied
+        accept = (await reports.client.get("/v1/acceptability",
+                                           headers=reports.as_role("monitor"))).json()
+        diary = accept["pooled"]["diary"]
+        return ((await flow_of(reports))["pooled"]["discontinued"] == 1
+                and (diary["prompts_sent"], diary["answered_in_time"]) == (4, 2))
     await eventually(settled)
     live_engine = reports.kernel.engine
     stream = await read_stream(nats_server.url, credentials=nats_server.credentials())
-    result = rebuild(live_engine, P, keyring("reports"), stream, as_of=TODAY.date())
+    result = rebuild(live_engine, P_DIARY, keyring("reports"), stream, as_of=TODAY.date())
     assert result.identical, result.changed
+    rebuilt_diary = result.after["acceptability"]["pooled"]["diary"]
+    assert (rebuilt_diary["prompts_sent"], rebuilt_diary["answered_in_time"]) == (4, 2)
+    assert result.after["acceptability"]["diary_adherence"] == 0.5
     assert result.events == len(cohort()) and result.first_seq == 1
     with Session(live_engine) as session:
         audited = session.exec(select(AuditEntry).where(AuditEntry.action == "read_model.rebuilt")).all()
@@ -196,9 +241,9 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
     run_migrations(SPEC.migrations, fresh_url)
     fresh = make_engine(fresh_url)
     try:
-        rebuilt = rebuild(fresh, P, keyring("reports"), stream, as_of=TODAY.date())
+        rebuilt = rebuild(fresh, P_DIARY, keyring("reports"), stream, as_of=TODAY.date())
         with Session(live_engine) as session:
-            live = blinded_figures(session, protocol=P, as_of=TODAY.date())
+            live = blinded_figures(session, protocol=P_DIARY, as_of=TODAY.date())
         assert rebuilt.after == live
     finally:
         fresh.dispose()

@@ -259,7 +259,7 @@ def test_randomization_restored_from_backup_loses_and_doubles_no_allocation(
     assert migrated.returncode == 0, migrated.stderr
     verified = _tailor(stack, "restore", "verify", "--json")
     assert verified.returncode == 1, verified.stdout + verified.stderr  # reconcile needed
-    assert set(json.loads(verified.stdout)["lost"]) == lost
+    assert set(json.loads(verified.stdout.splitlines()[-1])["lost"]) == lost  # after log lines
     reconciled = _tailor(stack, "restore", "reconcile")
     assert reconciled.returncode == 0, reconciled.stdout + reconciled.stderr
     again = _tailor(stack, "restore", "verify")

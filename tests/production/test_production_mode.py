@@ -242,7 +242,7 @@ def test_randomization_restored_from_backup_loses_and_doubles_no_allocation(
     backup = tmp_path / "randomization.dump"
     _pg("pg_dump", "--format=custom", f"--file={backup}", url)
 
-    after_backup, after_restore = _cohort(2001, 8, seed=31), _cohort(3001, 6, seed=37)
+    after_backup, after_restore = _cohort(2001, 6, seed=31), _cohort(3001, 4, seed=37)
     enter_cohort(stack.redcap["url"], stack.redcap["project_id"], EVENT, after_backup,
                  duplicates=1)
     lost = {p.record for p in after_backup}

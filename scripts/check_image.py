@@ -1,0 +1,138 @@
+"""Build the production image without a Docker engine and check it: its size, and that its
+HEALTHCHECK command passes against a service started from the image.
+
+    python scripts/check_image.py [--debian-base] [--skip-build]
+
+Uses buildah (Debian package `buildah`) with vfs storage and chroot isolation, so it runs
+as root in a container without a daemon. `--debian-base`: where no container registry can
+be reached, the base image `python:3.11-slim-bookworm` is replaced by a Debian bookworm
+root made with debootstrap (Debian's python3.11 instead of python.org's; larger). The
+machine's CA bundle and pip.conf are mounted into the build's RUN steps only (`-v`), for
+networks that inspect TLS; the image does not keep them.
+
+The health check: a nats-server on this machine (the `local` extra's binary) with the
+users of `tailor nats accounts` and provisioned streams; inside the image, as its user,
+`tailor serve randomization` on SQLite with its seed mounted, then the image's own
+HEALTHCHECK command (read from the built image's config). Slow (minutes): not in
+`make test`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+BASE = "docker.io/library/python:3.11-slim-bookworm"
+TAG = "localhost/tailor:check"
+STORAGE = ["--storage-driver", "vfs"]
+
+
+def buildah(*args: str, check: bool = True, capture: bool = True) -> str:
+    done = subprocess.run(["buildah", *STORAGE, *args], text=True, check=False,
+                          capture_output=capture)
+    if check and done.returncode != 0:
+        raise SystemExit(f"buildah {' '.join(args[:2])} failed:\n{done.stderr}")
+    return done.stdout if capture else ""
+
+
+def debian_base(work: Path) -> None:
+    """A stand-in for the python base image from Debian packages (debootstrap)."""
+    if buildah("images", "--quiet", BASE, check=False).strip():
+        return
+    rootfs = work / "rootfs"
+    subprocess.run(["debootstrap", "--variant=minbase", "--include=python3.11,python3.11-venv,"
+                    "python3-venv,python-is-python3,ca-certificates", "bookworm", str(rootfs),
+                    "http://deb.debian.org/debian"], check=True)
+    ctr = buildah("from", "scratch").strip()
+    mount = buildah("mount", ctr).strip()
+    subprocess.run(["cp", "-a", f"{rootfs}/.", mount], check=True)
+    buildah("umount", ctr)
+    buildah("config", "--env", "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            ctr)
+    buildah("commit", ctr, BASE)
+    buildah("rm", ctr)
+
+
+def build() -> None:
+    mounts = []
+    for host in ("/etc/ssl/certs/ca-certificates.crt", "/etc/pip.conf"):
+        if Path(host).exists():
+            mounts += ["-v", f"{host}:{host}:ro"]
+    buildah("bud", "--isolation", "chroot", "--pull-never", "--layers=false", "--format",
+            "docker", *mounts, "-t", TAG, "-f", "Dockerfile", str(ROOT), capture=False)
+
+
+def healthcheck(work: Path) -> int:
+    """Start randomization from the image and run the image's HEALTHCHECK; its exit code."""
+    from tailor_cli.natsd import NatsServer
+
+    config = json.loads(buildah("inspect", "--type", "image", TAG))
+    test = config["Docker"]["config"]["Healthcheck"]["Test"]
+    assert test[0] == "CMD", test
+    command = test[1:]
+    nats = NatsServer(work / "nats").start()  # users, seeds and provisioned streams
+    shutil.copytree(nats.auth_dir, work / "mounted")
+    for path in (work / "mounted").rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    home = work / "home"
+    home.mkdir(mode=0o777)
+    ctr = buildah("from", "--pull-never", TAG).strip()
+    try:
+        script = (
+            "tailor serve randomization --host 127.0.0.1 --port 8000 >/tmp/home/serve.log 2>&1 &\n"
+            "for i in $(seq 1 120); do python -c \"import socket; socket.create_connection(("
+            "'127.0.0.1', 8000), 1)\" 2>/dev/null && break; sleep 1; done\n"
+            + " ".join(_quote(c) for c in command) + "\n"
+            "rc=$?; echo healthcheck-exit=$rc; kill %1; exit $rc\n")
+        done = subprocess.run(
+            ["buildah", *STORAGE, "run", "--isolation", "chroot",
+             "-v", f"{work / 'mounted'}:/check:ro", "-v", f"{home}:/tmp/home",
+             "--env", f"TAILOR_NATS_URL={nats.url}", "--env", "TAILOR_HOME=/tmp/home",
+             "--env", "TAILOR_MIGRATE_ON_START=true",
+             "--env", "TAILOR_NATS_CREDS_FILE=/check/randomization.nk",
+             ctr, "--", "sh", "-c", script], text=True, capture_output=True, check=False)
+        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
+        log = home / "serve.log"
+        if done.returncode != 0 and log.exists():
+            print(log.read_text()[-3000:])
+        return done.returncode
+    finally:
+        buildah("rm", ctr, check=False)
+        nats.stop()
+
+
+def _quote(word: str) -> str:
+    return "'" + word.replace("'", "'\"'\"'") + "'"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--debian-base", action="store_true")
+    parser.add_argument("--skip-build", action="store_true")
+    args = parser.parse_args()
+    if shutil.which("buildah") is None:
+        print("buildah is missing: apt-get install buildah")
+        return 2
+    with tempfile.TemporaryDirectory(prefix="tailor-image-") as folder:
+        work = Path(folder)
+        if not args.skip_build:
+            if args.debian_base:
+                debian_base(work)
+            build()
+        size = buildah("images", "--format", "{{.Size}}", TAG).strip()
+        print(f"image {TAG}: {size}")
+        code = healthcheck(work)
+        print(f"HEALTHCHECK command: {'passes' if code == 0 else f'fails (exit {code})'}")
+        return code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -72,25 +72,31 @@ def build() -> None:
 
 def healthcheck(work: Path) -> int:
     """Start randomization from the image and run the image's HEALTHCHECK; its exit code."""
-    from tailor_cli.natsd import NatsServer
+    from tailor_cli.natsd import NatsServer, free_port
 
     config = json.loads(buildah("inspect", "--type", "image", TAG))
     test = config["Docker"]["config"]["Healthcheck"]["Test"]
     assert test[0] == "CMD", test
-    command = test[1:]
+    # `buildah run --isolation chroot` shares this machine's network, where 8000 may be
+    # another process's: the service and the command use a free port instead.
+    port = free_port()
+    command = [c.replace(":8000/", f":{port}/") for c in test[1:]]
     nats = NatsServer(work / "nats").start()  # users, seeds and provisioned streams
     shutil.copytree(nats.auth_dir, work / "mounted")
     for path in (work / "mounted").rglob("*"):
         path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
     home = work / "home"
-    home.mkdir(mode=0o777)
+    home.mkdir()
+    home.chmod(0o777)  # the image's user writes its SQLite database and log there
     ctr = buildah("from", "--pull-never", TAG).strip()
     try:
+        health = " ".join(_quote(c) for c in command)
         script = (
-            "tailor serve randomization --host 127.0.0.1 --port 8000 >/tmp/home/serve.log 2>&1 &\n"
-            "for i in $(seq 1 120); do python -c \"import socket; socket.create_connection(("
-            "'127.0.0.1', 8000), 1)\" 2>/dev/null && break; sleep 1; done\n"
-            + " ".join(_quote(c) for c in command) + "\n"
+            f"{health} 2>/dev/null && {{ echo 'healthy before the service started'; exit 9; }}\n"
+            f"tailor serve randomization --host 127.0.0.1 --port {port} "
+            ">/tmp/home/serve.log 2>&1 &\n"
+            f"for i in $(seq 1 300); do {health} 2>/dev/null && break; sleep 1; done\n"
+            f"{health}\n"
             "rc=$?; echo healthcheck-exit=$rc; kill %1; exit $rc\n")
         done = subprocess.run(
             ["buildah", *STORAGE, "run", "--isolation", "chroot",

@@ -21,6 +21,7 @@ from typing import Annotated, TypeVar
 
 import typer
 from rich.console import Console
+from sqlalchemy.engine import Engine
 
 from services.core.bus import STREAM, Bus, TlsFiles
 from services.core.bus_contract import PROVISIONER
@@ -103,8 +104,13 @@ def _run(work: Callable[[Context, Keyring, StreamRead], T]) -> T:
         err.print(problem, markup=False, highlight=False)
         raise typer.Exit(2)
     config = settings()
-    key = load_list_key(config.home, allow_generate=False)
-    keyring = load_keyring(SERVICE, config.home, embedded=False)
+    embedded = service_settings(SERVICE).resolved_database_url(config.home).startswith("sqlite")
+    try:  # the keys randomization runs with; never generated here
+        key = load_list_key(config.home, allow_generate=False)
+        keyring = load_keyring(SERVICE, config.home, embedded=embedded)
+    except Exception as exc:
+        err.print(f"[red]randomization's keys[/red]: {exc}", markup=False)
+        raise typer.Exit(2) from None
     ctx = Context(key=key, protocol=config.protocol())
     try:
         stream = asyncio.run(read_stream())
@@ -115,7 +121,7 @@ def _run(work: Callable[[Context, Keyring, StreamRead], T]) -> T:
     return work(ctx, keyring, stream)
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     own = service_settings(SERVICE)
     return make_engine(own.resolved_database_url(settings().home), pool_size=1)
 

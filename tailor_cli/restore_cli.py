@@ -109,14 +109,14 @@ def _run(work: Callable[[Context, Keyring, StreamRead], T]) -> T:
         key = load_list_key(config.home, allow_generate=False)
         keyring = load_keyring(SERVICE, config.home, embedded=embedded)
     except Exception as exc:
-        err.print(f"[red]randomization's keys[/red]: {exc}", markup=False)
+        err.print(f"randomization's keys: {exc}", markup=False, style="red")
         raise typer.Exit(2) from None
     ctx = Context(key=key, protocol=config.protocol())
     try:
         stream = asyncio.run(read_stream())
     except Exception as exc:  # unreachable or refused: one line, no traceback
-        err.print(f"[red]cannot read the stream[/red]: {exc} — the provisioner's seed as "
-                  "TAILOR_NATS_CREDS_FILE?")
+        err.print(f"cannot read the stream: {exc} — the provisioner's seed as "
+                  "TAILOR_NATS_CREDS_FILE?", markup=False, style="red")
         raise typer.Exit(2) from None
     return work(ctx, keyring, stream)
 
@@ -166,7 +166,7 @@ def reconcile() -> None:
     try:
         done = _run(work)
     except DomainError as exc:
-        err.print(f"[red]not reconciled, nothing changed[/red]: {exc.detail}", markup=False)
+        err.print(f"not reconciled, nothing changed: {exc.detail}", markup=False, style="red")
         raise typer.Exit(2) from None
     console.print(f"reconciled: {len(done.restored)} allocation(s) given back "
                   f"({', '.join(done.restored) or '-'}), {len(done.redelivered)} request(s) "

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -82,9 +83,10 @@ def healthcheck(work: Path) -> int:
     port = free_port()
     command = [c.replace(":8000/", f":{port}/") for c in test[1:]]
     nats = NatsServer(work / "nats").start()  # users, seeds and provisioned streams
-    shutil.copytree(nats.auth_dir, work / "mounted")
-    for path in (work / "mounted").rglob("*"):
-        path.chmod(0o755 if path.is_dir() else 0o644)  # readable by the image's user
+    mounted = work / "mounted"
+    shutil.copytree(nats.auth_dir, mounted)
+    for path in [mounted, *mounted.rglob("*")]:  # the image's user owns its secrets (0600)
+        os.chown(path, 10001, 10001)
     home = work / "home"
     home.mkdir()
     home.chmod(0o777)  # the image's user writes its SQLite database and log there
@@ -95,7 +97,8 @@ def healthcheck(work: Path) -> int:
             f"{health} 2>/dev/null && {{ echo 'healthy before the service started'; exit 9; }}\n"
             f"tailor serve randomization --host 127.0.0.1 --port {port} "
             ">/tmp/home/serve.log 2>&1 &\n"
-            f"for i in $(seq 1 300); do {health} 2>/dev/null && break; sleep 1; done\n"
+            f"for i in $(seq 1 300); do {health} 2>/dev/null && break; "
+            "kill -0 %1 2>/dev/null || break; sleep 1; done\n"
             f"{health}\n"
             "rc=$?; echo healthcheck-exit=$rc; kill %1; exit $rc\n")
         done = subprocess.run(
@@ -105,10 +108,10 @@ def healthcheck(work: Path) -> int:
              "--env", "TAILOR_MIGRATE_ON_START=true",
              "--env", "TAILOR_NATS_CREDS_FILE=/check/randomization.nk",
              ctr, "--", "sh", "-c", script], text=True, capture_output=True, check=False)
-        print(done.stdout[-2000:], done.stderr[-2000:], sep="\n")
+        print(done.stdout[-2000:], done.stderr[-1000:], sep="\n")
         log = home / "serve.log"
         if done.returncode != 0 and log.exists():
-            print(log.read_text()[-3000:])
+            print("tailor serve:", log.read_text()[-3000:])
         return done.returncode
     finally:
         buildah("rm", ctr, check=False)

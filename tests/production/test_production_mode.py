@@ -43,7 +43,7 @@ PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
 EVENT = PROTOCOL.redcap.unique_event_name(PROTOCOL.redcap.baseline_event)
 F = PROTOCOL.redcap.fields
 ALLOC_FIELDS = (F.allocation_number, F.allocation_module, F.allocation_time)
-COHORT = int(os.environ.get("TAILOR_TEST_PRODUCTION_COHORT", "40"))
+COHORT = int(os.environ.get("TAILOR_TEST_PRODUCTION_COHORT", "30"))
 
 
 @pytest.fixture(scope="module")

@@ -96,11 +96,11 @@ def healthcheck(work: Path) -> int:
         script = (
             f"{health} 2>/dev/null && {{ echo 'healthy before the service started'; exit 9; }}\n"
             f"tailor serve randomization --host 127.0.0.1 --port {port} "
-            ">/tmp/home/serve.log 2>&1 &\n"
+            ">/tmp/home/serve.log 2>&1 &\npid=$!\n"
             f"for i in $(seq 1 300); do {health} 2>/dev/null && break; "
-            "kill -0 %1 2>/dev/null || break; sleep 1; done\n"
+            "kill -0 $pid 2>/dev/null || break; sleep 1; done\n"
             f"{health}\n"
-            "rc=$?; echo healthcheck-exit=$rc; kill %1; exit $rc\n")
+            "rc=$?; echo healthcheck-exit=$rc; kill $pid; exit $rc\n")
         done = subprocess.run(
             ["buildah", *STORAGE, "run", "--isolation", "chroot",
              "-v", f"{work / 'mounted'}:/check:ro", "-v", f"{home}:/tmp/home",

@@ -269,7 +269,7 @@ class ProductionStack(LocalStack):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for s in SERVICES for _ in range(REPLICAS)]
         failed = [(p.args, p.stderr.read() if p.stderr else "") for p in runs
-                  if p.wait(timeout=300) != 0]
+                  if p.wait(timeout=900) != 0]
         if failed:
             raise RuntimeError(f"concurrent migrations failed: {failed}")
 

@@ -79,6 +79,19 @@ async def _stream_info(stack: ProductionStack, stream: str = STREAM) -> StreamIn
         await bus.close()
 
 
+async def _dead_letters_by_consumer(stack: ProductionStack) -> dict[str, int]:
+    assert stack.cluster is not None
+    bus = Bus(stack.cluster.urls, PROVISIONER, credentials=stack.cluster.seed(PROVISIONER),
+              tls=stack.cluster.tls_files)
+    await bus.connect(attempts=5)
+    try:
+        assert bus.js is not None
+        info = await bus.js.stream_info(DLQ_STREAM, subjects_filter="trial.dlq.>")
+        return {s.removeprefix("trial.dlq."): n for s, n in (info.state.subjects or {}).items()}
+    finally:
+        await bus.close()
+
+
 async def _anonymous_refused(stack: ProductionStack) -> str:
     """Without a seed the cluster refuses the connection (TLS alone is not enough)."""
     assert stack.cluster is not None
@@ -283,7 +296,11 @@ def test_randomization_restored_from_backup_loses_and_doubles_no_allocation(
     for record, allocation in after.items():
         assert redcap[record][F.allocation_number] == allocation["allocation_number"]
         assert redcap[record][F.allocation_module] == allocation["module"]
-    dead = asyncio.run(_stream_info(stack, DLQ_STREAM)).state.messages
-    assert dead == 0, f"{dead} dead letters"
+    # Every other consumer is clean. The gateway's audit witness does flag the restore: the
+    # randomization audit entries written after the backup are gone and the restored
+    # chain's later entries differ from the heads it had seen (and randomization could not
+    # be reached while down). That is the witness doing its job; see deploy/README.md.
+    dead = asyncio.run(_dead_letters_by_consumer(stack))
+    assert set(dead) <= {"gateway-audit-heads"}, dead
     print(f"restore: {len(lost)} allocations made after the backup given back; "
           f"{len(later)} participants allocated after the restore; {len(records)} in all")

@@ -148,7 +148,8 @@ def _mount_subcommands() -> None:
                          ("reports", "services.reports.cli"),
                          ("keys", "gateway.keys_cli"), ("redcap", "gateway.redcap.cli"),
                          ("nats", "tailor_cli.nats_cli"),
-                         ("audit", "tailor_cli.audit_cli"), ("dlq", "gateway.dlq_cli")):
+                         ("audit", "tailor_cli.audit_cli"), ("dlq", "gateway.dlq_cli"),
+                         ("restore", "tailor_cli.restore_cli")):
         try:
             sub = importlib.import_module(module).app
         except ModuleNotFoundError as exc:

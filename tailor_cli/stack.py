@@ -180,9 +180,9 @@ class LocalStack:
         self.children.append(child)
         return child
 
-    def wait_ready(self, timeout: float) -> None:
+    def wait_ready(self, timeout: float, *, only: set[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        pending = [c for c in self.children if c.ready]
+        pending = [c for c in self.children if c.ready and (only is None or c.name in only)]
         with httpx.Client(timeout=1.0) as client:
             while pending:
                 for child in list(pending):
@@ -224,7 +224,7 @@ class LocalStack:
         self.children.remove(child)
         self.spawn(Child(child.name, child.argv, url=child.url, ready=child.ready,
                          secrets=child.secrets))
-        self.wait_ready(timeout)
+        self.wait_ready(timeout, only={name})  # another child killed on purpose stays dead
 
     def url_of(self, name: str) -> str:
         return next(c.url for c in self.children if c.name == name and c.url)

@@ -118,7 +118,9 @@ def write_tls(folder: Path, hosts: Sequence[str] = ("127.0.0.1", "localhost"),
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(minutes=5)).not_valid_after(now + dt.timedelta(days=days))
             .add_extension(x509.SubjectAlternativeName(names), critical=False)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # Client auth too: the nodes' routes present it to each other (`verify: true`).
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     folder.mkdir(parents=True, exist_ok=True)
     found = TlsMaterial(folder / "ca.pem", folder / "server-cert.pem", folder / "server-key.pem")

@@ -72,3 +72,75 @@ def test_protocol_paths_are_taken_from_the_protocol_files_folder(tmp_path: Path)
     assert Path(protocol.allocation.model.path) == (
         site / "perpain-pilot" / "models" / "cluster-model.skops").resolve()
     assert Path(protocol.allocation.model.path).exists()
+
+
+def _healthcheck_command() -> list[str]:
+    runtime = (ROOT / "Dockerfile").read_text().split("\nFROM ")[-1]
+    match = re.search(r"^HEALTHCHECK [^\n]*\\\n\s*CMD (\[.*\])$", runtime, flags=re.M)
+    assert match, "HEALTHCHECK … CMD [exec form]"
+    command: list[str] = json.loads(match.group(1))
+    return command
+
+
+def _run_healthcheck(port: int) -> int:
+    command = [sys.executable if c == "python" else c.replace(":8000/", f":{port}/")
+               for c in _healthcheck_command()]
+    return subprocess.run(command, capture_output=True, timeout=30).returncode
+
+
+def test_the_healthcheck_probes_the_port_the_command_serves_on() -> None:
+    runtime = (ROOT / "Dockerfile").read_text().split("\nFROM ")[-1]
+    command = " ".join(_healthcheck_command())
+    assert "http://127.0.0.1:8000/healthz" in command
+    assert re.search(r'^CMD \[.*"--port", "8000"\]', runtime, flags=re.M)
+    assert re.search(r"^EXPOSE 8000\b", runtime, flags=re.M)
+
+
+def test_the_healthcheck_command_passes_on_a_live_service_and_fails_without_one() -> None:
+    """The image's own command, run by this Python against Tailor's health router."""
+    import threading
+
+    import uvicorn
+    from fastapi import FastAPI
+
+    from services.core.http import health_router
+    from tailor_cli.natsd import free_port
+
+    app = FastAPI()
+    app.include_router(health_router(metrics=False))
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        while not server.started:
+            thread.join(0.05)
+            assert thread.is_alive(), "the health router did not start"
+        assert _run_healthcheck(port) == 0
+    finally:
+        server.should_exit = True
+        thread.join(10)
+    assert _run_healthcheck(port) == 1  # nothing answers: unhealthy, not a crash
+
+
+def test_every_runtime_dependency_is_locked() -> None:
+    """The image installs with `--constraint constraints.txt`: every runtime dependency
+    must have its exact version there, or the build resolves whatever is newest."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = {re.split(r"==", line)[0].strip().lower().replace("_", "-")
+            for line in (ROOT / "constraints.txt").read_text().splitlines()
+            if "==" in line and not line.startswith("#")}
+    for requirement in project["dependencies"]:
+        name = re.split(r"[\[<>=!~ ;]", requirement, maxsplit=1)[0].lower().replace("_", "-")
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+
+
+def test_the_build_context_leaves_out_local_state_and_keys() -> None:
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert {".git", ".tailor", ".venv"} <= ignored  # .tailor holds the local stack's keys
+    copied = re.findall(r"^COPY (?!--from)(.+) \S+$", (ROOT / "Dockerfile").read_text(), flags=re.M)
+    for sources in copied:
+        for source in sources.split():
+            assert (ROOT / source).exists(), f"COPY {source}: missing"
+            assert source not in ignored, f"COPY {source} is excluded by .dockerignore"

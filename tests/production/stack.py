@@ -5,12 +5,13 @@ provision` alone (3 replicas), every service on its own PostgreSQL database and 
 `tailor migrate` run concurrently, two replicas of each service (reports: one, it reads in
 stream order), each process given only its own keys and seed, from files.
 
-Not yet here: TLS on the routes between the NATS nodes, a load balancer in front of the
-replicas (the gateway calls replica 1 of each service; REDCap's DETs go to gateway
-replica 1)."""
+The routes between the NATS nodes are mutual TLS with the same certificate (as the
+manifests have them). Not yet here: a load balancer in front of the replicas (the gateway
+calls replica 1 of each service; REDCap's DETs go to gateway replica 1)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -25,7 +26,14 @@ from services.core.bus import TlsFiles
 from services.core.bus_contract import PROVISIONER
 from services.core.digests import env_name as digest_env
 from services.core.internal_token import ensure_keypair
-from services.core.nats_auth import AUTH_CONF, seed_file, tls_block, write_accounts, write_tls
+from services.core.nats_auth import (
+    AUTH_CONF,
+    TlsMaterial,
+    seed_file,
+    tls_block,
+    write_accounts,
+    write_tls,
+)
 from services.core.sealing import RECIPIENTS, ensure_bus_keys, env_name, key_files
 from services.randomization.keys import new_key_text
 from tailor_cli import registry
@@ -51,6 +59,7 @@ class NatsNode:
     folder: Path
     routes: list[int]
     security: str = ""  # the `authorization {}` and `tls {}` blocks every node shares
+    route_tls: str = ""  # the cluster's `tls {}` block: mutual TLS between the nodes
     port: int = field(default_factory=free_port)
     cluster_port: int = field(default_factory=free_port)
     http_port: int = field(default_factory=free_port)
@@ -68,7 +77,8 @@ class NatsNode:
             f"server_name: {self.name}\nlisten: 127.0.0.1:{self.port}\n"
             f"http: 127.0.0.1:{self.http_port}\n"
             f"jetstream {{ store_dir: {self.folder / 'js'} }}\n"
-            f"cluster {{ name: tailor, listen: 127.0.0.1:{self.cluster_port}, routes: [{routes}] }}\n"
+            f"cluster {{ name: tailor, listen: 127.0.0.1:{self.cluster_port},\n"
+            f"  {self.route_tls}  routes: [{routes}] }}\n"
             + self.security)
         log = open(self.folder / "nats.log", "ab")
         self.proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], stdout=log,
@@ -89,6 +99,16 @@ class NatsNode:
                 self.kill()
 
 
+def route_tls_block(material: TlsMaterial) -> str:
+    """Routes as deploy/k8s/base/nats.yaml has them: the server certificate on both ends,
+    each node verifying the other's against the CA (`verify: true`)."""
+    return ("tls {\n"
+            f"    cert_file: {json.dumps(str(material.cert))}\n"
+            f"    key_file: {json.dumps(str(material.key))}\n"
+            f"    ca_file: {json.dumps(str(material.ca))}\n"
+            "    verify: true\n    timeout: 3\n  }\n")
+
+
 class NatsCluster:
     """Three nodes with the users of `tailor nats accounts` (seeds under `auth/`) and a CA
     and server certificate made here: anonymous and plain-text clients are refused."""
@@ -100,7 +120,8 @@ class NatsCluster:
         security = (self.auth / AUTH_CONF).read_text() + tls_block(self.tls)
         cluster_ports = [free_port() for _ in range(size)]
         self.nodes = [NatsNode(f"n{i + 1}", folder / f"n{i + 1}", cluster_ports, security,
-                               cluster_port=cluster_ports[i]) for i in range(size)]
+                               route_tls_block(self.tls), cluster_port=cluster_ports[i])
+                      for i in range(size)]
 
     def seed(self, user: str) -> Path:
         return seed_file(self.auth, user)
@@ -248,7 +269,7 @@ class ProductionStack(LocalStack):
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
                 for s in SERVICES for _ in range(REPLICAS)]
         failed = [(p.args, p.stderr.read() if p.stderr else "") for p in runs
-                  if p.wait(timeout=300) != 0]
+                  if p.wait(timeout=900) != 0]
         if failed:
             raise RuntimeError(f"concurrent migrations failed: {failed}")
 

@@ -14,6 +14,7 @@ from the end of the faults to a quiet gateway is printed, with nothing lost or d
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import sys
 import tempfile
@@ -34,6 +35,7 @@ from services.core.db import make_engine  # noqa: E402
 from services.core.protocol import load_protocol  # noqa: E402
 from sim.cohort import Participant, make_cohort  # noqa: E402
 from tailor_cli.demo.client import Gateway, issue_keys  # noqa: E402
+from tailor_cli.natsd import free_port  # noqa: E402
 from tailor_cli.stack import Child, LocalStack  # noqa: E402
 
 PROTOCOL = load_protocol("protocols/perpain-pilot.yaml")
@@ -48,6 +50,21 @@ class Figures:
     p50: float
     p99: float
     throughput: float
+    cpu_ms: float  # CPU of every process of the stack (nats-server too) per write-back
+
+
+def stack_cpu(stack: LocalStack) -> float:
+    """CPU seconds used so far by the stack's processes: a figure the machine's other load
+    disturbs far less than latencies."""
+    procs = [c.proc for c in stack.children if c.proc] + ([stack.nats.proc] if stack.nats else [])
+    total = 0.0
+    for proc in procs:
+        try:
+            fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, AttributeError):
+            continue
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
 
 
 def prepare(stack: LocalStack, cohort: list[Participant]) -> None:
@@ -112,16 +129,22 @@ def run(label: str, passthrough: bool, rates: list[float], seconds: float,
     home = Path(tempfile.mkdtemp(prefix=f"tailor-bench-{label}-"))
     services = ["gateway"] if passthrough else ["gateway", "allocation", "randomization"]
     # the sweep would find the forms entered without triggers: keep it out of the measurement
-    stack = LocalStack(home=home, services=services, with_sims=True,
-                       extra_env={"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "3600"})
+    env = {"TAILOR_REDCAP_SWEEP_INTERVAL_SECONDS": "3600"}
+    standins = {name: free_port() for name in ("allocation", "randomization")} if passthrough else {}
+    env.update({f"TAILOR_{name.upper()}_URL": f"http://127.0.0.1:{port}"
+                for name, port in standins.items()})  # the gateway checks their audit heads
+    stack = LocalStack(home=home, services=services, with_sims=True, extra_env=env)
     results = []
     recovery = None
     fault_rate = 2.0  # baselines completed per second during the fault window
     try:
         stack.start()
         if passthrough:
-            stack.spawn(Child("passthrough", [sys.executable, str(Path(__file__).parent / "passthrough.py")]))
-            time.sleep(3)
+            for name, port in standins.items():
+                url = f"http://127.0.0.1:{port}"
+                stack.spawn(Child(name, [sys.executable, str(Path(__file__).parent / "passthrough.py"),
+                                         name, str(port)], url=url, ready=f"{url}/readyz"))
+            stack.wait_ready(90)
         else:
             keys = issue_keys(f"sqlite:///{home / 'gateway.db'}", ["statistician"])
             gw = Gateway(stack.url_of("gateway"), keys)
@@ -135,12 +158,15 @@ def run(label: str, passthrough: bool, rates: list[float], seconds: float,
         for rate in rates:
             batch = cohort[offset:offset + int(rate * seconds)]
             offset += len(batch)
+            cpu = stack_cpu(stack)
             elapsed = drive(stack, batch, rate)
             found = latencies(home, {p.record for p in batch})
+            cpu = stack_cpu(stack) - cpu
             values = list(found.values())
             span = max(elapsed, max(values, default=0) + elapsed)
             results.append(Figures(rate, len(batch), len(found), pct(values, 0.5), pct(values, 0.99),
-                                   len(found) / span if span else 0.0))
+                                   len(found) / span if span else 0.0,
+                                   1000 * cpu / len(found) if found else float("nan")))
         if fault_seconds:
             batch = cohort[offset:offset + int(fault_rate * fault_seconds)]
             recovery = measure(home, stack.redcap["url"], lambda b, r: drive(stack, b, r), batch,
@@ -168,12 +194,14 @@ def main() -> None:
     rates = [float(r) for r in args.rates.split(",")]
     floor, _ = run("floor", True, rates, args.seconds)
     full, recovery = run("full", False, rates, args.seconds, args.fault_seconds)
-    print(f"\nDET → REDCap write-back, {args.seconds:.0f} s per rate; floor = pass-through handlers\n")
-    print(f"{'DET/s':>6} | {'full p50':>9} {'p99':>7} {'alloc/s':>8} | {'floor p50':>9} {'p99':>7} "
-          f"{'alloc/s':>8} | {'p50 ratio':>9} {'p99 ratio':>9}")
+    print(f"\nDET → REDCap write-back, {args.seconds:.0f} s per rate; floor = pass-through handlers; "
+          "CPU ms = CPU of all the stack's processes (REDCap emulator, NATS) per write-back\n")
+    print(f"{'DET/s':>6} | {'full p50':>9} {'p99':>7} {'alloc/s':>8} {'CPU ms':>7} | {'floor p50':>9} "
+          f"{'p99':>7} {'alloc/s':>8} {'CPU ms':>7} | {'p50 ratio':>9} {'p99 ratio':>9}")
     for f, b in zip(full, floor, strict=True):
-        print(f"{f.rate:>6.0f} | {f.p50:>8.2f}s {f.p99:>6.2f}s {f.throughput:>8.1f} | {b.p50:>8.2f}s "
-              f"{b.p99:>6.2f}s {b.throughput:>8.1f} | {f.p50 / b.p50:>8.1f}x {f.p99 / b.p99:>8.1f}x"
+        print(f"{f.rate:>6.0f} | {f.p50:>8.2f}s {f.p99:>6.2f}s {f.throughput:>8.1f} {f.cpu_ms:>7.0f} | "
+              f"{b.p50:>8.2f}s {b.p99:>6.2f}s {b.throughput:>8.1f} {b.cpu_ms:>7.0f} | "
+              f"{f.p50 / b.p50:>8.1f}x {f.p99 / b.p99:>8.1f}x"
               + ("" if f.written == f.sent else f"   ({f.sent - f.written} not written in time)"))
     report_recovery(recovery)
 

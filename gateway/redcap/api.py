@@ -5,9 +5,9 @@ add it (an ingress or proxy rewriting REDCap's request), else as `?secret=…`: 
 sends no custom headers. Either is compared in constant time and never logged by Tailor;
 ingress access logs must drop the query string of this route (deploy/README.md). The
 trigger is stored durably before the 200, because REDCap never retries; the data is then
-re-fetched through the API by the trigger worker. Replays of a form's DET merge and are
-fetched at most once per `det_coalesce_seconds` (see `service.enqueue_trigger` for why they
-cannot be dropped outright).
+re-fetched through the API by the trigger worker. Replays of a form's DET merge and, once a
+fetch found nothing new, are fetched at most once per `det_coalesce_seconds` (see
+`service.enqueue_trigger` for why they cannot be dropped outright).
 """
 
 from __future__ import annotations

@@ -77,8 +77,11 @@ def pending_for_form(session: Session, key: str) -> RedcapTrigger | None:
                         .with_for_update()).first()
 
 
-def last_fetched(session: Session, key: str) -> datetime | None:
-    """When a trigger of this form was last done (fetched from REDCap), if ever."""
-    return session.exec(select(func.max(RedcapTrigger.done_at))  # type: ignore[call-overload]
-                        .where(RedcapTrigger.form_key == key,
-                               col(RedcapTrigger.done_at).is_not(None))).one()
+def last_replay(session: Session, key: str) -> datetime | None:
+    """When this form was last fetched, if that fetch found nothing new (the trigger was a
+    replay, or a save that changed nothing); None when the last fetch published a change
+    or the form was never fetched."""
+    last = session.exec(select(RedcapTrigger)
+                        .where(RedcapTrigger.form_key == key, col(RedcapTrigger.done_at).is_not(None))
+                        .order_by(col(RedcapTrigger.done_at).desc()).limit(1)).first()
+    return last.done_at if last is not None and last.status == "unchanged" else None

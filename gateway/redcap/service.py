@@ -31,6 +31,7 @@ from .trigger import Trigger, known_instruments
 
 log = structlog.get_logger(__name__)
 ACTOR = "gateway:redcap"
+WRITE_STAGED = "redcap_write_staged"  # session.info: the write drain wakes after this commit
 
 
 @dataclass(frozen=True)
@@ -54,18 +55,21 @@ def enqueue_trigger(session: Session, *, trigger: Trigger, body: dict[str, str],
 
     Replays: a DET body names the form and carries no version, so a replay of an identical
     DET cannot be told from a real re-save of that form without asking REDCap; dropping it
-    would lose re-saves. Instead a trigger for a form fetched less than `coalesce` ago is
-    due only `coalesce` after that fetch, and everything arriving meanwhile merges into it:
-    however many replays come, a form costs at most one REDCap export per `coalesce`, and a
-    real re-save is still fetched (at most `coalesce` later); unchanged data publishes
-    nothing (the snapshot hash)."""
+    would lose re-saves. A DET for a form whose last fetch published a change (or that was
+    never fetched) is due at once: the first save of a quiet form, and a correction right
+    after a save, are not delayed. Once a fetch found nothing new (a replay, or a save that
+    changed nothing), a trigger for that form is due only `coalesce` after that fetch, and
+    everything arriving meanwhile merges into it: however many replays come, a form costs
+    at most one REDCap export per `coalesce` beyond one per real change, and a real re-save
+    is still fetched (at most `coalesce` later); unchanged data publishes nothing (the
+    snapshot hash)."""
     key = form_key(trigger.project_id, trigger.record, trigger.event, trigger.instrument,
                    trigger.repeat_instance)
     due = now
     if coalesce > timedelta(0):
-        fetched = repository.last_fetched(session, key)
-        if fetched is not None and fetched + coalesce > now:
-            due = fetched + coalesce
+        replayed = repository.last_replay(session, key)
+        if replayed is not None and replayed + coalesce > now:
+            due = replayed + coalesce
     waiting = repository.pending_for_form(session, key)
     if waiting is None:
         try:
@@ -246,6 +250,7 @@ def stage_allocation_write(session: Session, *, env: Envelope, allocated: Alloca
                             record=allocated.record, event=r.baseline_event,
                             fields=json.dumps(values, sort_keys=True), next_attempt_at=now,
                             created_at=now, correlation_id=env.correlation_id))
+    session.info[WRITE_STAGED] = True
     audit.append(session, actor=ACTOR, role="system", action="redcap.write_staged",
                  entity_type="redcap_write", entity_id=env.id, record=allocated.record,
                  after=values, correlation_id=env.correlation_id)

@@ -41,8 +41,9 @@ class RedcapSettings(BaseSettings):
     det_burst: float = Field(default=1000.0, ge=1)
     det_refused_per_second: float = Field(default=0.5, gt=0)
     det_refused_burst: float = Field(default=10.0, ge=1)
-    # A form fetched less than this ago is fetched again only this long after that fetch:
-    # replays of a DET cost at most one REDCap export per form per window (service.py).
+    # After a fetch that found nothing new (a replayed DET), the form is fetched again only
+    # this long after it: replays cost at most one REDCap export per form per window; a
+    # first save or a save right after a changed one is fetched at once (service.py).
     det_coalesce_seconds: float = Field(default=5.0, ge=0)
     # Tailor's own REDCap API account: it reads MPI-D and writes the allocation, so the
     # blinding check of user rights leaves it out (nobody else may log in as it).

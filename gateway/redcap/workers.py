@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 
 import structlog
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session as OrmSession
 from sqlmodel import Session
 
 from services.core.periodic import Wake, every
@@ -28,18 +32,16 @@ def _now() -> datetime:
 async def _drain(name: str, kernel: Kernel, due: Callable[[Session], list],
                  work: Callable[..., str], wake: Wake, poll: float,
                  gauge: Callable[[Session], None], parallel: int) -> None:
-    """Work through due rows: several participants at once, one participant's rows in order;
-    the next batch at once after a non-empty one, else after `poll` or a wake. A failed
-    round is logged and the row stays pending."""
-    lanes = asyncio.Semaphore(parallel)
+    """Work through due rows: up to `parallel` at once, one participant's rows in order.
 
-    async def lane(items: list) -> None:  # type: ignore[type-arg]
-        async with lanes:
-            for item in items:
-                if kernel.stop.is_set():
-                    return
-                await asyncio.to_thread(work, item)
-                kernel.relay.wake()
+    A lane that frees takes the next due row at once: no row waits for a whole batch to
+    finish. The REDCap calls block a thread each, so the lanes have threads of their own:
+    on the shared default pool they would starve the DET intake, the consumers and the
+    outbox relay, which all run their transactions there."""
+    lanes = ThreadPoolExecutor(max_workers=parallel, thread_name_prefix=name)
+    loop = asyncio.get_running_loop()
+    wake.bind()
+    running: dict[asyncio.Future[str], str] = {}  # in flight → its participant
 
     def due_now() -> list:  # type: ignore[type-arg]
         with Session(kernel.engine) as session:
@@ -47,17 +49,57 @@ async def _drain(name: str, kernel: Kernel, due: Callable[[Session], list],
             gauge(session)
             return found
 
-    async def one_round() -> int:
-        # In a worker thread: on SQLite the read begins with BEGIN IMMEDIATE and may wait
-        # out the busy timeout behind a writer; the event loop must keep serving meanwhile.
-        batch = await asyncio.to_thread(due_now)
-        by_record: dict[str, list] = {}  # type: ignore[type-arg]
-        for item in batch:
-            by_record.setdefault(item.record, []).append(item)
-        await asyncio.gather(*(lane(items) for items in by_record.values()))
-        return len(batch)
+    async def one(item: object) -> str:
+        try:
+            return await loop.run_in_executor(lanes, work, item)
+        finally:
+            kernel.relay.wake()
 
-    await every(name, poll, one_round, stop=kernel.stop, wake=wake, again_when=bool)
+    try:
+        while not kernel.stop.is_set():
+            wake.clear()  # before reading: a row stored during the read wakes the next pass
+            if len(running) < parallel:
+                try:
+                    # In a worker thread: on SQLite the read may wait behind a writer; the
+                    # event loop must keep serving meanwhile.
+                    batch = await asyncio.to_thread(due_now)
+                except Exception as exc:  # keep the loop alive; the rows stay pending
+                    log.exception("redcap.worker_error", error=repr(exc))
+                    batch = []
+                for item in batch:
+                    if len(running) >= parallel:
+                        break
+                    if item.record in running.values():  # its earlier row is in flight
+                        continue
+                    running[asyncio.ensure_future(one(item))] = item.record
+            waits: set[asyncio.Future[object]] = set(running)  # type: ignore[arg-type]
+            helpers = [asyncio.ensure_future(kernel.stop.wait())]
+            if len(running) < parallel:  # a free lane: a new row is worth a look
+                helpers.append(asyncio.ensure_future(wake.event.wait()))
+            await asyncio.wait(waits | set(helpers), timeout=poll,
+                                         return_when=asyncio.FIRST_COMPLETED)
+            for helper in helpers:
+                helper.cancel()
+            for task in [t for t in running if t.done()]:
+                del running[task]
+                if task.exception() is not None:  # the row stays pending for a later pass
+                    log.error("redcap.worker_error", error=repr(task.exception()))
+    finally:
+        if running:
+            await asyncio.wait(list(running), timeout=10)
+        lanes.shutdown(wait=False)
+
+
+def _wake_on_staged_writes(engine: Engine, wake: Wake) -> Callable[[OrmSession], None]:
+    """The write drain starts a write-back as soon as the transaction staging it commits
+    (`service.WRITE_STAGED`), instead of at its next poll. Returns the listener, for removal."""
+
+    def after_commit(session: OrmSession) -> None:
+        if session.get_bind() is engine and session.info.pop(service.WRITE_STAGED, False):
+            wake.set()  # thread-safe: commits happen in worker threads
+
+    event.listen(OrmSession, "after_commit", after_commit)
+    return after_commit
 
 
 async def run_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,
@@ -84,16 +126,20 @@ async def run_workers(kernel: Kernel, settings: RedcapSettings, client: RedcapCl
                                 repository.first_waiting_trigger)
     due_writes = recovery.due("writes", lambda s: repository.due_writes(s, _now()),
                               repository.first_waiting_write)
-    await asyncio.gather(
-        _drain("redcap.triggers", kernel, due_triggers, fetch, trigger_wake,
-               settings.worker_poll_seconds,
-               lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
-               settings.parallel_requests),
-        _drain("redcap.writes", kernel, due_writes, write, write_wake,
-               settings.worker_poll_seconds,
-               lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
-               settings.parallel_requests),
-        _sweeper(kernel, settings, client, trigger_wake, keys, recovery))
+    listener = _wake_on_staged_writes(kernel.engine, write_wake)
+    try:
+        await asyncio.gather(
+            _drain("redcap.triggers", kernel, due_triggers, fetch, trigger_wake,
+                   settings.worker_poll_seconds,
+                   lambda s: metrics.TRIGGER_BACKLOG.set(repository.pending_count(s, RedcapTrigger)),
+                   settings.parallel_requests),
+            _drain("redcap.writes", kernel, due_writes, write, write_wake,
+                   settings.worker_poll_seconds,
+                   lambda s: metrics.SYNC_BACKLOG.set(repository.pending_count(s, RedcapWrite)),
+                   settings.parallel_requests),
+            _sweeper(kernel, settings, client, trigger_wake, keys, recovery))
+    finally:
+        event.remove(OrmSession, "after_commit", listener)
 
 
 async def _sweeper(kernel: Kernel, settings: RedcapSettings, client: RedcapClient,

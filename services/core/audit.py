@@ -89,8 +89,11 @@ def _chain_head(session: Session) -> tuple[int, str]:
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1], cached[2]
     _lock_chain(session)
-    last = head(session)
-    return ((last.seq or 0), last.hash) if last else (0, GENESIS)
+    table = AuditEntry.__table__  # type: ignore[attr-defined]
+    # Two columns, not the whole entry as an ORM object: this runs once per transaction.
+    last = session.execute(select(table.c.seq, table.c.hash)  # type: ignore[call-overload]
+                           .order_by(table.c.seq.desc()).limit(1)).first()
+    return (last[0], last[1]) if last else (0, GENESIS)
 
 
 def _innermost(session: Session) -> object:

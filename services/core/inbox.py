@@ -5,10 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Column
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
 from .db import UtcDateTime
+
+_UPSERT = {"sqlite": sqlite_insert, "postgresql": pg_insert}
 
 
 class InboxEntry(SQLModel, table=True):
@@ -23,7 +27,23 @@ class InboxEntry(SQLModel, table=True):
 
 
 def claim(session: Session, consumer: str, event_id: str) -> bool:
-    """True if this event is new for this consumer (and is now recorded as processed)."""
+    """True if this event is new for this consumer (and is now recorded as processed).
+
+    One statement: INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL), instead of a
+    lookup, a savepoint and an insert. A concurrent replica's row makes it a no-op (on
+    PostgreSQL the insert waits for that replica's transaction and then sees its row)."""
+    dialect = session.get_bind().dialect.name
+    if dialect not in _UPSERT:
+        return _claim_portably(session, consumer, event_id)
+    statement = _UPSERT[dialect](InboxEntry.__table__).values(  # type: ignore[attr-defined]
+        consumer=consumer, event_id=event_id, processed_at=datetime.now(UTC)
+    ).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(
+        InboxEntry.__table__.c.event_id)  # type: ignore[attr-defined]
+    # RETURNING, not rowcount: psycopg reports no reliable count for a skipped row.
+    return session.connection().execute(statement).first() is not None
+
+
+def _claim_portably(session: Session, consumer: str, event_id: str) -> bool:
     if session.get(InboxEntry, (consumer, event_id)) is not None:
         return False
     try:

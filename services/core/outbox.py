@@ -122,11 +122,13 @@ class OutboxRelay:
 
     def pending(self) -> list[OutboxMessage]:
         with Session(self._engine) as session:
-            self._on_backlog(backlog(session))
-            return list(session.exec(
+            rows = list(session.exec(
                 select(OutboxMessage).where(col(OutboxMessage.sent_at).is_(None))
                 .order_by(col(OutboxMessage.position)).limit(self._batch)
             ))
+            # A short page is the whole backlog (same snapshot): count only a full one.
+            self._on_backlog(len(rows) if len(rows) < self._batch else backlog(session))
+            return rows
 
     def mark_sent(self, ids: list[str]) -> None:
         with unit_of_work(self._engine) as session:

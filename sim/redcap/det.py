@@ -6,6 +6,7 @@ same but records every attempt (status or error) so tests can inspect deliveries
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import httpx
@@ -37,12 +38,26 @@ def det_payload(ctx: ProjectContext, *, instrument: str, record: str, event: str
     return payload
 
 
+_client: httpx.Client | None = None
+_client_lock = threading.Lock()
+
+
+def _shared_client() -> httpx.Client:
+    """One client for every trigger: a client per POST builds a TLS context each time (a
+    third of the emulator's CPU per save in bench/e2e.py) and opens a new connection."""
+    global _client
+    with _client_lock:
+        if _client is None:
+            _client = httpx.Client()
+        return _client
+
+
 def fire_det(ctx: ProjectContext, url: str, payload: dict[str, str]) -> dict[str, Any]:
     """One POST, no retry; failures are recorded and otherwise ignored, as in REDCap."""
     status: int | None = None
     error = ""
     try:
-        response = httpx.post(url, data=payload, timeout=ctx.config.det_timeout_seconds)
+        response = _shared_client().post(url, data=payload, timeout=ctx.config.det_timeout_seconds)
         status = response.status_code
     except httpx.HTTPError as err:
         error = f"{type(err).__name__}: {err}"

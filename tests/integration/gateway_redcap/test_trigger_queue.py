@@ -156,6 +156,25 @@ def test_replays_of_a_fetched_forms_det_cost_one_fetch_per_window(engine) -> Non
         assert [t.record for t in repository.due_triggers(session, now)] == ["3002"]
 
 
+def test_a_re_save_after_a_fetch_that_published_is_due_at_once(engine) -> None:  # type: ignore[no-untyped-def]
+    """Issue 18: the coalescing window must not delay a real save. A form whose last fetch
+    published a change (site staff saving, then correcting it a second later) is fetched
+    again at once; only after a fetch that found nothing new do its DETs wait out the window."""
+    window = timedelta(seconds=5)
+    fetched = datetime.now(UTC)
+    with unit_of_work(engine) as session:
+        session.add(_row(FORM, "det", fetched - timedelta(seconds=1), status="published"))
+        session.flush()
+        session.exec(select(RedcapTrigger)).one().done_at = fetched
+    now = fetched + timedelta(seconds=1)
+    with unit_of_work(engine) as session:
+        service.enqueue_trigger(session, trigger=FORM, body={}, source="det", now=now,
+                                coalesce=window)
+    with Session(engine) as session:
+        [due] = repository.due_triggers(session, now)
+        assert due.record == FORM.record and due.status == "pending"
+
+
 def test_migration_collapses_pending_duplicates(database_url: str) -> None:
     """Databases from before gateway_0004 may hold several pending triggers for a form:
     the oldest stays pending, the others are marked merged, and the index is built."""

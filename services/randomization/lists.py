@@ -68,9 +68,9 @@ def generate(session: Session, ctx: Context, *, slots_per_stratum: int | None,
              actor: Actor) -> RandomizationList:
     """A new list from the protocol's design and a fresh CSPRNG seed."""
     snapshot = design_snapshot(ctx.protocol)
-    design = design_from_snapshot(snapshot)
     seed = new_seed()
     try:
+        design = design_from_snapshot(snapshot)  # refuses a design this version cannot run
         slots = generate_list(design, seed, slots_per_stratum)
     except RandomizationError as err:
         raise invalid(err) from None
@@ -80,7 +80,10 @@ def generate(session: Session, ctx: Context, *, slots_per_stratum: int | None,
 def import_csv(session: Session, ctx: Context, *, text: str, actor: Actor) -> RandomizationList:
     """A list made elsewhere; ListImportError (every problem) propagates to the edge."""
     snapshot = design_snapshot(ctx.protocol)
-    design = design_from_snapshot(snapshot)
+    try:
+        design = design_from_snapshot(snapshot)
+    except RandomizationError as err:
+        raise invalid(err) from None
     slots = parse_list_csv(text, design)
     return _store(session, ctx, snapshot, design, slots, new_seed(), ListSource.IMPORTED, actor)
 

@@ -171,6 +171,14 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
     """A list design from the protocol's randomization section, clusters, module keys and
     (for a design without personalization) its arms."""
     r = randomization
+    # Declared in the vocabulary, not run yet: refuse rather than randomize participants
+    # one by one where groups or later stages were meant.
+    if r.method == "group":
+        raise DesignError("group randomization is not run by this version",
+                          field="randomization.method")
+    if r.stages:
+        raise DesignError("multi-stage (SMART) randomization is not run by this version",
+                          field="randomization.stages")
     if r.method == "minimization":
         return _minimization_design(r, arms)
     if r.module_weights is None or r.arm_of is None:

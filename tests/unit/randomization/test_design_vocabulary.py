@@ -172,3 +172,21 @@ def test_a_minimization_design_validates(perpain) -> None:
     protocol: TrialProtocol = parse_protocol(data)
     assert protocol.randomization.minimization is not None
     assert protocol.randomization.minimization.p_preferred == 0.8
+
+
+def test_group_and_stages_are_declared_but_refused_when_a_list_is_made(perpain) -> None:
+    from services.randomization.domain import DesignError
+
+    grouped = parse_protocol(plain(perpain, method="group", group={"group_field": "grp_id"}))
+    with pytest.raises(DesignError) as err:
+        design_from_protocol(grouped)
+    assert err.value.field == "randomization.method"
+    data = plain(perpain, stages=[{
+        "key": "second", "timepoint": "week_8", "number_field": "s2_number",
+        "option_field": "s2_option", "block_lengths": [2],
+        "rule": {"field": "peg", "baseline_field": "peg_t0", "min_reduction": 0.3},
+        "responders": [{"key": "maint", "label": "m"}, {"key": "none", "label": "n"}],
+        "non_responders": [{"key": "more", "label": "i"}, {"key": "maint", "label": "m"}]}])
+    with pytest.raises(DesignError) as err:
+        design_from_protocol(parse_protocol(data))
+    assert err.value.field == "randomization.stages"

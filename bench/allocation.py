@@ -172,7 +172,7 @@ def measure_http(base_url: str | None, records: list[dict[str, str]], *, prefix:
 
 
 def load(protocol: TrialProtocol) -> tuple[ClusterPredictor, list[dict[str, str]]]:
-    rules = protocol.allocation
+    rules = protocol.prediction
     model_path = ROOT / rules.model.path
     model = read_model(model_path, expected_sha256=rules.model.sha256,
                        clusters=[c.key for c in protocol.clusters])

@@ -61,7 +61,7 @@ def cohort(n: int) -> list[DiaryParticipant]:
 
 
 def bench_diary(protocol: TrialProtocol, n: int, repeat: int) -> None:
-    diary, people = protocol.diary, cohort(n)
+    diary, people = protocol.diary_policy, cohort(n)
     count = n * diary.days * diary.prompts_per_day
     full = best_of(repeat, lambda: diary_prompts(people, diary, seed=1))
     rng = np.random.default_rng(1)

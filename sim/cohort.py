@@ -48,7 +48,7 @@ def make_cohort(protocol: TrialProtocol, *, eligible: int = 105, ineligible: int
     have `started_module`, see `module_started_form`). Records are numbered in screening
     order."""
     rng = random.Random(seed)
-    a, fields = protocol.allocation, protocol.redcap.fields
+    a, fields = protocol.prediction, protocol.redcap.fields
     prefix = fields.mpid_item_prefix
     rows = synthesize_reference(a.synthetic_reference, a.reference_norms, seed=seed,
                                 size=eligible, item_prefix=prefix)

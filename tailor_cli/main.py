@@ -132,8 +132,17 @@ def up(
 @app.command()
 def demo(
     home: Annotated[Path, typer.Option(help="state folder (wiped first)")] = Path(".tailor/demo"),
+    protocol: Annotated[str | None, typer.Option(
+        help="a seed trial under protocols/ (partners4pain, rush-mechanisms); "
+             "default: the PerPAIN pilot")] = None,
+    participants: Annotated[int, typer.Option(
+        help="eligible participants the seed trial's demo enters")] = 120,
 ) -> None:
-    """Start the stack, show an event crossing the bus via the outbox, stop, exit 0."""
+    """Run a trial end to end on the local stack and check it; exit 0 only if every check holds."""
+    if protocol is not None and protocol != "perpain-pilot":
+        from .demo.designs import run_design_demo
+
+        raise typer.Exit(run_design_demo(protocol, home, console, participants=participants))
     from .demo import run_demo
 
     raise typer.Exit(run_demo(home, console))

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import yaml
 
 from services.core.internal_token import ensure_keypair
 from services.core.sealing import ensure_bus_keys
@@ -31,6 +32,15 @@ from services.core.sealing import ensure_bus_keys
 from .natsd import NatsServer, free_port, wait_for_port
 
 REDCAP_DICTIONARY = Path("protocols/perpain-pilot/redcap")
+
+
+def redcap_project_of(protocol_file: Path) -> tuple[Path, str]:
+    """The REDCap project folder beside a protocol file (`protocols/<trial>/redcap`) and the
+    project id the protocol names (the emulator serves that project)."""
+
+    data = yaml.safe_load(protocol_file.read_text(encoding="utf-8")) or {}
+    project_id = str((data.get("redcap") or {}).get("project_id") or 101)
+    return protocol_file.with_suffix("") / "redcap", project_id
 
 
 PRIVATE_UMASK = 0o077
@@ -133,10 +143,10 @@ class LocalStack:
         redcap_port = port_for("redcap", 8300)
         det_url = f"http://127.0.0.1:{gateway_port}/redcap/det?secret={det_secret}"
         redcap_url = f"http://127.0.0.1:{redcap_port}"
-        project_id = "101"
+        folder, project_id = redcap_project_of(self.protocol_file)
         self.spawn(Child("redcap-emulator", [
             sys.executable, "-m", "sim.redcap", "serve", "--port", str(redcap_port),
-            "--db", str(self.home / "redcap.sqlite"), "--dictionary", str(REDCAP_DICTIONARY.resolve()),
+            "--db", str(self.home / "redcap.sqlite"), "--dictionary", str(folder.resolve()),
             "--project-id", project_id],
             url=redcap_url, ready=f"{redcap_url}/emulator/health",
             secrets={"REDCAP_EMULATOR_TOKEN": token, "REDCAP_EMULATOR_DET_URL": det_url}))

@@ -42,7 +42,8 @@ def check_rights(
                           timeout=redcap.timeout_seconds)
     try:
         offenders = client.rights_offenders(protocol.redcap,
-                                            service_user or redcap.service_username)
+                                            service_user or redcap.service_username,
+                                            personalized=protocol.randomization.personalized)
     except (RedcapUnavailable, RedcapRefused) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -82,10 +82,12 @@ class RedcapClient:
             return self._project.export_records(  # type: ignore[return-value]
                 date_begin=begin, export_blank_for_gray_form_status=True)
 
-    def rights_offenders(self, redcap: RedcapProject, service_user: str) -> list[Offender]:
+    def rights_offenders(self, redcap: RedcapProject, service_user: str, *,
+                         personalized: bool = True) -> list[Offender]:
         """Users and roles who could see both the allocation and baseline MPI-D answers."""
         with self._call("user", "export"):
-            return check_project_rights(self._project, redcap, service_user=service_user)
+            return check_project_rights(self._project, redcap, service_user=service_user,
+                                        personalized=personalized)
 
     def import_rows(self, rows: list[dict[str, str]]) -> int:
         with self._call("record", "import"):

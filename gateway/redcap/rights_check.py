@@ -94,11 +94,13 @@ def find_offenders(users: Iterable[Mapping[str, Any]], roles: Iterable[Mapping[s
     return out
 
 
-def check_project_rights(project: Any, redcap: RedcapProject, *,
-                         service_user: str) -> list[Offender]:
-    """Read metadata, users and roles through PyCap (`redcap.Project`) and judge them."""
+def check_project_rights(project: Any, redcap: RedcapProject, *, service_user: str,
+                         personalized: bool = True) -> list[Offender]:
+    """Read metadata, users and roles through PyCap (`redcap.Project`) and judge them.
+    Without personalization no MPI-D is collected: nothing in REDCap gives the arm but the
+    allocation itself, so only the allocation form must exist."""
     forms = sensitive_forms(project.export_metadata(), redcap)
-    if not forms.allocation or not forms.mpid:
+    if not forms.allocation or (personalized and not forms.mpid):
         missing = "allocation" if not forms.allocation else "baseline MPI-D"
         return [Offender("project", "metadata", "", f"no {missing} form found: check the "
                          "protocol's redcap section against the project")]

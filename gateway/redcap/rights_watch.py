@@ -44,8 +44,9 @@ class RightsState:
 async def check_once(kernel: Kernel, client: RedcapClient, settings: RedcapSettings,
                      state: RightsState) -> None:
     try:
-        offenders = await asyncio.to_thread(client.rights_offenders, kernel.protocol.redcap,
-                                            settings.service_username)
+        offenders = await asyncio.to_thread(
+            client.rights_offenders, kernel.protocol.redcap, settings.service_username,
+            personalized=kernel.protocol.randomization.personalized)
     except RedcapUnavailable as exc:
         log.warning("redcap.rights_check_failed", error=str(exc)[:300])
         return

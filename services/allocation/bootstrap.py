@@ -40,7 +40,7 @@ def bootstrap(kernel: Kernel) -> AllocationDeps:
 def load_active_model(kernel: Kernel) -> ClusterPredictor:
     """Load and verify the model the protocol names; refuse to start on any mismatch."""
     protocol = kernel.protocol
-    rules = protocol.allocation
+    rules = protocol.prediction
     if "site" in protocol.randomization.stratify_by and not rules.site_field:
         raise StartupRefused("allocation.site_field: randomization stratifies by site, so "
                              "cluster_assigned must carry the site; name its REDCap field")

@@ -45,7 +45,7 @@ def _protocol(path: Path) -> TrialProtocol:
 
 
 def _model_dir(protocol: TrialProtocol) -> Path:
-    return Path(protocol.allocation.model.path).parent
+    return Path(protocol.prediction.model.path).parent
 
 
 @app.command("synth-reference")
@@ -62,7 +62,7 @@ def synth_reference(
     from .domain import synthesize_reference
 
     protocol = _protocol(protocol_file)
-    rules = protocol.allocation
+    rules = protocol.prediction
     prefix = protocol.redcap.fields.mpid_item_prefix
     rows = synthesize_reference(
         rules.synthetic_reference, rules.reference_norms,
@@ -105,7 +105,7 @@ def train(
     from .domain.synthetic import SOURCE as SYNTHETIC_SOURCE
 
     protocol = _protocol(protocol_file)
-    rules = protocol.allocation
+    rules = protocol.prediction
     settings = rules.training if seed is None else rules.training.model_copy(update={"seed": seed})
     data = csv_path.read_bytes()
     rows = list(csv.DictReader(data.decode("utf-8-sig").splitlines()))

@@ -170,8 +170,8 @@ def record_form_saved(session: Session, *, saved: FormSaved, trigger: Trigger,
     assign_cluster(session, record=saved.record, prediction=prediction, trigger=trigger,
                    age=check_age(saved.fields.get(f.age), f.age), sex=sex,
                    model_sha256=predictor.model.sha256, seal_to=seal_to,
-                   site=_optional(saved.fields, protocol.allocation.site_field),
-                   pilot=_optional(saved.fields, protocol.allocation.pilot_field) == "1")
+                   site=_optional(saved.fields, protocol.prediction.site_field),
+                   pilot=_optional(saved.fields, protocol.prediction.pilot_field) == "1")
     return Outcome.ASSIGNED
 
 

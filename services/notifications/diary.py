@@ -22,7 +22,7 @@ from .runtime import Runtime
 
 def extend_diary(session: Session, rt: Runtime, participant: Participant, now: datetime) -> int:
     """Create the prompts up to `diary_ahead_days` from today; the number created."""
-    policy = rt.protocol.diary
+    policy = rt.protocol.diary_policy
     first = participant.diary_first_day
     if (not participant.diary or first is None or participant.withdrawn_at is not None
             or participant.diary_horizon >= policy.days):

@@ -54,7 +54,7 @@ def _retime_prompts(session: Session, rt: Runtime, record: str, zone: str,
         return 0
     days = sorted({int(m.ref.split(".")[0]) for m in prompts})
     batch = diary_prompts([DiaryParticipant(record, zone, participant.diary_first_day)],
-                          rt.protocol.diary, seed=rt.diary_seed(), from_day=days[0],
+                          rt.protocol.diary_policy, seed=rt.diary_seed(), from_day=days[0],
                           days=days[-1] - days[0] + 1)
     moved = 0
     for p in batch.prompts():

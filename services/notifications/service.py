@@ -68,7 +68,7 @@ def schedule_participant(session: Session, rt: Runtime, *, allocated: Allocated,
     details = contacts.load(session, rt, record)
     zone = contacts.zone_of(rt, details)
     policy = rt.protocol.reminders
-    diary = allocated.module == rt.protocol.diary.module
+    diary = rt.protocol.diary is not None and allocated.module == rt.protocol.diary.module
     participant = Participant(
         record=record, allocation_number=allocated.allocation_number,
         allocated_at=allocated.allocated_at, diary=diary,
@@ -116,7 +116,7 @@ def record_form_saved(session: Session, rt: Runtime, *, saved: FormSaved,
                        correlation_id=correlation_id)
     if _store_form_statuses(session, rt, record, event_name, saved.fields, correlation_id):
         refresh_completion(session, rt, record, correlation_id=correlation_id)
-    answer_form = rt.protocol.diary.answer_form
+    answer_form = rt.protocol.diary.answer_form if rt.protocol.diary else None
     if answer_form and saved.instrument == answer_form and saved.complete_status == 2:
         mark_answered(session, rt, record, correlation_id=correlation_id)
     if saved.fields.get(redcap.fields.withdrawn) == "1":

@@ -35,6 +35,7 @@ from .schemas import (
     ListGenerate,
     ListRead,
     ListSummary,
+    MinimizationDecision,
     ModuleBalanceRead,
     SlotRef,
     StratumBalanceRead,
@@ -192,10 +193,14 @@ def get_unsealed_list(list_id: str, session: SessionDep, ctx: ContextDep,
 
 def _unblinded(row: AllocationRow, d: Disclosure) -> AllocationUnblinded:
     slot = SlotRef(seq=d.seq, batch=d.batch) if d.seq is not None and d.batch is not None else None
+    decision = None
+    if d.decision is not None and d.seq is not None:
+        decision = MinimizationDecision(decision=d.seq, levels=d.levels or {}, **d.decision)
     return AllocationUnblinded(record=row.record, allocation_number=row.allocation_number,
                                module=row.module, allocated_at=row.allocated_at,
                                cluster=d.cluster, arm=d.arm, stratum=d.stratum, slot=slot,
-                               pilot=row.pilot, list_id=row.list_id, source=row.source)
+                               minimization=decision, pilot=row.pilot, list_id=row.list_id,
+                               source=row.source)
 
 
 @router.post("/allocations", response_model=AllocationUnblinded, tags=["allocations"],
@@ -203,8 +208,9 @@ def _unblinded(row: AllocationRow, d: Disclosure) -> AllocationUnblinded:
 def create_allocation(body: AllocationCreate, response: Response, session: SessionDep,
                       ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
     row, created = service.allocate(session, ctx, service.AllocationRequest(
-        record=body.record, cluster=body.cluster, site=body.site, pilot=body.pilot,
-        source="manual", actor=Actor.of(caller), correlation_id=_request_id(), reason=body.reason))
+        record=body.record, cluster=body.cluster, site=body.site, levels=body.levels,
+        pilot=body.pilot, source="manual", actor=Actor.of(caller), correlation_id=_request_id(),
+        reason=body.reason))
     if not created:
         response.status_code = 200
     return _unblinded(row, service.disclose(ctx, row))

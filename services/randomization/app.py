@@ -24,7 +24,7 @@ def build_spec() -> ServiceSpec[RandomizationDeps]:
         routers=[router],
         bootstrap=bootstrap,
         consumers=handlers.consumers,
-        subscriptions=[handlers.CLUSTER_ASSIGNED],
+        subscriptions=handlers.SUBSCRIPTIONS,
         background=[handlers.watch_free_slots],
     )
 

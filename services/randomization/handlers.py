@@ -1,4 +1,5 @@
-"""Bus consumer (`cluster_assigned` → allocation) and the free-slot watcher (metrics, alarm).
+"""Bus consumers (`cluster_assigned` → allocation; for a design without a prediction step,
+a complete baseline → allocation) and the free-slot watcher (metrics, alarm).
 
 The cluster arrives sealed to this service's bus key; payloads published before sealing
 (an upgrade with messages still in the stream) carry it in clear and are read as well.
@@ -19,19 +20,29 @@ from sqlmodel import Session
 from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.db import unit_of_work
-from services.core.errors import TransientError
-from services.core.events import ClusterAssigned, Envelope, SealedCluster
+from services.core.errors import InvalidInput, TransientError
+from services.core.events import (
+    ClusterAssigned,
+    Envelope,
+    FormSavedForRandomization,
+    SealedCluster,
+)
 from services.core.periodic import every
-from services.core.sealed_events import validated
+from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
 from . import parking, reports, service
 from .bootstrap import RandomizationDeps
+from .domain import RandomizationError
+from .domain.baseline import levels_of, unmet
 from .service import Actor, AllocationRequest
 
 log = structlog.get_logger(__name__)
 
 CLUSTER_ASSIGNED = Subscription("randomization-cluster-assigned", (ClusterAssigned.subject,))
+# Designs without a prediction step allocate from the baseline save itself.
+FORM_SAVED = Subscription("randomization-form-saved", (FormSavedForRandomization.subject,))
+SUBSCRIPTIONS = (CLUSTER_ASSIGNED, FORM_SAVED)
 DURABLE = CLUSTER_ASSIGNED.durable
 WATCH_SECONDS = 2.0
 
@@ -79,7 +90,30 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
         except service.AllocationRace as err:  # the concurrent winner's row: ask again
             raise TransientError(err.detail) from None
 
-    return [Consumer.on(CLUSTER_ASSIGNED, on_cluster_assigned)]
+    def on_form_saved(session: Session, env: Envelope) -> None:
+        saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
+        ctx = deps.context
+        if ctx.protocol.randomization.personalized or unmet(ctx.protocol, saved.fields):
+            return  # the cluster comes from the allocation service, or not ready yet
+        try:
+            levels = levels_of(ctx.protocol, saved.fields)
+        except RandomizationError as err:  # names the REDCap field, never its value
+            raise InvalidInput(f"{err.field}: missing, or not a level of its stratification "
+                               "factor", field=err.field) from None
+        request = AllocationRequest(
+            record=saved.record, cluster=None, site=levels.get("site"), pilot=False,
+            source="event", actor=Actor(f"event:{env.producer}", "system"),
+            correlation_id=env.correlation_id or env.id, levels=levels)
+        try:
+            with session.begin_nested():
+                service.allocate(session, ctx, request)
+        except parking.WAITING as err:
+            parking.park(session, ctx, request, err)
+        except service.AllocationRace as err:
+            raise TransientError(err.detail) from None
+
+    return [Consumer.on(CLUSTER_ASSIGNED, on_cluster_assigned),
+            Consumer.on(FORM_SAVED, on_form_saved)]
 
 
 def check_slots(deps: RandomizationDeps) -> None:

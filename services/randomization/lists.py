@@ -9,6 +9,7 @@ regenerate the list at closure. An imported list gets a fresh seed for its exten
 
 from __future__ import annotations
 
+import hashlib
 import json
 import uuid
 from collections.abc import Sequence
@@ -41,17 +42,21 @@ from .domain import (
     unseal_slot,
     verify_list,
 )
-from .models import ListCommitmentRow, ListSource, ListStatus, RandomizationList
+from .domain.minimization import replay
+from .models import ListCommitmentRow, ListSource, ListStatus, NamedCounter, RandomizationList
 from .service import (
+    SEED,
     Actor,
     Context,
     InvalidList,
+    decision_counter,
     design_from_snapshot,
     design_snapshot,
+    disclose,
     invalid,
 )
 
-SEED = "tailor.list-seed/1"
+MINIMIZATION_SEED_TAG = b"tailor.minimization-seed/1\x00"
 
 
 def _lock(session: Session, list_id: str) -> RandomizationList:
@@ -65,9 +70,9 @@ def generate(session: Session, ctx: Context, *, slots_per_stratum: int | None,
              actor: Actor) -> RandomizationList:
     """A new list from the protocol's design and a fresh CSPRNG seed."""
     snapshot = design_snapshot(ctx.protocol)
-    design = design_from_snapshot(snapshot)
     seed = new_seed()
     try:
+        design = design_from_snapshot(snapshot)  # refuses a design this version cannot run
         slots = generate_list(design, seed, slots_per_stratum)
     except RandomizationError as err:
         raise invalid(err) from None
@@ -77,7 +82,10 @@ def generate(session: Session, ctx: Context, *, slots_per_stratum: int | None,
 def import_csv(session: Session, ctx: Context, *, text: str, actor: Actor) -> RandomizationList:
     """A list made elsewhere; a defective one raises InvalidList, naming every problem."""
     snapshot = design_snapshot(ctx.protocol)
-    design = design_from_snapshot(snapshot)
+    try:
+        design = design_from_snapshot(snapshot)
+    except RandomizationError as err:
+        raise invalid(err) from None
     try:
         slots = parse_list_csv(text, design)
     except ListImportError as err:
@@ -103,12 +111,28 @@ def _store(session: Session, ctx: Context, snapshot: dict, design: ListDesign, s
         last[s.stratum] = max(last.get(s.stratum, 0), s.seq)
     for key, ref in refs.items():
         repository.add_counter(session, list_id, ref, last.get(key, 0))
+    if design.minimization is not None:  # exists before any decision: always row-locked
+        session.add(NamedCounter(name=decision_counter(list_id), value=0))
     _add_commitment(session, sealed.commitment, actor, now)
     audit.append(session, actor=actor.name, role=actor.role, action=f"list.{source.value}",
                  entity_type="list", entity_id=list_id,
                  after={"list_id": list_id, "source": source.value, "slots": len(slots),
-                        "strata": len(design.strata), "key_id": ctx.key.key_id})
+                        "strata": len(design.strata), "key_id": ctx.key.key_id,
+                        **_seed_commitment(design, seed)})
     return lst
+
+
+def _seed_commitment(design: ListDesign, seed: bytes) -> dict[str, str]:
+    """Minimization's sealed element is its seed: its SHA-256 (with a domain tag; the seed is
+    256 random bits, so the hash hides it) is published when the list is made and sealed,
+    and the unsealed seed must match it."""
+    if design.minimization is None:
+        return {}
+    return {"seed_commitment": seed_commitment(seed)}
+
+
+def seed_commitment(seed: bytes) -> str:
+    return hashlib.sha256(MINIMIZATION_SEED_TAG + seed).hexdigest()
 
 
 def _add_commitment(session: Session, batch: BatchCommitment, actor: Actor, at: datetime) -> None:
@@ -153,8 +177,11 @@ def seal(session: Session, ctx: Context, *, list_id: str, actor: Actor) -> ListC
         session.flush()
     except IntegrityError:
         raise Conflict("another list was sealed at the same moment", field="list_id") from None
+    design = ctx.design_of(lst)
+    seed = ctx.key.open(SEED, (list_id,), lst.seed_sealed) if design.minimization else b""
     audit.append(session, actor=actor.name, role=actor.role, action="list.sealed",
-                 entity_type="list", entity_id=list_id, after=_commitment_audit(commitment))
+                 entity_type="list", entity_id=list_id,
+                 after={**_commitment_audit(commitment), **_seed_commitment(design, seed)})
     parking.redrive(session, ctx)  # participants who waited for a list are allocated now
     return commitment
 
@@ -349,4 +376,29 @@ def _open_all(session: Session, ctx: Context, lst: RandomizationList) -> Unseale
     except CommitmentError as err:
         problems.extend(err.problems or (str(err),))
     seed = ctx.key.open(SEED, (lst.id,), lst.seed_sealed)
+    if design.minimization is not None:
+        problems.extend(_replay_problems(session, ctx, lst, design, seed))
     return UnsealedList(lst.id, lst.source, seed, commitment, slots, tuple(problems))
+
+
+def _replay_problems(session: Session, ctx: Context, lst: RandomizationList, design: ListDesign,
+                     seed: bytes) -> list[str]:
+    """Every minimization decision recomputed from the seed and the earlier participants'
+    levels must give the arm (and the scores) that were recorded."""
+    m = design.minimization
+    if m is None:
+        return []
+    done = sorted(((d.seq or 0, r.record, d) for r in repository.allocations(session)
+                   if r.list_id == lst.id and not r.pilot for d in [disclose(ctx, r)]),
+                  key=lambda t: t[0])
+    problems = []
+    if [n for n, _, _ in done] != list(range(1, len(done) + 1)):
+        problems.append("minimization decisions are not numbered 1..n without gaps")
+    try:
+        replayed = replay(m, seed, [d.levels or {} for _, _, d in done])
+    except RandomizationError as err:
+        return [*problems, f"minimization replay failed: {err}"]
+    for (n, record, d), again in zip(done, replayed, strict=True):
+        if again.arm != d.arm or (d.decision or {}).get("scores") != again.scores:
+            problems.append(f"decision {n} (record {record}) does not replay from the seed")
+    return problems

@@ -142,6 +142,12 @@ def module_counts(session: Session, list_id: str) -> dict[str, int]:
     return {module: n for module, n in rows}
 
 
+def lock_named_counter(session: Session, name: str) -> NamedCounter | None:
+    """A named counter under its row lock, unchanged (None if it was never made)."""
+    return session.exec(select(NamedCounter).where(col(NamedCounter.name) == name)
+                        .with_for_update().execution_options(populate_existing=True)).first()
+
+
 def next_counter(session: Session, name: str) -> int:
     """Increment a named counter under its row lock and return the new value."""
     row = session.exec(select(NamedCounter).where(col(NamedCounter.name) == name)

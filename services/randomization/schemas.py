@@ -139,8 +139,11 @@ class AllocationCreate(Schema):
     """Manual allocation (REDCap or the bus is down): the same guarantees as the event path."""
 
     record: RecordId
-    cluster: Text
+    cluster: Text | None = Field(None, description="the predicted cluster (personalized "
+                                 "designs only)")
     site: Text | None = None
+    levels: dict[Text, Text] | None = Field(
+        None, description="the participant's level of each other stratification factor")
     pilot: bool = False
     reason: Reason
 
@@ -161,15 +164,29 @@ class SlotRef(Schema):
     batch: int
 
 
+class MinimizationDecision(Schema):
+    """One minimization decision as audited: its number, the participant's factor levels,
+    the imbalance score each arm would have given, and whether the random element followed
+    the preference (unblinded: the scores point at the arm)."""
+
+    decision: int
+    levels: dict[str, str]
+    scores: dict[str, float]
+    preferred: list[str]
+    followed_preference: bool
+
+
 class AllocationUnblinded(Schema):
     record: str
     allocation_number: str
     module: str
     allocated_at: datetime
-    cluster: str
+    cluster: str | None
     arm: str
     stratum: str
-    slot: SlotRef | None = Field(description="None for a pilot participant (no slot used)")
+    slot: SlotRef | None = Field(description="None for a pilot participant (no slot used) "
+                                 "and under minimization (no list)")
+    minimization: MinimizationDecision | None = None
     pilot: bool
     list_id: str
     source: str
@@ -181,7 +198,7 @@ class UnblindedListItem(Schema):
     record: str
     module: str
     arm: str
-    cluster: str
+    cluster: str | None
     allocated_at: datetime
     pilot: bool
 

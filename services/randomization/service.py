@@ -26,6 +26,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import structlog
+from sqlalchemy import event
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
@@ -33,7 +34,7 @@ from services.core import audit, outbox
 from services.core.errors import Conflict, InvalidInput, NotFound
 from services.core.events import Allocated, EmergencyUnblinded
 from services.core.internal_token import Caller
-from services.core.protocol import Cluster, RandomizationDesign, TrialProtocol
+from services.core.protocol import Arm, Cluster, RandomizationDesign, TrialProtocol
 
 from . import repository
 from .domain import (
@@ -47,6 +48,9 @@ from .domain import (
     stratum_of,
     unseal_slot,
 )
+from .domain.design import SEPARATOR, treatment_for
+from .domain.errors import NotInDesignError
+from .domain.minimization import check_levels, next_decision
 from .keys import ListKey, SealedDataError
 from .models import AllocationRow, RandomizationList
 
@@ -55,6 +59,7 @@ log = structlog.get_logger(__name__)
 SERVICE = "randomization"
 DETAIL = "tailor.allocation-detail/1"
 NUMBER_COUNTER = "allocation_number"
+SEED = "tailor.list-seed/1"  # the sealing context of a list's seed
 
 
 class NoSealedList(Conflict):
@@ -106,13 +111,16 @@ def design_snapshot(protocol: TrialProtocol) -> dict[str, Any]:
     """What a list is made from, kept with it: a later protocol edit never changes a list."""
     return {"randomization": protocol.randomization.model_dump(mode="json"),
             "clusters": [c.model_dump(mode="json") for c in protocol.clusters],
-            "modules": list(protocol.module_keys)}
+            "modules": list(protocol.module_keys),
+            "arms": [a.model_dump(mode="json") for a in protocol.arms]}
 
 
 def design_from_snapshot(snapshot: dict[str, Any]) -> ListDesign:
+    # Snapshots made before arms were kept have none: they are all personalized (PerPAIN).
     return build_design(RandomizationDesign.model_validate(snapshot["randomization"]),
                         [Cluster.model_validate(c) for c in snapshot["clusters"]],
-                        snapshot["modules"])
+                        snapshot["modules"],
+                        [Arm.model_validate(a) for a in snapshot.get("arms", [])])
 
 
 @dataclass
@@ -123,6 +131,10 @@ class Context:
     protocol: TrialProtocol
     producer: str = SERVICE
     _designs: dict[str, ListDesign] = field(default_factory=dict, repr=False)
+    # Per minimization list, after a commit: (decisions, last record, every (levels, arm)),
+    # so a decision need not unseal all earlier ones; checked against the database first.
+    _decided: dict[str, tuple[int, str, list[tuple[dict[str, str], str]]]] = field(
+        default_factory=dict, repr=False)
 
     def design_of(self, lst: RandomizationList) -> ListDesign:
         design = self._designs.get(lst.id)
@@ -140,22 +152,31 @@ class Context:
 class Disclosure:
     """What unblinds one allocation; sealed in its row, shown only to unblinded roles."""
 
-    cluster: str
+    cluster: str | None  # None: the design does not personalize
     arm: str
     stratum: str
-    seq: int | None  # None: pilot participant, no slot used
+    seq: int | None  # None: pilot participant, no slot used; minimization: decision number
     batch: int | None
     salt: str
+    # Minimization only: the participant's factor levels and the decision (imbalance score
+    # per arm, the preferred arms, whether the random element followed the preference).
+    levels: dict[str, str] | None = None
+    decision: dict[str, Any] | None = None
+
+    def body(self) -> dict[str, Any]:
+        """What is sealed and digested; a blocks allocation keeps its original six keys."""
+        return {k: v for k, v in self.__dict__.items()
+                if v is not None or k not in ("levels", "decision")}
 
     def digest(self, record: str, number: str) -> str:
-        body = {"record": record, "allocation_number": number, **self.__dict__}
+        body = {"record": record, "allocation_number": number, **self.body()}
         return hashlib.sha256(audit.canonical_json(body).encode()).hexdigest()
 
 
 @dataclass(frozen=True)
 class AllocationRequest:
     record: str
-    cluster: str
+    cluster: str | None
     site: str | None
     pilot: bool
     source: str  # event | manual
@@ -164,6 +185,12 @@ class AllocationRequest:
     reason: str | None = None
     model_version: str | None = None
     low_confidence: bool | None = None
+    # The participant's level of each stratification factor (site may come as `site`).
+    levels: dict[str, str] | None = None
+
+    def factor_levels(self) -> dict[str, str]:
+        known = {"cluster": self.cluster, "site": self.site}
+        return {**{k: v for k, v in known.items() if v is not None}, **(self.levels or {})}
 
 
 def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[AllocationRow, bool]:
@@ -177,11 +204,25 @@ def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[Al
                            "and seal one first", field="list")
     ctx.check_key(lst)
     design = ctx.design_of(lst)
+    if design.minimization is not None:
+        minimized = _minimize(session, ctx, lst, design, req)
+        if isinstance(minimized, AllocationRow):
+            return minimized, False
+        return _record_allocation(session, ctx, lst, req, *minimized), True
     try:
-        stratum = stratum_of(design, req.cluster, req.site)
+        if design.personalized:
+            if req.cluster is None:
+                raise NotInDesignError("the design personalizes: the participant's cluster "
+                                       "is required", field="cluster")
+            stratum = stratum_of(design, req.cluster, req.site)
+        else:
+            stratum = design.stratum_for_levels(req.factor_levels()).key
     except RandomizationError as err:
         raise invalid(err) from None
     if req.pilot:
+        if req.cluster is None:
+            raise InvalidInput("a pilot participant gets the module matching their cluster; "
+                               "this design has no clusters", field="pilot")
         module = pilot_module(design, req.cluster)
         disclosure = Disclosure(req.cluster, design.stratum(stratum).arm_of(module), stratum,
                                 None, None, secrets.token_hex(16))
@@ -191,6 +232,71 @@ def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[Al
             return taken, False
         module, disclosure = taken
     return _record_allocation(session, ctx, lst, req, module, disclosure), True
+
+
+def decision_counter(list_id: str) -> str:
+    """The named counter of a minimization list's decisions (made with the list)."""
+    return f"minimization:{list_id}"
+
+
+def _minimize(session: Session, ctx: Context, lst: RandomizationList, design: ListDesign,
+              req: AllocationRequest) -> AllocationRow | tuple[str, Disclosure]:
+    """The next minimization decision, serialized by the list's decision counter: the
+    counter row is locked (PostgreSQL) or the database is (SQLite, BEGIN IMMEDIATE), the
+    record is looked up again, the marginals are rebuilt from every earlier allocation's
+    sealed levels and arm, and decision n draws from block n of the sealed seed."""
+    m = design.minimization
+    if m is None:
+        raise AssertionError("unreachable: called for minimization designs only")
+    if req.pilot:
+        raise InvalidInput("pilot participants are not part of a minimization design",
+                           field="pilot")
+    levels = {f.name: v for f in m.factors if (v := req.factor_levels().get(f.name)) is not None}
+    try:
+        check_levels(m, levels)
+    except RandomizationError as err:
+        raise invalid(err) from None
+    counter = repository.lock_named_counter(session, decision_counter(lst.id))
+    if counter is None:  # made with the list: the database was altered
+        raise Conflict("the minimization list has no decision counter", field="list")
+    again = repository.allocation(session, req.record)  # a duplicate that won the lock
+    if again is not None:
+        return again
+    past = _decided_before(session, ctx, lst.id, counter.value)
+    counter.value += 1
+    session.add(counter)
+    n = counter.value
+    seed = ctx.key.open(SEED, (lst.id,), lst.seed_sealed)
+    decision = next_decision(m, seed, n, past, levels)
+    done = (n, req.record, [*past, (levels, decision.arm)])
+    # Cached only once committed: a rolled-back decision never enters the cache.
+    event.listen(session, "after_commit", lambda _s: ctx._decided.__setitem__(lst.id, done),
+                 once=True)
+    stratum = SEPARATOR.join(levels[f.name] for f in m.factors)
+    return treatment_for(design, decision.arm), Disclosure(
+        None, decision.arm, stratum, n, None, secrets.token_hex(16), levels,
+        {"scores": decision.scores, "preferred": list(decision.preferred),
+         "followed_preference": decision.followed_preference})
+
+
+def _decided_before(session: Session, ctx: Context, list_id: str,
+                    made: int) -> list[tuple[dict[str, str], str]]:
+    """Every earlier decision's (levels, arm). The cache holds if it counts `made` decisions
+    and its last record is in the database as decision `made` of this list (a cache entry
+    of a transaction whose savepoint was undone cannot pass both)."""
+    cached = ctx._decided.get(list_id)
+    if cached is not None and cached[0] == made:
+        if made == 0:
+            return list(cached[2])
+        row = repository.allocation(session, cached[1])
+        if row is not None and row.list_id == list_id and disclose(ctx, row).seq == made:
+            return list(cached[2])
+    past = []
+    for row in repository.allocations(session, list_ids=[list_id]):
+        if not row.pilot:
+            d = disclose(ctx, row)
+            past.append((d.levels or {}, d.arm))
+    return past
 
 
 def _take_slot(session: Session, ctx: Context, lst: RandomizationList, stratum: str,
@@ -234,7 +340,7 @@ def _record_allocation(session: Session, ctx: Context, lst: RandomizationList,
                        req: AllocationRequest, module: str, disclosure: Disclosure) -> AllocationRow:
     number = format_number(ctx.protocol, repository.next_counter(session, NUMBER_COUNTER))
     now = datetime.now(UTC)
-    plain = audit.canonical_json(disclosure.__dict__).encode()
+    plain = audit.canonical_json(disclosure.body()).encode()
     row = AllocationRow(
         record=req.record, allocation_number=number, module=module, list_id=lst.id,
         pilot=req.pilot, sealed_detail=ctx.key.seal(DETAIL, (lst.id, req.record, number), plain),

@@ -55,7 +55,9 @@ def design_table(protocol: TrialProtocol, unblinded: list[dict]) -> list[tuple[s
 
 def check_design(verdict: Verdict, protocol: TrialProtocol, unblinded: list[dict]) -> None:
     """Permuted blocks keep each stratum within half a block of the 2:1:1 ratio at all times."""
-    w = protocol.randomization.module_weights
+    w, rule = protocol.randomization.module_weights, protocol.randomization.arm_of
+    if w is None or rule is None:
+        raise ValueError("this check reads a personalized design (module_weights, arm_of)")
     unit = w.matching + w.non_matching * (len(protocol.modules) - 1)
     slack = max(protocol.randomization.block_lengths) / 2
     for cluster in protocol.clusters:
@@ -67,9 +69,8 @@ def check_design(verdict: Verdict, protocol: TrialProtocol, unblinded: list[dict
             target = n * weight / unit
             verdict.check(abs(got - target) <= slack,
                           f"{cluster.key} → {module}: {got} of {n} (design {target:.1f} ± {slack:.0f})")
-        arm_ok = all(a["arm"] == (protocol.randomization.arm_of.matching
-                                  if a["module"] == cluster.matching_module
-                                  else protocol.randomization.arm_of.non_matching) for a in rows)
+        arm_ok = all(a["arm"] == (rule.matching if a["module"] == cluster.matching_module
+                                  else rule.non_matching) for a in rows)
         verdict.check(arm_ok, f"{cluster.key}: arm follows the module (matching = personalized)")
 
 

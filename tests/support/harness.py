@@ -39,8 +39,9 @@ PROTOCOL = Path("protocols/perpain-pilot.yaml")
 
 
 def test_settings(home: Path, nats_url: str, **overrides: object) -> Settings:
-    return Settings(home=home, nats_url=nats_url, protocol_file=PROTOCOL, log_json=False,
-                    log_level="warning", outbox_poll_seconds=0.1, **overrides)
+    return Settings(**{"home": home, "nats_url": nats_url, "protocol_file": PROTOCOL,  # type: ignore[arg-type]
+                       "log_json": False, "log_level": "warning", "outbox_poll_seconds": 0.1,
+                       **overrides})
 
 
 # Internal tokens are good for one request (method, path, jti): a test names the caller in

@@ -16,6 +16,9 @@ MPI-D answers, which with the module give the arm, reach allocation only):
   screening, eligibility, consent, withdrawal (date, reason, preventable class), whether
   the allocated module was started, site,
   seriousness and the NEQ items with their attribution.
+- randomization, only for a design without a prediction step (no allocation cut then): every
+  save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
+  forms' completion and the stratification fields (site, declared factors).
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def _names(*names: str | None) -> set[str]:
 
 
 def for_allocation(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
+    if protocol.allocation is None:  # no prediction step: the allocation service is not run
+        return None
     r, f = protocol.redcap, protocol.redcap.fields
     baseline = _is_baseline(saved, protocol)
     if not baseline and saved.instrument != r.withdrawal_form:
@@ -46,8 +51,9 @@ def for_allocation(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | Non
     wanted = _names(f.withdrawn)
     if not baseline:
         return _cut(saved, wanted.__contains__)
-    wanted |= _names(f.consent, f.eligible, f.age, f.sex, protocol.allocation.site_field,
-                     protocol.allocation.pilot_field)
+    rules = protocol.allocation
+    wanted |= _names(f.consent, f.eligible, f.age, f.sex,
+                     rules.site_field if rules else None, rules.pilot_field if rules else None)
     wanted |= {f"{form}_complete" for form in r.baseline_forms}
     return _cut(saved, lambda k: k in wanted or k.startswith(f.mpid_item_prefix))
 
@@ -105,11 +111,26 @@ def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
     return _cut(saved, wanted.__contains__)
 
 
+def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
+    """Baseline saves for a design without a prediction step (with one, the cluster comes
+    from the allocation service instead)."""
+    if protocol.randomization.personalized or not _is_baseline(saved, protocol):
+        return None
+    r, f = protocol.redcap, protocol.redcap.fields
+    wanted = _names(f.consent, f.eligible, f.withdrawn,
+                    *(x.field for x in protocol.randomization.factors))
+    wanted |= {f"{form}_complete" for form in r.baseline_forms}
+    if "site" in protocol.randomization.stratify_by:
+        wanted.add(protocol.randomization.site.field or "redcap_data_access_group")
+    return _cut(saved, wanted.__contains__)
+
+
 def per_consumer(saved: FormSaved, protocol: TrialProtocol,
                  own_fields: Iterable[str]) -> dict[str, FormSaved]:
     """The save as each consumer that needs it receives it (consumer → its cut)."""
     cuts = {"allocation": for_allocation(saved, protocol),
             "notifications": for_notifications(saved, protocol),
             "safety": for_safety(saved, protocol, list(own_fields)),
-            "reports": for_reports(saved, protocol)}
+            "reports": for_reports(saved, protocol),
+            "randomization": for_randomization(saved, protocol)}
     return {consumer: cut for consumer, cut in cuts.items() if cut is not None}

@@ -72,9 +72,19 @@ class FormSavedForReports(SealedFormSaved):
     consumer: ClassVar[str] = "reports"
 
 
+class FormSavedForRandomization(SealedFormSaved):
+    """Only for a design without a prediction step: baseline saves with consent,
+    eligibility, withdrawal, the baseline forms' completion and the stratification fields
+    (site, declared factors) the randomization service reads its levels from."""
+
+    subject: ClassVar[str] = "trial.v1.redcap.form_saved_for_randomization"
+    consumer: ClassVar[str] = "randomization"
+
+
 FORM_SAVED_FOR: dict[str, type[SealedFormSaved]] = {
     cls.consumer: cls for cls in (FormSavedForAllocation, FormSavedForNotifications,
-                                  FormSavedForSafety, FormSavedForReports)}
+                                  FormSavedForSafety, FormSavedForReports,
+                                  FormSavedForRandomization)}
 
 
 class AuditHead(Event):

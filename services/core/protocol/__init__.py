@@ -15,19 +15,62 @@ from pydantic import Field, ValidationError, model_validator
 from .allocation import ActiveModel, AllocationRules
 from .base import Strict
 from .notifications import DiaryPolicy, QuietHours, ReminderPolicy, ReminderStep
-from .randomization import ArmRule, ModuleWeights, RandomizationDesign
+from .randomization import (
+    ArmRule,
+    Factor,
+    GroupRandomization,
+    Minimization,
+    ModuleWeights,
+    RandomizationDesign,
+    ResponseRule,
+    SiteSource,
+    Stage,
+    StageOption,
+)
 from .redcap import RedcapFields, RedcapProject
 from .reports import Criterion, RecruitmentPlan, ReportsRules, Threshold, WithdrawalFields
 from .retention import DataRetention
 from .safety import ClockCondition, Contact, ReportingRule, SafetyRules
-from .trial import Arm, Cluster, Module, Timepoint, TrialInfo
+from .trial import Arm, Cluster, Eligibility, EligibilityCriterion, Module, Timepoint, TrialInfo
 
 __all__ = [
-    "ActiveModel", "AllocationRules", "Arm", "ArmRule", "ClockCondition", "Cluster",
-    "Contact", "Criterion", "DataRetention", "DiaryPolicy", "Module", "ModuleWeights",
-    "ProtocolError", "QuietHours", "RandomizationDesign", "RecruitmentPlan", "RedcapFields",
-    "RedcapProject", "ReminderPolicy", "ReminderStep", "ReportingRule", "ReportsRules",
-    "SafetyRules", "Threshold", "Timepoint", "TrialInfo", "TrialProtocol", "WithdrawalFields",
+    "ActiveModel",
+    "AllocationRules",
+    "Arm",
+    "ArmRule",
+    "ClockCondition",
+    "Cluster",
+    "Contact",
+    "Criterion",
+    "DataRetention",
+    "DiaryPolicy",
+    "Eligibility",
+    "EligibilityCriterion",
+    "Factor",
+    "GroupRandomization",
+    "Minimization",
+    "Module",
+    "ModuleWeights",
+    "ProtocolError",
+    "QuietHours",
+    "RandomizationDesign",
+    "RecruitmentPlan",
+    "RedcapFields",
+    "RedcapProject",
+    "ReminderPolicy",
+    "ReminderStep",
+    "ReportingRule",
+    "ReportsRules",
+    "ResponseRule",
+    "SafetyRules",
+    "SiteSource",
+    "Stage",
+    "StageOption",
+    "Threshold",
+    "Timepoint",
+    "TrialInfo",
+    "TrialProtocol",
+    "WithdrawalFields",
     "load_protocol",
 ]
 
@@ -39,18 +82,25 @@ class ProtocolError(ValueError):
 class TrialProtocol(Strict):
     trial: TrialInfo
     arms: list[Arm] = Field(min_length=2)
-    modules: list[Module] = Field(min_length=1)
-    clusters: list[Cluster] = Field(min_length=1)
+    modules: list[Module] = Field(default_factory=list)
+    # The predicted clusters: only a personalized design (randomization.module_weights) has
+    # them.
+    clusters: list[Cluster] = Field(default_factory=list)
     timepoints: list[Timepoint] = Field(min_length=1)
     randomization: RandomizationDesign
-    allocation: AllocationRules
+    # The prediction step (the allocation service): present exactly when the design is
+    # personalized; other designs randomize without it.
+    allocation: AllocationRules | None = None
     reminders: ReminderPolicy
-    diary: DiaryPolicy
+    # Only a trial with a smartphone diary module has it.
+    diary: DiaryPolicy | None = None
     safety: SafetyRules
     redcap: RedcapProject
     data_retention: DataRetention = Field(default_factory=DataRetention)
     # Optional for the other services; the reports service refuses to start without it.
     reports: ReportsRules | None = None
+    # The screening criteria as REDCap fields (optional: PerPAIN records eligibility only).
+    eligibility: Eligibility | None = None
 
     @model_validator(mode="after")
     def _cross_references(self) -> TrialProtocol:
@@ -75,35 +125,79 @@ class TrialProtocol(Strict):
                     f"timepoints[{i}].anchor: {t.anchor!r} is neither 'allocation', 'consent' "
                     "nor an earlier timepoint")
             seen.add(t.key)
-        r = self.randomization
-        for field in ("matching", "non_matching"):
-            arm = getattr(r.arm_of, field)
-            if arm not in arms:
-                problems.append(f"randomization.arm_of.{field}: {arm!r} is not an arm")
-        unit = r.module_weights.matching + r.module_weights.non_matching * (len(self.modules) - 1)
-        for j, b in enumerate(r.block_lengths):
-            if b % unit:
-                problems.append(
-                    f"randomization.block_lengths[{j}]: {b} is not a multiple of {unit}, "
-                    "the sum of the module weights")
-        if "site" in r.stratify_by and not r.sites:
-            problems.append("randomization.sites: stratifying by site needs the list of sites")
+        problems += self._design_references(arms, modules)
         clusters = [c.key for c in self.clusters]
-        profiled = list(self.allocation.cluster_profiles)
+        if self.allocation is None and self.randomization.personalized:
+            problems.append("allocation: a personalized design needs its prediction step")
+        elif self.allocation is not None and not self.randomization.personalized:
+            problems.append("allocation: only a personalized design (randomization."
+                            "module_weights) has a prediction step")
+        profiled = list(self.allocation.cluster_profiles) if self.allocation else clusters
         if sorted(profiled) != sorted(clusters):
             problems.append(
                 f"allocation.cluster_profiles: names {sorted(profiled)}, but the clusters are "
                 f"{sorted(clusters)} (training names each cluster by its profile)")
-        if self.diary.module not in modules:
+        if self.diary is not None and self.diary.module not in modules:
             problems.append(f"diary.module: {self.diary.module!r} is not a module")
         if len(self.reminders.steps) > self.reminders.max_per_timepoint:
             problems.append(
                 f"reminders.steps: {len(self.reminders.steps)} steps exceed "
                 f"max_per_timepoint={self.reminders.max_per_timepoint}")
         problems += self._report_references()
+        if self.eligibility is not None:
+            fields = self.eligibility.fields
+            dupes = sorted({f for f in fields if fields.count(f) > 1})
+            if dupes:
+                problems.append(f"eligibility: fields listed twice {dupes}")
         if problems:
             raise ValueError("; ".join(problems))
         return self
+
+    def _design_references(self, arms: set[str], modules: set[str]) -> list[str]:
+        """The randomization design against the arms, modules, clusters and timepoints."""
+        r = self.randomization
+        problems: list[str] = []
+        for i, a in enumerate(self.arms):
+            for j, m in enumerate(a.modules):
+                if m not in modules:
+                    problems.append(f"arms[{i}].modules[{j}]: {m!r} is not a module "
+                                    f"(known: {sorted(modules)})")
+        if r.module_weights is not None and r.arm_of is not None:
+            if not self.clusters:
+                problems.append("clusters: a personalized design needs the predicted clusters")
+            if not self.modules:
+                problems.append("modules: a personalized design needs the modules")
+            for field in ("matching", "non_matching"):
+                arm = getattr(r.arm_of, field)
+                if arm not in arms:
+                    problems.append(f"randomization.arm_of.{field}: {arm!r} is not an arm")
+            unit = r.module_weights.matching + r.module_weights.non_matching * (
+                len(self.modules) - 1)
+            problems += self._blocks_fit("randomization.block_lengths", r.block_lengths, unit,
+                                         "the sum of the module weights")
+            odd = [a.key for a in self.arms if a.ratio != 1]
+            if odd:
+                problems.append(f"arms: {odd} declare a ratio, but a personalized design takes "
+                                "its ratio from randomization.module_weights")
+        else:
+            if self.clusters:
+                problems.append("clusters: only a personalized design (randomization."
+                                "module_weights) has predicted clusters")
+            if r.method in ("permuted_blocks", "group"):
+                unit = sum(a.ratio for a in self.arms)
+                problems += self._blocks_fit("randomization.block_lengths", r.block_lengths,
+                                             unit, "the sum of the arms' ratios")
+        known = [t.key for t in self.timepoints]
+        for i, stage in enumerate(r.stages):
+            if stage.timepoint not in known:
+                problems.append(f"randomization.stages[{i}].timepoint: {stage.timepoint!r} is "
+                                f"not a timepoint (known: {known})")
+        return problems
+
+    @staticmethod
+    def _blocks_fit(where: str, lengths: list[int], unit: int, what: str) -> list[str]:
+        return [f"{where}[{j}]: {b} is not a multiple of {unit}, {what}"
+                for j, b in enumerate(lengths) if b % unit]
 
     def _report_references(self) -> list[str]:
         if self.reports is None:
@@ -116,6 +210,20 @@ class TrialProtocol(Strict):
         if dupes:
             problems.append(f"reports.feasibility: duplicate keys {dupes}")
         return problems
+
+    @property
+    def prediction(self) -> AllocationRules:
+        """The prediction step's rules; only a personalized protocol has them."""
+        if self.allocation is None:
+            raise ProtocolError("allocation: this protocol has no prediction step "
+                                "(its design is not personalized)")
+        return self.allocation
+
+    @property
+    def diary_policy(self) -> DiaryPolicy:
+        if self.diary is None:
+            raise ProtocolError("diary: this protocol has no diary module")
+        return self.diary
 
     # Lookups used everywhere; derived, never stored.
     @cached_property

@@ -29,8 +29,14 @@ class TrialInfo(Strict):
 
 
 class Arm(Strict):
+    """A trial arm. `ratio` is its share of the allocation (arms 2 and 1: 2:1); `modules`
+    are the treatment modules it may deliver (optional; with personalization the modules are
+    weighted per cluster instead and each arm's ratio follows from those weights)."""
+
     key: str = Field(pattern=KEY)
     label: str
+    ratio: int = Field(default=1, gt=0)
+    modules: list[str] = Field(default_factory=list)
 
 
 class Module(Strict):
@@ -76,3 +82,26 @@ class Timepoint(Strict):
         if bad:
             raise ValueError(f"not REDCap instrument names: {bad}")
         return v
+
+
+class EligibilityCriterion(Strict):
+    """One inclusion or exclusion criterion, recorded as a yes/no field on the screening form."""
+
+    field: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    label: str
+
+
+class Eligibility(Strict):
+    """The screening criteria as REDCap fields: eligible = every inclusion criterion met
+    (1) and no exclusion criterion (0). Staff confirm it in `redcap.fields.eligible`."""
+
+    inclusion: list[EligibilityCriterion] = Field(min_length=1)
+    exclusion: list[EligibilityCriterion] = Field(default_factory=list)
+
+    @property
+    def fields(self) -> list[str]:
+        return [c.field for c in (*self.inclusion, *self.exclusion)]
+
+    def eligible(self, values: dict[str, str]) -> bool:
+        return (all(values.get(c.field) == "1" for c in self.inclusion)
+                and all(values.get(c.field) == "0" for c in self.exclusion))

@@ -77,7 +77,7 @@ def compose(session: Session, rt: Runtime, msg: Message,
         raise NotificationError(f"no {msg.channel} contact on file", field="contact")
     language = _language(rt, details)
     if msg.kind == "diary_prompt":
-        link = prompt_link(rt.protocol.diary, rt.cipher.link_token("prompt", msg.key))
+        link = prompt_link(rt.protocol.diary_policy, rt.cipher.link_token("prompt", msg.key))
         rendered = rt.renderer.render(MessageKind.DIARY_PROMPT, language,
                                       MessageFacts(link=link))
         names = rt.protocol.reminders.messages.study_name

@@ -104,7 +104,7 @@ def extend_diaries(rt: Runtime) -> int:
     created = 0
     with Session(rt.kernel.engine) as session:
         records = [p.record for p in repository.diary_participants(
-            session, rt.protocol.diary.days)]
+            session, rt.protocol.diary_policy.days)]
     for record in records:
         with unit_of_work(rt.kernel.engine) as session:
             participant = repository.participant(session, record)

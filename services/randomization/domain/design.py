@@ -1,24 +1,31 @@
-"""The list design derived from the protocol: strata, module weights, arms, block lengths.
+"""The list design derived from the protocol: strata, weights, arms, block lengths.
 
-A stratum is a cluster, or a cluster at a site; its key is `DYS` or `DYS|site-a`. Within a
-stratum every module has a weight by its relation to the stratum's cluster (matching or not),
-and a slot's arm follows from the same relation. For PerPAIN that is 2:1:1 over (matching,
-non-matching A, non-matching B), so every block length is a multiple of 4.
+A stratum is one level of each stratification factor, in the protocol's `stratify_by`
+order, joined by `|`: `DYS`, `DYS|site-a`, `site-a|high` (one stratum `all` without
+factors). In a personalized design (PerPAIN) the cluster comes first; within a stratum every
+module has a weight by its relation to the stratum's cluster (matching or not), and a slot's
+arm follows from the same relation: 2:1:1 over (matching, non-matching A, non-matching B),
+so every block length is a multiple of 4. Otherwise a slot's treatment is its arm's (the
+arm's one module, else the arm itself) and the weights are the arms' ratios.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .errors import DesignError, NotInDesignError
+from .minimization import Factor as MinimizationFactor
+from .minimization import MinimizationDesign
 
 if TYPE_CHECKING:
-    from services.core.protocol import Cluster, RandomizationDesign, TrialProtocol
+    from services.core.protocol import Arm, Cluster, RandomizationDesign, TrialProtocol
 
 SEPARATOR = "|"
+SINGLE_STRATUM = "all"  # the key of the one stratum of an unstratified design
 
 
 def stratum_key(cluster: str, site: str | None = None) -> str:
@@ -29,11 +36,12 @@ def stratum_key(cluster: str, site: str | None = None) -> str:
 @dataclass(frozen=True)
 class StratumDesign:
     key: str
-    cluster: str
+    cluster: str | None  # None unless personalized
     site: str | None
-    matching_module: str
+    matching_module: str | None  # None unless personalized
     weights: tuple[tuple[str, int], ...]  # (module, weight): matching first, then protocol order
     arms: tuple[tuple[str, str], ...]  # (module, arm)
+    levels: tuple[tuple[str, str], ...] = ()  # (factor, level) in stratify_by order
 
     @property
     def unit(self) -> int:
@@ -76,6 +84,10 @@ class ListDesign:
     low_slots_threshold: int
     initial_slots_per_stratum: int | None = None
     low_slots_alarm_batch: int = 1
+    factors: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (factor, its levels), in order
+    personalized: bool = True
+    # Minimization has no slots: its sealed element is the seed's draws.
+    minimization: MinimizationDesign | None = None
     _by_key: dict[str, StratumDesign] = field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
@@ -121,20 +133,63 @@ class ListDesign:
             return self._by_key[stratum_key(cluster, site)]
         return self._by_key[stratum_key(cluster)]
 
+    def stratum_for_levels(self, levels: Mapping[str, str | None]) -> StratumDesign:
+        """The stratum of a participant with these factor levels (extra ones are ignored)."""
+        parts: list[str] = []
+        for name, allowed in self.factors:
+            value = levels.get(name)
+            if value is None:
+                raise NotInDesignError(
+                    f"the list is stratified by {name}: the participant's {name} is required",
+                    field=name)
+            if value not in allowed:
+                raise NotInDesignError(
+                    f"{value!r} is not a level of {name} (known: {', '.join(allowed)})",
+                    field=name)
+            parts.append(value)
+        return self._by_key[SEPARATOR.join(parts) or SINGLE_STRATUM]
+
     def matching_module(self, cluster: str) -> str:
         """The module matching a cluster: what a pilot (QA) participant receives, no slot used."""
         self._check_cluster(cluster)
-        return next(s.matching_module for s in self.strata if s.cluster == cluster)
+        return next(s.matching_module for s in self.strata
+                    if s.cluster == cluster and s.matching_module is not None)
+
+
+def treatment_of(arm: Arm) -> str:
+    """What a slot of a non-personalized arm allocates: its one module, else the arm."""
+    return arm.modules[0] if len(arm.modules) == 1 else arm.key
+
+
+def treatment_for(design: ListDesign, arm: str) -> str:
+    """The treatment (module) a non-personalized design allocates to `arm`."""
+    return design.modules[design.arms.index(arm)]
 
 
 def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster],
-                 modules: Sequence[str]) -> ListDesign:
-    """A list design from the protocol's randomization section, clusters and module keys."""
+                 modules: Sequence[str], arms: Sequence[Arm] = ()) -> ListDesign:
+    """A list design from the protocol's randomization section, clusters, module keys and
+    (for a design without personalization) its arms."""
     r = randomization
+    # Declared in the vocabulary, not run yet: refuse rather than randomize participants
+    # one by one where groups or later stages were meant.
+    if r.method == "group":
+        raise DesignError("group randomization is not run by this version",
+                          field="randomization.method")
+    if r.stages:
+        raise DesignError("multi-stage (SMART) randomization is not run by this version",
+                          field="randomization.stages")
+    if r.method == "minimization":
+        return _minimization_design(r, arms)
+    if r.module_weights is None or r.arm_of is None:
+        return _plain_design(r, arms)
     if not clusters:
         raise DesignError("the protocol has no clusters", field="clusters")
     if "cluster" not in r.stratify_by:
         raise DesignError("stratification must include cluster", field="randomization.stratify_by")
+    if r.stratify_by[0] != "cluster" or any(f not in ("cluster", "site") for f in r.stratify_by):
+        raise DesignError("a personalized design stratifies by cluster, then optionally site",
+                          field="randomization.stratify_by")
     sites = tuple(r.sites) if "site" in r.stratify_by else ()
     if "site" in r.stratify_by and not sites:
         raise DesignError("stratifying by site needs the list of sites",
@@ -147,11 +202,14 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
         order = [c.matching_module, *(m for m in modules if m != c.matching_module)]
         weights = tuple((m, r.module_weights.matching if m == c.matching_module
                          else r.module_weights.non_matching) for m in order)
-        arms = tuple((m, r.arm_of.matching if m == c.matching_module
-                      else r.arm_of.non_matching) for m in order)
+        arm_rule = tuple((m, r.arm_of.matching if m == c.matching_module
+                          else r.arm_of.non_matching) for m in order)
         for site in sites or (None,):
+            levels = (("cluster", c.key),) + ((("site", site),) if site is not None else ())
             strata.append(StratumDesign(stratum_key(c.key, site), c.key, site,
-                                        c.matching_module, weights, arms))
+                                        c.matching_module, weights, arm_rule, levels))
+    factors = (("cluster", tuple(c.key for c in clusters)),) + (
+        (("site", sites),) if sites else ())
     design = ListDesign(
         strata=tuple(sorted(strata, key=lambda s: s.key)),
         block_lengths=tuple(sorted(r.block_lengths)),
@@ -162,14 +220,96 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
         low_slots_threshold=r.low_slots_threshold,
         initial_slots_per_stratum=r.initial_slots_per_stratum,
         low_slots_alarm_batch=r.low_slots_alarm_batch,
+        factors=factors,
     )
-    unit = design.strata[0].unit
-    for j, b in enumerate(design.block_lengths):
-        if b % unit:
-            raise DesignError(f"{b} is not a multiple of {unit}, the sum of the module weights",
-                              field=f"randomization.block_lengths[{j}]")
+    _check_blocks(design, "the sum of the module weights")
     return design
 
 
+def _plain_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
+    """Strata = product of the factors' levels; within each, the arms by their ratios."""
+    if len(arms) < 2:
+        raise DesignError("a design without personalization randomizes two or more arms",
+                          field="arms")
+    if not r.block_lengths:
+        raise DesignError("permuted blocks need block lengths", field="randomization.block_lengths")
+    treatments = [treatment_of(a) for a in arms]
+    if len(set(treatments)) != len(treatments):
+        raise DesignError("two arms allocate the same treatment", field="arms")
+    weights = tuple((t, a.ratio) for t, a in zip(treatments, arms, strict=True))
+    arm_rule = tuple((t, a.key) for t, a in zip(treatments, arms, strict=True))
+    factors = _factor_levels(r)
+    design = ListDesign(
+        strata=_product_strata(factors, weights, arm_rule),
+        block_lengths=tuple(sorted(r.block_lengths)),
+        modules=tuple(treatments),
+        arms=tuple(a.key for a in arms),
+        clusters=(),
+        sites=tuple(r.sites) if "site" in r.stratify_by else (),
+        low_slots_threshold=r.low_slots_threshold,
+        initial_slots_per_stratum=r.initial_slots_per_stratum,
+        low_slots_alarm_batch=r.low_slots_alarm_batch,
+        factors=factors,
+        personalized=False,
+    )
+    _check_blocks(design, "the sum of the arms' ratios")
+    return design
+
+
+def _factor_levels(r: RandomizationDesign) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    factors = tuple((name, r.levels_of(name, [])) for name in r.stratify_by)
+    for name, levels in factors:
+        if not levels:
+            raise DesignError(f"factor {name!r} has no levels", field="randomization.stratify_by")
+    return factors
+
+
+def _product_strata(factors: tuple[tuple[str, tuple[str, ...]], ...],
+                    weights: tuple[tuple[str, int], ...],
+                    arm_rule: tuple[tuple[str, str], ...]) -> tuple[StratumDesign, ...]:
+    strata = []
+    for combo in itertools.product(*(levels for _, levels in factors)):
+        named = dict(zip((n for n, _ in factors), combo, strict=True))
+        strata.append(StratumDesign(SEPARATOR.join(combo) or SINGLE_STRATUM, None,
+                                    named.get("site"), None, weights, arm_rule,
+                                    tuple(named.items())))
+    return tuple(sorted(strata, key=lambda s: s.key))
+
+
+def _minimization_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
+    if r.minimization is None:
+        raise DesignError("method 'minimization' needs its section",
+                          field="randomization.minimization")
+    if len(arms) < 2:
+        raise DesignError("minimization randomizes two or more arms", field="arms")
+    weight = {"site": r.minimization.site_weight, "cluster": r.minimization.cluster_weight}
+    factors = _factor_levels(r)
+    treatments = tuple(treatment_of(a) for a in arms)
+    minimization = MinimizationDesign(
+        arms=tuple(a.key for a in arms), ratio=tuple(a.ratio for a in arms),
+        factors=tuple(MinimizationFactor(name, weight.get(name) or r.factor_by_key[name].weight,
+                                         levels) for name, levels in factors),
+        p_preferred=r.minimization.p_preferred, measure=r.minimization.measure)
+    # Its strata (the level combinations) only group the balance report: no slots, no list.
+    strata = _product_strata(factors, tuple((t, a.ratio) for t, a in zip(treatments, arms,
+                                                                           strict=True)),
+                             tuple((t, a.key) for t, a in zip(treatments, arms, strict=True)))
+    return ListDesign(
+        strata=strata, block_lengths=(), modules=treatments,
+        arms=tuple(a.key for a in arms), clusters=(),
+        sites=tuple(r.sites) if "site" in r.stratify_by else (), low_slots_threshold=0,
+        initial_slots_per_stratum=None, low_slots_alarm_batch=r.low_slots_alarm_batch,
+        factors=factors, personalized=False, minimization=minimization)
+
+
+def _check_blocks(design: ListDesign, what: str) -> None:
+    unit = design.strata[0].unit
+    for j, b in enumerate(design.block_lengths):
+        if b % unit:
+            raise DesignError(f"{b} is not a multiple of {unit}, {what}",
+                              field=f"randomization.block_lengths[{j}]")
+
+
 def design_from_protocol(protocol: TrialProtocol) -> ListDesign:
-    return build_design(protocol.randomization, protocol.clusters, protocol.module_keys)
+    return build_design(protocol.randomization, protocol.clusters, protocol.module_keys,
+                        protocol.arms)

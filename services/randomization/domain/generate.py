@@ -57,7 +57,10 @@ def generate_list(design: ListDesign, seed: bytes,
     """Every stratum of the design, in canonical order (stratum key, then seq).
 
     Without `min_slots_per_stratum` the protocol's `initial_slots_per_stratum` is used.
+    A minimization design has no list (its sealed element is the seed's draws): no slots.
     """
+    if design.minimization is not None:
+        return []
     n = design.initial_slots_per_stratum if min_slots_per_stratum is None \
         else min_slots_per_stratum
     if n is None:

@@ -153,3 +153,30 @@ def replay(design: MinimizationDesign, seed: bytes,
         marginals.add(levels, decision.arm)
         decisions.append(decision)
     return decisions
+
+
+def next_decision(design: MinimizationDesign, seed: bytes, n: int,
+                  past: Sequence[tuple[Mapping[str, str], str]],
+                  levels: Mapping[str, str]) -> Decision:
+    """The trial's n-th decision, given every earlier participant's levels and arm (in any
+    order: only the marginal counts matter) — what the service computes under its lock."""
+    marginals = Marginals(design)
+    for their_levels, arm in past:
+        marginals.add(their_levels, arm)
+    return decide(design, marginals, levels, draws_for(seed, n))
+
+
+def marginal_imbalance(design: MinimizationDesign,
+                       allocations: Sequence[tuple[Mapping[str, str], str]]) -> float:
+    """The largest range of ratio-scaled arm counts over every factor level: the figure
+    minimization keeps small (0 = perfectly balanced at every level)."""
+    marginals = Marginals(design)
+    for levels, arm in allocations:
+        marginals.add(levels, arm)
+    worst = 0.0
+    for f in design.factors:
+        for level in f.levels:
+            shares = [c / r for c, r in zip(marginals.of(f.name, level), design.ratio,
+                                            strict=True)]
+            worst = max(worst, max(shares) - min(shares))
+    return worst

@@ -1,0 +1,107 @@
+"""The seed trials' pure parts: readiness and levels from the baseline row, the synthetic
+cohort against its own eligibility criteria, and the demos' design checks."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import pytest
+
+from services.core.protocol import TrialProtocol, load_protocol
+from services.randomization.domain import RandomizationError, design_from_protocol
+from services.randomization.domain.baseline import levels_of, unmet
+from services.randomization.domain.minimization import Marginals, decide, draws_for
+from sim.seed_cohort import make_seed_cohort
+from tailor_cli.demo.checks import Verdict
+from tailor_cli.demo.design_checks import (
+    block_balance,
+    check_blocks,
+    check_minimization,
+    minimization_figures,
+)
+
+from .conftest import seed_of
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(scope="module")
+def rush() -> TrialProtocol:
+    return load_protocol(ROOT / "protocols" / "rush-mechanisms.yaml")
+
+
+@pytest.fixture(scope="module")
+def p4p() -> TrialProtocol:
+    return load_protocol(ROOT / "protocols" / "partners4pain.yaml")
+
+
+def test_readiness_needs_consent_eligibility_every_baseline_form_and_no_withdrawal(rush) -> None:
+    row = {"cons_given": "1", "scr_eligible": "1", "wd_withdrawn": "0",
+           **{f"{f}_complete": "2" for f in rush.redcap.baseline_forms}}
+    assert unmet(rush, row) == []
+    assert unmet(rush, {**row, "cons_given": ""}) == ["cons_given is not 1"]
+    assert unmet(rush, {**row, "demographics_complete": "1"}) == [
+        "demographics_complete is not 2"]
+    assert unmet(rush, {**row, "wd_withdrawn": "1"}) == ["withdrawn"]
+
+
+def test_levels_come_from_the_site_codes_and_the_cut_points(rush) -> None:
+    assert levels_of(rush, {"scr_site": "2", "scr_pain_interference": "5.5"}) == {
+        "site": "site_2", "interference": "moderate"}
+    assert levels_of(rush, {"scr_site": "1", "scr_pain_interference": "6"}) == {
+        "site": "rush_chicago", "interference": "high"}
+    for bad, field in [({"scr_site": "3", "scr_pain_interference": "6"}, "scr_site"),
+                       ({"scr_site": "1", "scr_pain_interference": ""}, "scr_pain_interference")]:
+        with pytest.raises(RandomizationError) as err:
+            levels_of(rush, bad)
+        assert err.value.field == field
+
+
+@pytest.mark.parametrize("name", ["rush", "p4p"])
+def test_the_cohort_is_eligible_exactly_as_its_criteria_say(name, request) -> None:
+    protocol: TrialProtocol = request.getfixturevalue(name)
+    cohort = make_seed_cohort(protocol, eligible=40, ineligible=8, withdrawn=2)
+    assert protocol.eligibility is not None
+    stories = [p.story for p in cohort]
+    assert stories.count("allocate") == 38 and stories.count("ineligible") == 8
+    for p in cohort:
+        screening = dict(p.forms)["screening"]
+        meets = protocol.eligibility.eligible(screening)
+        assert meets == (p.story != "ineligible")
+        assert screening["scr_eligible"] == ("1" if meets else "0")
+        if p.expects_allocation:
+            levels_of(protocol, screening)  # every allocated person has every level
+
+
+def test_block_balance_flags_a_stratum_beyond_half_a_block(p4p) -> None:
+    rows = block_balance(p4p, [
+        {"stratum": "minneapolis", "by_arm": {"partners4pain": 10, "keys_to_wellbeing": 9}},
+        {"stratum": "st_paul", "by_arm": {"partners4pain": 14, "keys_to_wellbeing": 6}}])
+    verdict = Verdict()
+    check_blocks(verdict, rows)
+    assert len(verdict.passed) == 1 and "st_paul" in verdict.failed[0]
+
+
+def test_minimization_beats_simple_randomization_on_a_seed_cohort(rush) -> None:
+    cohort = make_seed_cohort(rush, eligible=200, ineligible=0, withdrawn=0)
+    fields = {p.record: dict(p.forms)["screening"] for p in cohort}
+    design = design_from_protocol(rush).minimization
+    assert design is not None
+    marginals, arms = Marginals(design), {}
+    for n, record in enumerate(sorted(fields), start=1):
+        levels = levels_of(rush, fields[record])
+        decision = decide(design, marginals, levels, draws_for(seed_of("rush"), n))
+        marginals.add(levels, decision.arm)
+        arms[record] = decision.arm
+    figures = minimization_figures(rush, fields, arms, runs=200)
+    print(f"\nrush-mechanisms, 200 participants: largest marginal imbalance "
+          f"minimization {figures.minimized:g}, simple randomization {figures.simple_mean:.2f}")
+    verdict = Verdict()
+    check_minimization(verdict, figures)
+    assert verdict.ok and figures.minimized <= 4
+    # and the check can fail: simple randomization's own allocation is not below its mean
+    rng = random.Random(3)
+    coin = {r: rng.choice(["cbt", "act"]) for r in fields}
+    worst = minimization_figures(rush, fields, coin, runs=200)
+    assert worst.minimized > figures.minimized

@@ -110,7 +110,8 @@ def acceptability_of(session: Session, *, protocol: TrialProtocol, as_of: date,
         cohort_on(facts, protocol.timepoints, as_of), facts.neq, facts.adverse_events,
         neq_timepoints=[t.key for t in protocol.timepoints if neq_form in t.forms],
         as_of=as_of, arms=[a.key for a in protocol.arms], arm_of=arm_of, diary=facts.diary,
-        diary_answers_recorded=protocol.diary.answer_form is not None)
+        diary_answers_recorded=(protocol.diary is not None
+                                and protocol.diary.answer_form is not None))
     if arm_of is not None:
         assert actor is not None, "an unblinded read is always audited"
         _audit_unblinded(session, actor, "acceptability", as_of, arm_of)

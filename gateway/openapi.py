@@ -59,6 +59,10 @@ def access_text(rule: RoutePermission) -> str:
     elif rule.credential is Credential.REDCAP_SECRET:
         lines = ["**Access:** the REDCap server only, with the Data Entry Trigger secret in the "
                  "URL; the secret grants nothing else."]
+    elif rule.credential is Credential.SURVEY_LINK_SECRET:
+        lines = ["**Access:** Tailor's notifications service only, with the survey-link secret "
+                 "in `X-Tailor-Survey-Link-Secret`; every answer is recorded as a read of the "
+                 "participant."]
     else:
         lines = ["**Roles:** " + ", ".join(f"`{r.value}`" for r in sorted(rule.roles)) + "."]
         if rule.participant_data:

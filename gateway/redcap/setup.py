@@ -39,6 +39,7 @@ def start(kernel: Kernel) -> None:
     keys = form_keys(kernel)
     client = RedcapClient(settings.api_url or "", settings.api_token() or "",
                           timeout=settings.timeout_seconds)
+    kernel.extras["redcap_client"] = client  # survey_links.py: reminders' survey links
     start_workers(kernel, settings, client, keys)
     start_rights_watch(kernel, client, settings)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from weakref import WeakKeyDictionary
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -58,6 +58,13 @@ class NotificationSettings(BaseSettings):
     sms_timeout_seconds: float = 10.0
 
     contact_key: SecretStr | None = None  # base64 of 32 bytes (AES-256-GCM)
+
+    # Reminders carry the participant's REDCap survey link, asked of the gateway at send
+    # time (survey_links.py); without an answer the reminder waits and is retried.
+    gateway_url: str | None = Field(
+        default=None, description="where the gateway listens (survey links for reminders)",
+        validation_alias=AliasChoices("TAILOR_GATEWAY_URL", "TAILOR_NOTIFICATIONS_GATEWAY_URL"))
+    gateway_timeout_seconds: float = 10.0
 
     dispatch_poll_seconds: float = 1.0
     dispatch_batch: int = 200

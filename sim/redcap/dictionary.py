@@ -5,7 +5,8 @@ dictionary with REDCap's 18 columns (either the download headers or the API name
 `arms.csv`, `events.csv`, `instrument_event_mapping.csv`, `repeating_instruments.csv`
 and optionally `dags.csv`, `user_roles.json` and `surveys.json` (instruments enabled as
 surveys: `{"<instrument>": {"title": .., "save_and_return": "1", ..}}`, the settings a
-project XML's `redcap:Surveys` carries; REDCap's API has no way to enable a survey). `load_project_folder` builds and checks a `ProjectDesign`.
+project XML's `redcap:Surveys` carries; REDCap's API has no way to enable a survey).
+`load_project_folder` builds and checks a `ProjectDesign`.
 """
 
 from __future__ import annotations

@@ -17,10 +17,10 @@ import redcap
 from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
 
+from gateway.app import SPEC as GATEWAY
 from services.core.bus import Bus
 from services.core.bus_contract import owner_of
 from services.core.events import Allocated, Envelope, Event, FormSaved
-from gateway.app import SPEC as GATEWAY
 from services.core.settings import SERVICES
 from services.notifications.app import SPEC
 from services.notifications.models import ContactRow
@@ -123,10 +123,10 @@ class Stack:
         return env
 
     def enrol_in_redcap(self, record: str) -> None:
-        """The participant's record in REDCap (site staff created it at baseline)."""
-        redcap.Project(self.redcap.api_url, self.redcap.token).import_records(
-            [{"record_id": record, "redcap_event_name": "t0_baseline_arm_1",
-              "cons_given": "1"}])
+        """The participant's record in REDCap, as site staff created it at baseline (no DET:
+        the tests publish the saves notifications reads themselves)."""
+        self.redcap.save_form("screening", values={"scr_eligible": "1"}, record=record,
+                              event="t0_baseline_arm_1", fire_det=False)
 
     def survey_link(self, record: str, instrument: str, event: str) -> str:
         """What REDCap itself gives for the participant's survey (PyCap, straight)."""

@@ -125,7 +125,8 @@ def _safety(console: Console, stack: LocalStack, gw: Gateway, expected: list, ve
 
 def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Verdict) -> None:
     """Week 4 is due 28 days after allocation; the first e-mail reminder 3 days later, the
-    second 7 days later. Half the participants answer in between."""
+    second 7 days later. Half the participants answer in between: the questionnaire through
+    the REDCap survey link in their reminder, the PGIC entered by staff."""
     clock = Path(stack.env["TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE"])
     address = {p.record: dict(p.forms)["consent"]["cons_email"] for p in expected}
     week4 = load_protocol(PROTOCOL).redcap.unique_event_name("week_4")
@@ -134,9 +135,15 @@ def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Ver
     followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
                       >= len(expected), timeout=60)
     answered, silent = expected[: len(expected) // 2], expected[len(expected) // 2:]
+    links = followup.survey_links(stack.home / "mail", stack.redcap["url"], before)
+    own = [links.get(address[p.record], set()) for p in expected]
+    verdict.check(all(len(mine) == 1 for mine in own) and len(set().union(*own)) == len(expected),
+                  "each reminder carries the participant's own REDCap survey link")
+    for p in answered:
+        for link in links.get(address[p.record], set()):
+            followup.answer_survey(link, {"mpidps_1_1": "3", "mpidps_1_7": "3", "mpidps_1_12": "2"})
     followup.complete_timepoint(stack.redcap["url"], stack.redcap["project_id"], answered, week4,
-                                {"mpid_ps": {"mpidps_1_1": "3", "mpidps_1_7": "3", "mpidps_1_12": "2"},
-                                 "pgic": {"pgic_rating": "3"}})
+                                {"pgic": {"pgic_rating": "3"}})
     time.sleep(3)  # the completions travel DET → gateway → bus → notifications
     followup.move_clock(clock, 37)
     followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())

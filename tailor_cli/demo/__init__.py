@@ -123,6 +123,11 @@ def _safety(console: Console, stack: LocalStack, gw: Gateway, expected: list, ve
     report.safety(console, blinded, unblinded, obligations, mail)
 
 
+# Each reminder asks REDCap (through the gateway) for its survey link as it goes out, so a
+# round of a hundred takes a while on a loaded machine; the wait ends as soon as it is done.
+REMINDER_ROUND_SECONDS = 300
+
+
 def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Verdict) -> None:
     """Week 4 is due 28 days after allocation; the first e-mail reminder 3 days later, the
     second 7 days later. Half the participants answer in between: the questionnaire through
@@ -133,7 +138,7 @@ def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Ver
     before = followup.recipients(stack.home / "mail")
     followup.move_clock(clock, 33)
     followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
-                      >= len(expected), timeout=60)
+                      >= len(expected), timeout=REMINDER_ROUND_SECONDS)
     answered, silent = expected[: len(expected) // 2], expected[len(expected) // 2:]
     links = followup.survey_links(stack.home / "mail", stack.redcap["url"], before)
     own = [links.get(address[p.record], set()) for p in expected]
@@ -147,7 +152,7 @@ def _reminders(console: Console, stack: LocalStack, expected: list, verdict: Ver
     time.sleep(3)  # the completions travel DET → gateway → bus → notifications
     followup.move_clock(clock, 37)
     followup.wait_for(lambda: sum((followup.recipients(stack.home / "mail") - before).values())
-                      >= len(expected) + len(silent), timeout=60)
+                      >= len(expected) + len(silent), timeout=REMINDER_ROUND_SECONDS)
     time.sleep(2)
     sent = followup.recipients(stack.home / "mail") - before
     per_answered = [sent[address[p.record]] for p in answered]

@@ -24,6 +24,7 @@ from .proxy import Proxy
 from .proxy import router as proxy_router
 from .redcap import handlers as redcap_handlers
 from .redcap.api import router as redcap_router
+from .redcap.survey_links import router as survey_links_router
 from .settings import GatewaySettings
 
 SPEC: ServiceSpec[GatewayDeps] = ServiceSpec(
@@ -32,7 +33,8 @@ SPEC: ServiceSpec[GatewayDeps] = ServiceSpec(
     description="The only public edge of Tailor.",
     migrations=Path(__file__).parent / "migrations",
     # The gateway's own routes first; the proxy's catch-all `/api/v1/<service>/…` last.
-    routers=[router, audit_router, keys_router, ops_router, redcap_router, proxy_router],
+    routers=[router, audit_router, keys_router, ops_router, redcap_router, survey_links_router,
+             proxy_router],
     consumers=lambda deps: [*handlers.consumers(deps),
                             *redcap_handlers.consumers(deps.kernel.protocol)],
     subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED],

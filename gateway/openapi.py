@@ -20,6 +20,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from services.core.roles import PERMISSIONS, SERVICES, Credential, RoutePermission, find_rule
+from services.core.survey_links import HEADER as SURVEY_LINK_HEADER
 
 from .proxy import ServiceUnavailable
 from .security import GatewayRuntime, runtime_of
@@ -43,6 +44,9 @@ SECURITY_SCHEMES = {
                               "or an access token from the site's identity provider (OIDC)."},
     "redcapSecret": {"type": "apiKey", "in": "query", "name": "secret",
                      "description": "The REDCap Data Entry Trigger secret; it opens that route only."},
+    "surveyLinkSecret": {"type": "apiKey", "in": "header", "name": SURVEY_LINK_HEADER,
+                         "description": "Tailor's notifications service only: opens the two "
+                                        "internal survey-link routes and nothing else."},
 }
 EDGE_ANSWERS = {
     "401": "No valid API key or OIDC token",
@@ -59,6 +63,10 @@ def access_text(rule: RoutePermission) -> str:
     elif rule.credential is Credential.REDCAP_SECRET:
         lines = ["**Access:** the REDCap server only, with the Data Entry Trigger secret in the "
                  "URL; the secret grants nothing else."]
+    elif rule.credential is Credential.SURVEY_LINK_SECRET:
+        lines = ["**Access:** Tailor's notifications service only, with the survey-link secret "
+                 "in `X-Tailor-Survey-Link-Secret`; every answer is recorded as a read of the "
+                 "participant."]
     else:
         lines = ["**Roles:** " + ", ".join(f"`{r.value}`" for r in sorted(rule.roles)) + "."]
         if rule.participant_data:
@@ -107,7 +115,9 @@ def _decorated(operation: dict[str, Any], rule: RoutePermission, *, proxied: boo
     operation["description"] = f"{operation.get('description', '').strip()}\n\n{text}".strip()
     operation["x-tailor-roles"] = sorted(r.value for r in rule.roles)
     operation["security"] = {Credential.BEARER: [{"bearer": []}],
-                             Credential.REDCAP_SECRET: [{"redcapSecret": []}]}.get(rule.credential, [])
+                             Credential.REDCAP_SECRET: [{"redcapSecret": []}],
+                             Credential.SURVEY_LINK_SECRET: [{"surveyLinkSecret": []}],
+                             }.get(rule.credential, [])
     _problem_answers(operation, rule, proxied=proxied)
     return operation
 

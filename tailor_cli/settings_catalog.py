@@ -45,6 +45,9 @@ DIRECT = (
     Variable("TAILOR_INTERNAL_TOKEN_PUBLIC_KEY", "embedded: `$TAILOR_HOME/keys`",
              "services: the gateway's public key that verifies internal tokens (`_FILE`: path)",
              True),
+    Variable("TAILOR_SURVEY_LINK_SECRET", "embedded: `$TAILOR_HOME/keys`",
+             "gateway and notifications: the secret notifications shows the gateway for a "
+             "participant's REDCap survey link (`_FILE`: path)", True),
     Variable("TAILOR_RANDOMIZATION_LIST_KEY", "embedded: `$TAILOR_HOME/keys`",
              "randomization: AES-256 key of the sealed lists, base64 (`_FILE`: path)", True),
     # Sealed bus payloads: each consumer's private key stays in its own pod; producers
@@ -61,7 +64,8 @@ DIRECT = (
     *(Variable(f"TAILOR_{s.upper()}_URL", "set by `tailor up`",
                f"where {s} listens (read by the gateway; safety and reports read the randomization URL)")
       for s in SERVICES if s != "gateway"),
-    Variable("TAILOR_GATEWAY_URL", "set by `tailor up`", "where the gateway listens (`tailor up`)"),
+    Variable("TAILOR_GATEWAY_URL", "set by `tailor up`",
+             "where the gateway listens (`tailor up`; notifications asks it for survey links)"),
     Variable("TAILOR_NATS_PORT", "free port", "`tailor up`: port of the embedded nats-server"),
     *(Variable(f"TAILOR_{sim.upper()}_PORT", "free port", f"`tailor up`: port of the {sim} simulator")
       for sim in ("redcap", "smtp", "sms")),

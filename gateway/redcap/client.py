@@ -94,5 +94,24 @@ class RedcapClient:
             result = self._project.import_records(rows, overwrite="normal", return_content="count")
         return int(result["count"]) if isinstance(result, dict) else int(result)
 
+    def survey_link(self, record: str, instrument: str, event: str) -> str:
+        """The participant's own link to `instrument` in `event` (REDCap makes it once)."""
+        with self._call("surveyLink", "export"):
+            return self._link(self._project.export_survey_link(
+                record=record, instrument=instrument, event=event))
+
+    def survey_queue_link(self, record: str) -> str:
+        with self._call("surveyQueueLink", "export"):
+            return self._link(self._project.export_survey_queue_link(record=record))
+
+    def _link(self, answer: object) -> str:
+        # PyCap hands a text answer back whatever the status: an error is not a link.
+        text = answer.strip() if isinstance(answer, str) else ""
+        status = getattr(self._local, "status", None) or 0
+        if status != 200 or not text.startswith(("https://", "http://")) or any(
+                c.isspace() for c in text):
+            raise RedcapError(text[:300] or f"HTTP {status}")
+        return text
+
 
 ClientFactory = Callable[[], RedcapClient]

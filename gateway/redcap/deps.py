@@ -3,6 +3,7 @@ gateway's composition root) and handed to the DET route and the background loops
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gateway.auth.rate_limit import RateLimiter
@@ -30,3 +31,5 @@ class RedcapDeps:
     client: RedcapClient | None = None
     keys: FormKeys | None = None  # the consumers' bus keys and the digest key
     rights: RightsState = field(default_factory=RightsState)
+    # The survey-link routes' secret, read at first use (services/core/survey_links.py).
+    survey_link_secret: Callable[[], bytes] = lambda: b""

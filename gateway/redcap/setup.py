@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 import structlog
 
@@ -13,6 +14,7 @@ from services.core.digests import load_digest_key
 from services.core.events import FORM_SAVED_FOR
 from services.core.runner import Kernel
 from services.core.sealing import load_recipient
+from services.core.survey_links import load_survey_link_secret
 
 from .client import RedcapClient
 from .deps import DetLimits, RedcapDeps
@@ -26,6 +28,8 @@ log = structlog.get_logger(__name__)
 
 def build(kernel: Kernel) -> RedcapDeps:
     settings = RedcapSettings()
+    survey_secret = functools.cache(lambda: load_survey_link_secret(
+        kernel.settings.home, embedded=is_sqlite(kernel.engine)).value.strip())
     limits = DetLimits(
         accepted=RateLimiter(rate=settings.det_rate_per_second, burst=settings.det_burst),
         refused=RateLimiter(rate=settings.det_refused_per_second, burst=settings.det_refused_burst))
@@ -33,10 +37,11 @@ def build(kernel: Kernel) -> RedcapDeps:
         kernel.readiness["redcap"] = settings.missing
     if not settings.enabled:
         log.warning("redcap.disabled", reason="TAILOR_REDCAP_API_URL or token not set")
-        return RedcapDeps(settings, limits)
+        return RedcapDeps(settings, limits, survey_link_secret=survey_secret)
     deps = RedcapDeps(settings, limits, keys=form_keys(kernel),
                       client=RedcapClient(settings.api_url or "", settings.api_token() or "",
-                                          timeout=settings.timeout_seconds))
+                                          timeout=settings.timeout_seconds),
+                      survey_link_secret=survey_secret)
     kernel.readiness[READINESS_KEY] = deps.rights.problem
     return deps
 

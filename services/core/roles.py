@@ -56,6 +56,9 @@ class Credential(StrEnum):
     BEARER = "bearer"  # API key or OIDC token
     REDCAP_SECRET = "redcap_secret"  # noqa: S105  (the DET URL secret; grants that route only)
     SESSION = "session"  # the web console's session cookie; the console checks it per page
+    # The survey-link secret (services/core/survey_links.py): notifications only, for the
+    # internal survey-link routes; the route checks it and records the read itself.
+    SURVEY_LINK_SECRET = "survey_link_secret"  # noqa: S105
 
 
 ROLE_CAPABILITIES: dict[Role, frozenset[Capability]] = {
@@ -152,6 +155,10 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
     _rule("GET", "/api/v1/ops/dead-letters", R.OPS),
     _rule("POST", "/api/v1/ops/dead-letters/{seq}/replay", R.OPS, note="audited"),
     _rule("POST", "/redcap/det", R.REDCAP, credential=Credential.REDCAP_SECRET),
+    _rule("GET", "/internal/redcap/survey-link", credential=Credential.SURVEY_LINK_SECRET,
+          participant_data=True, note="notifications only: a participant's survey link"),
+    _rule("GET", "/internal/redcap/survey-queue-link", credential=Credential.SURVEY_LINK_SECRET,
+          participant_data=True, note="notifications only: a participant's survey-queue link"),
     _rule("GET", "/api/v1/audit", R.MONITOR),
     _rule("GET", "/api/v1/audit/verify", R.MONITOR),
     _rule("GET", "/api/v1/audit/heads", R.MONITOR, R.OPS, note="chain heads the gateway witnessed"),

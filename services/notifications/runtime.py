@@ -7,12 +7,13 @@ from __future__ import annotations
 import os
 import socket
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.core.clock import Clock
@@ -53,6 +54,13 @@ class NotificationSettings(BaseSettings):
 
     contact_key: SecretStr | None = None  # base64 of 32 bytes (AES-256-GCM)
 
+    # Reminders carry the participant's REDCap survey link, asked of the gateway at send
+    # time (survey_links.py); without an answer the reminder waits and is retried.
+    gateway_url: str | None = Field(
+        default=None, description="where the gateway listens (survey links for reminders)",
+        validation_alias=AliasChoices("TAILOR_GATEWAY_URL", "TAILOR_NOTIFICATIONS_GATEWAY_URL"))
+    gateway_timeout_seconds: float = 10.0
+
     dispatch_poll_seconds: float = 1.0
     dispatch_batch: int = 200
     dispatch_concurrency: int = 4
@@ -82,6 +90,8 @@ class Runtime:
     safety_notices: SafetyNotices
     alert_guard: ContentGuard  # checks the staff alerts for blinded words
     wake_signal: Wake = field(default_factory=Wake)  # the dispatcher looks now when set
+    # The secret shown to the gateway for survey links, read at first use (bootstrap.py).
+    survey_link_secret: Callable[[], bytes] = lambda: b""
     worker: str = field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}-"
                                                 f"{uuid.uuid4().hex[:8]}")
 

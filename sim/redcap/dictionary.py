@@ -3,7 +3,10 @@
 The files are the ones a REDCap administrator uploads (or the API accepts): the data
 dictionary with REDCap's 18 columns (either the download headers or the API names),
 `arms.csv`, `events.csv`, `instrument_event_mapping.csv`, `repeating_instruments.csv`
-and optionally `dags.csv` and `user_roles.json`. `load_project_folder` builds and checks a `ProjectDesign`.
+and optionally `dags.csv`, `user_roles.json` and `surveys.json` (instruments enabled as
+surveys: `{"<instrument>": {"title": .., "save_and_return": "1", ..}}`, the settings a
+project XML's `redcap:Surveys` carries; REDCap's API has no way to enable a survey).
+`load_project_folder` builds and checks a `ProjectDesign`.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ MAPPING_FILE = "instrument_event_mapping.csv"
 REPEATING_FILE = "repeating_instruments.csv"
 DAGS_FILE = "dags.csv"
 ROLES_FILE = "user_roles.json"  # the API's userRole import format (PyCap import_user_roles)
+SURVEYS_FILE = "surveys.json"
 
 _HEADER_TO_COLUMN = dict(zip(DICTIONARY_HEADERS, METADATA_COLUMNS, strict=True))
 
@@ -134,8 +138,23 @@ def load_project_folder(folder: str | Path) -> ProjectDesign:
                                            design.forms)
         except (ValueError, AttributeError) as err:  # RightsError is a ValueError
             raise DesignError([f"{root / ROLES_FILE}: {err}"]) from None
+    if (root / SURVEYS_FILE).is_file():
+        design.surveys = surveys_from_json(root / SURVEYS_FILE, design.forms)
     check_design(design)
     return design
+
+
+def surveys_from_json(path: Path, forms: list[str]) -> dict[str, dict[str, str]]:
+    try:
+        raw = json.loads(_read(path))
+    except ValueError as err:
+        raise DesignError([f"{path}: not JSON ({err})"]) from None
+    if not isinstance(raw, dict) or not all(isinstance(v, dict) for v in raw.values()):
+        raise DesignError([f"{path}: expected {{instrument: {{setting: value}}}}"])
+    unknown = [form for form in raw if form not in forms]
+    if unknown:
+        raise DesignError([f"{path}: {unknown} are not instruments of the data dictionary"])
+    return {form: {str(k): str(v) for k, v in settings.items()} for form, settings in raw.items()}
 
 
 def dictionary_csv(fields: Iterable[FieldDef], *, download_headers: bool = True) -> str:

@@ -18,7 +18,7 @@ from .context import ProjectContext
 from .det import det_payload, fire_det
 from .emulator import Emulator
 from .params import ApiError
-from .surveys import Place, by_hash, mark_response, survey_url
+from .surveys import Place, by_hash, mark_response, participant, survey_url
 from .ui import FormSave, save_form
 
 RESPONDENT = "[survey respondent]"
@@ -87,8 +87,7 @@ def router(emulator: Emulator) -> APIRouter:
         items = [f"<li><a href='{escape(survey_url(base, e['hash']))}'>"
                  f"{escape(ctx.design.form_label(e['instrument']))} ({escape(e['event'])})</a>"
                  f"{' - completed' if e['response'] == 2 else ''}</li>"
-                 for e in ctx.store.objects(pid, "survey_participant").values()
-                 if e["record"] == ref["record"]]
+                 for e in queue_entries(ctx, ref["record"])]
         return _page("Survey queue", "<ul>" + "".join(items) + "</ul>")
 
     @r.post("/surveys/")
@@ -106,6 +105,17 @@ def router(emulator: Emulator) -> APIRouter:
             return _page("Please check your answers", f"<p>{escape(err.message)}</p>", 400)
 
     return r
+
+
+def queue_entries(ctx: ProjectContext, record: str) -> list[dict]:
+    """The record's surveys as a queue with every survey active lists them: each survey
+    instrument designated for an event of the record's arm (instance 1), in event order;
+    the participant entries (links) are made on first listing, as REDCap's are."""
+    arms = {r.arm_num for r in ctx.store.records(ctx.pid) if r.record == record}
+    events = [e for e in ctx.design.event_names()
+              if not ctx.design.longitudinal or ctx.design.arm_of_event(e) in arms]
+    return [participant(ctx, Place(record, event, form, 1)) for event in events
+            for form in ctx.design.forms_in_event(event) if form in ctx.design.surveys]
 
 
 def _respond(ctx: ProjectContext, entry: dict, values: dict[str, str], base: str) -> HTMLResponse:

@@ -58,6 +58,34 @@ def recipients(folder: Path) -> Counter[str]:
     return Counter(m["To"] for m in mailbox(folder))
 
 
+def survey_links(folder: Path, redcap_url: str, before: Counter[str]) -> dict[str, set[str]]:
+    """Recipient -> the REDCap survey links in the e-mails they got since `before` was taken
+    (the reminders' links, as REDCap made them for each participant)."""
+    prefix = f"{redcap_url.rstrip('/')}/surveys/?s="
+    found: dict[str, set[str]] = {}
+    seen: Counter[str] = Counter()
+    for message in mailbox(folder):
+        to = str(message["To"])
+        seen[to] += 1
+        if seen[to] <= before[to]:
+            continue
+        for part in message.walk():
+            if part.get_content_type() != "text/plain":
+                continue
+            payload = part.get_payload(decode=True)
+            text = payload.decode(part.get_content_charset() or "utf-8") if isinstance(
+                payload, bytes) else ""
+            found.setdefault(to, set()).update(
+                word for word in text.split() if word.startswith(prefix))
+    return found
+
+
+def answer_survey(link: str, values: dict[str, str]) -> None:
+    """The participant opens the link from the reminder and submits the questionnaire."""
+    httpx.get(link, timeout=30).raise_for_status()
+    httpx.post(link, data=values, timeout=30).raise_for_status()
+
+
 def move_clock(path: Path, days: float) -> None:
     path.write_text(str(days * DAY))
 

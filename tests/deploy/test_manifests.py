@@ -260,6 +260,8 @@ def test_network_policies_allow_exactly_the_needed_paths() -> None:
     assert not ok("safety", "allocation", 8000)
     assert not ok("reports", "allocation", 8000)
     assert not ok("allocation", "randomization", 8000)
+    assert ok("notifications", "gateway", 8000)  # reminders' survey links
+    assert not ok("safety", "gateway", 8000)
     assert ok("nats-provision", "nats", 4222)
     for service in set(SERVICES) - {"gateway"}:
         assert ok("gateway", service, 8000)

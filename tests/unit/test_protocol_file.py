@@ -71,6 +71,17 @@ def test_timepoint_anchored_to_a_later_timepoint_is_named(raw) -> None:
     assert "timepoints[4].anchor" in _error(raw, swap)
 
 
+def test_a_survey_that_is_not_a_form_of_its_timepoint_is_named(raw) -> None:
+    message = _error(raw, lambda d: d["timepoints"][1].update(surveys=["mpid_ps", "hads"]))
+    assert "timepoints[1].surveys: 'hads' is not one of this timepoint's forms" in message
+
+
+def test_the_old_made_up_questionnaire_link_is_refused(raw) -> None:
+    message = _error(raw, lambda d: d["reminders"]["messages"].update(
+        questionnaire_link="https://survey.example/q/{token}"))
+    assert "reminders.messages.questionnaire_link: unknown key" in message
+
+
 def test_duplicate_keys_are_named(raw) -> None:
     message = _error(raw, lambda d: d["arms"].append(dict(d["arms"][0])))
     assert "arms: duplicate keys ['personalized']" in message

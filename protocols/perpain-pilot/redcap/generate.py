@@ -3,7 +3,8 @@
     .venv/bin/python protocols/perpain-pilot/redcap/generate.py
 
 Field names, codes, events and mappings come from the protocol file (the `redcap`,
-`timepoints`, `modules`, `reminders` and `safety` sections), so the dictionary and the
+`timepoints`, `modules`, `reminders` and `safety` sections; `surveys.json` from the
+timepoints' `surveys`), so the dictionary and the
 code that reads it cannot drift apart. The CSV files beside this script are the
 artifact a REDCap administrator imports; re-run the script after changing the protocol
 and commit the result (a test fails when they differ).
@@ -334,6 +335,15 @@ def user_roles(p: Any, fields: list[Row], forms: list[str]) -> list[dict[str, An
     ]
 
 
+def surveys(p: Any) -> dict[str, dict[str, str]]:
+    """Instruments enabled as surveys (Online Designer → Enable as survey): the forms the
+    protocol's timepoints name under `surveys`, with Save & Return Later on (participants
+    may answer in several sittings). REDCap's API cannot enable surveys; the emulator
+    reads this file, a REDCap administrator ticks the same instruments."""
+    names = dict.fromkeys(s for t in p.timepoints for s in t.surveys)
+    return {form: {"save_and_return": "1"} for form in names}
+
+
 def to_csv(rows: list[Row], columns: list[str], header: list[str] | None = None) -> str:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
@@ -364,6 +374,7 @@ def render(protocol_path: Path = PROTOCOL) -> dict[str, str]:
         "repeating_instruments.csv": to_csv(repeating_rows(p),
                                             ["event_name", "form_name", "custom_form_label"]),
         "user_roles.json": json.dumps(user_roles(p, fields, forms), indent=1) + "\n",
+        "surveys.json": json.dumps(surveys(p), indent=1) + "\n",
     }
 
 

@@ -125,6 +125,7 @@ class TrialProtocol(Strict):
                     f"timepoints[{i}].anchor: {t.anchor!r} is neither 'allocation', 'consent' "
                     "nor an earlier timepoint")
             seen.add(t.key)
+            problems += _survey_problems(i, t)
         problems += self._design_references(arms, modules)
         clusters = [c.key for c in self.clusters]
         if self.allocation is None and self.randomization.personalized:
@@ -237,6 +238,17 @@ class TrialProtocol(Strict):
     @cached_property
     def timepoint_by_key(self) -> dict[str, Timepoint]:
         return {t.key: t for t in self.timepoints}
+
+
+def _survey_problems(i: int, t: Timepoint) -> list[str]:
+    """A survey is one of the timepoint's own forms (the REDCap project enables exactly
+    these as surveys: protocols/<trial>/redcap/surveys.json is generated from them)."""
+    problems = [f"timepoints[{i}].surveys: {s!r} is not one of this timepoint's forms "
+                f"(forms: {t.forms})" for s in t.surveys if s not in t.forms]
+    twice = sorted({s for s in t.surveys if t.surveys.count(s) > 1})
+    if twice:
+        problems.append(f"timepoints[{i}].surveys: {twice} named twice")
+    return problems
 
 
 def _describe(err: ValidationError) -> str:

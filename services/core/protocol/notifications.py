@@ -58,14 +58,8 @@ class MessageSettings(Strict):
 
     study_name: LocalizedText = Field(min_length=1)
     contact: StudyContact
-    questionnaire_link: str = Field(description="URL with {token} and optionally {event}")
     timepoint_labels: dict[str, LocalizedText] = Field(
         default_factory=dict, description="timepoint key → label per language")
-
-    @field_validator("questionnaire_link")
-    @classmethod
-    def _link_placeholders(cls, v: str) -> str:
-        return _placeholders_only(v, {"token", "event"})
 
 
 class ReminderPolicy(Strict):

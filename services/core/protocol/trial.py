@@ -66,6 +66,11 @@ class Timepoint(Strict):
     offset_days: int = Field(ge=0)
     window_days: tuple[int, int] = (0, 14)
     forms: list[str] = Field(min_length=1)
+    # Forms the participant fills in as REDCap surveys: each reminder carries the
+    # participant's own link for them, fetched from REDCap at send time (one survey: its
+    # survey link; several: the participant's survey-queue link). Staff-entered forms and
+    # forms holding staff fields (PerPAIN's pgic also holds the therapist's rating) stay off.
+    surveys: list[str] = Field(default_factory=list)
     mode: Literal["questionnaire", "interview", "questionnaire+interview"] = "questionnaire"
 
     @field_validator("window_days")

@@ -1,7 +1,9 @@
 """The text of a message at send time, from its row and the participant's sealed contact.
 
 Participant messages go through `domain.MessageRenderer` (greeting, timepoint, link,
-study contact; checked against module, arm and cluster names). Safety notices to the
+study contact; checked against module, arm and cluster names). A reminder's link is the
+participant's REDCap survey link, asked of the gateway here, at send time
+(`survey_links.py`; `SurveyLinkUnavailable` puts the reminder back for a retry). Safety notices to the
 protocol's contacts use their own template and the same content guard.
 """
 
@@ -25,11 +27,11 @@ from ..domain import (
     NotificationError,
     RenderedMessage,
     prompt_link,
-    questionnaire_link,
 )
 from ..domain.rendering import TEMPLATES
 from ..models import Message
 from ..runtime import Runtime
+from ..survey_links import survey_link
 from .channels import Outgoing
 
 
@@ -42,9 +44,7 @@ def timepoint_facts(session: Session, rt: Runtime, record: str, timepoint: str,
                     **extra: object) -> MessageFacts:
     tp = rt.protocol.timepoint_by_key[timepoint]
     row = repository.timepoint(session, record, timepoint)
-    link = questionnaire_link(rt.protocol.reminders.messages,
-                              rt.cipher.link_token("questionnaire", record, timepoint),
-                              event=rt.protocol.redcap.unique_event_name(tp.redcap_event))
+    link = survey_link(rt, record, tp)
     return MessageFacts(timepoint=timepoint, link=link,
                         respond_by=row.last_day if row else None,
                         interview="interview" in tp.mode, **extra)  # type: ignore[arg-type]

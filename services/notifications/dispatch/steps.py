@@ -2,7 +2,9 @@
 
     claim:   scheduled → claimed (compare-and-set, with a lease and this worker's id),
              after re-checking at send time that the message is still due; phone and
-             letter reminders become staff tasks in the same transaction (no side effect)
+             letter reminders become staff tasks in the same transaction (no side effect);
+             a reminder whose survey link cannot be had now is claimed and put back for
+             a retry like a failed send (it never goes out without its link)
     record:  claimed → sent, or → scheduled again later (transient), or → failed +
              dead letter (permanent, or retries used up)
     recover: claims whose lease ran out (the sender crashed mid-send):
@@ -48,6 +50,7 @@ from ..domain import (
 from ..models import Message, StaffTask, TimepointRow
 from ..runtime import Runtime
 from ..service import SERVICE, cancel_queued, record_change
+from ..survey_links import SurveyLinkUnavailable
 from .channels import TRANSIENT_ERRORS, Outgoing, Receipt, error_summary
 from .compose import compose
 from .metrics import DISPATCH_LAG, count_dead_letter, count_outcome
@@ -100,6 +103,7 @@ def not_due_reason(session: Session, rt: Runtime, msg: Message,
 def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
     """Claim `key` for this worker, or settle it without a send (cancel, task, failure)."""
     now = rt.now()
+    dead_lettered = False
     with unit_of_work(engine) as session:
         msg = repository.message(session, key)
         if msg is None or msg.state != DeliveryState.SCHEDULED or msg.not_before > now:
@@ -115,21 +119,42 @@ def claim(engine: Engine, rt: Runtime, key: str) -> Claimed | None:
             return None
         try:
             outgoing = compose(session, rt, msg, details)
+        except SurveyLinkUnavailable as exc:
+            dead_lettered = link_unavailable(session, rt, msg, exc, now)
         except NotificationError as exc:
             if repository.set_state_if(session, key, DeliveryState.SCHEDULED,
                                        DeliveryState.CLAIMED, claimed_by=rt.worker,
                                        tries=msg.tries, updated_at=now):
                 fail(session, rt, msg, f"{type(exc).__name__}: {exc.field}", "permanent")
             return None
-        if not repository.set_state_if(
-                session, key, DeliveryState.SCHEDULED, DeliveryState.CLAIMED, claimed_by=rt.worker,
-                lease_until=now + timedelta(seconds=rt.settings.lease_seconds),
-                tries=msg.tries + 1, updated_at=now):
-            return None  # another replica was first
-        record_change(session, action="message.claimed", entity_type="message", entity_id=key,
-                      record=msg.record, before={"state": "scheduled"},
-                      after={"state": "claimed", "worker": rt.worker, "try": msg.tries + 1})
-        return Claimed(outgoing, msg.kind, msg.due_at)
+        else:
+            if not repository.set_state_if(
+                    session, key, DeliveryState.SCHEDULED, DeliveryState.CLAIMED,
+                    claimed_by=rt.worker,
+                    lease_until=now + timedelta(seconds=rt.settings.lease_seconds),
+                    tries=msg.tries + 1, updated_at=now):
+                return None  # another replica was first
+            record_change(session, action="message.claimed", entity_type="message",
+                          entity_id=key, record=msg.record, before={"state": "scheduled"},
+                          after={"state": "claimed", "worker": rt.worker, "try": msg.tries + 1})
+            return Claimed(outgoing, msg.kind, msg.due_at)
+    if dead_lettered:
+        rt.kernel.relay.wake()
+    return None
+
+
+def link_unavailable(session: Session, rt: Runtime, msg: Message, exc: SurveyLinkUnavailable,
+                     now: datetime) -> bool:
+    """The survey link cannot be had now: count the try and put the reminder back like a
+    failed send (same backoff and retry limit). True if that gave it up (dead letter)."""
+    log.warning("dispatch.survey_link_unavailable", key=msg.key, reason=exc.field)
+    if not repository.set_state_if(session, msg.key, DeliveryState.SCHEDULED,
+                                   DeliveryState.CLAIMED, claimed_by=rt.worker,
+                                   tries=msg.tries + 1, updated_at=now):
+        return False  # another replica was first
+    session.refresh(msg)
+    return settle_failure(session, rt, msg, FailureKind.TRANSIENT,
+                          f"SurveyLinkUnavailable: {exc.field}")
 
 
 def open_task(session: Session, rt: Runtime, msg: Message, now: datetime) -> None:
@@ -179,31 +204,36 @@ def record_sent(engine: Engine, rt: Runtime, key: str, claimed: Claimed, receipt
 def record_failure(engine: Engine, rt: Runtime, key: str, claimed: Claimed,
                    exc: BaseException) -> None:
     kind = classify_exception(exc, TRANSIENT_ERRORS)
-    error = error_summary(exc)
-    now, failed = rt.now(), False
+    failed = False
     with unit_of_work(engine) as session:
         msg = repository.message(session, key)
         if msg is None or msg.state != DeliveryState.CLAIMED or msg.claimed_by != rt.worker:
             return
-        s = rt.settings
-        if should_retry(kind, msg.tries - 1, s.max_retries):
-            delay = retry_delay(msg.tries, random.random,
-                                base=timedelta(seconds=s.retry_base_seconds),
-                                cap=timedelta(seconds=s.retry_cap_seconds))
-            not_before = _allowed(session, rt, msg, now + delay)
-            repository.set_state_if(session, key, DeliveryState.CLAIMED, DeliveryState.SCHEDULED,
-                                    worker=rt.worker, claimed_by=None, lease_until=None,
-                                    not_before=not_before, error=error, updated_at=now)
-            record_change(session, action="message.retry_scheduled", entity_type="message",
-                          entity_id=key, record=msg.record, reason=error,
-                          after={"state": "scheduled", "try": msg.tries,
-                                 "not_before": not_before})
-            count_outcome(msg.channel, "retried")
-        else:
-            reason = "permanent" if kind is FailureKind.PERMANENT else "retries_exhausted"
-            failed = fail(session, rt, msg, error, reason)
+        failed = settle_failure(session, rt, msg, kind, error_summary(exc))
     if failed:
         rt.kernel.relay.wake()
+
+
+def settle_failure(session: Session, rt: Runtime, msg: Message, kind: FailureKind,
+                   error: str) -> bool:
+    """A claimed message that did not go out: scheduled again after `retry_delay`, or
+    (permanent, or retries used up) failed and dead-lettered; True for the latter."""
+    now, s = rt.now(), rt.settings
+    if should_retry(kind, msg.tries - 1, s.max_retries):
+        delay = retry_delay(msg.tries, random.random,
+                            base=timedelta(seconds=s.retry_base_seconds),
+                            cap=timedelta(seconds=s.retry_cap_seconds))
+        not_before = _allowed(session, rt, msg, now + delay)
+        repository.set_state_if(session, msg.key, DeliveryState.CLAIMED, DeliveryState.SCHEDULED,
+                                worker=rt.worker, claimed_by=None, lease_until=None,
+                                not_before=not_before, error=error, updated_at=now)
+        record_change(session, action="message.retry_scheduled", entity_type="message",
+                      entity_id=msg.key, record=msg.record, reason=error,
+                      after={"state": "scheduled", "try": msg.tries, "not_before": not_before})
+        count_outcome(msg.channel, "retried")
+        return False
+    reason = "permanent" if kind is FailureKind.PERMANENT else "retries_exhausted"
+    return fail(session, rt, msg, error, reason)
 
 
 def _allowed(session: Session, rt: Runtime, msg: Message, at: datetime) -> datetime:

@@ -57,7 +57,6 @@ from .rendering import (
     RenderedMessage,
     format_date,
     prompt_link,
-    questionnaire_link,
 )
 from .reports import (
     ChannelReport,
@@ -97,7 +96,7 @@ __all__ = [
     "classify_exception", "classify_http_status", "classify_smtp_reply", "diary_adherence",
     "diary_prompts", "find_schedule", "format_date", "is_quiet", "is_still_due", "local_day",
     "local_to_utc", "next_allowed", "participant_zone", "plan_reminders", "prompt_is_open",
-    "prompt_key", "prompt_link", "proportion", "provider_state", "questionnaire_link", "reminder_key",
+    "prompt_key", "prompt_link", "proportion", "provider_state", "reminder_key",
     "retry_delay", "schedule_timepoints", "should_retry", "sign_callback", "task_path",
     "timepoint_report", "timepoint_status", "transition", "verify_callback", "wilson_interval",
 ]

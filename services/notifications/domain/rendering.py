@@ -1,6 +1,6 @@
 """Message texts: jinja2 templates per kind and language, and the guard against leaks.
 
-A message may carry a greeting, the timepoint, the questionnaire link and whom to contact:
+A message may carry a greeting, the timepoint, the survey link and whom to contact:
 `MessageFacts` has no field for anything else, so clinical data cannot reach a template.
 Every rendered text passes `ContentGuard`, which raises if it names a module, an arm or a
 cluster label from the protocol. HTML templates (`*.html.j2`) are autoescaped; plain-text
@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 
 from services.core.protocol import TrialProtocol
-from services.core.protocol.notifications import DiaryPolicy, LocalizedText, MessageSettings
+from services.core.protocol.notifications import DiaryPolicy, LocalizedText
 
 from .errors import ForbiddenContent, NotificationError, TemplateMissing
 
@@ -79,11 +79,6 @@ def format_date(value: date, language: str) -> str:
 @jinja2.pass_context
 def _date_filter(ctx: jinja2.runtime.Context, value: date) -> str:
     return format_date(value, ctx["language"])
-
-
-def questionnaire_link(settings: MessageSettings, token: str, event: str = "") -> str:
-    """The participant's questionnaire URL; `token` is their survey access token."""
-    return settings.questionnaire_link.format(token=token, event=event)
 
 
 def prompt_link(policy: DiaryPolicy, token: str) -> str:

@@ -23,7 +23,8 @@ HTTP_METHODS = ("get", "post", "put", "patch", "delete")
 def test_the_document_has_every_public_route_with_its_roles(edge: Edge) -> None:
     document = edge.call("GET", "/openapi.json").json()
     assert "x-tailor-unavailable" not in document
-    assert set(document["components"]["securitySchemes"]) == {"bearer", "redcapSecret"}
+    assert set(document["components"]["securitySchemes"]) == {
+        "bearer", "redcapSecret", "surveyLinkSecret"}
     operations = {(m.upper(), p): op for p, item in document["paths"].items()
                   for m, op in item.items() if m in HTTP_METHODS}
     assert set(operations) == {(r.method, r.template) for r in PERMISSIONS}
@@ -32,6 +33,7 @@ def test_the_document_has_every_public_route_with_its_roles(edge: Edge) -> None:
         assert access_text(rule) in op["description"]
         assert op["x-tailor-roles"] == sorted(r.value for r in rule.roles)
         expected = {Credential.BEARER: [{"bearer": []}], Credential.REDCAP_SECRET: [{"redcapSecret": []}],
+                    Credential.SURVEY_LINK_SECRET: [{"surveyLinkSecret": []}],
                     Credential.NONE: []}[rule.credential]
         assert op["security"] == expected
         if rule.credential is Credential.BEARER:

@@ -1,8 +1,10 @@
 """Fixtures: the notifications service with a real SMTP sink, the SMS provider simulator,
-a real nats-server and database, and a clock the test moves."""
+a real nats-server and database, the gateway in front of the REDCap emulator (reminders
+ask it for the participant's survey link), and a clock the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -11,9 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redcap
 from fastapi import FastAPI, Request, Response
 from sqlmodel import Session
 
+from gateway.app import SPEC as GATEWAY
 from services.core.bus import Bus
 from services.core.bus_contract import owner_of
 from services.core.events import Allocated, Envelope, Event, FormSaved
@@ -21,13 +25,21 @@ from services.core.settings import SERVICES
 from services.notifications.app import SPEC
 from services.notifications.models import ContactRow
 from services.notifications.runtime import Runtime
+from sim.redcap.testing import PERPAIN_REDCAP, RunningEmulator, running_emulator
 from sim.sms import SmsConfig, SmsProvider, create_app, serving
 from sim.smtp import SmtpSink
 from tailor_cli.natsd import NatsServer
-from tests.support.harness import RunningService, eventually, provisioner_bus, running_service
+from tests.support.harness import (
+    RunningService,
+    eventually,
+    provisioner_bus,
+    running_service,
+    served_service,
+)
 from tests.support.sealed import form_saved_for
 
 SMS_SECRET = "test-sms-secret"
+SURVEY_LINK_SECRET = "test-survey-link-secret-of-the-stack"
 # Monday 6 January 2025, 09:00 UTC (10:00 in Berlin).
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -65,6 +77,8 @@ class Stack:
     provider: SmsProvider
     clock: Clock
     bus: Bus
+    redcap: RunningEmulator
+    gateway_url: str
     services: list[RunningService] = field(default_factory=list)
 
     @property
@@ -114,8 +128,24 @@ class Stack:
         await self.bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
         return env
 
+    def enrol_in_redcap(self, record: str) -> None:
+        """The participant's record in REDCap, as site staff created it at baseline (no DET:
+        the tests publish the saves notifications reads themselves)."""
+        self.redcap.save_form("screening", values={"scr_eligible": "1"}, record=record,
+                              event="t0_baseline_arm_1", fire_det=False)
+
+    def survey_link(self, record: str, instrument: str, event: str) -> str:
+        """What REDCap itself gives for the participant's survey (PyCap, straight)."""
+        return redcap.Project(self.redcap.api_url, self.redcap.token).export_survey_link(
+            record=record, instrument=instrument, event=event)
+
+    def survey_queue_link(self, record: str) -> str:
+        return redcap.Project(self.redcap.api_url, self.redcap.token).export_survey_queue_link(
+            record=record)
+
     async def save_contact(self, record: str, **overrides: str) -> Envelope:
         """Save the consent form and wait until the service has stored the details."""
+        await asyncio.to_thread(self.enrol_in_redcap, record)
         before = self.sealed_contact(record)
         env = await self.save(record, "t0_baseline", "consent",
                               contact_fields(record) | overrides)
@@ -203,15 +233,26 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
                 monkeypatch.setenv(f"TAILOR_NOTIFICATIONS_{name}", value)
             if backend == "postgres":  # a shared database: the key is configured, never minted
                 monkeypatch.setenv("TAILOR_NOTIFICATIONS_CONTACT_KEY", CONTACT_KEY)
-            bus = provisioner_bus(nats_server.url, "test-publisher")
-            await bus.connect(attempts=20)
-            await bus.ensure_streams()
-            st = Stack(tmp_path, nats_server, database_url, sink, provider, Clock(T0), bus)
-            holder.append(st)
-            try:
-                yield st
-            finally:
-                await bus.close()
+            monkeypatch.setenv("TAILOR_SURVEY_LINK_SECRET", SURVEY_LINK_SECRET)
+            with running_emulator(tmp_path / "redcap.sqlite", dictionary_dir=PERPAIN_REDCAP,
+                                  project_id=101) as emulator:
+                monkeypatch.setenv("TAILOR_REDCAP_API_URL", emulator.api_url)
+                monkeypatch.setenv("TAILOR_REDCAP_TOKEN", emulator.token)
+                monkeypatch.setenv("TAILOR_REDCAP_TIMEOUT_SECONDS", "2")
+                with served_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
+                                    database_url=f"sqlite:///{tmp_path}/gateway.db"
+                                    ) as (gateway_url, _):
+                    monkeypatch.setenv("TAILOR_GATEWAY_URL", gateway_url)
+                    bus = provisioner_bus(nats_server.url, "test-publisher")
+                    await bus.connect(attempts=20)
+                    await bus.ensure_streams()
+                    st = Stack(tmp_path, nats_server, database_url, sink, provider, Clock(T0),
+                               bus, emulator, gateway_url)
+                    holder.append(st)
+                    try:
+                        yield st
+                    finally:
+                        await bus.close()
 
 
 async def dlq_messages(bus: Bus, subject: str = "trial.dlq.notifications") -> list[bytes]:

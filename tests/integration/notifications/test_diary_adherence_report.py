@@ -28,8 +28,8 @@ def _with_answers(protocol: TrialProtocol) -> TrialProtocol:
 @asynccontextmanager
 async def _reports(stack: Stack) -> AsyncIterator[RunningService]:
     async with running_service(REPORTS, home=stack.tmp, nats_url=stack.nats.url,
-                               database_url=f"sqlite:///{stack.tmp / 'reports.db'}") as svc:
-        svc.kernel.extras["now"] = stack.clock
+                               database_url=f"sqlite:///{stack.tmp / 'reports.db'}",
+                               overrides={"clock": stack.clock}) as svc:
         svc.kernel.protocol = _with_answers(svc.kernel.protocol)
         yield svc
 

@@ -52,7 +52,9 @@ async def test_reminders_go_out_on_their_days_across_channels_and_stop_on_comple
         first = stack.sink.messages[0]
         assert first.rcpt_tos == ("P-001@participant.example",)
         assert "week-4 questionnaire" in first.subject
-        assert "https://survey.perpain.example/q/" in first.text
+        # The participant's own REDCap survey link for week 4's survey, as REDCap gives it.
+        link = await asyncio.to_thread(stack.survey_link, "P-001", "mpid_ps", "week_4_arm_1")
+        assert link.startswith(stack.redcap.base_url) and link in first.text
         for term in ("PERT", "Pain Extinction", "personalized", "dysfunctional"):
             assert term.lower() not in (first.subject + first.text).lower()
 

@@ -169,3 +169,16 @@ def test_withdrawal_reasons_and_preventable_class_the_reports_read_exist(
     assert codes == list(w.reasons)
     assert fields[w.preventable].field_type == "yesno"
     assert fields[protocol.reports.screening_date_field].form_name == "screening"
+
+
+def test_the_timepoints_surveys_are_exactly_the_projects_surveys_and_pgic_is_not_one(
+        protocol: TrialProtocol, design: ProjectDesign) -> None:
+    named = {s for t in protocol.timepoints for s in t.surveys}
+    assert set(design.surveys) == named and named
+    # pgic also holds the therapist's rating: a participant's survey would show it.
+    assert "pgic" not in design.surveys
+    assert {f.form_name for f in design.fields if f.field_name == "tgic_rating"} == {"pgic"}
+    assert all(s["save_and_return"] == "1" for s in design.surveys.values())
+    for t in protocol.timepoints:
+        mapped = design.forms_in_event(protocol.redcap.unique_event_name(t.redcap_event))
+        assert set(t.surveys) <= set(mapped), t.key

@@ -101,3 +101,20 @@ def test_a_bad_answer_is_refused_and_changes_nothing(
     row = clinic.export_records(records=["2"])[0]
     assert row["fb_score"] == "" and row["feedback_complete"] == "0"
     assert httpx.get(link.replace("?s=", "?s=NOPE")).status_code == 404
+
+
+def test_the_survey_queue_lists_the_records_surveys_before_any_link_was_asked_for(
+        perpain: PerpainProject, project: redcap.Project) -> None:
+    """The PerPAIN project ships its follow-up questionnaires as surveys (surveys.json):
+    a participant given only their queue link reaches each of them."""
+    project.import_records([{"record_id": "7", "redcap_event_name": "t0_baseline_arm_1",
+                             "dem_age": "50"}])
+    page = httpx.get(project.export_survey_queue_link(record="7"), timeout=30)
+    assert page.status_code == 200
+    listed = page.text.count("<li>")
+    t1 = ["mpid_ps", "hads", "panas", "odi", "work_medication", "neq", "inep"]
+    # hads, panas and odi are surveys at baseline too; week 4 and 8 have mpid_ps only.
+    assert listed == 3 + 1 + 1 + len(t1) + len(t1)
+    assert "(t1_post_arm_1)" in page.text and "pgic" not in page.text.lower()
+    link = project.export_survey_link(record="7", instrument="neq", event="t1_post_arm_1")
+    assert link in page.text  # the same participant entry, not a second one

@@ -41,7 +41,8 @@ def test_templates_are_well_formed():
     for rule in PERMISSIONS:
         assert rule.template.startswith("/") and not rule.template.endswith("/")
         assert rule.method in {"GET", "POST", "PUT", "PATCH", "DELETE"}
-        assert rule.roles or rule.credential is Credential.NONE
+        # A route without roles is open, or opened by a secret that names its one caller.
+        assert rule.roles or rule.credential in (Credential.NONE, Credential.SURVEY_LINK_SECRET)
 
 
 @pytest.mark.parametrize(
@@ -97,6 +98,18 @@ def test_redcap_secret_grants_nothing_else():
             assert not is_allowed(
                 Role.REDCAP, rule.method, rule.template, credential=Credential.REDCAP_SECRET
             )
+
+
+def test_the_survey_link_secret_opens_the_internal_survey_link_routes_and_no_person_does():
+    internal = {r.template for r in PERMISSIONS if r.credential is Credential.SURVEY_LINK_SECRET}
+    assert internal == {"/internal/redcap/survey-link", "/internal/redcap/survey-queue-link"}
+    for rule in PERMISSIONS:
+        if rule.credential is Credential.SURVEY_LINK_SECRET:
+            assert rule.roles == frozenset() and rule.participant_data and rule.method == "GET"
+            assert not any(is_allowed(role, rule.method, rule.template, credential=c)
+                           for role in CALLERS for c in (None, Credential.BEARER))
+        else:
+            assert not rule.template.startswith("/internal/")
 
 
 def test_public_routes_open_with_or_without_credentials():

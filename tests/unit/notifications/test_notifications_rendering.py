@@ -19,7 +19,6 @@ from services.notifications.domain import (
     NotificationError,
     TemplateMissing,
     prompt_link,
-    questionnaire_link,
 )
 from services.notifications.domain.rendering import TEMPLATES
 
@@ -32,7 +31,7 @@ def renderer(protocol: TrialProtocol) -> MessageRenderer:
 def facts(protocol: TrialProtocol, timepoint: str | None = "t1", **kw: object) -> MessageFacts:
     base = dict(
         timepoint=timepoint,
-        link=questionnaire_link(protocol.reminders.messages, "tok-123&x=1"),
+        link="https://redcap.example.org/surveys/?s=tok-123&x=1",  # REDCap's link, as given
         greeting_name="Erika Mustermann", respond_by=date(2025, 5, 7),
         recipient_address=("Erika Mustermann", "Lindenweg 2", "12345 Musterstadt"),
         phone_number="+49 170 1234567", letter_date=date(2025, 4, 30))

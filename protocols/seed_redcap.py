@@ -165,6 +165,7 @@ def render(protocol_path: Path) -> dict[str, str]:
         "repeating_instruments.csv": g.to_csv(g.repeating_rows(p),
                                               ["event_name", "form_name", "custom_form_label"]),
         "user_roles.json": json.dumps(user_roles(p, forms), indent=1) + "\n",
+        "surveys.json": json.dumps(g.surveys(p), indent=1) + "\n",
     }
 
 

@@ -11,7 +11,7 @@ import structlog
 from gateway.auth.rate_limit import RateLimiter
 from services.core.db import is_sqlite
 from services.core.digests import load_digest_key
-from services.core.events import FORM_SAVED_FOR
+from services.core.events.form_fields import form_save_consumers
 from services.core.runner import Kernel
 from services.core.sealing import load_recipient
 from services.core.survey_links import load_survey_link_secret
@@ -61,7 +61,7 @@ def form_keys(kernel: Kernel) -> FormKeys:
     naming its setting (only the embedded SQLite default generates them)."""
     embedded, home = is_sqlite(kernel.engine), kernel.settings.home
     recipients = {consumer: load_recipient(consumer, home, embedded=embedded)
-                  for consumer in FORM_SAVED_FOR}
+                  for consumer in form_save_consumers(kernel.protocol)}
     keys = FormKeys(recipients, load_digest_key("gateway", home, embedded=embedded))
     log.info("redcap.form_keys_loaded", digest_key_id=keys.digest.key_id,
              **{f"{c}_bus_key_id": r.key_id for c, r in recipients.items()})

@@ -28,6 +28,7 @@ from services.core.protocol import load_protocol
 from services.core.roles import BEARER_ROLES, SERVICES, Role
 from services.core.runner import build_app
 from services.core.settings import ServiceSettings
+from sim.redcap.testing import PERPAIN_REDCAP, running_emulator
 from tailor_cli.natsd import NatsServer
 from tests.integration.gateway.support import (
     DET_SECRET,
@@ -197,6 +198,17 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
         configure_bus_keys(home / "bus-keys", env)
         env.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
         env.setenv("TAILOR_RANDOMIZATION_URL", urls["randomization"])
+        # REDCap holds the participants, so reminders and call scripts carry their own
+        # survey links, fetched by notifications through the gateway.
+        redcap = stack.enter_context(running_emulator(
+            home / "redcap.sqlite", dictionary_dir=PERPAIN_REDCAP, project_id=101))
+        for record in RECORDS:
+            redcap.save_form("screening", values={"scr_eligible": "1"}, record=record,
+                             event="t0_baseline_arm_1", fire_det=False)
+        env.setenv("TAILOR_REDCAP_API_URL", redcap.api_url)
+        env.setenv("TAILOR_REDCAP_TOKEN", redcap.token)
+        gateway_socket = Served.bind()
+        env.setenv("TAILOR_GATEWAY_URL", Served.url_of(gateway_socket))
         apps = {}
         for name in SERVICES:
             spec = importlib.import_module(f"services.{name}.app").SPEC
@@ -211,7 +223,7 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                                   oidc_token_endpoint=f"{provider}/token")
         gateway = gateway_app(home, nats.url, gateway_settings(urls, idp), "gateway.db",
                               console_settings=sign_on)
-        edge = Edge(home, nats.url, urls, served.start(gateway), gateway, load_protocol(PROTOCOL), idp,
+        edge = Edge(home, nats.url, urls, served.start(gateway, gateway_socket), gateway, load_protocol(PROTOCOL), idp,
                     service_apps=apps)
         stack.callback(edge.http.close)
         for role in sorted(BEARER_ROLES):

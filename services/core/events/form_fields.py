@@ -134,3 +134,16 @@ def per_consumer(saved: FormSaved, protocol: TrialProtocol,
             "reports": for_reports(saved, protocol),
             "randomization": for_randomization(saved, protocol)}
     return {consumer: cut for consumer, cut in cuts.items() if cut is not None}
+
+
+def form_save_consumers(protocol: TrialProtocol) -> list[str]:
+    """The services this protocol's form saves are sealed to: allocation only with a
+    prediction step, randomization only without one (see `for_allocation`, `for_randomization`).
+    The gateway needs the bus keys of these and no others."""
+    absent = set()
+    if protocol.allocation is None:
+        absent.add("allocation")
+    if protocol.randomization.personalized:
+        absent.add("randomization")
+    return [c for c in ("allocation", "notifications", "safety", "reports", "randomization")
+            if c not in absent]

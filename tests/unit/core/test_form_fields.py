@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.core.events import FormSaved
-from services.core.events.form_fields import per_consumer
+from services.core.events.form_fields import form_save_consumers, per_consumer
 from services.core.protocol import TrialProtocol, load_protocol
 
 CONTACT = {"cons_email": "a@example.org", "cons_mobile": "+4917012345",
@@ -64,3 +64,20 @@ def test_safety_gets_the_ae_instrument_own_fields_only(protocol: TrialProtocol) 
     assert cuts["safety"].fields == {"ae_term": "headache", "ae_serious": "0",
                                      "adverse_event_complete": "2"}
     assert not set(CONTACT) & set(cuts["notifications"].fields)
+
+
+@pytest.mark.parametrize(("name", "without"), [("perpain-pilot", "randomization"),
+                                              ("rush-mechanisms", "allocation"),
+                                              ("partners4pain", "allocation")])
+def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
+        name: str, without: str) -> None:
+    """A personalized design seals its baseline to allocation, any other to randomization;
+    the gateway loads only those services' bus keys (a deployment provides no others)."""
+    trial = load_protocol(f"protocols/{name}.yaml")
+    consumers = form_save_consumers(trial)
+    assert without not in consumers
+    baseline = trial.redcap.unique_event_name(trial.redcap.baseline_event)
+    every_field = {f: "1" for f in trial.redcap.baseline_forms}
+    for form in trial.redcap.baseline_forms:
+        cuts = per_consumer(_save(form, baseline, every_field), trial, [])
+        assert set(cuts) <= set(consumers)

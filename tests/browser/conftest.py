@@ -223,8 +223,8 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Edge]:
                                   oidc_token_endpoint=f"{provider}/token")
         gateway = gateway_app(home, nats.url, gateway_settings(urls, idp), "gateway.db",
                               console_settings=sign_on)
-        edge = Edge(home, nats.url, urls, served.start(gateway, gateway_socket), gateway, load_protocol(PROTOCOL), idp,
-                    service_apps=apps)
+        edge = Edge(home, nats.url, urls, served.start(gateway, gateway_socket), gateway,
+                    load_protocol(PROTOCOL), idp, service_apps=apps)
         stack.callback(edge.http.close)
         for role in sorted(BEARER_ROLES):
             edge.key_ids[role], edge.keys[role] = edge.issue(role, f"console {role}")

@@ -16,6 +16,7 @@ from . import handlers, openapi, security
 from .api import router
 from .audit_api import router as audit_router
 from .bootstrap import GatewayDeps, bootstrap_for, close_on_stop, run_redcap
+from .config import GatewayConfig
 from .console import app as console
 from .console.settings import ConsoleSettings
 from .keys_api import router as keys_router
@@ -51,15 +52,16 @@ def create_app(*, config: Settings | None = None, own: ServiceSettings | None = 
                console_settings: ConsoleSettings | None = None) -> FastAPI:
     """The public gateway: SPEC plus its edge (guard, limits, headers, CORS), the proxy and
     the public OpenAPI document. `transports` lets a test reach in-process services."""
-    gateway = gateway or GatewaySettings()
+    sections = GatewayConfig.from_environment(edge=gateway, console=console_settings)
+    gateway = sections.edge
     proxy = Proxy(gateway.service_urls, transports=transports,
                   connect_timeout=gateway.proxy_connect_timeout_seconds,
                   timeout=gateway.proxy_timeout_seconds, max_connections=gateway.proxy_max_connections)
     runtime = security.GatewayRuntime.from_settings(gateway, proxy)
-    spec = dataclasses.replace(SPEC, bootstrap=bootstrap_for(runtime))
+    spec = dataclasses.replace(SPEC, bootstrap=bootstrap_for(runtime, sections))
     app = build_app(spec, config=config, own=own)
     app.state.gateway = runtime
     security.install(app, gateway)
     openapi.install(app)
-    console.install(app, console_settings)
+    console.install(app, sections.console)
     return app

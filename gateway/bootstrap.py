@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from services.core.runner import Kernel
 
+from .config import GatewayConfig
 from .redcap import setup as redcap_setup
 from .redcap.deps import RedcapDeps
 from .security.runtime import GatewayRuntime
@@ -22,13 +23,17 @@ class GatewayDeps:
     # the bare SPEC without `create_app`'s edge (tests of the REDCap side and the kernel).
     edge: GatewayRuntime | None
     redcap: RedcapDeps
+    config: GatewayConfig
 
 
-def bootstrap_for(edge: GatewayRuntime | None) -> Callable[[Kernel], GatewayDeps]:
+def bootstrap_for(edge: GatewayRuntime | None,
+                  config: GatewayConfig | None = None) -> Callable[[Kernel], GatewayDeps]:
+    """`create_app` hands in the config it read for the edge; the bare SPEC reads it here."""
     def bootstrap(kernel: Kernel) -> GatewayDeps:
+        settings = config or GatewayConfig.from_environment()
         if edge is not None:
             edge.start(kernel)  # a missing signing key refuses start-up, naming the variable
-        return GatewayDeps(kernel, edge, redcap_setup.build(kernel))
+        return GatewayDeps(kernel, edge, redcap_setup.build(kernel, settings.redcap), settings)
     return bootstrap
 
 

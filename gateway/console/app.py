@@ -40,8 +40,8 @@ ROUTERS = (signin.router, today.router, views_recruitment.router, views_particip
            views_keys.router, static_router)
 
 
-def install(app: FastAPI, settings: ConsoleSettings | None = None) -> None:
-    app.state.console = ConsoleRuntime.from_settings(settings or ConsoleSettings())
+def install(app: FastAPI, settings: ConsoleSettings) -> None:
+    app.state.console = ConsoleRuntime.from_settings(settings)
     for router in ROUTERS:
         app.include_router(router)
     install_handlers(app)

@@ -26,8 +26,7 @@ from .workers import run_workers
 log = structlog.get_logger(__name__)
 
 
-def build(kernel: Kernel) -> RedcapDeps:
-    settings = RedcapSettings()
+def build(kernel: Kernel, settings: RedcapSettings) -> RedcapDeps:
     survey_secret = functools.cache(lambda: load_survey_link_secret(
         kernel.settings.home, embedded=is_sqlite(kernel.engine)).value.strip())
     limits = DetLimits(

@@ -73,3 +73,16 @@ def test_no_service_reaches_its_dependencies_through_a_lookup(name: str) -> None
              for path in sorted(folder.rglob("*.py"))
              for match in LOOKUPS.finditer(path.read_text())]
     assert found == []
+
+
+def test_the_gateway_reads_its_settings_once_into_one_object() -> None:
+    """Its edge, REDCap and console sections are read by `GatewayConfig` alone (and by the
+    REDCap CLI, a separate process) and reach the routes and jobs through `GatewayDeps`."""
+    from gateway.bootstrap import GatewayDeps
+    from gateway.config import GatewayConfig
+
+    made_here = re.compile(r"\b(GatewaySettings|RedcapSettings|ConsoleSettings)\(\)")
+    elsewhere = sorted(str(p) for p in Path("gateway").rglob("*.py")
+                       if p.name not in {"config.py", "cli.py"} and made_here.search(p.read_text()))
+    assert elsewhere == []
+    assert GatewayDeps.__dataclass_fields__["config"].type in (GatewayConfig, "GatewayConfig")

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import functools
+from pathlib import Path
 
 import structlog
 
@@ -14,7 +14,7 @@ from services.core.digests import load_digest_key
 from services.core.events.form_fields import form_save_consumers
 from services.core.runner import Kernel
 from services.core.sealing import load_recipient
-from services.core.survey_links import load_survey_link_secret
+from services.core.survey_links import survey_link_secret_once
 
 from .client import RedcapClient
 from .deps import DetLimits, RedcapDeps
@@ -27,8 +27,8 @@ log = structlog.get_logger(__name__)
 
 
 def build(kernel: Kernel, settings: RedcapSettings) -> RedcapDeps:
-    survey_secret = functools.cache(lambda: load_survey_link_secret(
-        kernel.settings.home, embedded=is_sqlite(kernel.engine)).value.strip())
+    survey_secret = survey_link_secret_once(Path(kernel.settings.home),
+                                            embedded=is_sqlite(kernel.engine))
     limits = DetLimits(
         accepted=RateLimiter(rate=settings.det_rate_per_second, burst=settings.det_burst),
         refused=RateLimiter(rate=settings.det_refused_per_second, burst=settings.det_refused_burst))

@@ -10,7 +10,9 @@ it answer as the participant, so neither side logs a link.
 
 from __future__ import annotations
 
+import functools
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict
@@ -39,3 +41,9 @@ def load_survey_link_secret(home: Path, *, embedded: bool) -> Secret:
     embedded stack, where the gateway and notifications share the folder."""
     return load_secret(ENV_SECRET, home=home, embedded_file=SECRET_FILE, allow_generate=embedded,
                        generate=lambda: secrets.token_urlsafe(32).encode())
+
+
+def survey_link_secret_once(home: Path, *, embedded: bool) -> Callable[[], bytes]:
+    """The secret's bytes, read at first use and then kept (the gateway checks it, and
+    notifications shows it, on every survey-link request)."""
+    return functools.cache(lambda: load_survey_link_secret(home, embedded=embedded).value.strip())

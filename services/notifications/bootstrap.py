@@ -3,7 +3,6 @@ once from the running kernel; routes, consumers and jobs receive them, never loo
 
 from __future__ import annotations
 
-import functools
 from pathlib import Path
 
 from sqlmodel import Session
@@ -13,7 +12,7 @@ from services.core.db import is_sqlite
 from services.core.protocol import ProtocolError
 from services.core.runner import Kernel
 from services.core.sealing import load_keyring
-from services.core.survey_links import load_survey_link_secret
+from services.core.survey_links import survey_link_secret_once
 
 from .crypto import ContactCipher, load_contact_key
 from .dispatch.compose import SafetyNotices
@@ -35,8 +34,7 @@ def bootstrap(kernel: Kernel) -> Runtime:
         bus_keyring=load_keyring(kernel.name, home, embedded=embedded),
         safety_notices=SafetyNotices(kernel.protocol),
         alert_guard=ContentGuard.from_protocol(kernel.protocol),
-        survey_link_secret=functools.cache(lambda: load_survey_link_secret(
-            home, embedded=embedded).value.strip()))
+        survey_link_secret=survey_link_secret_once(home, embedded=embedded))
 
 
 def check_reminder_cap(kernel: Kernel) -> None:

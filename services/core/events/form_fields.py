@@ -125,6 +125,10 @@ def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | 
     return _cut(saved, wanted.__contains__)
 
 
+# Every service a form save may be sealed to, in the order the gateway publishes the cuts.
+FORM_SAVE_CONSUMERS = ("allocation", "notifications", "safety", "reports", "randomization")
+
+
 def per_consumer(saved: FormSaved, protocol: TrialProtocol,
                  own_fields: Iterable[str]) -> dict[str, FormSaved]:
     """The save as each consumer that needs it receives it (consumer → its cut)."""
@@ -145,5 +149,4 @@ def form_save_consumers(protocol: TrialProtocol) -> list[str]:
         absent.add("allocation")
     if protocol.randomization.personalized:
         absent.add("randomization")
-    return [c for c in ("allocation", "notifications", "safety", "reports", "randomization")
-            if c not in absent]
+    return [c for c in FORM_SAVE_CONSUMERS if c not in absent]

@@ -305,3 +305,28 @@ def unblinded_read(session: Session, ctx: Context, group: RandomizationGroup,
     audit.append(session, actor=actor.name, role=actor.role, action="group.unblinded_read",
                  entity_type="group", entity_id=group.id)
     return d
+
+
+# ── at unsealing: each closed group holds its own used slot, its members its arm ─────
+
+
+def verify_groups(session: Session, ctx: Context, lst: RandomizationList,
+                  slots: dict[tuple[str, int], tuple[str, str | None]]) -> list[str]:
+    """Problems of the list's groups: `slots` maps (stratum, seq) to (arm, used_by tag)."""
+    problems: list[str] = []
+    allocations = {r.record: r for r in repository.allocations(session, list_ids=[lst.id])}
+    closed = [g for g, _ in all_groups(session) if g.list_id == lst.id]
+    for group in closed:
+        d = group_disclosure(ctx, group)
+        slot = slots.get((d.stratum, d.seq or 0))
+        if slot is None or slot[1] != ctx.key.participant_tag(lst.id, slot_user(group.id)):
+            problems.append(f"group {group.id} does not hold the slot it was allocated")
+        elif slot[0] != d.arm:
+            problems.append(f"group {group.id} has another arm than its slot")
+        for m in members_of(session, group.id):
+            row = allocations.get(m.record)
+            mine = service.disclose(ctx, row) if row is not None else None
+            if m.status == MemberStatus.ALLOCATED and (
+                    mine is None or mine.arm != d.arm or mine.group != group.id):
+                problems.append(f"record {m.record} does not hold the arm of group {group.id}")
+    return problems

@@ -145,6 +145,27 @@ def _flush(session: Session, race: str) -> None:
         raise GroupRace(race, field="record") from None
 
 
+def withdraw(session: Session, ctx: Context, *, record: str, actor: Actor,
+             correlation_id: str | None) -> bool:
+    """A member who withdraws before their group is closed is not allocated with it (one
+    who withdraws later keeps the allocation: a withdrawal, not an undoing). True if the
+    membership changed."""
+    member = session.get(GroupMember, record)
+    if member is None:
+        return False
+    _lock_group(session, member.group_id)  # serialized with a close of that group
+    session.refresh(member)
+    if member.status not in (MemberStatus.MEMBER, MemberStatus.REVIEW):
+        return False
+    member.status = MemberStatus.WITHDRAWN
+    session.add(member)
+    audit.append(session, actor=actor.name, role=actor.role, action="group.member_withdrawn",
+                 entity_type="group", entity_id=member.group_id, record=record,
+                 correlation_id=correlation_id, after={"group": member.group_id})
+    log.info("group.member_withdrawn", record=record, group=member.group_id)
+    return True
+
+
 # ── closing: the group is randomized, its members inherit its arm ────────────────────
 
 

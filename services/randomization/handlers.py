@@ -94,6 +94,12 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_form_saved(session: Session, env: Envelope) -> None:
         saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
         ctx = deps.context
+        withdrawn = saved.fields.get(ctx.protocol.redcap.fields.withdrawn, "").strip() == "1"
+        if ctx.protocol.randomization.group is not None and withdrawn:
+            groups.withdraw(session, ctx, record=saved.record,
+                            actor=Actor(f"event:{env.producer}", "system"),
+                            correlation_id=env.correlation_id or env.id)
+            return  # a member who withdraws before the close leaves the group
         if ctx.protocol.randomization.personalized or unmet(ctx.protocol, saved.fields):
             return  # the cluster comes from the allocation service, or not ready yet
         try:

@@ -56,6 +56,7 @@ class MemberStatus(StrEnum):
     MEMBER = "member"  # joined while the group was open; allocated when it closes
     ALLOCATED = "allocated"  # holds the group's arm
     REVIEW = "review"  # joined late (group closed or full) or from another stratum
+    WITHDRAWN = "withdrawn"  # withdrew before the close: not allocated with the group
 
 
 class JoinOutcome(StrEnum):

@@ -13,8 +13,8 @@ import re
 import sys
 from collections import Counter
 from collections.abc import Iterator
-from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -211,6 +211,26 @@ def test_a_late_member_waits_for_review_and_joins_the_group_arm_when_admitted(
     assert isinstance(opened, UnsealedList) and opened.verified, opened.problems
 
 
+def test_a_member_who_withdraws_before_the_close_is_not_allocated(migrated: Engine,
+                                                                  grouped: Context) -> None:
+    sealed_list_direct(migrated, grouped, 4)
+    for r in ("W1", "W2", "W3"):
+        _join(migrated, grouped, r, "G5", "uic")
+    with unit_of_work(migrated) as session:
+        assert groups.withdraw(session, grouped, record="W3", actor=BUS, correlation_id=None)
+    with unit_of_work(migrated) as session:  # redelivered: nothing more
+        assert not groups.withdraw(session, grouped, record="W3", actor=BUS, correlation_id=None)
+        assert not groups.withdraw(session, grouped, record="NOBODY", actor=BUS,
+                                   correlation_id=None)
+    assert _join(migrated, grouped, "W3", "G5", "uic") is JoinOutcome.ALREADY  # no rejoining
+    assert _close(migrated, grouped, "G5") == "closed"
+    with unit_of_work(migrated) as session:  # after the close a withdrawal undoes nothing
+        assert not groups.withdraw(session, grouped, record="W1", actor=BUS, correlation_id=None)
+    assert sorted(r.record for r in allocation_rows(migrated)) == ["W1", "W2"]
+    _gs, state = _state(migrated, grouped)
+    assert state["members"]["W3"].status == "withdrawn"
+
+
 def test_an_altered_group_arm_is_found_at_unsealing(migrated: Engine, grouped: Context) -> None:
     list_id = sealed_list_direct(migrated, grouped, 4)
     for r in ("B1", "B2"):
@@ -308,7 +328,7 @@ async def _bus_and_rest(svc: RunningService, service_logs: io.StringIO) -> None:
     await sealed_list(svc, 8)
     saves = [_baseline(r, g, site) for r, g, site in (
         ("P1", "G1", "rush"), ("P2", "G1", "rush"), ("P3", "G1", "rush"),
-        ("P4", "G2", "uic"), ("P5", "G2", "uic"), ("S1", "G3", "uic"))]
+        ("P4", "G2", "uic"), ("P5", "G2", "uic"), ("P7", "G2", "uic"), ("S1", "G3", "uic"))]
     saves = [s.model_copy(update={"event": baseline_event}) for s in saves]
     not_ready = _baseline("N1", "G1", cons_given="0").model_copy(update={"event": baseline_event})
     no_group = _baseline("N2", "", "rush").model_copy(update={"event": baseline_event})
@@ -318,7 +338,7 @@ async def _bus_and_rest(svc: RunningService, service_logs: io.StringIO) -> None:
 
         async def joined() -> bool:
             listing = await svc.client.get("/v1/groups", headers=coordinator)
-            return sum(len(g["members"]) for g in listing.json()) == 6
+            return sum(len(g["members"]) for g in listing.json()) == 7
 
         await eventually(joined)
         assert [e for e in await tap.read() if e.subject == Allocated.subject] == []  # joins
@@ -344,6 +364,15 @@ async def _bus_and_rest(svc: RunningService, service_logs: io.StringIO) -> None:
         manual = await svc.client.post("/v1/allocations", headers=manager,
                                        json={"record": "P4", "site": "uic", "reason": "bus down"})
         assert manual.status_code == 422 and manual.json()["field"] == "record"
+        gone = _baseline("P7", "G2", "uic", wd_withdrawn="1").model_copy(
+            update={"event": baseline_event})
+        await publish(svc.kernel.bus, [form_saved_for("randomization", gone)])
+
+        async def withdrawn() -> bool:
+            g2 = (await svc.client.get("/v1/groups/G2", headers=coordinator)).json()
+            return {m["record"]: m["status"] for m in g2["members"]}["P7"] == "withdrawn"
+
+        await eventually(withdrawn)
         closed2 = await svc.client.post("/v1/groups/G2/close", headers=manager,
                                         json={"reason": "group starts Monday"})
         assert closed2.status_code == 200 and closed2.json()["arm"] in words

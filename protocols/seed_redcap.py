@@ -8,8 +8,8 @@ event mappings, repeating instruments, CSV layout) are PerPAIN's generator's, so
 trial's project has the same shape; only the forms that differ are written here: the
 screening form with the site, the protocol's eligibility criteria and its stratification
 fields (and the group field under group randomization); the PEG (pain, enjoyment of
-life, general activity) at baseline and follow-up; the withdrawal and allocation forms. Re-run after changing the protocol and commit the result
-(a test fails when they differ).
+life, general activity) at baseline and follow-up; the withdrawal and allocation forms.
+Re-run after changing the protocol and commit the result (a test fails when they differ).
 """
 
 from __future__ import annotations

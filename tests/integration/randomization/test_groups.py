@@ -403,7 +403,7 @@ async def _bus_and_rest(svc: RunningService, service_logs: io.StringIO) -> None:
     denied = await svc.client.post("/v1/groups/G1/members/P6/admit", headers=coordinator,
                                    json={"reason": "joined on day 1"})
     assert denied.status_code == 403
-    # Blinded readers: no arm, no stratum, in any response, event, audit entry or log line.
+    # Blinded readers: no arm, no stratum, in any response, event, audit entry, metric or log.
     for role in ("coordinator",):
         for url in ("/v1/groups", "/v1/groups/G1", "/v1/groups/G2"):
             body = (await svc.client.get(url, headers=svc.as_role(role))).json()
@@ -414,6 +414,10 @@ async def _bus_and_rest(svc: RunningService, service_logs: io.StringIO) -> None:
     assert _leaks([e.after for e in entries], words) == []
     assert {"group.closed", "group.member_joined", "group.member_held_for_review",
             "group.member_admitted", "group.unblinded_read"} <= {e.action for e in entries}
+    metrics = (await svc.client.get("/metrics")).text
+    samples = [re.sub(r"\s[-+0-9.eE]+$", "", line) for line in metrics.splitlines()
+               if line and not line.startswith("#")]
+    assert samples and _leaks(samples, words) == []
     lines = [json.loads(line) for line in service_logs.getvalue().splitlines()]
     assert any(x.get("event") == "group.closed" for x in lines)  # the logs were captured
     assert _leaks(lines, words) == []

@@ -6,7 +6,9 @@ factors). In a personalized design (PerPAIN) the cluster comes first; within a s
 module has a weight by its relation to the stratum's cluster (matching or not), and a slot's
 arm follows from the same relation: 2:1:1 over (matching, non-matching A, non-matching B),
 so every block length is a multiple of 4. Otherwise a slot's treatment is its arm's (the
-arm's one module, else the arm itself) and the weights are the arms' ratios.
+arm's one module, else the arm itself) and the weights are the arms' ratios. A group design
+(`method: group`) is such a design whose slots are group slots: each is taken by a whole
+pre-formed group when it is closed (domain/group.py).
 """
 
 from __future__ import annotations

@@ -133,3 +133,32 @@ def test_the_next_group_arm_is_guessed_at_the_blocks_theoretical_rate() -> None:
     print(f"\ngroup randomization (1:1, blocks of 2/4 groups): observer guesses the next "
           f"group's arm {observed:.3f}, theory {theory:.3f}; a coin 0.500")
     assert observed == pytest.approx(theory, abs=0.02)
+
+
+def test_the_iact_mmrp_protocol_and_its_synthetic_cohort() -> None:
+    """The seed trial: groups of the protocol's sizes, a latecomer who is not expected to be
+    allocated, and the seed's attrition (each share of those still in)."""
+    from services.core.protocol import load_protocol
+    from sim.group_cohort import ATTRITION, make_group_cohort
+
+    protocol = load_protocol("protocols/iact-mmrp.yaml")
+    design = design_from_protocol(protocol)
+    assert design.group == GroupDesign("scr_mmrp_group", 3, 8)
+    assert design.stratum_keys == ("all",) and design.arms == ("mmrp", "mmrp_iact")
+    assert [t.key for t in protocol.timepoints] == ["t0", "post_mmrp", "post_aftercare", "y1"]
+    cohort = make_group_cohort(protocol, eligible=2000, withdrawn=300, ineligible=50)
+    field = protocol.randomization.group.group_field  # type: ignore[union-attr]
+    group_of = {p.record: dict(p.forms)["screening"][field] for p in cohort.people}
+    members = [r for m in cohort.groups.values() for r in m]
+    assert len(members) == len(set(members)) == 2000 - 300 - 1
+    assert all(3 <= len(m) <= 8 for m in cohort.groups.values())
+    assert all(group_of[r] == g for g, m in cohort.groups.items() for r in m)
+    (late, late_group), = cohort.late.items()
+    assert group_of[late] == late_group and late not in members
+    assert not next(p for p in cohort.people if p.record == late).expects_allocation
+    assert {p.record for p in cohort.people if p.expects_allocation} == set(members)
+    still = len(cohort.followups)
+    for i, lost in enumerate(ATTRITION):
+        reached = sum(1 for f in cohort.followups.values() if len(f) > i)
+        assert reached / still == pytest.approx(1 - lost, abs=0.05)
+        still = reached

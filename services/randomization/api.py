@@ -267,8 +267,8 @@ def get_balance(session: SessionDep, ctx: ContextDep,
 
 
 def _members(session: Session, members: list[GroupMember]) -> list[GroupMemberRead]:
-    numbers = {r.record: r.allocation_number for r in repository.allocations(session)} \
-        if any(m.status == "allocated" for m in members) else {}
+    numbers = groups.allocation_numbers(session, [m.record for m in members
+                                                  if m.status == "allocated"])
     return [GroupMemberRead(record=m.record, status=m.status, review_reason=m.review_reason,
                             allocation_number=numbers.get(m.record)) for m in members]
 

@@ -310,6 +310,14 @@ def all_groups(session: Session) -> list[tuple[RandomizationGroup, list[GroupMem
     return [(g, members_of(session, g.id)) for g in groups]
 
 
+def allocation_numbers(session: Session, records: list[str]) -> dict[str, str]:
+    if not records:
+        return {}
+    rows = session.exec(select(AllocationRow.record, AllocationRow.allocation_number)
+                        .where(col(AllocationRow.record).in_(records)))
+    return {record: number for record, number in rows}
+
+
 def group_of(session: Session, group_id: str) -> tuple[RandomizationGroup, list[GroupMember]]:
     group = session.get(RandomizationGroup, group_id)
     if group is None:

@@ -52,7 +52,6 @@ from .keys import SealedDataError
 from .models import (
     AllocationRow,
     GroupMember,
-    ListStatus,
     RandomizationGroup,
     RandomizationList,
 )
@@ -272,6 +271,7 @@ def admit(session: Session, ctx: Context, *, group_id: str, record: str, actor: 
     draw). Reason required; audited."""
     if not reason.strip():
         raise InvalidInput("a reason is required to admit a late member", field="reason")
+    lst = repository.active_list(session, share_lock=True)  # lock order as closing's
     group = _lock_group(session, group_id)
     if group is None:
         raise NotFound(f"no group {group_id}", field="group_id")
@@ -284,8 +284,7 @@ def admit(session: Session, ctx: Context, *, group_id: str, record: str, actor: 
     if group.status != GroupStatus.CLOSED:
         raise Conflict(f"group {group_id} is open: it randomizes its members when it is "
                        "closed", field="group_id")
-    lst = repository.get_list(session, group.list_id or "")
-    if lst is None or lst.status != ListStatus.SEALED:
+    if lst is None or lst.id != group.list_id:
         raise Conflict("the group's list no longer allocates", field="group_id")
     ctx.check_key(lst)
     d = group_disclosure(ctx, group)

@@ -174,6 +174,7 @@ def test_a_late_member_waits_for_review_and_joins_the_group_arm_when_admitted(
     assert _close(migrated, grouped, "G1") == "Conflict"
     assert _join(migrated, grouped, "A2", "G1", "rush") is JoinOutcome.ALREADY  # redelivered
     assert _join(migrated, grouped, "A3", "G1", "rush") is JoinOutcome.LATE
+    assert _join(migrated, grouped, "A4", "G1", "rush") is JoinOutcome.LATE
     assert sorted(r.record for r in allocation_rows(migrated)) == ["A1", "A2"]
     with pytest.raises(InvalidInput) as no_reason, unit_of_work(migrated) as session:
         groups.admit(session, grouped, group_id="G1", record="A3", actor=MANAGER, reason=" ",
@@ -196,11 +197,15 @@ def test_a_late_member_waits_for_review_and_joins_the_group_arm_when_admitted(
     with Session(migrated) as session:
         actions = [e.action for e in session.exec(select(AuditEntry).order_by(col(AuditEntry.seq)))]
     assert actions.count("group.member_joined") == 2
-    assert actions.count("group.member_held_for_review") == 2
+    assert actions.count("group.member_held_for_review") == 3
     assert actions.count("group.closed") == 1 and actions.count("group.member_admitted") == 1
     # At closure the unsealed list accounts for the group: its slot, its members' arms.
     with unit_of_work(migrated) as session:
         lists.close(session, list_id=list_id, reason="end of recruitment", actor=MANAGER)
+    with pytest.raises(Conflict) as ended, unit_of_work(migrated) as session:
+        groups.admit(session, grouped, group_id="G1", record="A4", actor=MANAGER,
+                     reason="too late: allocation has ended", correlation_id=None)
+    assert "no longer allocates" in ended.value.detail
     together = ("statistician", "monitor")
     with unit_of_work(migrated) as session:
         lists.unseal(session, grouped, list_id=list_id, actor=STATISTICIAN, reason="closure",

@@ -13,7 +13,7 @@ late joiner never silently enters an arm nor gets a second draw.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -117,8 +117,3 @@ def check_closable(group_id: str, *, status: GroupStatus | None, members: int,
 def slot_user(group_id: str) -> str:
     """What marks a slot as used: the group (hashed with the list key before storing)."""
     return f"{SLOT_TAG_PREFIX}{group_id}"
-
-
-def inherited(group_arm: str, members: Sequence[str]) -> dict[str, str]:
-    """Every member's arm: the group's."""
-    return dict.fromkeys(members, group_arm)

@@ -1,7 +1,7 @@
 """Group randomization's rules: a group design is permuted blocks over group slots, groups
-stay balanced per stratum, every member inherits the group's arm, joins and closes are
-decided as the protocol says, and the next group's arm is as guessable as blocks' theory
-says (and no more)."""
+stay balanced per stratum, joins and closes are decided as the protocol says, and the next
+group's arm is as guessable as blocks' theory says (and no more). That every member
+inherits the group's arm is the service's to keep: tests/integration/randomization/test_groups.py."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ from services.randomization.domain.group import (
     UnknownGroup,
     check_closable,
     group_id_of,
-    inherited,
     join_outcome,
 )
 from services.randomization.domain.predictability import (
@@ -78,11 +77,6 @@ def test_groups_closing_in_any_order_stay_balanced_per_stratum() -> None:
         if following.block != slot.block:  # the group closed its block
             assert gap == 0
     print(f"\ngroups per arm after 300 closes: { {k: dict(v) for k, v in arms.items()} }")
-
-
-def test_every_member_inherits_the_group_arm() -> None:
-    assert inherited("ktw", ["1", "2", "3"]) == {"1": "ktw", "2": "ktw", "3": "ktw"}
-    assert inherited("p4p", []) == {}
 
 
 @pytest.mark.parametrize(("kwargs", "outcome"), [

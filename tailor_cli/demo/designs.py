@@ -59,7 +59,10 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
             stack.start()
         gw = Gateway(stack.url_of("gateway"),
                      issue_keys(f"sqlite:///{stack.home / 'gateway.db'}", ROLES))
-        created = gw.call("statistician", "POST", f"{API}/lists", json={})
+        # A group takes one slot: room for as many groups as the cohort can form.
+        body = ({"slots_per_stratum": participants // group_demo.MIN_GROUP + 1}
+                if protocol.randomization.method == "group" else {})
+        created = gw.call("statistician", "POST", f"{API}/lists", json=body)
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
         console.print(f"{protocol.randomization.method} list {created['id']} sealed; "
                       f"commitment sha256 {sealed['digest'][:16]}…")

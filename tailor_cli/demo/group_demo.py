@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from services.core.protocol import TrialProtocol
-from sim.group_cohort import GroupCohort
+from sim.group_cohort import MIN_SIZE, GroupCohort
 
 from . import design_checks
 from .checks import Verdict
@@ -24,6 +24,7 @@ from .client import Gateway
 from .pilot import enter_cohort
 
 API = "/api/v1/randomization/v1"
+MIN_GROUP = MIN_SIZE  # the synthetic cohort's smallest group
 
 
 def _until(what: str, done: Callable[[], bool], timeout: float = 90.0) -> None:

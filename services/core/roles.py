@@ -253,6 +253,41 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         requires=Capability.UNBLINDED_VIEW,
     ),
     _rule("GET", "/api/v1/randomization/v1/reports/balance", R.STUDY_MANAGER, R.DSMB, R.MONITOR),
+    # Randomization: groups (group randomization; members are records)
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/groups",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+        note="groups and members; arm and stratum only for unblinded roles (audited)",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/groups/{group_id}",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+    ),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/groups/{group_id}/close",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        participant_data=True,
+        note="randomize a pre-formed group; its members inherit its arm (blinded callers get "
+        "the module only)",
+    ),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/groups/{group_id}/members/{record}/admit",
+        R.STUDY_MANAGER,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="a member who joined after the close inherits the group's arm; reason required",
+    ),
     # Notifications (blinded: the service holds no arm, cluster or module)
     _rule(
         "GET",

@@ -18,7 +18,8 @@ MPI-D answers, which with the module give the arm, reach allocation only):
   seriousness and the NEQ items with their attribution.
 - randomization, only for a design without a prediction step (no allocation cut then): every
   save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
-  forms' completion and the stratification fields (site, declared factors).
+  forms' completion and the stratification fields (site, declared factors), and the group
+  field under group randomization.
 """
 
 from __future__ import annotations
@@ -122,6 +123,8 @@ def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | 
     wanted |= {f"{form}_complete" for form in r.baseline_forms}
     if "site" in protocol.randomization.stratify_by:
         wanted.add(protocol.randomization.site.field or "redcap_data_access_group")
+    if protocol.randomization.group is not None:  # group randomization: the member's group
+        wanted.add(protocol.randomization.group.group_field)
     return _cut(saved, wanted.__contains__)
 
 

@@ -6,11 +6,14 @@ factors). In a personalized design (PerPAIN) the cluster comes first; within a s
 module has a weight by its relation to the stratum's cluster (matching or not), and a slot's
 arm follows from the same relation: 2:1:1 over (matching, non-matching A, non-matching B),
 so every block length is a multiple of 4. Otherwise a slot's treatment is its arm's (the
-arm's one module, else the arm itself) and the weights are the arms' ratios.
+arm's one module, else the arm itself) and the weights are the arms' ratios. A group design
+(`method: group`) is such a design whose slots are group slots: each is taken by a whole
+pre-formed group when it is closed (domain/group.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .errors import DesignError, NotInDesignError
+from .group import GroupDesign
 from .minimization import Factor as MinimizationFactor
 from .minimization import MinimizationDesign
 
@@ -88,6 +92,8 @@ class ListDesign:
     personalized: bool = True
     # Minimization has no slots: its sealed element is the seed's draws.
     minimization: MinimizationDesign | None = None
+    # Group randomization: the slots are group slots; members inherit their group's arm.
+    group: GroupDesign | None = None
     _by_key: dict[str, StratumDesign] = field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
@@ -172,15 +178,14 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
     (for a design without personalization) its arms."""
     r = randomization
     # Declared in the vocabulary, not run yet: refuse rather than randomize participants
-    # one by one where groups or later stages were meant.
-    if r.method == "group":
-        raise DesignError("group randomization is not run by this version",
-                          field="randomization.method")
+    # one by one where later stages were meant.
     if r.stages:
         raise DesignError("multi-stage (SMART) randomization is not run by this version",
                           field="randomization.stages")
     if r.method == "minimization":
         return _minimization_design(r, arms)
+    if r.method == "group":
+        return _group_design(r, arms)
     if r.module_weights is None or r.arm_of is None:
         return _plain_design(r, arms)
     if not clusters:
@@ -254,6 +259,15 @@ def _plain_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
     )
     _check_blocks(design, "the sum of the arms' ratios")
     return design
+
+
+def _group_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
+    """Permuted blocks as in a plain design, over group slots: each slot is one group."""
+    if r.group is None:
+        raise DesignError("method 'group' needs its section", field="randomization.group")
+    plain = _plain_design(r, arms)
+    return dataclasses.replace(plain, group=GroupDesign(
+        r.group.group_field, r.group.min_group_size, r.group.max_group_size))
 
 
 def _factor_levels(r: RandomizationDesign) -> tuple[tuple[str, tuple[str, ...]], ...]:

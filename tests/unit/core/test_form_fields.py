@@ -68,7 +68,8 @@ def test_safety_gets_the_ae_instrument_own_fields_only(protocol: TrialProtocol) 
 
 @pytest.mark.parametrize(("name", "without"), [("perpain-pilot", "randomization"),
                                               ("rush-mechanisms", "allocation"),
-                                              ("partners4pain", "allocation")])
+                                              ("partners4pain", "allocation"),
+                                              ("iact-mmrp", "allocation")])
 def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
         name: str, without: str) -> None:
     """A personalized design seals its baseline to allocation, any other to randomization;
@@ -81,3 +82,16 @@ def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
     for form in trial.redcap.baseline_forms:
         cuts = per_consumer(_save(form, baseline, every_field), trial, [])
         assert set(cuts) <= set(consumers)
+
+
+def test_under_group_randomization_randomization_gets_the_group_field_and_no_contacts() -> None:
+    trial = load_protocol("protocols/iact-mmrp.yaml")
+    baseline = trial.redcap.unique_event_name(trial.redcap.baseline_event)
+    row = {"scr_mmrp_group": "G2011-03", "scr_eligible": "1", "cons_given": "1",
+           "screening_complete": "2", "dem_age": "41", "peg_pain": "7", **CONTACT}
+    cut = per_consumer(_save("screening", baseline, row), trial, [])["randomization"]
+    assert cut.fields == {"scr_mmrp_group": "G2011-03", "scr_eligible": "1", "cons_given": "1",
+                          "screening_complete": "2"}
+    partners = load_protocol("protocols/partners4pain.yaml")
+    other = per_consumer(_save("screening", baseline, row), partners, [])["randomization"]
+    assert "scr_mmrp_group" not in other.fields

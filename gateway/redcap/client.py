@@ -94,11 +94,14 @@ class RedcapClient:
             result = self._project.import_records(rows, overwrite="normal", return_content="count")
         return int(result["count"]) if isinstance(result, dict) else int(result)
 
-    def survey_link(self, record: str, instrument: str, event: str) -> str:
-        """The participant's own link to `instrument` in `event` (REDCap makes it once)."""
+    def survey_link(self, record: str, instrument: str, event: str,
+                    repeat_instance: int = 1) -> str:
+        """The participant's own link to `instrument` in `event` (REDCap makes it once per
+        instance; a repeating survey's later instances have links before they have data)."""
         with self._call("surveyLink", "export"):
             return self._link(self._project.export_survey_link(
-                record=record, instrument=instrument, event=event))
+                record=record, instrument=instrument, event=event,
+                repeat_instance=repeat_instance))
 
     def survey_queue_link(self, record: str) -> str:
         with self._call("surveyQueueLink", "export"):

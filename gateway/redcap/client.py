@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -83,11 +83,13 @@ class RedcapClient:
                 date_begin=begin, export_blank_for_gray_form_status=True)
 
     def rights_offenders(self, redcap: RedcapProject, service_user: str, *,
-                         personalized: bool = True) -> list[Offender]:
-        """Users and roles who could see both the allocation and baseline MPI-D answers."""
+                         personalized: bool = True,
+                         module_forms: Collection[str] = ()) -> list[Offender]:
+        """Users and roles who could see both the allocation (or a form only one module's
+        participants fill in) and baseline MPI-D answers."""
         with self._call("user", "export"):
             return check_project_rights(self._project, redcap, service_user=service_user,
-                                        personalized=personalized)
+                                        personalized=personalized, module_forms=module_forms)
 
     def import_rows(self, rows: list[dict[str, str]]) -> int:
         with self._call("record", "import"):

@@ -103,9 +103,6 @@ def survey_place(protocol: TrialProtocol, instrument: str, event: str,
     key = redcap.event_key(event)
     if key is not None and protocol.diary_answers == (instrument, key):
         return redcap.unique_event_name(key), _diary_instance(protocol, repeat_instance)
-    if repeat_instance:
-        raise InvalidInput("repeat_instance: only the diary's answer survey repeats",
-                           field="repeat_instance")
     timepoint = next((t for t in protocol.timepoints if t.redcap_event == key), None)
     if timepoint is None:
         raise InvalidInput(f"{event!r} is not the REDCap event of a protocol timepoint",
@@ -114,6 +111,9 @@ def survey_place(protocol: TrialProtocol, instrument: str, event: str,
         raise InvalidInput(
             f"{instrument!r} is not a survey of timepoint {timepoint.key!r} "
             f"(surveys: {timepoint.surveys})", field="instrument")
+    if repeat_instance:
+        raise InvalidInput("repeat_instance: only the diary's answer survey repeats",
+                           field="repeat_instance")
     return redcap.unique_event_name(timepoint.redcap_event), None
 
 

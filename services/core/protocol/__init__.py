@@ -246,6 +246,13 @@ class TrialProtocol(Strict):
             return None
         return d.answer_form, d.answer_event
 
+    @property
+    def module_forms(self) -> list[str]:
+        """REDCap instruments only one module's participants fill in (the diary's answers):
+        their data show the module, so the blinding check treats them as the allocation."""
+        answers = self.diary_answers
+        return [answers[0]] if answers else []
+
     @cached_property
     def redcap_events(self) -> list[str]:
         """Every REDCap event of the project (keys, no arm suffix): the timepoints' and

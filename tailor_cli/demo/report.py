@@ -158,3 +158,22 @@ def reminders(console: Console, rows: list[tuple[str, int, int]]) -> None:
     for label, n, mails in rows:
         table.add_row(label, str(n), str(mails))
     console.print(table)
+
+
+def diary(console: Console, participants: int, steps: int, sent: int, answered: int) -> None:
+    console.print(f"diary module: {participants} participants' first diary morning "
+                  f"(08:00-10:00, {steps} steps of the clock): {sent} prompts by SMS, each "
+                  f"with the participant's REDCap survey link of that prompt; {answered} "
+                  "answered on the survey page, the rest left to expire")
+
+
+def acceptability(console: Console, body: dict, sent: int, answered: int) -> None:
+    """The acceptability summary's diary line (pooled: what blinded readers see)."""
+    diary = body["pooled"]["diary"]
+    rate = body["diary_adherence"]
+    shown = "null" if rate is None else f"{rate:.3f}"
+    console.print(f"Acceptability: diary adherence {shown} = {diary['answered_in_time']} prompts "
+                  f"answered in time / {diary['prompts_sent']} sent ({diary['participants']} "
+                  f"diary participants; the demo's own count: {answered}/{sent})")
+    for week in diary["weeks"]:
+        console.print(f"  {week['week']}: {week['answered_in_time']}/{week['prompts_sent']}")

@@ -110,9 +110,11 @@ def _diary(console: Console, stack: LocalStack, gw: Gateway, protocol: TrialProt
     out = diary.outside(stack.redcap, stack.url_of("sms-provider"), protocol)
     run = diary.DiaryRun(diary.diary_participants(protocol, expected, modules))
     clock = Path(stack.env["TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE"])
+    started = time.monotonic()
     with console.status("the diary module's first morning: prompts by SMS, answers in REDCap…"):
         diary.diary_morning(gw, protocol, run, out, clock)
-    report.diary(console, len(set(run.mobiles.values())), run.steps, run.sent, len(run.answered))
+    report.diary(console, len(set(run.mobiles.values())), run.steps, run.sent, len(run.answered),
+                 time.monotonic() - started)
     return run, out
 
 

@@ -3,7 +3,7 @@ their time zone), walked through in steps of the simulated clock.
 
 Each prompt reaches the participant as an SMS (the SMS provider simulator) carrying their
 own REDCap survey link for that prompt; about three in four prompts are answered on that
-survey page, as a participant would, the rest are left to expire. Steps are short (20
+survey page, as a participant would, the rest are left to expire. Steps are short (30
 minutes against prompts that stay open for an hour), so every answer is in time, and the
 clock moves on only once the answers are counted. What the participants received and
 answered is the demo's own count, which the reports service's adherence must equal.
@@ -14,6 +14,7 @@ from __future__ import annotations
 import random
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from datetime import time as clock_time
@@ -29,7 +30,9 @@ from sim.cohort import Participant
 
 from .client import Gateway
 
-START, END, STEP = clock_time(8, 0), clock_time(10, 0), timedelta(minutes=20)
+# The waking window opens at 08:00: the first step at 08:30 finds the prompts of the
+# first half hour, each with at least half an hour left of its hour.
+START, END, STEP = clock_time(8, 30), clock_time(10, 0), timedelta(minutes=30)
 ANSWER_SHARE = 0.75
 SEED = 22792
 ACCEPTABILITY = "/api/v1/reports/v1/acceptability"
@@ -131,13 +134,14 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
 
 def settled(gw: Gateway, records: list[str], until: datetime) -> bool:
     """Every diary prompt due by `until` has been sent, or dropped, by notifications."""
-    for record in records:
+    def done(record: str) -> bool:
         messages = gw.call("coordinator", "GET", "/api/v1/notifications/v1/messages",
                            params={"record": record})
-        if any(m["kind"] == "diary_prompt" and m["state"] in QUEUED
-               and datetime.fromisoformat(m["due_at"]) <= until for m in messages):
-            return False
-    return True
+        return not any(m["kind"] == "diary_prompt" and m["state"] in QUEUED
+                       and datetime.fromisoformat(m["due_at"]) <= until for m in messages)
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return all(pool.map(done, records))
 
 
 def diary_morning(gw: Gateway, protocol: TrialProtocol, run: DiaryRun, out: Outside,

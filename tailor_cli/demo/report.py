@@ -160,11 +160,12 @@ def reminders(console: Console, rows: list[tuple[str, int, int]]) -> None:
     console.print(table)
 
 
-def diary(console: Console, participants: int, steps: int, sent: int, answered: int) -> None:
+def diary(console: Console, participants: int, steps: int, sent: int, answered: int,
+          seconds: float) -> None:
     console.print(f"diary module: {participants} participants' first diary morning "
-                  f"(08:00-10:00, {steps} steps of the clock): {sent} prompts by SMS, each "
-                  f"with the participant's REDCap survey link of that prompt; {answered} "
-                  "answered on the survey page, the rest left to expire")
+                  f"(08:00-10:00, {steps} steps of the clock, {seconds:.0f}s): {sent} prompts "
+                  f"by SMS, each with the participant's REDCap survey link of that prompt; "
+                  f"{answered} answered on the survey page, the rest left to expire")
 
 
 def acceptability(console: Console, body: dict, sent: int, answered: int) -> None:

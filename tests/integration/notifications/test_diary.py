@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.core.db import unit_of_work
+from services.notifications.diary import mark_answered
 from services.notifications.dispatch.metrics import DIARY_ADHERENCE
 from tests.support.harness import eventually
 
@@ -78,10 +80,21 @@ async def test_diary_prompts_are_batched_spaced_sent_while_open_and_answered(
         later = next(m for m in msgs.values() if _at(m) > noon)
         stack.move_to(_at(later) + timedelta(minutes=5))
         await eventually(lambda: _sent(stack, later["key"]))
+        instance = prompt_instance(protocol, "P-070", later["key"])
         await stack.save("P-070", "diary", "diary", {"diary_complete": "2"},
-                         repeat_instance=prompt_instance(protocol, "P-070", later["key"]))
+                         repeat_instance=instance)
         await eventually(lambda: _answered(stack, later["key"]))
         await eventually(lambda: DIARY_ADHERENCE._value.get() > 0)
+        # The same instance saved again (REDCap re-sent, the sweep found it) counts nothing;
+        # nor does an instance no prompt has, or a prompt that never went out.
+        unsent = next(m for m in msgs.values() if _at(m) > _at(later) + timedelta(hours=2))
+        with unit_of_work(svc.kernel.engine) as session:
+            assert mark_answered(session, stack.rt, "P-070", instance=instance) is None
+            assert mark_answered(session, stack.rt, "P-070", instance=10_000) is None
+            assert mark_answered(session, stack.rt, "P-070", instance=prompt_instance(
+                protocol, "P-070", unsent["key"])) is None
+        answered = [m for m in _prompts(await stack.messages("P-070")) if m["answered_at"]]
+        assert [m["key"] for m in answered] == [later["key"]]
 
         # Withdrawal stops the diary: what is queued is cancelled, nothing more is generated.
         await stack.save("P-070", "t0_baseline", "withdrawal", {"wd_withdrawn": "1"})

@@ -81,3 +81,17 @@ def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
     for form in trial.redcap.baseline_forms:
         cuts = per_consumer(_save(form, baseline, every_field), trial, [])
         assert set(cuts) <= set(consumers)
+
+
+def test_a_diary_answer_goes_to_notifications_alone_without_its_answers(
+        protocol: TrialProtocol) -> None:
+    """Notifications counts the answer from its instrument, instance and status; reports
+    gets the adherence counted from notifications, and nobody gets the answers."""
+    row = {"record_id": "P1", "redcap_repeat_instrument": "diary", "redcap_repeat_instance": "7",
+           "diary_mood": "5", "diary_pleasant_what": "a walk", "diary_complete": "2"}
+    saved = _save("diary", "diary", row).model_copy(update={"repeat_instance": 7})
+    cuts = per_consumer(saved, protocol, ["diary_mood", "diary_pleasant_what"])
+    assert set(cuts) == {"notifications"}
+    note = cuts["notifications"]
+    assert (note.instrument, note.repeat_instance, note.complete_status) == ("diary", 7, 2)
+    assert note.fields == {}

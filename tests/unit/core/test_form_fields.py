@@ -95,3 +95,17 @@ def test_under_group_randomization_randomization_gets_the_group_field_and_no_con
     partners = load_protocol("protocols/partners4pain.yaml")
     other = per_consumer(_save("screening", baseline, row), partners, [])["randomization"]
     assert "scr_mmrp_group" not in other.fields
+
+
+def test_a_diary_answer_goes_to_notifications_alone_without_its_answers(
+        protocol: TrialProtocol) -> None:
+    """Notifications counts the answer from its instrument, instance and status; reports
+    gets the adherence counted from notifications, and nobody gets the answers."""
+    row = {"record_id": "P1", "redcap_repeat_instrument": "diary", "redcap_repeat_instance": "7",
+           "diary_mood": "5", "diary_pleasant_what": "a walk", "diary_complete": "2"}
+    saved = _save("diary", "diary", row).model_copy(update={"repeat_instance": 7})
+    cuts = per_consumer(saved, protocol, ["diary_mood", "diary_pleasant_what"])
+    assert set(cuts) == {"notifications"}
+    note = cuts["notifications"]
+    assert (note.instrument, note.repeat_instance, note.complete_status) == ("diary", 7, 2)
+    assert note.fields == {}

@@ -6,7 +6,8 @@ enters a synthetic cohort form by form in the REDCap emulator (real Data Entry T
 waits for every allocation to be written back to REDCap, then checks that exactly the
 eligible, non-withdrawn participants were allocated, once, as the randomization service
 says, and the design's own property: block balance per stratum, or minimization's
-imbalance against simple randomization on the same cohort (both printed).
+imbalance against simple randomization on the same cohort (both printed), and how often
+an observer knowing every past assignment guesses the next, against theory (printed).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         arm_by_record = {a["record"]: a["arm"] for a in unblinded}
         fields_by_record = {p.record: dict(p.forms)["screening"] for p in cohort}
         _check_design(console, verdict, protocol, gw, fields_by_record, arm_by_record)
+        order = sorted(arm_by_record, key=lambda rec: in_redcap[rec][f.allocation_number])
+        guessed = design_checks.guessability(protocol, fields_by_record, arm_by_record, order)
+        console.print(guessed.line())
+        design_checks.check_guessability(verdict, guessed)
         for line in verdict.passed:
             console.print(f"[green]✓[/green] {line}")
         for line in verdict.failed:

@@ -9,15 +9,17 @@ from pathlib import Path
 import pytest
 
 from services.core.protocol import TrialProtocol, load_protocol
-from services.randomization.domain import RandomizationError, design_from_protocol
+from services.randomization.domain import RandomizationError, design_from_protocol, generate_list
 from services.randomization.domain.baseline import levels_of, unmet
-from services.randomization.domain.minimization import Marginals, decide, draws_for
+from services.randomization.domain.minimization import Marginals, decide, draws_for, replay
 from sim.seed_cohort import make_seed_cohort
 from tailor_cli.demo.checks import Verdict
 from tailor_cli.demo.design_checks import (
     block_balance,
     check_blocks,
+    check_guessability,
     check_minimization,
+    guessability,
     minimization_figures,
 )
 
@@ -105,3 +107,41 @@ def test_minimization_beats_simple_randomization_on_a_seed_cohort(rush) -> None:
     coin = {r: rng.choice(["cbt", "act"]) for r in fields}
     worst = minimization_figures(rush, fields, coin, runs=200)
     assert worst.minimized > figures.minimized
+
+
+def test_the_demo_prints_the_observers_rate_beside_theory_and_flags_one_far_from_it(
+        p4p, rush) -> None:
+    """partners4pain: arms from its own sealed list in allocation order; rush: decisions
+    replayed from a seed. An order far from the theory fails the check."""
+    cohort = make_seed_cohort(p4p, eligible=376, ineligible=0, withdrawn=0)
+    fields = {p.record: dict(p.forms)["screening"] for p in cohort}
+    design = design_from_protocol(p4p)
+    slots = {s: [x.arm for x in generate_list(design, seed_of("p4p demo"), 300)
+                 if x.stratum == s] for s in design.stratum_keys}
+    arms = {}
+    for record in sorted(fields):
+        arms[record] = slots[levels_of(p4p, fields[record])["site"]].pop(0)
+    figure = guessability(p4p, fields, arms, sorted(fields))
+    verdict = Verdict()
+    check_guessability(verdict, figure)
+    print("\n" + figure.line())
+    assert verdict.ok and figure.n == 376 and figure.theory == pytest.approx(0.703, abs=1e-3)
+    # A broken list that hands out one arm only: the observer (guessing the arm behind)
+    # is nearly always wrong, far outside the theory's sampling error.
+    bad = Verdict()
+    check_guessability(bad, guessability(p4p, fields, dict.fromkeys(fields, "partners4pain"),
+                                         sorted(fields)))
+    assert not bad.ok
+
+    people = make_seed_cohort(rush, eligible=300, ineligible=0, withdrawn=0)
+    rfields = {p.record: dict(p.forms)["screening"] for p in people}
+    m = design_from_protocol(rush).minimization
+    assert m is not None
+    order = sorted(rfields)
+    decided = replay(m, seed_of("rush demo"), [levels_of(rush, rfields[r]) for r in order])
+    rarms = {r: d.arm for r, d in zip(order, decided, strict=True)}
+    rush_figure = guessability(rush, rfields, rarms, order)
+    print(rush_figure.line())
+    ok = Verdict()
+    check_guessability(ok, rush_figure)
+    assert ok.ok and rush_figure.n == 300

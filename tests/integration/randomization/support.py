@@ -17,6 +17,7 @@ from services.core.events import ClusterAssigned, Envelope
 from services.randomization import lists
 from services.randomization.domain import SealedSlot, Slot, unseal_slot
 from services.randomization.keys import ListKey
+from services.randomization.lists import UnsealedList
 from services.randomization.models import AllocationRow, RandomizationList, SealedSlotRow
 from services.randomization.service import Actor, Context, design_from_snapshot, disclose
 from tests.support.harness import RunningService, provisioner_bus
@@ -43,6 +44,22 @@ def sealed_list_direct(engine: Engine, ctx: Context, slots_per_stratum: int) -> 
     with unit_of_work(engine) as session:
         lists.seal(session, ctx, list_id=lst.id, actor=STATISTICIAN)
     return lst.id
+
+
+def unseal_closed(engine: Engine, ctx: Context, list_id: str) -> UnsealedList:
+    """Close the list and unseal it (a statistician and a monitor together)."""
+    manager = Actor("sm", "study_manager")
+    with unit_of_work(engine) as session:
+        lists.close(session, list_id=list_id, reason="end of recruitment", actor=manager)
+    together = ("statistician", "monitor")
+    with unit_of_work(engine) as session:
+        lists.unseal(session, ctx, list_id=list_id, actor=STATISTICIAN, reason="closure",
+                     together=together)
+    with unit_of_work(engine) as session:
+        opened = lists.unseal(session, ctx, list_id=list_id, actor=Actor("mon-1", "monitor"),
+                              reason="closure", together=together)
+    assert isinstance(opened, UnsealedList)
+    return opened
 
 
 def cluster_assigned(record: str, cluster: str, *, pilot: bool = False,

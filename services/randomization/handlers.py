@@ -20,7 +20,7 @@ from sqlmodel import Session
 from services.core.bus_contract import Subscription
 from services.core.consumers import Consumer
 from services.core.db import unit_of_work
-from services.core.errors import InvalidInput, TransientError
+from services.core.errors import TransientError
 from services.core.events import (
     ClusterAssigned,
     Envelope,
@@ -31,10 +31,10 @@ from services.core.periodic import every
 from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
-from . import parking, reports, service
+from . import baseline_saves, parking, reports, service
 from .bootstrap import RandomizationDeps
 from .domain import RandomizationError
-from .domain.baseline import levels_of, unmet
+from .domain.baseline import is_baseline, levels_of, unmet
 from .service import Actor, AllocationRequest
 
 log = structlog.get_logger(__name__)
@@ -93,17 +93,24 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_form_saved(session: Session, env: Envelope) -> None:
         saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
         ctx = deps.context
-        if ctx.protocol.randomization.personalized or unmet(ctx.protocol, saved.fields):
-            return  # the cluster comes from the allocation service, or not ready yet
+        protocol = ctx.protocol
+        if protocol.randomization.personalized:
+            return  # the cluster comes from the allocation service
+        trigger = baseline_saves.Trigger(env.id, env.correlation_id or env.id)
+        withdrawn = baseline_saves.note_withdrawal(session, saved, trigger, protocol)
+        if not is_baseline(protocol, saved.event) or withdrawn or unmet(protocol, saved.fields):
+            return  # a later event's withdrawal form, withdrawn, or not ready yet
         try:
-            levels = levels_of(ctx.protocol, saved.fields)
-        except RandomizationError as err:  # names the REDCap field, never its value
-            raise InvalidInput(f"{err.field}: missing, or not a level of its stratification "
-                               "factor", field=err.field) from None
+            levels = levels_of(protocol, saved.fields)
+        except RandomizationError as err:  # staff correct it in REDCap; the next save allocates
+            baseline_saves.request_review(session, record=saved.record,
+                                          field=err.field or "stratify_by", protocol=protocol,
+                                          trigger=trigger)
+            return
         request = AllocationRequest(
             record=saved.record, cluster=None, site=levels.get("site"), pilot=False,
             source="event", actor=Actor(f"event:{env.producer}", "system"),
-            correlation_id=env.correlation_id or env.id, levels=levels)
+            correlation_id=trigger.correlation_id, levels=levels)
         try:
             with session.begin_nested():
                 service.allocate(session, ctx, request)

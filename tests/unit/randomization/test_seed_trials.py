@@ -10,7 +10,7 @@ import pytest
 
 from services.core.protocol import TrialProtocol, load_protocol
 from services.randomization.domain import RandomizationError, design_from_protocol, generate_list
-from services.randomization.domain.baseline import levels_of, unmet
+from services.randomization.domain.baseline import levels_of, must_hold, unmet
 from services.randomization.domain.minimization import Marginals, decide, draws_for, replay
 from sim.seed_cohort import make_seed_cohort
 from tailor_cli.demo.checks import Verdict
@@ -145,3 +145,21 @@ def test_the_demo_prints_the_observers_rate_beside_theory_and_flags_one_far_from
     ok = Verdict()
     check_guessability(ok, rush_figure)
     assert ok.ok and rush_figure.n == 300
+
+
+def test_a_site_comes_from_the_data_access_group_when_no_field_is_declared(rush) -> None:
+    by_dag = rush.model_copy(update={"randomization": rush.randomization.model_copy(
+        update={"site": type(rush.randomization.site)()})})
+    fields = {"redcap_data_access_group": "site_2", "scr_pain_interference": "4"}
+    assert levels_of(by_dag, fields) == {"site": "site_2", "interference": "moderate"}
+    for dag in ("", "site_9"):
+        with pytest.raises(RandomizationError) as err:
+            levels_of(by_dag, {**fields, "redcap_data_access_group": dag})
+        assert err.value.field == "redcap_data_access_group"
+    assert "data access group" in must_hold(by_dag, "redcap_data_access_group")
+
+
+def test_what_a_stratification_field_must_hold_names_it_and_never_a_value(rush) -> None:
+    assert must_hold(rush, "scr_site") == "scr_site must be one of 1, 2 (the sites)"
+    assert must_hold(rush, "scr_pain_interference") == (
+        "scr_pain_interference must be a number (cut at 6 into moderate, high)")

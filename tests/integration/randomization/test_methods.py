@@ -18,30 +18,25 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from services.core import audit
 from services.core.db import unit_of_work
 from services.core.protocol import TrialProtocol, load_protocol
 from services.randomization.domain.baseline import levels_of
-from services.randomization.domain.minimization import replay
 from services.randomization.keys import ListKey
-from services.randomization.models import RandomizationList
 from services.randomization.service import (
     Actor,
     AllocationRace,
     AllocationRequest,
     Context,
     allocate,
-    disclose,
 )
 
 from .support import (
     allocation_rows,
-    check_exactly_once_in_order,
-    opened_slots,
+    check_blocks_balanced,
+    check_minimization_reproducible,
     sealed_list_direct,
-    unseal_closed,
 )
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -60,51 +55,6 @@ class Method:
     slots_per_stratum: int = 1
 
 
-def _blocks_balanced(engine: Engine, ctx: Context, list_id: str,
-                     levels: dict[str, dict[str, str]]) -> None:
-    """Each stratum's slots are taken strictly in list order, none twice; the arms stay
-    within half the longest block of 1:1 after every allocation and every whole block
-    holds the ratio exactly; each participant sits in their own site's stratum."""
-    by_stratum = check_exactly_once_in_order(engine, ctx, list_id, levels)
-    slots = opened_slots(engine, ctx.key, list_id)
-    half = max(ctx.protocol.randomization.block_lengths) // 2
-    for stratum, records in by_stratum.items():
-        assert all(levels[r]["site"] == stratum for r in records)
-        taken = [slots[(stratum, seq)][0] for seq in range(1, len(records) + 1)]
-        gap = 0
-        blocks: dict[tuple[int, int], list[str]] = {}
-        for slot in taken:
-            gap += 1 if slot.arm == ctx.protocol.arms[0].key else -1
-            assert abs(gap) <= half, stratum
-            blocks.setdefault((slot.block, slot.block_length), []).append(slot.arm)
-        whole = [arms for (_, length), arms in blocks.items() if len(arms) == length]
-        assert len(whole) >= len(blocks) - 1  # only the last block may be unfinished
-        assert all(arms.count(arms[0]) * 2 == len(arms) for arms in whole), stratum
-
-
-def _minimization_reproducible(engine: Engine, ctx: Context, list_id: str,
-                               levels: dict[str, dict[str, str]]) -> None:
-    """One decision per participant numbered 1..n without a gap, each with the levels the
-    consumer read; replayed from the unsealed seed in decision order, every arm and every
-    imbalance score comes back."""
-    rows = allocation_rows(engine)
-    detail = {r.record: disclose(ctx, r) for r in rows}
-    assert set(detail) == set(levels)
-    order = sorted(detail, key=lambda rec: detail[rec].seq or 0)
-    assert [detail[r].seq for r in order] == list(range(1, len(levels) + 1))
-    assert all(detail[r].levels == levels[r] for r in order)
-    opened = unseal_closed(engine, ctx, list_id)
-    assert opened.verified, opened.problems
-    with Session(engine) as session:
-        lst = session.get(RandomizationList, list_id)
-        assert lst is not None
-        design = ctx.design_of(lst).minimization
-    assert design is not None
-    again = replay(design, opened.seed, [levels[r] for r in order])
-    assert [d.arm for d in again] == [detail[r].arm for r in order]
-    assert [d.scores for d in again] == [(detail[r].decision or {})["scores"] for r in order]
-
-
 def _p4p(rng: random.Random) -> Fields:
     return {"scr_site": rng.choice(["1", "1", "2"])}
 
@@ -114,8 +64,8 @@ def _rush(rng: random.Random) -> Fields:
 
 
 METHODS = {
-    "permuted_blocks": Method("partners4pain.yaml", _p4p, _blocks_balanced, 100),
-    "minimization": Method("rush-mechanisms.yaml", _rush, _minimization_reproducible),
+    "permuted_blocks": Method("partners4pain.yaml", _p4p, check_blocks_balanced, 100),
+    "minimization": Method("rush-mechanisms.yaml", _rush, check_minimization_reproducible),
 }
 
 

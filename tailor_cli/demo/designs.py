@@ -44,7 +44,13 @@ def services_for(protocol: TrialProtocol) -> list[str]:
     return [s for s in registry.existing() if needs.get(s, True)]
 
 
-def run_design_demo(name: str, home: Path, console: Console, *, participants: int) -> int:
+DEFAULT_PARTICIPANTS = 120  # for a protocol that declares no sample_size
+
+
+def run_design_demo(name: str, home: Path, console: Console, *,
+                    participants: int | None = None) -> int:
+    """`participants` randomized (default: the protocol's `trial.sample_size`); one more
+    withdraws before randomization and a few are ineligible."""
     shutil.rmtree(home, ignore_errors=True)
     path = protocol_file(name)
     protocol = load_protocol(path)
@@ -61,14 +67,15 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
         console.print(f"{protocol.randomization.method} list {created['id']} sealed; "
                       f"commitment sha256 {sealed['digest'][:16]}…")
-        cohort = make_seed_cohort(protocol, eligible=participants)
+        n = participants or protocol.trial.sample_size or DEFAULT_PARTICIPANTS
+        cohort = make_seed_cohort(protocol, eligible=n + 1, withdrawn=1)
         expected = [p for p in cohort if p.expects_allocation]
         r, f = protocol.redcap, protocol.redcap.fields
         event = r.unique_event_name(r.baseline_event)
         alloc_fields = (f.allocation_number, f.allocation_module, f.allocation_time)
         with console.status(f"site staff enter {len(cohort)} screened people in REDCap…"):
             enter_cohort(stack.redcap["url"], stack.redcap["project_id"], event, cohort)
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + max(180, len(expected))  # a full-size cohort: longer
         in_redcap: dict[str, dict[str, str]] = {}
         with console.status("waiting for the allocations in REDCap…"):
             while time.monotonic() < deadline and len(in_redcap) < len(expected):

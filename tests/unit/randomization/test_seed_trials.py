@@ -7,6 +7,7 @@ import random
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from services.core.protocol import TrialProtocol, load_protocol
 from services.randomization.domain import RandomizationError, design_from_protocol, generate_list
@@ -163,3 +164,11 @@ def test_what_a_stratification_field_must_hold_names_it_and_never_a_value(rush) 
     assert must_hold(rush, "scr_site") == "scr_site must be one of 1, 2 (the sites)"
     assert must_hold(rush, "scr_pain_interference") == (
         "scr_pain_interference must be a number (cut at 6 into moderate, high)")
+
+
+def test_the_seed_trials_declare_their_sample_size_and_a_bad_one_is_named(p4p, rush) -> None:
+    """The demos randomize this many by default (the seeds' n)."""
+    assert (p4p.trial.sample_size, rush.trial.sample_size) == (376, 460)
+    with pytest.raises(ValidationError) as err:
+        type(rush.trial).model_validate({**rush.trial.model_dump(), "sample_size": 0})
+    assert err.value.errors()[0]["loc"] == ("sample_size",)

@@ -135,8 +135,9 @@ def demo(
     protocol: Annotated[str | None, typer.Option(
         help="a seed trial under protocols/ (partners4pain, rush-mechanisms, iact-mmrp); "
              "default: the PerPAIN pilot")] = None,
-    participants: Annotated[int, typer.Option(
-        help="eligible participants the seed trial's demo enters")] = 120,
+    participants: Annotated[int | None, typer.Option(
+        help="participants the seed trial's demo randomizes (besides a few ineligible and "
+             "one who withdraws); default: the protocol's sample_size")] = None,
 ) -> None:
     """Run a trial end to end on the local stack and check it; exit 0 only if every check holds."""
     if protocol is not None and protocol != "perpain-pilot":

@@ -70,9 +70,14 @@ class RedcapClient:
             self._metadata = forms
         return self._metadata.get(instrument, [])
 
-    def event_rows(self, record: str, unique_event: str) -> list[dict[str, str]]:
+    def event_rows(self, record: str, unique_event: str, *,
+                   with_dag: bool = False) -> list[dict[str, str]]:
+        """The record's rows in one event; `with_dag` adds `redcap_data_access_group` (the
+        site of a protocol that stratifies by DAG: REDCap leaves it out unless asked, and
+        asking needs the Data Access Groups right)."""
         with self._call("record", "export"):
-            return self._project.export_records(records=[record], events=[unique_event])  # type: ignore[return-value]
+            return self._project.export_records(  # type: ignore[return-value]
+                records=[record], events=[unique_event], export_data_access_groups=with_dag)
 
     def changed_since(self, begin: datetime, server_zone: str = "UTC") -> list[dict[str, str]]:
         """Rows changed since `begin` (aware); REDCap reads the bound in its server's zone."""

@@ -141,7 +141,9 @@ def fetch_for(client: RedcapClient, protocol: TrialProtocol, t: RedcapTrigger
               ) -> tuple[dict[str, str] | None, list[str]]:
     """The saved data of the trigger's form (I/O: REDCap API)."""
     unique_event = protocol.redcap.unique_event_name(t.event or protocol.redcap.baseline_event)
-    rows = client.event_rows(t.record, unique_event)
+    r = protocol.randomization
+    site_from_dag = "site" in r.stratify_by and r.site.field is None and not r.personalized
+    rows = client.event_rows(t.record, unique_event, with_dag=site_from_dag)
     fields = client.form_fields(t.instrument)
     repeating = t.instrument == protocol.redcap.adverse_event_form or t.repeat_instance is not None
     return _form_row(rows, t.instrument, t.repeat_instance, repeating), fields

@@ -1,5 +1,6 @@
 """Facts other services publish for a person to act on become follow-ups (staff tasks),
-one per event: an unscorable baseline, an emergency unblinding, a stratum running low, a
+one per event: an unscorable baseline (or one whose stratification value is no level of its
+factor), an emergency unblinding, a stratum running low, a
 completed timepoint, a REDCap write-back REDCap refused for good. Summaries carry only
 what the (blinded) event carries: never an arm, a cluster or a stratum.
 """
@@ -16,6 +17,7 @@ from services.core.bus_contract import DLQ_STREAM, Subscription
 from services.core.consumers import Consumer
 from services.core.events import (
     AllocationNeedsReview,
+    BaselineNeedsReview,
     EmergencyUnblinded,
     Envelope,
     RedcapWriteFailed,
@@ -39,6 +41,12 @@ def _summary(env: Envelope) -> tuple[str, str | None, str]:
             return ("allocation_needs_review", review.record,
                     f"The baseline of {review.record} cannot be scored: {review.reason}{where}. "
                     f"{review.detail or ''} Correct it in REDCap; allocation waits until then.")
+        case BaselineNeedsReview.subject:
+            stratification = env.payload(BaselineNeedsReview)
+            return ("allocation_needs_review", stratification.record,
+                    f"The baseline of {stratification.record} cannot be randomized: "
+                    f"{stratification.reason}. {stratification.detail}. Correct it in REDCap; "
+                    "allocation waits until then.")
         case EmergencyUnblinded.subject:
             unblinded = env.payload(EmergencyUnblinded)
             return ("emergency_unblinded", unblinded.record,
@@ -82,8 +90,8 @@ def on_alarm(rt: Runtime, session: Session, env: Envelope) -> None:
     wake_after_commit(session, rt)
 
 
-ALARMS = (AllocationNeedsReview.subject, EmergencyUnblinded.subject, StratumRunningLow.subject,
-          TimepointCompleted.subject)
+ALARMS = (AllocationNeedsReview.subject, BaselineNeedsReview.subject, EmergencyUnblinded.subject,
+          StratumRunningLow.subject, TimepointCompleted.subject)
 
 ALARM_EVENTS = Subscription("notifications-alarms", ALARMS)
 REDCAP_WRITE_FAILED = Subscription("notifications-redcap-write-failed",

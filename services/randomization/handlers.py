@@ -31,10 +31,10 @@ from services.core.periodic import every
 from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
-from . import groups, parking, reports, service
+from . import baseline_saves, groups, parking, reports, service
 from .bootstrap import RandomizationDeps
 from .domain import RandomizationError
-from .domain.baseline import levels_of, unmet
+from .domain.baseline import is_baseline, levels_of, unmet
 from .domain.group import GroupDesign, group_id_of
 from .service import Actor, AllocationRequest
 
@@ -94,21 +94,26 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_form_saved(session: Session, env: Envelope) -> None:
         saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
         ctx = deps.context
-        withdrawn = saved.fields.get(ctx.protocol.redcap.fields.withdrawn, "").strip() == "1"
-        if ctx.protocol.randomization.group is not None and withdrawn:
-            groups.withdraw(session, ctx, record=saved.record,
-                            actor=Actor(f"event:{env.producer}", "system"),
-                            correlation_id=env.correlation_id or env.id)
-            return  # a member who withdraws before the close leaves the group
-        if ctx.protocol.randomization.personalized or unmet(ctx.protocol, saved.fields):
-            return  # the cluster comes from the allocation service, or not ready yet
-        try:
-            levels = levels_of(ctx.protocol, saved.fields)
-        except RandomizationError as err:  # names the REDCap field, never its value
-            raise InvalidInput(f"{err.field}: missing, or not a level of its stratification "
-                               "factor", field=err.field) from None
+        protocol = ctx.protocol
+        if protocol.randomization.personalized:
+            return  # the cluster comes from the allocation service
+        trigger = baseline_saves.Trigger(env.id, env.correlation_id or env.id)
+        withdrawn = baseline_saves.note_withdrawal(session, saved, trigger, protocol)
         actor = Actor(f"event:{env.producer}", "system")
-        group = ctx.protocol.randomization.group
+        if protocol.randomization.group is not None and withdrawn:
+            groups.withdraw(session, ctx, record=saved.record, actor=actor,
+                            correlation_id=trigger.correlation_id)
+            return  # a member who withdraws before the close leaves the group
+        if not is_baseline(protocol, saved.event) or withdrawn or unmet(protocol, saved.fields):
+            return  # a later event's withdrawal form, withdrawn, or not ready yet
+        try:
+            levels = levels_of(protocol, saved.fields)
+        except RandomizationError as err:  # staff correct it in REDCap; the next save allocates
+            baseline_saves.request_review(session, record=saved.record,
+                                          field=err.field or "stratify_by", protocol=protocol,
+                                          trigger=trigger)
+            return
+        group = protocol.randomization.group
         if group is not None:  # group randomization: join the group; its close allocates
             _join_group(session, deps, env, saved.record, saved.fields, levels, actor,
                         GroupDesign(group.group_field, group.min_group_size,
@@ -117,7 +122,7 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
         request = AllocationRequest(
             record=saved.record, cluster=None, site=levels.get("site"), pilot=False,
             source="event", actor=actor,
-            correlation_id=env.correlation_id or env.id, levels=levels)
+            correlation_id=trigger.correlation_id, levels=levels)
         try:
             with session.begin_nested():
                 service.allocate(session, ctx, request)

@@ -181,3 +181,30 @@ class GroupMember(SQLModel, table=True):
     status: str  # domain.group.MemberStatus
     joined_at: datetime = Field(sa_column=_utc())
     review_reason: str | None = None  # domain.group.JoinOutcome for a held member
+
+
+class WithdrawalSeen(SQLModel, table=True):
+    """A design without a prediction step: a participant marked withdrawn in REDCap (in any
+    event) is never allocated while the mark stands, as the allocation service keeps it
+    for a personalized design."""
+
+    __tablename__ = "withdrawal_seen"
+
+    record: str = Field(primary_key=True)
+    event: str | None = None
+    seen_at: datetime = Field(sa_column=_utc())
+    trigger_event_id: str
+
+
+class BaselineReview(SQLModel, table=True):
+    """A complete baseline whose stratification value is no level of its factor: staff
+    must correct it in REDCap. One per (record, reason); the reason names the field."""
+
+    __tablename__ = "baseline_review"
+
+    record: str = Field(primary_key=True)
+    reason: str = Field(primary_key=True)
+    field: str
+    detail: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(sa_column=_utc())
+    trigger_event_id: str

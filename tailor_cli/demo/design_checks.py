@@ -3,7 +3,9 @@
 - permuted blocks: within every stratum the arms' counts stay within half the longest
   block of the ratio (whole blocks hold it exactly);
 - minimization: the largest marginal imbalance (over every level of every factor) of the
-  allocations made, against the mean of simple randomization on the same cohort.
+  allocations made, against the mean of simple randomization on the same cohort;
+- either: how often an observer who knows every past assignment guesses the next one,
+  against the method's theoretical rate (within four sampling sds bounded from n).
 """
 
 from __future__ import annotations
@@ -17,6 +19,11 @@ from services.core.protocol import TrialProtocol
 from services.randomization.domain import design_from_protocol
 from services.randomization.domain.baseline import levels_of
 from services.randomization.domain.minimization import marginal_imbalance
+from services.randomization.domain.predictability import (
+    Guessability,
+    blocks_guessability,
+    minimization_guessability,
+)
 
 from .checks import Verdict
 
@@ -91,3 +98,26 @@ def arms_by_level(protocol: TrialProtocol, fields_by_record: Mapping[str, Mappin
         for factor, level in levels_of(protocol, fields_by_record[record]).items():
             table.setdefault((factor, level), Counter())[arm] += 1
     return table
+
+
+def guessability(protocol: TrialProtocol, fields_by_record: Mapping[str, Mapping[str, str]],
+                 arm_by_record: Mapping[str, str], order: Sequence[str]) -> Guessability:
+    """The observer's figure on the allocations made, `order` being the records in
+    allocation order (by allocation number): per stratum for blocks, trial-wide for
+    minimization (whose observer also knows each participant's levels)."""
+    design = design_from_protocol(protocol)
+    levels = {r: levels_of(protocol, fields_by_record[r]) for r in order}
+    method = f"{protocol.trial.id} {protocol.randomization.method}"
+    if design.minimization is not None:
+        return minimization_guessability(method, design.minimization,
+                                         [(levels[r], arm_by_record[r]) for r in order])
+    sequences: dict[str, list[str]] = {}
+    for r in order:
+        key = design.stratum_for_levels(levels[r]).key
+        sequences.setdefault(key, []).append(arm_by_record[r])
+    return blocks_guessability(method, [a.ratio for a in protocol.arms], design.block_lengths,
+                               design.arms, list(sequences.values()))
+
+
+def check_guessability(verdict: Verdict, g: Guessability) -> None:
+    verdict.check(g.within(), f"{g.line()}: within 4 sds of the theory")

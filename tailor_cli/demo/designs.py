@@ -6,9 +6,11 @@ enters a synthetic cohort form by form in the REDCap emulator (real Data Entry T
 waits for every allocation to be written back to REDCap, then checks that exactly the
 eligible, non-withdrawn participants were allocated, once, as the randomization service
 says, and the design's own property: block balance per stratum, or minimization's
-imbalance against simple randomization on the same cohort (both printed); under group
-randomization the groups form and the coordinator closes each (tailor_cli/demo/group_demo.py),
-and the checks are every member sharing their group's arm and the groups' block balance.
+imbalance against simple randomization on the same cohort (both printed), and how often
+an observer knowing every past assignment guesses the next, against theory (printed); under
+group randomization the groups form and the coordinator closes each
+(tailor_cli/demo/group_demo.py), and the checks are every member sharing their group's arm
+and the groups' block balance.
 """
 
 from __future__ import annotations
@@ -46,7 +48,13 @@ def services_for(protocol: TrialProtocol) -> list[str]:
     return [s for s in registry.existing() if needs.get(s, True)]
 
 
-def run_design_demo(name: str, home: Path, console: Console, *, participants: int) -> int:
+DEFAULT_PARTICIPANTS = 120  # for a protocol that declares no sample_size
+
+
+def run_design_demo(name: str, home: Path, console: Console, *,
+                    participants: int | None = None) -> int:
+    """`participants` randomized (default: the protocol's `trial.sample_size`); one more
+    withdraws before randomization and a few are ineligible."""
     shutil.rmtree(home, ignore_errors=True)
     path = protocol_file(name)
     protocol = load_protocol(path)
@@ -59,8 +67,9 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
             stack.start()
         gw = Gateway(stack.url_of("gateway"),
                      issue_keys(f"sqlite:///{stack.home / 'gateway.db'}", ROLES))
+        n = participants or protocol.trial.sample_size or DEFAULT_PARTICIPANTS
         # A group takes one slot: room for as many groups as the cohort can form.
-        body = ({"slots_per_stratum": participants // group_demo.MIN_GROUP + 1}
+        body = ({"slots_per_stratum": n // group_demo.MIN_GROUP + 1}
                 if protocol.randomization.method == "group" else {})
         created = gw.call("statistician", "POST", f"{API}/lists", json=body)
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
@@ -72,18 +81,17 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         grouped = None
         if protocol.randomization.method == "group":
             # The seed: about 15% of those consenting never complete the baseline.
-            grouped = make_group_cohort(protocol, eligible=participants,
-                                        withdrawn=max(1, participants * 15 // 100))
+            grouped = make_group_cohort(protocol, eligible=n, withdrawn=max(1, n * 15 // 100))
             cohort = grouped.people
             with console.status(f"{len(grouped.groups)} groups form; the coordinator closes "
                                 f"each once its members completed the baseline…"):
                 group_demo.form_and_close_groups(gw, stack.redcap, event, grouped)
         else:
-            cohort = make_seed_cohort(protocol, eligible=participants)
+            cohort = make_seed_cohort(protocol, eligible=n + 1, withdrawn=1)
             with console.status(f"site staff enter {len(cohort)} screened people in REDCap…"):
                 enter_cohort(stack.redcap["url"], stack.redcap["project_id"], event, cohort)
         expected = [p for p in cohort if p.expects_allocation]
-        deadline = time.monotonic() + 180
+        deadline = time.monotonic() + max(180, len(expected))  # a full-size cohort: longer
         in_redcap: dict[str, dict[str, str]] = {}
         with console.status("waiting for the allocations in REDCap…"):
             while time.monotonic() < deadline and len(in_redcap) < len(expected):
@@ -105,6 +113,10 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
             group_demo.print_retention(console, protocol, grouped, unblinded)
         else:
             _check_design(console, verdict, protocol, gw, fields_by_record, arm_by_record)
+            order = sorted(arm_by_record, key=lambda rec: in_redcap[rec][f.allocation_number])
+            guessed = design_checks.guessability(protocol, fields_by_record, arm_by_record, order)
+            console.print(guessed.line())
+            design_checks.check_guessability(verdict, guessed)
         for line in verdict.passed:
             console.print(f"[green]✓[/green] {line}")
         for line in verdict.failed:

@@ -43,6 +43,8 @@ CONSUMERS: dict[str, tuple[tuple[str, ...], type[Event]]] = {
     "gateway-audit-heads": (("trial.v1.*.audit_head",), events.AuditHead),
     "notifications-alarms/needs_review": ((events.AllocationNeedsReview.subject,),
                                           events.AllocationNeedsReview),
+    "notifications-alarms/baseline_review": ((events.BaselineNeedsReview.subject,),
+                                              events.BaselineNeedsReview),
     "notifications-alarms/unblinded": ((events.EmergencyUnblinded.subject,),
                                        events.EmergencyUnblinded),
     "notifications-alarms/running_low": ((events.StratumRunningLow.subject,),

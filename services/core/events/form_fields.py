@@ -21,7 +21,8 @@ MPI-D answers, which with the module give the arm, reach allocation only):
 - randomization, only for a design without a prediction step (no allocation cut then): every
   save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
   forms' completion and the stratification fields (site, declared factors), and the group
-  field under group randomization.
+  field under group randomization; a save of the withdrawal form in any event, with the
+  withdrawal flag only (as allocation's).
 """
 
 from __future__ import annotations
@@ -121,10 +122,14 @@ def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
 
 def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
     """Baseline saves for a design without a prediction step (with one, the cluster comes
-    from the allocation service instead)."""
-    if protocol.randomization.personalized or not _is_baseline(saved, protocol):
+    from the allocation service instead), and its withdrawal form in any event."""
+    if protocol.randomization.personalized:
         return None
     r, f = protocol.redcap, protocol.redcap.fields
+    if not _is_baseline(saved, protocol):
+        if saved.instrument != r.withdrawal_form:
+            return None
+        return _cut(saved, _names(f.withdrawn).__contains__)
     wanted = _names(f.consent, f.eligible, f.withdrawn,
                     *(x.field for x in protocol.randomization.factors))
     wanted |= {f"{form}_complete" for form in r.baseline_forms}

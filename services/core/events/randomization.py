@@ -48,3 +48,17 @@ class EmergencyUnblinded(Event):
     role: str
     reason: str
     at: datetime
+
+
+class BaselineNeedsReview(Event):
+    """Blinded: a design without a prediction step has a complete baseline whose
+    stratification value is no level of its factor (a code not in the factor's codes, a
+    non-number where cut points are declared, no site or data access group); staff correct
+    it in REDCap and the next save allocates. `reason` is stable per field and names it;
+    `detail` says what the field must hold. Never the value itself."""
+
+    subject: ClassVar[str] = "trial.v1.randomization.needs_review"
+    record: str
+    reason: str
+    field: str
+    detail: str

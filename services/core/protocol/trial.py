@@ -26,6 +26,8 @@ class TrialInfo(Strict):
     registration: str | None = None
     sponsor: str | None = None
     contacts: list[TrialContact] = []  # the trial team: follow-ups are e-mailed to them
+    # The planned number of randomized participants (the demo enters this many by default).
+    sample_size: int | None = Field(default=None, gt=0)
 
 
 class Arm(Strict):

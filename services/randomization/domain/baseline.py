@@ -62,3 +62,30 @@ def levels_of(protocol: TrialProtocol, fields: Mapping[str, str]) -> dict[str, s
             except ValueError as err:
                 raise RandomizationError(str(err), field=factor.field) from None
     return levels
+
+
+def is_baseline(protocol: TrialProtocol, event: str | None) -> bool:
+    """REDCap names events `<event>_arm_<n>` on the wire; the protocol without the arm."""
+    return protocol.redcap.event_key(event) == protocol.redcap.baseline_event
+
+
+def marked_withdrawn(protocol: TrialProtocol, fields: Mapping[str, str]) -> bool:
+    return _value(fields, protocol.redcap.fields.withdrawn) == "1"
+
+
+def must_hold(protocol: TrialProtocol, field: str) -> str:
+    """What a stratification field must hold, for staff to correct it (never its value)."""
+    r = protocol.randomization
+    if field == site_field(protocol):
+        if r.site.field is None:
+            return (f"the record must be in the REDCap data access group of a site "
+                    f"({', '.join(r.sites)})")
+        allowed = sorted(r.site.codes) if r.site.codes is not None else r.sites
+        return f"{field} must be one of {', '.join(allowed)} (the sites)"
+    for factor in r.factors:
+        if factor.field == field:
+            if factor.codes is not None:
+                return f"{field} must be one of the codes {', '.join(sorted(factor.codes))}"
+            cuts = ", ".join(f"{c:g}" for c in factor.cut_points or ())
+            return f"{field} must be a number (cut at {cuts} into {', '.join(factor.level_keys)})"
+    return f"{field} must hold a level of its stratification factor"

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 
 from services.core.events import (
     AllocationNeedsReview,
+    BaselineNeedsReview,
     EmergencyUnblinded,
     Envelope,
     RedcapWriteFailed,
@@ -29,6 +30,10 @@ async def test_every_alarm_becomes_one_follow_up(stack: Stack) -> None:
         await stack.publish(AllocationNeedsReview(
             record="P-200", reason="mpid_incomplete"), record="P-200", event_id=review.id,
             msg_id="a-redelivered-copy")  # the same event again: no second task
+        await stack.publish(BaselineNeedsReview(
+            record="P-204", reason="scr_site: missing, or not a level of its stratification "
+            "factor", field="scr_site", detail="scr_site must be one of 1, 2 (the sites)"),
+            record="P-204")
         await stack.publish(EmergencyUnblinded(
             record="P-201", allocation_number="A-201", unblinded_by="dr.x", role="investigator",
             reason="SAE", at=AT), record="P-201")
@@ -48,14 +53,16 @@ async def test_every_alarm_becomes_one_follow_up(stack: Stack) -> None:
             r = await stack.svc.client.get("/v1/follow-ups", headers=staff)
             return r.json()  # type: ignore[no-any-return]
 
-        await eventually(lambda: _count(listed, 5))
+        await eventually(lambda: _count(listed, 6))
         follow_ups = await listed()
         assert sorted(f["kind"] for f in follow_ups) == [
-            "allocation_needs_review", "emergency_unblinded", "redcap_write_failed",
-            "stratum_running_low", "timepoint_completed"]
+            "allocation_needs_review", "allocation_needs_review", "emergency_unblinded",
+            "redcap_write_failed", "stratum_running_low", "timepoint_completed"]
+        stratification = next(f for f in follow_ups if f["record"] == "P-204")
+        assert "scr_site must be one of 1, 2" in str(stratification["summary"])
         # ... and each is e-mailed to the trial team (protocol trial.contacts), once.
         team = {"coordinator@perpain.example", "data@perpain.example"}
-        await eventually(lambda: len(stack.sink.messages) == 5 * len(team))
+        await eventually(lambda: len(stack.sink.messages) == 6 * len(team))
         assert {r for m in stack.sink.messages for r in m.rcpt_tos} == team
         first = follow_ups[0]
         url = f"/v1/follow-ups/{first['id']}/resolve"
@@ -64,7 +71,7 @@ async def test_every_alarm_becomes_one_follow_up(stack: Stack) -> None:
         done = await stack.svc.client.post(url, json={"resolution": "done", "note": "fixed"},
                                            headers=staff)
         assert done.status_code == 200 and done.json()["resolved_by"] == "tester"
-        assert len(await listed()) == 4
+        assert len(await listed()) == 5
 
 
 async def _count(listed, n: int) -> bool:  # type: ignore[no-untyped-def]

@@ -16,7 +16,9 @@ from services.core.db import unit_of_work
 from services.core.events import ClusterAssigned, Envelope
 from services.randomization import lists
 from services.randomization.domain import SealedSlot, Slot, unseal_slot
+from services.randomization.domain.minimization import replay
 from services.randomization.keys import ListKey
+from services.randomization.lists import UnsealedList
 from services.randomization.models import AllocationRow, RandomizationList, SealedSlotRow
 from services.randomization.service import Actor, Context, design_from_snapshot, disclose
 from tests.support.harness import RunningService, provisioner_bus
@@ -43,6 +45,22 @@ def sealed_list_direct(engine: Engine, ctx: Context, slots_per_stratum: int) -> 
     with unit_of_work(engine) as session:
         lists.seal(session, ctx, list_id=lst.id, actor=STATISTICIAN)
     return lst.id
+
+
+def unseal_closed(engine: Engine, ctx: Context, list_id: str) -> UnsealedList:
+    """Close the list and unseal it (a statistician and a monitor together)."""
+    manager = Actor("sm", "study_manager")
+    with unit_of_work(engine) as session:
+        lists.close(session, list_id=list_id, reason="end of recruitment", actor=manager)
+    together = ("statistician", "monitor")
+    with unit_of_work(engine) as session:
+        lists.unseal(session, ctx, list_id=list_id, actor=STATISTICIAN, reason="closure",
+                     together=together)
+    with unit_of_work(engine) as session:
+        opened = lists.unseal(session, ctx, list_id=list_id, actor=Actor("mon-1", "monitor"),
+                              reason="closure", together=together)
+    assert isinstance(opened, UnsealedList)
+    return opened
 
 
 def cluster_assigned(record: str, cluster: str, *, pilot: bool = False,
@@ -167,3 +185,48 @@ def check_exactly_once_in_order(engine: Engine, ctx: Context, list_id: str,
     tags = [tag for _, tag in slots.values() if tag]
     assert len(tags) == len(set(tags)) == len(rows)
     return {s: [rec for _, _, rec in taken] for s, taken in by_stratum.items()}
+
+
+def check_blocks_balanced(engine: Engine, ctx: Context, list_id: str,
+                     levels: dict[str, dict[str, str]]) -> None:
+    """Each stratum's slots are taken strictly in list order, none twice; the arms stay
+    within half the longest block of 1:1 after every allocation and every whole block
+    holds the ratio exactly; each participant sits in their own site's stratum."""
+    by_stratum = check_exactly_once_in_order(engine, ctx, list_id, levels)
+    slots = opened_slots(engine, ctx.key, list_id)
+    half = max(ctx.protocol.randomization.block_lengths) // 2
+    for stratum, records in by_stratum.items():
+        assert all(levels[r]["site"] == stratum for r in records)
+        taken = [slots[(stratum, seq)][0] for seq in range(1, len(records) + 1)]
+        gap = 0
+        blocks: dict[tuple[int, int], list[str]] = {}
+        for slot in taken:
+            gap += 1 if slot.arm == ctx.protocol.arms[0].key else -1
+            assert abs(gap) <= half, stratum
+            blocks.setdefault((slot.block, slot.block_length), []).append(slot.arm)
+        whole = [arms for (_, length), arms in blocks.items() if len(arms) == length]
+        assert len(whole) >= len(blocks) - 1  # only the last block may be unfinished
+        assert all(arms.count(arms[0]) * 2 == len(arms) for arms in whole), stratum
+
+
+def check_minimization_reproducible(engine: Engine, ctx: Context, list_id: str,
+                               levels: dict[str, dict[str, str]]) -> None:
+    """One decision per participant numbered 1..n without a gap, each with the levels the
+    consumer read; replayed from the unsealed seed in decision order, every arm and every
+    imbalance score comes back."""
+    rows = allocation_rows(engine)
+    detail = {r.record: disclose(ctx, r) for r in rows}
+    assert set(detail) == set(levels)
+    order = sorted(detail, key=lambda rec: detail[rec].seq or 0)
+    assert [detail[r].seq for r in order] == list(range(1, len(levels) + 1))
+    assert all(detail[r].levels == levels[r] for r in order)
+    opened = unseal_closed(engine, ctx, list_id)
+    assert opened.verified, opened.problems
+    with Session(engine) as session:
+        lst = session.get(RandomizationList, list_id)
+        assert lst is not None
+        design = ctx.design_of(lst).minimization
+    assert design is not None
+    again = replay(design, opened.seed, [levels[r] for r in order])
+    assert [d.arm for d in again] == [detail[r].arm for r in order]
+    assert [d.scores for d in again] == [(detail[r].decision or {})["scores"] for r in order]

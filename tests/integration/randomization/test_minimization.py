@@ -17,10 +17,9 @@ from services.core import audit
 from services.core.audit import AuditEntry
 from services.core.db import unit_of_work
 from services.core.errors import InvalidInput
-from services.randomization import lists
 from services.randomization.domain.minimization import replay
 from services.randomization.keys import ListKey
-from services.randomization.lists import MINIMIZATION_SEED_TAG, UnsealedList
+from services.randomization.lists import MINIMIZATION_SEED_TAG
 from services.randomization.models import AllocationRow, RandomizationList
 from services.randomization.service import (
     DETAIL,
@@ -33,7 +32,7 @@ from services.randomization.service import (
 )
 from tests.support.designs import minimization_trial
 
-from .support import STATISTICIAN, allocation_rows, sealed_list_direct
+from .support import allocation_rows, sealed_list_direct, unseal_closed
 
 MANAGER = Actor("sm", "study_manager")
 
@@ -60,18 +59,7 @@ def _allocate(engine: Engine, ctx: Context, req: AllocationRequest) -> str:
     raise AssertionError(f"{req.record} never allocated")
 
 
-def _unseal(engine: Engine, ctx: Context, list_id: str) -> UnsealedList:
-    with unit_of_work(engine) as session:
-        lists.close(session, list_id=list_id, reason="end of recruitment", actor=MANAGER)
-    together = ("statistician", "monitor")
-    with unit_of_work(engine) as session:
-        lists.unseal(session, ctx, list_id=list_id, actor=STATISTICIAN, reason="closure",
-                     together=together)
-    with unit_of_work(engine) as session:
-        opened = lists.unseal(session, ctx, list_id=list_id, actor=Actor("mon-1", "monitor"),
-                              reason="closure", together=together)
-    assert isinstance(opened, UnsealedList)
-    return opened
+_unseal = unseal_closed
 
 
 def test_concurrent_minimization_decides_each_participant_once(migrated: Engine,

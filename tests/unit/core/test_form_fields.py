@@ -109,3 +109,30 @@ def test_a_diary_answer_goes_to_notifications_alone_without_its_answers(
     note = cuts["notifications"]
     assert (note.instrument, note.repeat_instance, note.complete_status) == ("diary", 7, 2)
     assert note.fields == {}
+
+
+def test_a_design_without_prediction_gives_randomization_its_factors_and_any_withdrawal(
+        ) -> None:
+    """rush-mechanisms: the baseline with site and interference; a later event's save only
+    when it is the withdrawal form, cut to the withdrawal flag (as allocation's)."""
+    rush = load_protocol("protocols/rush-mechanisms.yaml")
+    row = {"scr_site": "1", "scr_pain_interference": "7", "cons_given": "1",
+           "scr_eligible": "1", "wd_withdrawn": "1", "peg_followup_complete": "2", **CONTACT}
+    baseline = per_consumer(_save("screening", "t0_baseline_arm_1", row), rush, [])
+    assert {"scr_site", "scr_pain_interference", "wd_withdrawn"} <= set(
+        baseline["randomization"].fields)
+    assert not set(CONTACT) & set(baseline["randomization"].fields)
+    withdrawal = per_consumer(_save("withdrawal", "month_6_arm_1", row), rush, ["wd_withdrawn"])
+    assert withdrawal["randomization"].fields == {"wd_withdrawn": "1"}
+    later = per_consumer(_save("peg_followup", "month_6_arm_1", row), rush, [])
+    assert "randomization" not in later
+
+
+def test_a_site_from_the_data_access_group_reaches_randomization() -> None:
+    rush = load_protocol("protocols/rush-mechanisms.yaml")
+    by_dag = rush.model_copy(update={"randomization": rush.randomization.model_copy(
+        update={"site": type(rush.randomization.site)()})})
+    row = {"scr_site": "1", "redcap_data_access_group": "site_2", "scr_pain_interference": "7"}
+    cut = per_consumer(_save("screening", "t0_baseline_arm_1", row), by_dag, [])
+    assert cut["randomization"].fields["redcap_data_access_group"] == "site_2"
+    assert "scr_site" not in cut["randomization"].fields

@@ -7,17 +7,20 @@ import random
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from services.core.protocol import TrialProtocol, load_protocol
-from services.randomization.domain import RandomizationError, design_from_protocol
-from services.randomization.domain.baseline import levels_of, unmet
-from services.randomization.domain.minimization import Marginals, decide, draws_for
+from services.randomization.domain import RandomizationError, design_from_protocol, generate_list
+from services.randomization.domain.baseline import levels_of, must_hold, unmet
+from services.randomization.domain.minimization import Marginals, decide, draws_for, replay
 from sim.seed_cohort import make_seed_cohort
 from tailor_cli.demo.checks import Verdict
 from tailor_cli.demo.design_checks import (
     block_balance,
     check_blocks,
+    check_guessability,
     check_minimization,
+    guessability,
     minimization_figures,
 )
 
@@ -105,3 +108,67 @@ def test_minimization_beats_simple_randomization_on_a_seed_cohort(rush) -> None:
     coin = {r: rng.choice(["cbt", "act"]) for r in fields}
     worst = minimization_figures(rush, fields, coin, runs=200)
     assert worst.minimized > figures.minimized
+
+
+def test_the_demo_prints_the_observers_rate_beside_theory_and_flags_one_far_from_it(
+        p4p, rush) -> None:
+    """partners4pain: arms from its own sealed list in allocation order; rush: decisions
+    replayed from a seed. An order far from the theory fails the check."""
+    cohort = make_seed_cohort(p4p, eligible=376, ineligible=0, withdrawn=0)
+    fields = {p.record: dict(p.forms)["screening"] for p in cohort}
+    design = design_from_protocol(p4p)
+    slots = {s: [x.arm for x in generate_list(design, seed_of("p4p demo"), 300)
+                 if x.stratum == s] for s in design.stratum_keys}
+    arms = {}
+    for record in sorted(fields):
+        arms[record] = slots[levels_of(p4p, fields[record])["site"]].pop(0)
+    figure = guessability(p4p, fields, arms, sorted(fields))
+    verdict = Verdict()
+    check_guessability(verdict, figure)
+    print("\n" + figure.line())
+    assert verdict.ok and figure.n == 376 and figure.theory == pytest.approx(0.703, abs=1e-3)
+    # A broken list that hands out one arm only: the observer (guessing the arm behind)
+    # is nearly always wrong, far outside the theory's sampling error.
+    bad = Verdict()
+    check_guessability(bad, guessability(p4p, fields, dict.fromkeys(fields, "partners4pain"),
+                                         sorted(fields)))
+    assert not bad.ok
+
+    people = make_seed_cohort(rush, eligible=300, ineligible=0, withdrawn=0)
+    rfields = {p.record: dict(p.forms)["screening"] for p in people}
+    m = design_from_protocol(rush).minimization
+    assert m is not None
+    order = sorted(rfields)
+    decided = replay(m, seed_of("rush demo"), [levels_of(rush, rfields[r]) for r in order])
+    rarms = {r: d.arm for r, d in zip(order, decided, strict=True)}
+    rush_figure = guessability(rush, rfields, rarms, order)
+    print(rush_figure.line())
+    ok = Verdict()
+    check_guessability(ok, rush_figure)
+    assert ok.ok and rush_figure.n == 300
+
+
+def test_a_site_comes_from_the_data_access_group_when_no_field_is_declared(rush) -> None:
+    by_dag = rush.model_copy(update={"randomization": rush.randomization.model_copy(
+        update={"site": type(rush.randomization.site)()})})
+    fields = {"redcap_data_access_group": "site_2", "scr_pain_interference": "4"}
+    assert levels_of(by_dag, fields) == {"site": "site_2", "interference": "moderate"}
+    for dag in ("", "site_9"):
+        with pytest.raises(RandomizationError) as err:
+            levels_of(by_dag, {**fields, "redcap_data_access_group": dag})
+        assert err.value.field == "redcap_data_access_group"
+    assert "data access group" in must_hold(by_dag, "redcap_data_access_group")
+
+
+def test_what_a_stratification_field_must_hold_names_it_and_never_a_value(rush) -> None:
+    assert must_hold(rush, "scr_site") == "scr_site must be one of 1, 2 (the sites)"
+    assert must_hold(rush, "scr_pain_interference") == (
+        "scr_pain_interference must be a number (cut at 6 into moderate, high)")
+
+
+def test_the_seed_trials_declare_their_sample_size_and_a_bad_one_is_named(p4p, rush) -> None:
+    """The demos randomize this many by default (the seeds' n)."""
+    assert (p4p.trial.sample_size, rush.trial.sample_size) == (376, 460)
+    with pytest.raises(ValidationError) as err:
+        type(rush.trial).model_validate({**rush.trial.model_dump(), "sample_size": 0})
+    assert err.value.errors()[0]["loc"] == ("sample_size",)

@@ -24,6 +24,7 @@ from services.core.errors import InvalidInput, TransientError
 from services.core.events import (
     ClusterAssigned,
     Envelope,
+    FormSaved,
     FormSavedForRandomization,
     SealedCluster,
 )
@@ -31,7 +32,7 @@ from services.core.periodic import every
 from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
-from . import parking, reports, service
+from . import parking, reports, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import RandomizationError
 from .domain.baseline import levels_of, unmet
@@ -93,8 +94,14 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_form_saved(session: Session, env: Envelope) -> None:
         saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
         ctx = deps.context
-        if ctx.protocol.randomization.personalized or unmet(ctx.protocol, saved.fields):
-            return  # the cluster comes from the allocation service, or not ready yet
+        if ctx.protocol.randomization.personalized:
+            return  # the cluster comes from the allocation service
+        if ctx.protocol.randomization.stages:
+            actor = Actor(f"event:{env.producer}", "system")
+            if not _stage_save(session, ctx, saved, actor, env.correlation_id or env.id):
+                return  # a save outside the baseline event is the stages' alone
+        if unmet(ctx.protocol, saved.fields):
+            return  # not ready yet
         try:
             levels = levels_of(ctx.protocol, saved.fields)
         except RandomizationError as err:  # names the REDCap field, never its value
@@ -114,6 +121,42 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
 
     return [Consumer.on(CLUSTER_ASSIGNED, on_cluster_assigned),
             Consumer.on(FORM_SAVED, on_form_saved)]
+
+
+def _stage_save(session: Session, ctx: service.Context, saved: FormSaved, actor: Actor,
+                correlation_id: str) -> bool:
+    """What a save means for the later stages; True when it is a baseline save (the
+    first stage then reads it too)."""
+    protocol = ctx.protocol
+    r, f = protocol.redcap, protocol.redcap.fields
+    if f.withdrawn in saved.fields:
+        stages.record_withdrawal(session, record=saved.record, actor=actor,
+                                 withdrawn=(saved.fields.get(f.withdrawn) or "").strip() == "1",
+                                 correlation_id=correlation_id)
+    event = r.event_key(saved.event)
+    if event == r.baseline_event:
+        values = {s.rule.baseline_field: saved.fields[s.rule.baseline_field]
+                  for s in protocol.randomization.stages if s.rule.baseline_field in saved.fields}
+        if values:
+            stages.record_baseline(session, record=saved.record, values=values)
+        return True
+    for stage in protocol.randomization.stages:
+        tp = protocol.timepoint_by_key[stage.timepoint]
+        if tp.redcap_event != event:
+            continue
+        if any((saved.fields.get(f"{form}_complete") or "").strip() != "2" for form in tp.forms):
+            continue  # the stage's forms are not complete yet
+        request = stages.StageRequest(record=saved.record, stage=stage.key,
+                                      value=saved.fields.get(stage.rule.field), source="event",
+                                      actor=actor, correlation_id=correlation_id)
+        try:
+            with session.begin_nested():
+                stages.reach_stage(session, ctx, request)
+        except service.AllocationRace as err:
+            raise TransientError(err.detail) from None
+        except parking.WAITING as err:  # no list, stage stratum empty: redelivered later
+            raise TransientError(str(err)) from None
+    return False
 
 
 def check_slots(deps: RandomizationDeps) -> None:

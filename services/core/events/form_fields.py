@@ -18,7 +18,10 @@ MPI-D answers, which with the module give the arm, reach allocation only):
   seriousness and the NEQ items with their attribution.
 - randomization, only for a design without a prediction step (no allocation cut then): every
   save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
-  forms' completion and the stratification fields (site, declared factors).
+  forms' completion and the stratification fields (site, declared factors); with later
+  stages (SMART) also each rule's baseline field, the saves in a stage's timepoint event
+  (the rule's field, the timepoint forms' completion, the withdrawal flag) and the saves
+  of the withdrawal form in any event.
 """
 
 from __future__ import annotations
@@ -113,12 +116,26 @@ def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
 
 def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
     """Baseline saves for a design without a prediction step (with one, the cluster comes
-    from the allocation service instead)."""
-    if protocol.randomization.personalized or not _is_baseline(saved, protocol):
+    from the allocation service instead); with later stages (SMART) also the saves in each
+    stage's timepoint event (the rule's field, the timepoint forms' completion) and of the
+    withdrawal form in any event."""
+    if protocol.randomization.personalized:
         return None
     r, f = protocol.redcap, protocol.redcap.fields
+    stages = protocol.randomization.stages
+    if not _is_baseline(saved, protocol):
+        event = r.event_key(saved.event)
+        wanted = {f.withdrawn}
+        for stage in stages:
+            tp = protocol.timepoint_by_key[stage.timepoint]
+            if tp.redcap_event == event:
+                wanted |= {stage.rule.field, *(f"{form}_complete" for form in tp.forms)}
+        if wanted == {f.withdrawn} and not (stages and saved.instrument == r.withdrawal_form):
+            return None
+        return _cut(saved, wanted.__contains__)
     wanted = _names(f.consent, f.eligible, f.withdrawn,
-                    *(x.field for x in protocol.randomization.factors))
+                    *(x.field for x in protocol.randomization.factors),
+                    *(s.rule.baseline_field for s in stages))
     wanted |= {f"{form}_complete" for form in r.baseline_forms}
     if "site" in protocol.randomization.stratify_by:
         wanted.add(protocol.randomization.site.field or "redcap_data_access_group")

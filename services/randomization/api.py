@@ -18,7 +18,7 @@ from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import Caller
 from services.core.roles import Role, View, find_rule
 
-from . import lists, reports, repository, service
+from . import lists, reports, repository, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import ListCommitment
 from .models import AllocationRow, RandomizationList
@@ -38,6 +38,9 @@ from .schemas import (
     MinimizationDecision,
     ModuleBalanceRead,
     SlotRef,
+    StageAllocationBlinded,
+    StageAllocationUnblinded,
+    StageBalanceRead,
     StratumBalanceRead,
     StratumFlagRead,
     UnblindedListItem,
@@ -255,3 +258,35 @@ def get_balance(session: SessionDep, ctx: ContextDep,
     return BalanceUnblinded(list_id=report.list_id, by_module=by_module,
                             by_stratum=[StratumBalanceRead(**s.__dict__)
                                         for s in report.by_stratum or []])
+
+
+# ── later stages (SMART) ─────────────────────────────────────────────────────────────
+
+
+@router.get("/stages/allocations", response_model=list[StageAllocationUnblinded],
+            tags=["stages"], summary="Every later-stage allocation with its option (study "
+                                     "manager, DSMB); audited")
+def list_stage_allocations(session: SessionDep, ctx: ContextDep,
+                           caller: CallerDep) -> list[StageAllocationUnblinded]:
+    pairs = stages.unblinded_stages(session, ctx, actor=Actor.of(caller))
+    return [StageAllocationUnblinded(**stages.stage_view(r, d)) for r, d in pairs]
+
+
+@router.get("/stages/balance", response_model=list[StageBalanceRead], tags=["stages"])
+def get_stage_balance(session: SessionDep, ctx: ContextDep,
+                      _caller: CallerDep) -> list[StageBalanceRead]:
+    return [StageBalanceRead(stage=stage, **b.__dict__)
+            for stage, b in reports.stage_balances(session, ctx)]
+
+
+@router.get("/allocations/{record}/stages",
+            response_model=list[StageAllocationUnblinded] | list[StageAllocationBlinded],
+            tags=["stages"], summary="A participant's later-stage allocations, shaped by role")
+def get_record_stages(record: str, session: SessionDep, ctx: ContextDep,
+                      caller: CallerDep) -> list:
+    if view_of(caller) is not View.UNBLINDED:
+        return [StageAllocationBlinded(**stages.stage_view(r, None))
+                for r in stages.stages_of(session, record)]
+    return [StageAllocationUnblinded(**stages.stage_view(r, d))
+            for r, d in stages.unblinded_stages_of(session, ctx, record=record,
+                                                   actor=Actor.of(caller))]

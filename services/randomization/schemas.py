@@ -228,3 +228,31 @@ class BalanceUnblinded(Schema):
     list_id: str | None
     by_module: list[ModuleBalanceRead]
     by_stratum: list[StratumBalanceRead]
+
+
+class StageAllocationBlinded(BaseModel):
+    """A later-stage allocation as blinded roles see it: no option, outcome or arm."""
+
+    record: str
+    stage: str
+    stage_number: str
+    allocated_at: datetime
+
+
+class StageAllocationUnblinded(StageAllocationBlinded):
+    option: str
+    outcome: str
+    first_arm: str
+    stratum: str
+    seq: int
+    batch: int
+    list_id: str
+    source: str
+
+
+class StageBalanceRead(BaseModel):
+    stage: str
+    stratum: str
+    allocated: int
+    by_option: dict[str, int]
+    expected: dict[str, float]

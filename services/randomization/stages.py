@@ -297,6 +297,23 @@ def stage_allocations(session: Session) -> list[StageAllocationRow]:
         col(StageAllocationRow.allocated_at), col(StageAllocationRow.stage_number))))
 
 
+def stages_of(session: Session, record: str) -> list[StageAllocationRow]:
+    return list(session.exec(select(StageAllocationRow)
+                             .where(col(StageAllocationRow.record) == record)
+                             .order_by(col(StageAllocationRow.allocated_at))))
+
+
+def unblinded_stages_of(session: Session, ctx: Context, *, record: str,
+                        actor: Actor) -> list[tuple[StageAllocationRow, StageDisclosure]]:
+    """One participant's stage allocations with their options; each read is audited."""
+    rows = stages_of(session, record)
+    for row in rows:
+        audit.append(session, actor=actor.name, role=actor.role,
+                     action="stage_allocation.unblinded_read", entity_type="stage_allocation",
+                     entity_id=row.stage_number, record=record)
+    return [(row, disclose_stage(ctx, row)) for row in rows]
+
+
 def unblinded_stages(session: Session, ctx: Context, *,
                      actor: Actor) -> list[tuple[StageAllocationRow, StageDisclosure]]:
     """Every stage allocation with its option (study manager, DSMB); the read is audited."""

@@ -6,7 +6,8 @@ enters a synthetic cohort form by form in the REDCap emulator (real Data Entry T
 waits for every allocation to be written back to REDCap, then checks that exactly the
 eligible, non-withdrawn participants were allocated, once, as the randomization service
 says, and the design's own property: block balance per stratum, or minimization's
-imbalance against simple randomization on the same cohort (both printed).
+imbalance against simple randomization on the same cohort (both printed). A multi-stage
+design (SMART) then plays its stage visit (tailor_cli/demo/stages.py).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from rich.table import Table
 
 from services.core.protocol import TrialProtocol, load_protocol
 from sim.seed_cohort import make_seed_cohort
+from sim.smart_cohort import StageVisit, make_smart_cohort
 
 from .. import registry
 from ..stack import LocalStack
@@ -27,6 +29,7 @@ from . import design_checks
 from .checks import Verdict, check_allocations
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
+from .stages import run_stage
 
 ROLES = ["statistician", "study_manager", "monitor"]
 API = "/api/v1/randomization/v1"
@@ -60,7 +63,11 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
         console.print(f"{protocol.randomization.method} list {created['id']} sealed; "
                       f"commitment sha256 {sealed['digest'][:16]}…")
-        cohort = make_seed_cohort(protocol, eligible=participants)
+        visits: list[StageVisit] = []
+        if protocol.randomization.stages:
+            cohort, visits = make_smart_cohort(protocol, eligible=participants)
+        else:
+            cohort = make_seed_cohort(protocol, eligible=participants)
         expected = [p for p in cohort if p.expects_allocation]
         r, f = protocol.redcap, protocol.redcap.fields
         event = r.unique_event_name(r.baseline_event)
@@ -83,6 +90,8 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         arm_by_record = {a["record"]: a["arm"] for a in unblinded}
         fields_by_record = {p.record: dict(p.forms)["screening"] for p in cohort}
         _check_design(console, verdict, protocol, gw, fields_by_record, arm_by_record)
+        if visits:
+            run_stage(console, verdict, protocol, stack, gw, visits, arm_by_record)
         for line in verdict.passed:
             console.print(f"[green]✓[/green] {line}")
         for line in verdict.failed:

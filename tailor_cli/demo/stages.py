@@ -63,8 +63,11 @@ def run_stage(console: Console, verdict: Verdict, protocol: TrialProtocol, stack
             list(pool.map(lambda v: _save(url, project, event, v.record, v.forms), entered))
     first_round = [v for v in visits if v.expects_stage and v.correction is None]
     with console.status(f"waiting for the stage {stage.key} allocations in REDCap…"):
-        _wait(stack, fields, event, len(first_round))
+        early = _wait(stack, fields, event, len(first_round))
     corrected = [v for v in visits if v.correction is not None]
+    verdict.check(not {v.record for v in corrected} & set(early),
+                  f"stage {stage.key}: a blank pain value allocates nothing (it needs review; "
+                  f"{len(corrected)} corrected afterwards)")
     for v in corrected:  # the blank pain item needed review; staff enter the value
         assert v.correction is not None
         _save(url, project, event, v.record, [v.correction])

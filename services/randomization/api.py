@@ -30,6 +30,7 @@ from .schemas import (
     BalanceUnblinded,
     CloseAllocation,
     CommitmentRead,
+    EmergencyUnblindedRead,
     EmergencyUnblinding,
     ListExtend,
     ListGenerate,
@@ -238,13 +239,17 @@ def get_allocation(record: str, session: SessionDep, ctx: ContextDep,
                              module=row.module, allocated_at=row.allocated_at)
 
 
-@router.post("/allocations/{record}/emergency-unblinding", response_model=AllocationUnblinded,
-             tags=["allocations"], summary="Unblind one participant in an emergency (reason required)")
+@router.post("/allocations/{record}/emergency-unblinding", response_model=EmergencyUnblindedRead,
+             tags=["allocations"], summary="Unblind one participant in an emergency (reason "
+                                           "required); later stages' options too")
 def emergency_unblinding(record: str, body: EmergencyUnblinding, session: SessionDep,
-                         ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
-    return _unblinded(*service.emergency_unblind(session, ctx, record=record, reason=body.reason,
-                                                 actor=Actor.of(caller),
-                                                 correlation_id=_request_id()))
+                         ctx: ContextDep, caller: CallerDep) -> EmergencyUnblindedRead:
+    first = _unblinded(*service.emergency_unblind(session, ctx, record=record, reason=body.reason,
+                                                  actor=Actor.of(caller),
+                                                  correlation_id=_request_id()))
+    later = [StageAllocationUnblinded(**stages.stage_view(r, d)) for r, d in
+             stages.unblinded_stages_of(session, ctx, record=record, actor=Actor.of(caller))]
+    return EmergencyUnblindedRead(**first.model_dump(), stages=later)
 
 
 @router.get("/reports/balance", response_model=BalanceUnblinded | BalanceBlinded, tags=["reports"])

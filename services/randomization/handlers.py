@@ -138,7 +138,8 @@ def _stage_save(session: Session, ctx: service.Context, saved: FormSaved, actor:
         values = {s.rule.baseline_field: saved.fields[s.rule.baseline_field]
                   for s in protocol.randomization.stages if s.rule.baseline_field in saved.fields}
         if values:
-            stages.record_baseline(session, record=saved.record, values=values)
+            stages.record_baseline(session, record=saved.record, values=values, actor=actor,
+                                   correlation_id=correlation_id)
         return True
     for stage in protocol.randomization.stages:
         tp = protocol.timepoint_by_key[stage.timepoint]

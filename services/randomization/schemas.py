@@ -256,3 +256,9 @@ class StageBalanceRead(BaseModel):
     allocated: int
     by_option: dict[str, int]
     expected: dict[str, float]
+
+
+class EmergencyUnblindedRead(AllocationUnblinded):
+    """Emergency unblinding: the first stage and every later stage's option (SMART)."""
+
+    stages: list[StageAllocationUnblinded] = Field(default_factory=list)

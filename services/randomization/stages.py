@@ -110,8 +110,10 @@ class StageResult:
 # ── what the rules read from other events ─────────────────────────────────────────────
 
 
-def record_baseline(session: Session, *, record: str, values: dict[str, str]) -> None:
-    """Keep the latest baseline values of the stage rules' baseline fields."""
+def record_baseline(session: Session, *, record: str, values: dict[str, str],
+                    actor: Actor, correlation_id: str | None = None) -> None:
+    """Keep the latest baseline values of the stage rules' baseline fields (audited by
+    field name; the values are clinical data and stay out of the chain)."""
     row = session.get(StageParticipant, record)
     now = datetime.now(UTC)
     if row is None:
@@ -122,6 +124,9 @@ def record_baseline(session: Session, *, record: str, values: dict[str, str]) ->
     row.baseline = json.dumps({**stored, **values}, sort_keys=True)
     row.updated_at = now
     session.add(row)
+    audit.append(session, actor=actor.name, role=actor.role, action="stage.baseline_recorded",
+                 entity_type="stage_participant", entity_id=record, record=record,
+                 correlation_id=correlation_id, after={"fields": sorted(values)})
 
 
 def record_withdrawal(session: Session, *, record: str, withdrawn: bool, actor: Actor,

@@ -64,7 +64,8 @@ def _first_stage(engine: Engine, ctx: Context, records: list[str], baseline: dic
             allocate(session, ctx, AllocationRequest(
                 record=record, cluster=None, site=None, pilot=False, source="manual",
                 actor=MANAGER, reason="test", levels={}))
-            stages.record_baseline(session, record=record, values={"peg_pain": baseline[record]})
+            stages.record_baseline(session, record=record, values={"peg_pain": baseline[record]},
+                                   actor=MANAGER)
 
 
 def _reach(engine: Engine, ctx: Context, record: str, value: str | None) -> stages.StageResult:
@@ -183,6 +184,8 @@ def test_who_did_not_reach_the_stage_gets_nothing_and_an_unscorable_value_needs_
         actions = [e.action for e in session.exec(select(AuditEntry)).all()]
         assert actions.count("stage.not_reached") == 2
         assert actions.count("stage.needs_review") == 2
+        assert actions.count("stage.baseline_recorded") == 3
+        assert actions.count("stage.participant_withdrawn") == 1
     # The corrected value is decided; asking again changes nothing.
     assert _reach(migrated, smart, "R1", "5").status == "allocated"
     assert _reach(migrated, smart, "R1", "5").status == "existing"
@@ -246,6 +249,12 @@ async def test_stage_saves_on_the_bus_are_decided_once_and_stay_blinded(
         assert sorted(a["record"] for a in every.json()) == records
         refused = await svc.client.get("/v1/stages/allocations", headers=svc.as_role("coordinator"))
         assert refused.status_code == 403
+        emergency = await svc.client.post("/v1/allocations/B02/emergency-unblinding",
+                                          json={"reason": "severe reaction"},
+                                          headers=svc.as_role("study_manager"))
+        assert emergency.status_code == 200, emergency.text
+        assert [s["option"] for s in emergency.json()["stages"]] == [
+            stages.disclose_stage(ctx, rows["B02"]).option]
         balance = await svc.client.get("/v1/stages/balance", headers=svc.as_role("dsmb"))
         assert sum(b["allocated"] for b in balance.json()) == 10
         assert (await svc.client.get("/v1/stages/balance", headers=svc.as_role("monitor"))

@@ -155,8 +155,8 @@ def _stage_save(session: Session, ctx: service.Context, saved: FormSaved, actor:
                 stages.reach_stage(session, ctx, request)
         except service.AllocationRace as err:
             raise TransientError(err.detail) from None
-        except parking.WAITING as err:  # no list, stage stratum empty: redelivered later
-            raise TransientError(str(err)) from None
+        except stages.WAITING as err:  # no list, stage stratum empty: wait in the database
+            stages.park(session, ctx, request, err)
     return False
 
 
@@ -164,7 +164,7 @@ def check_slots(deps: RandomizationDeps) -> None:
     """Raise the low-slot alarm where due (own transaction) and refresh the gauges."""
     kernel, ctx = deps.kernel, deps.context
     with unit_of_work(kernel.engine) as session:
-        if parking.redrive(session, ctx):
+        if parking.redrive(session, ctx) + stages.redrive(session, ctx):
             kernel.relay.wake()
     with unit_of_work(kernel.engine) as session:
         alarm = reports.raise_low_alarms(session, ctx)

@@ -188,6 +188,7 @@ def seal(session: Session, ctx: Context, *, list_id: str, actor: Actor) -> ListC
                  entity_type="list", entity_id=list_id,
                  after={**_commitment_audit(commitment), **_seed_commitment(design, seed)})
     parking.redrive(session, ctx)  # participants who waited for a list are allocated now
+    stages.redrive(session, ctx)  # and stage decisions that waited for one
     return commitment
 
 
@@ -231,6 +232,7 @@ def extend(session: Session, ctx: Context, *, list_id: str, stratum: str, slots:
                  entity_type="list", entity_id=list_id,
                  after={**_commitment_audit(commitment), "slots_added": len(new)})
     parking.redrive(session, ctx)  # participants who waited for a slot are allocated now
+    stages.redrive(session, ctx)
     return commitment
 
 

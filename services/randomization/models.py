@@ -177,3 +177,16 @@ class StageParticipant(SQLModel, table=True):
     baseline: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON field → value
     withdrawn: bool = False
     updated_at: datetime = Field(sa_column=_utc())
+
+
+class ParkedStage(SQLModel, table=True):
+    """A stage decision that waits for a sealed list or a free slot in its stage stratum;
+    the request (it holds the participant's value) is sealed with the list key."""
+
+    __tablename__ = "parked_stage"
+
+    record: str = Field(primary_key=True)
+    stage: str = Field(primary_key=True)
+    sealed_request: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    parked_at: datetime = Field(sa_column=_utc())
+    attempts: int = 1

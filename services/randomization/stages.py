@@ -9,6 +9,9 @@ participant and stage, in list order, on any number of replicas:
 3. the decision rule classes them from the stage value and their baseline value; a value
    that cannot be scored makes the participant need review (audited, announced by
    `StageNeedsReview`, nothing allocated; a corrected save is decided again);
+   Without a sealed list or a free slot in the stage stratum the request is parked
+   (sealed, `parked_stage`) and decided when a list is sealed or extended, or by the
+   free-slot watcher;
 4. the sealed list is share-locked, the stage stratum's counter (outcome × first-stage
    arm) is locked, the record is looked up again, the next slot is opened and marked used
    (with a per-stage participant tag), the stage's number counter is taken, and the row,
@@ -22,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -39,11 +42,12 @@ from . import repository
 from .domain import RandomizationError, SealedSlot, SealError, unseal_slot
 from .domain.stages import Unscorable, classify
 from .keys import SealedDataError
-from .models import NamedCounter, StageAllocationRow, StageParticipant
+from .models import NamedCounter, ParkedStage, StageAllocationRow, StageParticipant
 from .service import (
     Actor,
     AllocationRace,
     Context,
+    ListKeyMismatch,
     NoSealedList,
     StratumExhausted,
     disclose,
@@ -282,6 +286,55 @@ def _record(session: Session, ctx: Context, list_id: str, req: StageRequest,
     # Never the option, the outcome or the arm in a log line.
     log.info("stage_allocation.created", record=req.record, stage=req.stage, stage_number=number)
     return row
+
+
+# ── waiting for a list or a free slot ─────────────────────────────────────────────────
+
+PARKED = "tailor.parked-stage/1"
+WAITING = (NoSealedList, StratumExhausted, ListKeyMismatch)
+
+
+def park(session: Session, ctx: Context, req: StageRequest, why: Exception) -> None:
+    """Keep `req` until a list can decide it (idempotent per record and stage); the
+    request is sealed (it holds the participant's value), the row says only that it waits."""
+    row = session.get(ParkedStage, (req.record, req.stage))
+    if row is not None:
+        row.attempts += 1
+        session.add(row)
+        return
+    plain = json.dumps(asdict(req)).encode()
+    session.add(ParkedStage(record=req.record, stage=req.stage, parked_at=datetime.now(UTC),
+                            sealed_request=ctx.key.seal(PARKED, (req.record, req.stage), plain)))
+    session.flush()
+    log.warning("stage.parked", record=req.record, stage=req.stage,
+                waiting_for=type(why).__name__)
+    audit.append(session, actor=req.actor.name, role=req.actor.role, action="stage.parked",
+                 entity_type="stage", entity_id=req.stage, record=req.record,
+                 correlation_id=req.correlation_id, after={"stage": req.stage, "waiting": True})
+
+
+def redrive(session: Session, ctx: Context) -> int:
+    """Decide every parked stage request a list can serve now; returns how many were."""
+    done = 0
+    rows = list(session.exec(select(ParkedStage).order_by(col(ParkedStage.parked_at))))
+    for row in rows:
+        try:
+            data = json.loads(ctx.key.open(PARKED, (row.record, row.stage), row.sealed_request))
+            req = StageRequest(**{**data, "actor": Actor(**data["actor"])})
+            with session.begin_nested():
+                reach_stage(session, ctx, req)
+                session.delete(row)
+                session.flush()
+                audit.append(session, actor="service:randomization", role="system",
+                             action="stage.unparked", entity_type="stage", entity_id=row.stage,
+                             record=row.record)
+            done += 1
+        except WAITING:
+            continue  # still waiting: the savepoint undid this attempt
+        except Exception as exc:  # a broken request must not stop the others or the seal
+            log.error("stage.redrive_failed", record=row.record, stage=row.stage,
+                      error=type(exc).__name__)
+    return done
 
 
 # ── unblinded reads ───────────────────────────────────────────────────────────────────

@@ -26,7 +26,7 @@ from services.randomization.app import SPEC
 from services.randomization.domain.stages import classify
 from services.randomization.keys import ListKey
 from services.randomization.lists import UnsealedList
-from services.randomization.models import StageAllocationRow
+from services.randomization.models import ParkedStage, StageAllocationRow
 from services.randomization.service import (
     Actor,
     AllocationRace,
@@ -259,3 +259,34 @@ async def test_stage_saves_on_the_bus_are_decided_once_and_stay_blinded(
         assert sum(b["allocated"] for b in balance.json()) == 10
         assert (await svc.client.get("/v1/stages/balance", headers=svc.as_role("monitor"))
                 ).status_code == 403
+
+
+async def test_a_stage_decision_without_a_sealed_list_waits_and_is_made_at_the_next_seal(
+        tmp_path: Path, nats_server: NatsServer, database_url: str) -> None:
+    async with running_service(SPEC, home=tmp_path, nats_url=nats_server.url,
+                               database_url=database_url, protocol_file=PCST) as svc:
+        first = await sealed_list(svc, 10)
+        async with Tap(svc.kernel.bus, Allocated.subject) as tap:
+            await publish(svc.kernel.bus, [form_saved_for("randomization", _baseline("P1", "9"))])
+            await tap.read(at_least=1)
+        closed = await svc.client.post(f"/v1/lists/{first}/close", json={"reason": "interim"},
+                                       headers=svc.as_role("study_manager"))
+        assert closed.status_code == 200, closed.text
+        async with Tap(svc.kernel.bus, StageAllocated.subject) as tap:
+            await publish(svc.kernel.bus, [form_saved_for("randomization", _week8("P1", "2"))])
+            await tap.read(at_least=0, timeout=3)
+            with Session(svc.kernel.engine) as session:
+                parked = session.exec(select(ParkedStage)).all()
+                assert [(p.record, p.stage) for p in parked] == [("P1", "s2")]
+                assert b"pegf" not in parked[0].sealed_request  # the request is sealed
+            assert _rows(svc.kernel.engine) == []
+            await sealed_list(svc, 10)  # sealing re-drives the waiting decision
+            [event] = await tap.read(at_least=1)
+        assert event.record == "P1"
+        [row] = _rows(svc.kernel.engine)
+        d = stages.disclose_stage(svc.deps.context, row)
+        assert d.outcome == "responders" and d.option in OPTIONS["responders"]
+        with Session(svc.kernel.engine) as session:
+            assert session.exec(select(ParkedStage)).all() == []
+            actions = [e.action for e in session.exec(select(AuditEntry)).all()]
+        assert actions.count("stage.parked") == 1 and actions.count("stage.unparked") == 1

@@ -1,4 +1,5 @@
-"""Multi-stage (SMART) designs: later-stage allocations and what their rules read.
+"""Multi-stage (SMART) designs: later-stage allocations, what their rules read, and the
+decisions that wait for a list or a free slot.
 
 Revision ID: randomization_0007_stages
 Revises: randomization_0006
@@ -37,8 +38,18 @@ def upgrade() -> None:
         sa.Column("withdrawn", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     )
+    op.create_table(
+        "parked_stage",
+        sa.Column("record", sa.String(), nullable=False),
+        sa.Column("stage", sa.String(), nullable=False),
+        sa.Column("sealed_request", sa.LargeBinary(), nullable=False),
+        sa.Column("parked_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("record", "stage", name="pk_parked_stage"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("parked_stage")
     op.drop_table("stage_participant")
     op.drop_table("stage_allocation")

@@ -264,6 +264,14 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         note="every later-stage allocation with its option and outcome; audited",
     ),
     _rule(
+        "POST",
+        "/api/v1/randomization/v1/stages/allocations",
+        R.STUDY_MANAGER,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="manual stage decision when REDCap or the bus is down (the option is returned)",
+    ),
+    _rule(
         "GET",
         "/api/v1/randomization/v1/stages/balance",
         R.STUDY_MANAGER,

@@ -40,8 +40,10 @@ from .schemas import (
     ModuleBalanceRead,
     SlotRef,
     StageAllocationBlinded,
+    StageAllocationCreate,
     StageAllocationUnblinded,
     StageBalanceRead,
+    StageDecisionRead,
     StratumBalanceRead,
     StratumFlagRead,
     UnblindedListItem,
@@ -295,3 +297,19 @@ def get_record_stages(record: str, session: SessionDep, ctx: ContextDep,
     return [StageAllocationUnblinded(**stages.stage_view(r, d))
             for r, d in stages.unblinded_stages_of(session, ctx, record=record,
                                                    actor=Actor.of(caller))]
+
+
+@router.post("/stages/allocations", response_model=StageDecisionRead, tags=["stages"],
+             summary="Manual stage decision (study manager) when REDCap or the bus is down")
+def create_stage_allocation(body: StageAllocationCreate, response: Response, session: SessionDep,
+                            ctx: ContextDep, caller: CallerDep) -> StageDecisionRead:
+    result = stages.reach_stage(session, ctx, stages.StageRequest(
+        record=body.record, stage=body.stage, value=body.value, source="manual",
+        actor=Actor.of(caller), correlation_id=_request_id()))
+    response.status_code = 201 if result.status == "allocated" else 200
+    allocation = None
+    if result.row is not None:
+        allocation = StageAllocationUnblinded(
+            **stages.stage_view(result.row, stages.disclose_stage(ctx, result.row)))
+    return StageDecisionRead(status=result.status, detail=result.detail, field=result.field,
+                             allocation=allocation)

@@ -262,3 +262,23 @@ class EmergencyUnblindedRead(AllocationUnblinded):
     """Emergency unblinding: the first stage and every later stage's option (SMART)."""
 
     stages: list[StageAllocationUnblinded] = Field(default_factory=list)
+
+
+class StageAllocationCreate(Schema):
+    """Manual stage decision (REDCap or the bus is down): the same rule and guarantees as
+    a save of the stage's form. `value`: the rule's field at the stage timepoint."""
+
+    record: RecordId
+    stage: Text
+    # As REDCap holds it; blank or absent: the rule cannot score it (needs review).
+    value: Annotated[str, StringConstraints(max_length=50)] | None = None
+    reason: Reason
+
+
+class StageDecisionRead(BaseModel):
+    """What a manual stage decision did: allocated (or found), not reached, or needs review."""
+
+    status: Literal["allocated", "existing", "not_reached", "needs_review"]
+    detail: str | None = None
+    field: str | None = None
+    allocation: StageAllocationUnblinded | None = None

@@ -215,8 +215,8 @@ async def test_stage_saves_on_the_bus_are_decided_once_and_stay_blinded(
         records = [f"B{i:02d}" for i in range(10)]
         async with Tap(svc.kernel.bus, Allocated.subject) as tap:
             await publish(svc.kernel.bus, [form_saved_for("randomization", _baseline(r, "8"))
-                                           for r in [*records, "WD"]])
-            await tap.read(at_least=11)
+                                           for r in [*records, "WD", "M1"]])
+            await tap.read(at_least=12)
         stage_saves = [form_saved_for("randomization", _week8(r, str(i % 9)))
                        for i, r in enumerate(records)]
         async with Tap(svc.kernel.bus, StageAllocated.subject) as tap:
@@ -255,10 +255,33 @@ async def test_stage_saves_on_the_bus_are_decided_once_and_stay_blinded(
         assert emergency.status_code == 200, emergency.text
         assert [s["option"] for s in emergency.json()["stages"]] == [
             stages.disclose_stage(ctx, rows["B02"]).option]
+        manual = await svc.client.post("/v1/stages/allocations", headers=svc.as_role(
+            "study_manager"), json={"record": "B03", "stage": "s2", "value": "1",
+                                    "reason": "REDCap down"})
+        assert manual.status_code == 200 and manual.json()["status"] == "existing"  # once
+        missing = await svc.client.post("/v1/stages/allocations", headers=svc.as_role(
+            "study_manager"), json={"record": "WD", "stage": "s2", "value": "",
+                                    "reason": "REDCap down"})
+        assert missing.json()["status"] == "not_reached"  # withdrawn
+        unknown = await svc.client.post("/v1/stages/allocations", headers=svc.as_role(
+            "study_manager"), json={"record": "B03", "stage": "s9", "reason": "REDCap down"})
+        assert unknown.status_code == 404 and unknown.json()["field"] == "stage"
+        assert (await svc.client.post("/v1/stages/allocations", headers=svc.as_role(
+            "coordinator"), json={"record": "B03", "stage": "s2", "reason": "x"})
+                ).status_code == 403
         balance = await svc.client.get("/v1/stages/balance", headers=svc.as_role("dsmb"))
         assert sum(b["allocated"] for b in balance.json()) == 10
         assert (await svc.client.get("/v1/stages/balance", headers=svc.as_role("monitor"))
                 ).status_code == 403
+        made = await svc.client.post("/v1/stages/allocations", headers=svc.as_role(
+            "study_manager"), json={"record": "M1", "stage": "s2", "value": "6",
+                                    "reason": "REDCap down at the week-8 visit"})
+        assert made.status_code == 201, made.text
+        body = made.json()
+        assert body["status"] == "allocated"  # 6 of 8 is a 25% fall: no response
+        assert body["allocation"]["outcome"] == "non_responders"
+        assert body["allocation"]["option"] in OPTIONS["non_responders"]
+        assert body["allocation"]["source"] == "manual"
 
 
 async def test_a_stage_decision_without_a_sealed_list_waits_and_is_made_at_the_next_seal(

@@ -8,9 +8,9 @@ The building blocks (field rows, choices, the safety and adverse-event forms, ev
 event mappings, repeating instruments, CSV layout) are PerPAIN's generator's, so every
 trial's project has the same shape; only the forms that differ are written here: the
 screening form with the site, the protocol's eligibility criteria and its stratification
-fields; the PEG (pain, enjoyment of life, general activity) at baseline and follow-up; the
-withdrawal and allocation forms. Re-run after changing the protocol and commit the result
-(a test fails when they differ).
+fields (and the group field under group randomization); the PEG (pain, enjoyment of
+life, general activity) at baseline and follow-up; the withdrawal and allocation forms.
+Re-run after changing the protocol and commit the result (a test fails when they differ).
 """
 
 from __future__ import annotations
@@ -53,6 +53,11 @@ def screening(g: ModuleType, p: Any) -> Iterator[dict[str, str]]:
         codes = r.site.codes or {s: s for s in r.sites}
         yield g.field(r.site.field, "screening", "radio", "Site", required="y",
                       choices=g.choices((code, g.humane(site)) for code, site in codes.items()))
+    if r.group is not None:  # group randomization: the pre-formed group the person joins
+        yield g.field(r.group.group_field, "screening", "text", "Rehabilitation group",
+                      required="y", note="the group id as the clinic names it "
+                      "(letters, digits, '_', '.', '-'), e.g. G2011-03; the group is "
+                      "randomized as a whole when it is closed")
     for factor in r.factors:
         if factor.codes is not None:
             yield g.field(factor.field, "screening", "radio", factor.label or g.humane(factor.key),
@@ -185,7 +190,7 @@ def render(protocol_path: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-    for name in argv or ["partners4pain", "rush-mechanisms", "pcst-smart"]:
+    for name in argv or ["partners4pain", "rush-mechanisms", "iact-mmrp", "pcst-smart"]:
         folder = HERE / name / "redcap"
         folder.mkdir(parents=True, exist_ok=True)
         for file, content in render(HERE / f"{name}.yaml").items():

@@ -15,7 +15,8 @@ from typing import Literal
 from services.allocation.domain.synthetic import synthesize_reference
 from services.core.protocol import TrialProtocol
 
-Story = Literal["allocate", "ineligible", "unscorable", "withdrawn"]
+# late: completes the baseline after their group was randomized (group designs: held for review)
+Story = Literal["allocate", "ineligible", "unscorable", "withdrawn", "late"]
 INTERFERENCE_ITEMS = ("1_2", "1_3", "1_4", "1_8")  # blanking these makes interference unscorable
 PANAS = ("interested distressed excited upset strong guilty scared hostile enthusiastic proud "
          "irritable alert ashamed inspired nervous determined attentive jittery active afraid").split()

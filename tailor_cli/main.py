@@ -133,7 +133,7 @@ def up(
 def demo(
     home: Annotated[Path, typer.Option(help="state folder (wiped first)")] = Path(".tailor/demo"),
     protocol: Annotated[str | None, typer.Option(
-        help="a seed trial under protocols/ (partners4pain, rush-mechanisms, pcst-smart); "
+        help="a seed trial under protocols/ (partners4pain, rush-mechanisms, iact-mmrp, pcst-smart); "
              "default: the PerPAIN pilot")] = None,
     participants: Annotated[int, typer.Option(
         help="eligible participants the seed trial's demo enters")] = 120,

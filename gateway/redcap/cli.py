@@ -43,7 +43,8 @@ def check_rights(
     try:
         offenders = client.rights_offenders(protocol.redcap,
                                             service_user or redcap.service_username,
-                                            personalized=protocol.randomization.personalized)
+                                            personalized=protocol.randomization.personalized,
+                                            module_forms=protocol.module_forms)
     except (RedcapUnavailable, RedcapRefused) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -83,22 +83,27 @@ class RedcapClient:
                 date_begin=begin, export_blank_for_gray_form_status=True)
 
     def rights_offenders(self, redcap: RedcapProject, service_user: str, *,
-                         personalized: bool = True) -> list[Offender]:
-        """Users and roles who could see both the allocation and baseline MPI-D answers."""
+                         personalized: bool = True,
+                         module_forms: Collection[str] = ()) -> list[Offender]:
+        """Users and roles who could see both the allocation (or a form only one module's
+        participants fill in) and baseline MPI-D answers."""
         with self._call("user", "export"):
             return check_project_rights(self._project, redcap, service_user=service_user,
-                                        personalized=personalized)
+                                        personalized=personalized, module_forms=module_forms)
 
     def import_rows(self, rows: list[dict[str, str]]) -> int:
         with self._call("record", "import"):
             result = self._project.import_records(rows, overwrite="normal", return_content="count")
         return int(result["count"]) if isinstance(result, dict) else int(result)
 
-    def survey_link(self, record: str, instrument: str, event: str) -> str:
-        """The participant's own link to `instrument` in `event` (REDCap makes it once)."""
+    def survey_link(self, record: str, instrument: str, event: str,
+                    repeat_instance: int = 1) -> str:
+        """The participant's own link to `instrument` in `event` (REDCap makes it once per
+        instance; a repeating survey's later instances have links before they have data)."""
         with self._call("surveyLink", "export"):
             return self._link(self._project.export_survey_link(
-                record=record, instrument=instrument, event=event))
+                record=record, instrument=instrument, event=event,
+                repeat_instance=repeat_instance))
 
     def survey_queue_link(self, record: str) -> str:
         with self._call("surveyQueueLink", "export"):

@@ -1,7 +1,9 @@
 """Blinding check of the REDCap project's user rights.
 
 The written-back treatment module plus the baseline MPI-D answers (with the shipped model)
-give the cluster, and cluster + module give the arm. So no REDCap user or role other than
+give the cluster, and cluster + module give the arm. The diary's answers show the module
+too (only the diary module's participants have them), so they count as the allocation.
+So no REDCap user or role other than
 Tailor's own API account may see both: the allocation form and a baseline form holding
 MPI-D items. "See" means any data entry access (read-only included) or any export right
 to the form; a user who may edit user rights could grant itself both and is named too.
@@ -12,7 +14,7 @@ the REDCap API (PyCap).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,14 +39,17 @@ class SensitiveForms:
     mpid: frozenset[str]
 
 
-def sensitive_forms(metadata: Iterable[Mapping[str, str]], redcap: RedcapProject) -> SensitiveForms:
-    """The forms holding the written-back allocation, and the baseline forms with MPI-D items."""
+def sensitive_forms(metadata: Iterable[Mapping[str, str]], redcap: RedcapProject, *,
+                    module_forms: Collection[str] = ()) -> SensitiveForms:
+    """The forms holding the written-back allocation (and `module_forms`, whose data only
+    one module's participants have: the diary's answers), and the baseline forms with
+    MPI-D items."""
     f = redcap.fields
     written = {f.allocation_module, f.allocation_number, f.allocation_time}
     allocation, mpid = set(), set()
     for row in metadata:
         name, form = row.get("field_name", ""), row.get("form_name", "")
-        if name in written:
+        if name in written or form in module_forms:
             allocation.add(form)
         if name.startswith(f.mpid_item_prefix) and form in redcap.baseline_forms:
             mpid.add(form)
@@ -95,11 +100,12 @@ def find_offenders(users: Iterable[Mapping[str, Any]], roles: Iterable[Mapping[s
 
 
 def check_project_rights(project: Any, redcap: RedcapProject, *, service_user: str,
-                         personalized: bool = True) -> list[Offender]:
+                         personalized: bool = True,
+                         module_forms: Collection[str] = ()) -> list[Offender]:
     """Read metadata, users and roles through PyCap (`redcap.Project`) and judge them.
     Without personalization no MPI-D is collected: nothing in REDCap gives the arm but the
     allocation itself, so only the allocation form must exist."""
-    forms = sensitive_forms(project.export_metadata(), redcap)
+    forms = sensitive_forms(project.export_metadata(), redcap, module_forms=module_forms)
     if not forms.allocation or (personalized and not forms.mpid):
         missing = "allocation" if not forms.allocation else "baseline MPI-D"
         return [Offender("project", "metadata", "", f"no {missing} form found: check the "

@@ -46,7 +46,8 @@ async def check_once(kernel: Kernel, client: RedcapClient, settings: RedcapSetti
     try:
         offenders = await asyncio.to_thread(
             client.rights_offenders, kernel.protocol.redcap, settings.service_username,
-            personalized=kernel.protocol.randomization.personalized)
+            personalized=kernel.protocol.randomization.personalized,
+            module_forms=kernel.protocol.module_forms)
     except RedcapUnavailable as exc:
         log.warning("redcap.rights_check_failed", error=str(exc)[:300])
         return

@@ -360,24 +360,31 @@ def sweep(engine: Engine, client: RedcapClient, protocol: TrialProtocol, setting
     found: list[Trigger] = []
     with unit_of_work(engine) as session:
         published = repository.snapshots_of(session, project_id)
-        for row in rows:
-            event = protocol.redcap.event_of(str(row.get("redcap_event_name") or ""))
-            repeat_form = row.get("redcap_repeat_instrument") or ""
-            instance = int(row.get("redcap_repeat_instance") or 0) or None
-            for instrument in ([repeat_form] if repeat_form else sorted(instruments)):
-                if instrument not in instruments or not row.get(f"{instrument}_complete"):
-                    continue
-                if instrument == protocol.redcap.allocation_form:
-                    continue
-                if repeat_form == "" and instrument == protocol.redcap.adverse_event_form:
-                    continue
-                digest = form_hash(row, client.form_fields(instrument), instrument, keys.digest)
-                key = (str(row[protocol.redcap.fields.record_id]), event or "", instrument, instance or 0)
-                if published.get(key) == digest:
-                    continue
-                t = Trigger(project_id, key[0], instrument, event, instance)
+    for row in rows:
+        event = protocol.redcap.event_of(str(row.get("redcap_event_name") or ""))
+        repeat_form = row.get("redcap_repeat_instrument") or ""
+        instance = int(row.get("redcap_repeat_instance") or 0) or None
+        for instrument in ([repeat_form] if repeat_form else sorted(instruments)):
+            if instrument not in instruments or not row.get(f"{instrument}_complete"):
+                continue
+            if instrument == protocol.redcap.allocation_form:
+                continue
+            if repeat_form == "" and instrument == protocol.redcap.adverse_event_form:
+                continue
+            digest = form_hash(row, client.form_fields(instrument), instrument, keys.digest)
+            key = (str(row[protocol.redcap.fields.record_id]), event or "", instrument, instance or 0)
+            if published.get(key) == digest:
+                continue
+            t = Trigger(project_id, key[0], instrument, event, instance)
+            # One short transaction per form, as a DET's: it locks the form's pending
+            # trigger, then appends to the audit chain, and commits. A sweep-long
+            # transaction would hold the chain while locking the next form's trigger,
+            # which a DET or the worker holds while waiting for the chain: a deadlock.
+            with unit_of_work(engine) as session:
                 enqueue_trigger(session, trigger=t, body={"sweep": "1"}, source="sweep", now=now)
-                found.append(t)
+            found.append(t)
+    # Only once every finding is queued: a sweep cut short is redone from `since`.
+    with unit_of_work(engine) as session:
         state = repository.sweep_state(session, project_id) or RedcapSweep(
             project_id=project_id, swept_until=now, last_run_at=now)
         state.swept_until, state.last_run_at = now, now

@@ -4,7 +4,8 @@ participant's own REDCap survey links, for the reminders notifications sends.
 Internal only: the caller shows the survey-link secret (services/core/survey_links.py),
 which opens these two routes and nothing else; a wrong or missing secret is refused and
 rate-limited per address like a wrong DET secret. The instrument and event must be a
-survey of a protocol timepoint, so the routes cannot be used to reach other forms. Each
+survey of a protocol timepoint, or the diary's answer survey with the prompt's
+`repeat_instance`, so the routes cannot be used to reach other forms. Each
 answer is recorded in the gateway's audit trail as a read of that participant (the record,
 instrument and event; never the link, whose hash lets anyone answer as the participant).
 REDCap down or slow → 503 with Retry-After; REDCap refusing (e.g. an unknown record) → 422.
@@ -89,15 +90,19 @@ def _record(request: Request) -> str:
     return record
 
 
-def survey_place(protocol: TrialProtocol, instrument: str, event: str) -> str:
-    """REDCap's unique event name for a survey of a protocol timepoint; else a 422 naming
-    the parameter that is wrong."""
+def survey_place(protocol: TrialProtocol, instrument: str, event: str,
+                 repeat_instance: str = "") -> tuple[str, int | None]:
+    """REDCap's unique event name (and repeat instance) for a survey of a protocol
+    timepoint, or for one prompt's instance of the diary's answer survey; else a 422
+    naming the parameter that is wrong."""
     if not instrument:
         raise InvalidInput("instrument is required", field="instrument")
     if not event:
         raise InvalidInput("event is required", field="event")
     redcap = protocol.redcap
     key = redcap.event_key(event)
+    if key is not None and protocol.diary_answers == (instrument, key):
+        return redcap.unique_event_name(key), _diary_instance(protocol, repeat_instance)
     timepoint = next((t for t in protocol.timepoints if t.redcap_event == key), None)
     if timepoint is None:
         raise InvalidInput(f"{event!r} is not the REDCap event of a protocol timepoint",
@@ -106,10 +111,22 @@ def survey_place(protocol: TrialProtocol, instrument: str, event: str) -> str:
         raise InvalidInput(
             f"{instrument!r} is not a survey of timepoint {timepoint.key!r} "
             f"(surveys: {timepoint.surveys})", field="instrument")
-    return redcap.unique_event_name(timepoint.redcap_event)
+    if repeat_instance:
+        raise InvalidInput("repeat_instance: only the diary's answer survey repeats",
+                           field="repeat_instance")
+    return redcap.unique_event_name(timepoint.redcap_event), None
 
 
-async def _fetch(request: Request, call: str, *args: str) -> str:
+def _diary_instance(protocol: TrialProtocol, raw: str) -> int:
+    """One instance per prompt: 1 … days × prompts_per_day."""
+    last = protocol.diary_policy.prompts
+    if not raw.isdigit() or not 1 <= int(raw) <= last:
+        raise InvalidInput(f"repeat_instance: the diary's answer survey needs the prompt's "
+                           f"instance, a number from 1 to {last}", field="repeat_instance")
+    return int(raw)
+
+
+async def _fetch(request: Request, call: str, *args: str | int) -> str:
     client = _client(request)
     try:
         return await asyncio.to_thread(getattr(client, call), *args)
@@ -143,11 +160,14 @@ async def survey_link(request: Request) -> JSONResponse:
         return refused
     record = _record(request)
     instrument = request.query_params.get("instrument", "").strip()
-    event = survey_place(request.app.state.kernel.protocol, instrument,
-                        request.query_params.get("event", "").strip())
-    link = await _fetch(request, "survey_link", record, instrument, event)
-    return await _answer(request, SURVEY_LINK_PATH, record,
-                         {"instrument": instrument, "event": event}, link)
+    event, instance = survey_place(request.app.state.kernel.protocol, instrument,
+                                   request.query_params.get("event", "").strip(),
+                                   request.query_params.get("repeat_instance", "").strip())
+    link = await _fetch(request, "survey_link", record, instrument, event, instance or 1)
+    params: dict[str, str] = {"instrument": instrument, "event": event}
+    if instance is not None:
+        params["repeat_instance"] = str(instance)
+    return await _answer(request, SURVEY_LINK_PATH, record, params, link)
 
 
 @router.get(QUEUE_LINK_PATH, summary="A participant's REDCap survey-queue link (internal)")

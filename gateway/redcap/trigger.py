@@ -25,6 +25,8 @@ class Trigger:
 def known_instruments(protocol: TrialProtocol) -> set[str]:
     r = protocol.redcap
     forms = {f for t in protocol.timepoints for f in t.forms}
+    answers = protocol.diary_answers  # the diary's answers: their saves count adherence
+    forms |= {answers[0]} if answers else set()
     return forms | set(r.baseline_forms) | {r.withdrawal_form, r.adverse_event_form, r.allocation_form}
 
 
@@ -48,7 +50,7 @@ def parse_trigger(form: Mapping[str, str], protocol: TrialProtocol) -> Trigger:
         raise InvalidInput("redcap_event_name is missing (the project is longitudinal)",
                            field="redcap_event_name")
     event = protocol.redcap.event_of(unique_event)
-    if event not in {t.redcap_event for t in protocol.timepoints}:
+    if event not in protocol.redcap_events:
         raise InvalidInput(f"unknown event {unique_event!r}", field="redcap_event_name")
     instance_raw = (form.get("redcap_repeat_instance") or "").strip()
     instance: int | None = None

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -59,6 +60,17 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem(exc.status_code, str(exc.detail), str(exc.detail))
+
+    # The database refused for now (down, locked, a deadlock victim): the transaction was
+    # rolled back, so nothing changed and the same request may simply be sent again.
+    @app.exception_handler(OperationalError)
+    async def _database_busy(_req: Request, exc: OperationalError) -> JSONResponse:
+        log.error("http.database_unavailable", error=type(exc.orig).__name__)
+        response = problem(503, "Database unavailable",
+                           "the database could not complete the request; nothing was changed, "
+                           "retry shortly")
+        response.headers["Retry-After"] = "2"
+        return response
 
     @app.exception_handler(Exception)
     async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:

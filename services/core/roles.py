@@ -288,6 +288,41 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         participant_data=True,
         note="blinded roles: stage and number only; unblinded: the option too (audited)",
     ),
+    # Randomization: groups (group randomization; members are records)
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/groups",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+        note="groups and members; arm and stratum only for unblinded roles (audited)",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/groups/{group_id}",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+    ),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/groups/{group_id}/close",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        participant_data=True,
+        note="randomize a pre-formed group; its members inherit its arm (blinded callers get "
+        "the module only)",
+    ),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/groups/{group_id}/members/{record}/admit",
+        R.STUDY_MANAGER,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="a member who joined after the close inherits the group's arm; reason required",
+    ),
     # Notifications (blinded: the service holds no arm, cluster or module)
     _rule(
         "GET",

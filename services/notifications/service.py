@@ -116,11 +116,19 @@ def record_form_saved(session: Session, rt: Runtime, *, saved: FormSaved,
                        correlation_id=correlation_id)
     if _store_form_statuses(session, rt, record, event_name, saved.fields, correlation_id):
         refresh_completion(session, rt, record, correlation_id=correlation_id)
-    answer_form = rt.protocol.diary.answer_form if rt.protocol.diary else None
-    if answer_form and saved.instrument == answer_form and saved.complete_status == 2:
-        mark_answered(session, rt, record, correlation_id=correlation_id)
+    if _is_diary_answer(rt, saved, event_name):
+        mark_answered(session, rt, record, instance=saved.repeat_instance,
+                      correlation_id=correlation_id)
     if saved.fields.get(redcap.fields.withdrawn) == "1":
         withdraw(session, rt, record=record, correlation_id=correlation_id)
+
+
+def _is_diary_answer(rt: Runtime, saved: FormSaved, event_name: str) -> bool:
+    """A complete save of the diary's answer survey in its own event."""
+    diary = rt.protocol.diary
+    if diary is None or diary.answer_form is None or saved.instrument != diary.answer_form:
+        return False
+    return saved.complete_status == 2 and diary.answer_event in (None, event_name)
 
 
 def _store_form_statuses(session: Session, rt: Runtime, record: str, event_name: str,

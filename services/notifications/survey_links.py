@@ -1,7 +1,9 @@
-"""The participant's REDCap survey link for a reminder, asked of the gateway at send time.
+"""The participant's REDCap survey link for a reminder or a diary prompt, asked of the
+gateway at send time.
 
 A timepoint with one survey gets that survey's link; with several, the participant's
-survey-queue link (REDCap's one page listing their surveys). The link is never stored
+survey-queue link (REDCap's one page listing their surveys). A diary prompt gets its own
+instance of the diary's answer survey (`diary.answer_form`). The link is never stored
 and never logged: its hash lets whoever holds it answer as the participant.
 
 `SurveyLinkUnavailable` (gateway or REDCap down, slow, not configured) means "not now":
@@ -43,6 +45,20 @@ def survey_link(rt: Runtime, record: str, timepoint: Timepoint) -> str:
     event = rt.protocol.redcap.unique_event_name(timepoint.redcap_event)
     return _ask(rt, SURVEY_LINK_PATH, {"record": record, "instrument": timepoint.surveys[0],
                                        "event": event})
+
+
+def diary_link(rt: Runtime, record: str, day: int, index: int) -> str:
+    """The participant's link to the diary answer survey's instance of prompt `index` of
+    diary `day` (one instance per prompt, so the saved answer names its prompt)."""
+    policy = rt.protocol.diary_policy
+    answers = rt.protocol.diary_answers
+    if answers is None:
+        raise NotificationError("the diary records no answers in REDCap (diary.answer_form)",
+                                field="answer_form")
+    return _ask(rt, SURVEY_LINK_PATH, {
+        "record": record, "instrument": answers[0],
+        "event": rt.protocol.redcap.unique_event_name(answers[1]),
+        "repeat_instance": str(policy.instance_of(day, index))})
 
 
 def _secret(rt: Runtime) -> bytes:

@@ -18,10 +18,10 @@ from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import Caller
 from services.core.roles import Role, View, find_rule
 
-from . import lists, reports, repository, service, stages
+from . import groups, lists, reports, repository, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import ListCommitment
-from .models import AllocationRow, RandomizationList
+from .models import AllocationRow, GroupMember, RandomizationGroup, RandomizationList
 from .schemas import (
     AllocationBlinded,
     AllocationCreate,
@@ -32,6 +32,11 @@ from .schemas import (
     CommitmentRead,
     EmergencyUnblindedRead,
     EmergencyUnblinding,
+    GroupAdmit,
+    GroupBlinded,
+    GroupClose,
+    GroupMemberRead,
+    GroupUnblinded,
     ListExtend,
     ListGenerate,
     ListRead,
@@ -205,7 +210,8 @@ def _unblinded(row: AllocationRow, d: Disclosure) -> AllocationUnblinded:
     return AllocationUnblinded(record=row.record, allocation_number=row.allocation_number,
                                module=row.module, allocated_at=row.allocated_at,
                                cluster=d.cluster, arm=d.arm, stratum=d.stratum, slot=slot,
-                               minimization=decision, pilot=row.pilot, list_id=row.list_id,
+                               minimization=decision, group=d.group, pilot=row.pilot,
+                               list_id=row.list_id,
                                source=row.source)
 
 
@@ -265,6 +271,63 @@ def get_balance(session: SessionDep, ctx: ContextDep,
     return BalanceUnblinded(list_id=report.list_id, by_module=by_module,
                             by_stratum=[StratumBalanceRead(**s.__dict__)
                                         for s in report.by_stratum or []])
+
+
+# ── groups (group randomization) ─────────────────────────────────────────────────────
+
+
+def _members(session: Session, members: list[GroupMember]) -> list[GroupMemberRead]:
+    numbers = groups.allocation_numbers(session, [m.record for m in members
+                                                  if m.status == "allocated"])
+    return [GroupMemberRead(record=m.record, status=m.status, review_reason=m.review_reason,
+                            allocation_number=numbers.get(m.record)) for m in members]
+
+
+def _group_view(session: Session, ctx: Context, group: RandomizationGroup,
+                members: list[GroupMember], caller: Caller) -> GroupBlinded | GroupUnblinded:
+    common = {"group": group.id, "status": group.status, "opened_at": group.opened_at,
+              "closed_at": group.closed_at, "module": group.module,
+              "members": _members(session, members)}
+    if view_of(caller) is not View.UNBLINDED:
+        return GroupBlinded(**common)
+    d = groups.unblinded_read(session, ctx, group, Actor.of(caller))
+    slot = SlotRef(seq=d.seq, batch=d.batch) if d and d.seq is not None and d.batch is not None \
+        else None
+    return GroupUnblinded(**common, arm=d.arm if d else None, stratum=d.stratum if d else None,
+                          slot=slot, list_id=group.list_id)
+
+
+@router.get("/groups", response_model=list[GroupUnblinded] | list[GroupBlinded], tags=["groups"],
+            summary="Every group with its members; arm and stratum for unblinded roles (audited)")
+def get_groups(session: SessionDep, ctx: ContextDep, caller: CallerDep) -> list:
+    return [_group_view(session, ctx, g, m, caller) for g, m in groups.all_groups(session)]
+
+
+@router.get("/groups/{group_id}", response_model=GroupUnblinded | GroupBlinded, tags=["groups"])
+def get_group(group_id: str, session: SessionDep, ctx: ContextDep,
+              caller: CallerDep) -> GroupBlinded | GroupUnblinded:
+    return _group_view(session, ctx, *groups.group_of(session, group_id), caller)
+
+
+@router.post("/groups/{group_id}/close", response_model=GroupUnblinded | GroupBlinded,
+             tags=["groups"],
+             summary="Randomize a pre-formed group: its stratum's next group slot; every member "
+                     "inherits its arm and is written back to REDCap")
+def close_group(group_id: str, body: GroupClose, session: SessionDep, ctx: ContextDep,
+                caller: CallerDep) -> GroupBlinded | GroupUnblinded:
+    closed = groups.close(session, ctx, group_id=group_id, actor=Actor.of(caller),
+                          reason=body.reason, correlation_id=_request_id())
+    return _group_view(session, ctx, *groups.group_of(session, closed.group.id), caller)
+
+
+@router.post("/groups/{group_id}/members/{record}/admit", response_model=AllocationUnblinded,
+             tags=["groups"],
+             summary="Admit a late member to their closed group's arm (study manager, reason)")
+def admit_member(group_id: str, record: str, body: GroupAdmit, session: SessionDep,
+                 ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
+    row = groups.admit(session, ctx, group_id=group_id, record=record, actor=Actor.of(caller),
+                       reason=body.reason, correlation_id=_request_id())
+    return _unblinded(row, service.disclose(ctx, row))
 
 
 # ── later stages (SMART) ─────────────────────────────────────────────────────────────

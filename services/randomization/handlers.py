@@ -32,10 +32,11 @@ from services.core.periodic import every
 from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
-from . import parking, reports, service, stages
+from . import groups, parking, reports, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import RandomizationError
 from .domain.baseline import levels_of, unmet
+from .domain.group import GroupDesign, group_id_of
 from .service import Actor, AllocationRequest
 
 log = structlog.get_logger(__name__)
@@ -94,6 +95,12 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
     def on_form_saved(session: Session, env: Envelope) -> None:
         saved = open_form_saved(env, deps.bus_keyring)  # a broken or foreign payload is poison
         ctx = deps.context
+        withdrawn = saved.fields.get(ctx.protocol.redcap.fields.withdrawn, "").strip() == "1"
+        if ctx.protocol.randomization.group is not None and withdrawn:
+            groups.withdraw(session, ctx, record=saved.record,
+                            actor=Actor(f"event:{env.producer}", "system"),
+                            correlation_id=env.correlation_id or env.id)
+            return  # a member who withdraws before the close leaves the group
         if ctx.protocol.randomization.personalized:
             return  # the cluster comes from the allocation service
         if ctx.protocol.randomization.stages:
@@ -107,9 +114,16 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
         except RandomizationError as err:  # names the REDCap field, never its value
             raise InvalidInput(f"{err.field}: missing, or not a level of its stratification "
                                "factor", field=err.field) from None
+        actor = Actor(f"event:{env.producer}", "system")
+        group = ctx.protocol.randomization.group
+        if group is not None:  # group randomization: join the group; its close allocates
+            _join_group(session, deps, env, saved.record, saved.fields, levels, actor,
+                        GroupDesign(group.group_field, group.min_group_size,
+                                    group.max_group_size))
+            return
         request = AllocationRequest(
             record=saved.record, cluster=None, site=levels.get("site"), pilot=False,
-            source="event", actor=Actor(f"event:{env.producer}", "system"),
+            source="event", actor=actor,
             correlation_id=env.correlation_id or env.id, levels=levels)
         try:
             with session.begin_nested():
@@ -158,6 +172,21 @@ def _stage_save(session: Session, ctx: service.Context, saved: FormSaved, actor:
         except stages.WAITING as err:  # no list, stage stratum empty: wait in the database
             stages.park(session, ctx, request, err)
     return False
+
+
+def _join_group(session: Session, deps: RandomizationDeps, env: Envelope, record: str,
+                fields: dict[str, str], levels: dict[str, str], actor: Actor,
+                design: GroupDesign) -> None:
+    try:
+        group_id = group_id_of(design, fields)
+    except RandomizationError as err:  # names the REDCap field, never its value
+        raise InvalidInput(f"{err.field}: missing, or not a group id", field=err.field) from None
+    try:
+        with session.begin_nested():
+            groups.join(session, deps.context, record=record, group_id=group_id, levels=levels,
+                        actor=actor, correlation_id=env.correlation_id or env.id)
+    except groups.GroupRace as err:  # the concurrent founder's or duplicate's row: ask again
+        raise TransientError(err.detail) from None
 
 
 def check_slots(deps: RandomizationDeps) -> None:

@@ -22,7 +22,7 @@ from sqlmodel import Session
 from services.core import audit
 from services.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-from . import parking, repository, stages
+from . import groups, parking, repository, stages
 from .domain import (
     BatchCommitment,
     CommitmentError,
@@ -385,6 +385,11 @@ def _open_all(session: Session, ctx: Context, lst: RandomizationList) -> Unseale
     seed = ctx.key.open(SEED, (lst.id,), lst.seed_sealed)
     if design.minimization is not None:
         problems.extend(_replay_problems(session, ctx, lst, design, seed))
+    if design.group is not None:
+        used = {(r.stratum_ref, r.seq): r.used_by for r in repository.slots_of(session, lst.id)}
+        problems.extend(groups.verify_groups(session, ctx, lst, {
+            (s.slot.stratum, s.slot.seq): (s.slot.arm, used.get(
+                (ctx.key.stratum_ref(lst.id, s.slot.stratum), s.slot.seq))) for s in slots}))
     return UnsealedList(lst.id, lst.source, seed, commitment, slots, tuple(problems))
 
 

@@ -190,3 +190,37 @@ class ParkedStage(SQLModel, table=True):
     sealed_request: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     parked_at: datetime = Field(sa_column=_utc())
     attempts: int = 1
+
+
+class RandomizationGroup(SQLModel, table=True):
+    """A pre-formed group (group randomization): open while members join, closed once
+    randomized. Its stratum levels (what its first member's baseline said) are sealed like
+    a parked request; once closed, its arm, stratum and slot are sealed like an
+    allocation's detail, and `detail_digest` is what the audit chain holds."""
+
+    __tablename__ = "randomization_group"
+
+    id: str = Field(primary_key=True)  # the REDCap group field's value
+    status: str  # domain.group.GroupStatus
+    sealed_levels: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    opened_at: datetime = Field(sa_column=_utc())
+    list_id: str | None = Field(default=None, foreign_key="randomization_list.id")
+    module: str | None = None  # what every member receives (as blinded staff see it)
+    sealed_detail: bytes | None = Field(default=None, sa_column=Column(LargeBinary))
+    detail_digest: str | None = None
+    closed_by: str | None = None
+    closed_at: datetime | None = Field(default=None, sa_column=_utc(True))
+    close_reason: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class GroupMember(SQLModel, table=True):
+    """A participant's membership: one group per record, whatever is redelivered."""
+
+    __tablename__ = "group_member"
+    __table_args__ = (Index("ix_group_member_group", "group_id"),)
+
+    record: str = Field(primary_key=True)
+    group_id: str = Field(foreign_key="randomization_group.id")
+    status: str  # domain.group.MemberStatus
+    joined_at: datetime = Field(sa_column=_utc())
+    review_reason: str | None = None  # domain.group.JoinOutcome for a held member

@@ -187,6 +187,8 @@ class AllocationUnblinded(Schema):
     slot: SlotRef | None = Field(description="None for a pilot participant (no slot used) "
                                  "and under minimization (no list)")
     minimization: MinimizationDecision | None = None
+    group: str | None = Field(default=None, description="group randomization: the member's "
+                              "group, whose arm they inherit")
     pilot: bool
     list_id: str
     source: str
@@ -282,3 +284,46 @@ class StageDecisionRead(BaseModel):
     detail: str | None = None
     field: str | None = None
     allocation: StageAllocationUnblinded | None = None
+
+
+# ── groups (group randomization) ─────────────────────────────────────────────────────
+
+
+class GroupClose(Schema):
+    reason: Reason | None = Field(default=None, description="optional note (audited)")
+
+
+class GroupAdmit(Schema):
+    reason: Reason = Field(description="why the late member joins the group's arm (audited)")
+
+
+class GroupMemberRead(Schema):
+    record: str
+    status: str = Field(description="member (waits for the close), allocated, or review "
+                        "(joined late or does not fit the group: the study manager decides)")
+    review_reason: str | None
+    allocation_number: str | None
+
+
+class GroupBlinded(Schema):
+    """Blinded staff: the group, its members and what they receive; never arm or stratum."""
+
+    group: str
+    status: str
+    opened_at: datetime
+    closed_at: datetime | None
+    module: str | None
+    members: list[GroupMemberRead]
+
+
+class GroupUnblinded(Schema):
+    group: str
+    status: str
+    opened_at: datetime
+    closed_at: datetime | None
+    module: str | None
+    members: list[GroupMemberRead]
+    arm: str | None
+    stratum: str | None
+    slot: SlotRef | None
+    list_id: str | None

@@ -165,11 +165,13 @@ class Disclosure:
     # per arm, the preferred arms, whether the random element followed the preference).
     levels: dict[str, str] | None = None
     decision: dict[str, Any] | None = None
+    # Group randomization only: the group whose slot this is (a member inherits its arm).
+    group: str | None = None
 
     def body(self) -> dict[str, Any]:
         """What is sealed and digested; a blocks allocation keeps its original six keys."""
         return {k: v for k, v in self.__dict__.items()
-                if v is not None or k not in ("levels", "decision")}
+                if v is not None or k not in ("levels", "decision", "group")}
 
     def digest(self, record: str, number: str) -> str:
         body = {"record": record, "allocation_number": number, **self.body()}
@@ -207,6 +209,9 @@ def allocate(session: Session, ctx: Context, req: AllocationRequest) -> tuple[Al
                            "and seal one first", field="list")
     ctx.check_key(lst)
     design = ctx.design_of(lst)
+    if design.group is not None:  # one by one would break the groups apart
+        raise InvalidInput("group randomization: a participant is allocated when their group "
+                           "is closed (POST /v1/groups/{group_id}/close)", field="record")
     if design.minimization is not None:
         minimized = _minimize(session, ctx, lst, design, req)
         if isinstance(minimized, AllocationRow):

@@ -114,8 +114,10 @@ def queue_entries(ctx: ProjectContext, record: str) -> list[dict]:
     arms = {r.arm_num for r in ctx.store.records(ctx.pid) if r.record == record}
     events = [e for e in ctx.design.event_names()
               if not ctx.design.longitudinal or ctx.design.arm_of_event(e) in arms]
+    surveys = ctx.design.surveys
     return [participant(ctx, Place(record, event, form, 1)) for event in events
-            for form in ctx.design.forms_in_event(event) if form in ctx.design.surveys]
+            for form in ctx.design.forms_in_event(event)
+            if form in surveys and surveys[form].get("survey_queue", "1") != "0"]
 
 
 def _respond(ctx: ProjectContext, entry: dict, values: dict[str, str], base: str) -> HTMLResponse:

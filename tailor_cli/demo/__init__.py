@@ -19,12 +19,12 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from services.core.protocol import load_protocol
-from sim.cohort import make_cohort
+from services.core.protocol import TrialProtocol, load_protocol
+from sim.cohort import Participant, make_cohort
 
 from .. import registry
 from ..stack import LocalStack
-from . import feasibility, followup, report
+from . import diary, feasibility, followup, report
 from .checks import Verdict, check_allocations, check_design
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
@@ -80,6 +80,8 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         check_design(verdict, protocol, unblinded)
         report.summaries(console, protocol, in_redcap, unblinded, alloc_fields[1])
         report.latency(console, stack, expected)
+        diary_run = _diary(console, stack, gw, protocol, expected,
+                           {r: row[alloc_fields[1]] for r, row in in_redcap.items()})
         _safety(console, stack, gw, expected, verdict)
         _reminders(console, stack, expected, verdict)
         followup.record_module_starts(stack.redcap["url"], stack.redcap["project_id"], protocol,
@@ -87,7 +89,8 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         report.audit_chains(console, stack, registry.existing(), verdict)
         report.entry(console, entry, cohort, commitment)
         report.where_next(console, stack)
-        show_feasibility = feasibility.report(gw, cohort, len(unblinded), stack.home, verdict)
+        show_feasibility = feasibility.report(gw, cohort, len(unblinded), stack.home, verdict,
+                                              diary_run)
         report.console_access(console, stack, gw.keys, home)
         report.verdict(console, verdict)
         show_feasibility(console)
@@ -96,6 +99,23 @@ def run_demo(home: Path, console: Console, *, keep_running: bool = False) -> int
         if keep_running:
             console.print("stack left running; Ctrl-C stops it")
         stack.stop()
+
+
+def _diary(console: Console, stack: LocalStack, gw: Gateway, protocol: TrialProtocol,
+           expected: list[Participant], modules: dict[str, str]
+           ) -> tuple[diary.DiaryRun, diary.Outside] | None:
+    """The diary module's first morning (before the reminders move the clock by weeks)."""
+    if protocol.diary_answers is None:
+        return None
+    out = diary.outside(stack.redcap, stack.url_of("sms-provider"), protocol)
+    run = diary.DiaryRun(diary.diary_participants(protocol, expected, modules))
+    clock = Path(stack.env["TAILOR_NOTIFICATIONS_SIMULATED_CLOCK_FILE"])
+    started = time.monotonic()
+    with console.status("the diary module's first morning: prompts by SMS, answers in REDCap…"):
+        diary.diary_morning(gw, protocol, run, out, clock)
+    report.diary(console, len(set(run.mobiles.values())), run.steps, run.sent, len(run.answered),
+                 time.monotonic() - started)
+    return run, out
 
 
 def _prepare_lists(gw: Gateway, console: Console) -> dict:

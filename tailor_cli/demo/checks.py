@@ -133,3 +133,18 @@ def check_feasibility(verdict: Verdict, cohort: list[Participant], rows: list[di
                           f"{expected} in the cohort entered")
     verdict.check(all(r["numerator"] <= r["denominator"] for r in rows),
                   "every feasibility numerator lies within its denominator")
+
+
+def check_diary(verdict: Verdict, sent: int, answered: int, acceptability: dict) -> None:
+    """The reports service's diary adherence against the demo's own counts: the prompt SMS
+    the diary participants received and the ones they answered on the REDCap survey."""
+    diary = acceptability["pooled"]["diary"]
+    verdict.check(sent > 0 and 0 < answered <= sent,
+                  f"diary prompts went out by SMS and some were answered ({answered} of {sent})")
+    verdict.check((diary["prompts_sent"], diary["answered_in_time"]) == (sent, answered),
+                  f"the reports count every prompt received ({diary['prompts_sent']} of {sent}) "
+                  f"and every answer given ({diary['answered_in_time']} of {answered})")
+    rate = acceptability["diary_adherence"]
+    verdict.check(rate is not None and sent > 0 and rate == answered / sent,
+                  f"diary adherence {rate} is answered / sent of the demo's own counts "
+                  f"({answered}/{sent})")

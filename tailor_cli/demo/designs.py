@@ -6,8 +6,10 @@ enters a synthetic cohort form by form in the REDCap emulator (real Data Entry T
 waits for every allocation to be written back to REDCap, then checks that exactly the
 eligible, non-withdrawn participants were allocated, once, as the randomization service
 says, and the design's own property: block balance per stratum, or minimization's
-imbalance against simple randomization on the same cohort (both printed). A multi-stage
-design (SMART) then plays its stage visit (tailor_cli/demo/stages.py).
+imbalance against simple randomization on the same cohort (both printed); under group
+randomization the groups form and the coordinator closes each (tailor_cli/demo/group_demo.py),
+and the checks are every member sharing their group's arm and the groups' block balance. A
+multi-stage design (SMART) then plays its stage visit (tailor_cli/demo/stages.py).
 """
 
 from __future__ import annotations
@@ -20,18 +22,19 @@ from rich.console import Console
 from rich.table import Table
 
 from services.core.protocol import TrialProtocol, load_protocol
+from sim.group_cohort import make_group_cohort
 from sim.seed_cohort import make_seed_cohort
 from sim.smart_cohort import StageVisit, make_smart_cohort
 
 from .. import registry
 from ..stack import LocalStack
-from . import design_checks
+from . import design_checks, group_demo
 from .checks import Verdict, check_allocations
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
 from .stages import run_stage
 
-ROLES = ["statistician", "study_manager", "monitor"]
+ROLES = ["statistician", "study_manager", "monitor", "coordinator"]
 API = "/api/v1/randomization/v1"
 
 
@@ -59,21 +62,34 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
             stack.start()
         gw = Gateway(stack.url_of("gateway"),
                      issue_keys(f"sqlite:///{stack.home / 'gateway.db'}", ROLES))
-        created = gw.call("statistician", "POST", f"{API}/lists", json={})
+        # A group takes one slot: room for as many groups as the cohort can form.
+        body = ({"slots_per_stratum": participants // group_demo.MIN_GROUP + 1}
+                if protocol.randomization.method == "group" else {})
+        created = gw.call("statistician", "POST", f"{API}/lists", json=body)
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
         console.print(f"{protocol.randomization.method} list {created['id']} sealed; "
                       f"commitment sha256 {sealed['digest'][:16]}…")
         visits: list[StageVisit] = []
-        if protocol.randomization.stages:
-            cohort, visits = make_smart_cohort(protocol, eligible=participants)
-        else:
-            cohort = make_seed_cohort(protocol, eligible=participants)
-        expected = [p for p in cohort if p.expects_allocation]
         r, f = protocol.redcap, protocol.redcap.fields
         event = r.unique_event_name(r.baseline_event)
         alloc_fields = (f.allocation_number, f.allocation_module, f.allocation_time)
-        with console.status(f"site staff enter {len(cohort)} screened people in REDCap…"):
-            enter_cohort(stack.redcap["url"], stack.redcap["project_id"], event, cohort)
+        grouped = None
+        if protocol.randomization.method == "group":
+            # The seed: about 15% of those consenting never complete the baseline.
+            grouped = make_group_cohort(protocol, eligible=participants,
+                                        withdrawn=max(1, participants * 15 // 100))
+            cohort = grouped.people
+            with console.status(f"{len(grouped.groups)} groups form; the coordinator closes "
+                                f"each once its members completed the baseline…"):
+                group_demo.form_and_close_groups(gw, stack.redcap, event, grouped)
+        else:
+            if protocol.randomization.stages:
+                cohort, visits = make_smart_cohort(protocol, eligible=participants)
+            else:
+                cohort = make_seed_cohort(protocol, eligible=participants)
+            with console.status(f"site staff enter {len(cohort)} screened people in REDCap…"):
+                enter_cohort(stack.redcap["url"], stack.redcap["project_id"], event, cohort)
+        expected = [p for p in cohort if p.expects_allocation]
         deadline = time.monotonic() + 180
         in_redcap: dict[str, dict[str, str]] = {}
         with console.status("waiting for the allocations in REDCap…"):
@@ -89,7 +105,13 @@ def run_design_demo(name: str, home: Path, console: Console, *, participants: in
         check_allocations(verdict, cohort, in_redcap, unblinded, alloc_fields[:2])
         arm_by_record = {a["record"]: a["arm"] for a in unblinded}
         fields_by_record = {p.record: dict(p.forms)["screening"] for p in cohort}
-        _check_design(console, verdict, protocol, gw, fields_by_record, arm_by_record)
+        if grouped is not None:
+            group_demo.check_groups(console, verdict, protocol, gw, grouped, unblinded)
+            with console.status("the retained answer their follow-ups…"):
+                group_demo.enter_followups(stack.redcap, protocol, grouped)
+            group_demo.print_retention(console, protocol, grouped, unblinded)
+        else:
+            _check_design(console, verdict, protocol, gw, fields_by_record, arm_by_record)
         if visits:
             run_stage(console, verdict, protocol, stack, gw, visits, arm_by_record)
         for line in verdict.passed:

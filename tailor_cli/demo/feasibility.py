@@ -1,5 +1,6 @@
-"""The demo's last word: the pilot's feasibility table and the CONSORT diagram, from the
-reports service (a read model of the bus), through the gateway as people read them."""
+"""The demo's last word: the pilot's feasibility table, the diary adherence of the
+acceptability summary and the CONSORT diagram, from the reports service (a read model of
+the bus), through the gateway as people read them."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ from services.reports.cli import feasibility_table
 from services.reports.raster import RasterError, svg_to_png
 from sim.cohort import Participant
 
-from .checks import Verdict, check_feasibility, check_flow, expected_received
+from .checks import Verdict, check_diary, check_feasibility, check_flow, expected_received
 from .client import Gateway
+from .diary import DiaryRun, Outside, adherence_settled
+from .report import acceptability as report_diary
 
 FLOW = "/api/v1/reports/v1/flow"
 
@@ -43,11 +46,17 @@ def _settled_flow(gw: Gateway, allocated: int, received: int, timeout: float = 9
     return gw.call("monitor", "GET", FLOW)  # type: ignore[no-any-return]
 
 
-def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, verdict: Verdict
-           ) -> Callable[[Console], None]:
-    """Check the flow against the cohort and write the diagrams; returns the printer of
-    the table and the files' names (the demo's last lines)."""
+def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, verdict: Verdict,
+           diary_run: tuple[DiaryRun, Outside] | None = None) -> Callable[[Console], None]:
+    """Check the flow against the cohort, the diary adherence against the prompts the
+    participants received and answered, and write the diagrams; returns the printer of
+    the tables and the files' names (the demo's last lines)."""
     blinded = _settled_flow(gw, allocated, expected_received(cohort))
+    accept: dict | None = None
+    if diary_run is not None:
+        run, out = diary_run
+        accept = adherence_settled(gw, run, out)
+        check_diary(verdict, run.sent, len(run.answered), accept)
     unblinded = gw.call("dsmb", "GET", FLOW)
     check_flow(verdict, cohort, blinded, unblinded)
     rows = gw.call("monitor", "GET", "/api/v1/reports/v1/feasibility")
@@ -67,6 +76,8 @@ def report(gw: Gateway, cohort: list[Participant], allocated: int, home: Path, v
         console.print(feasibility_table(
             rows, title=f"Feasibility of the full trial as of {blinded['as_of']} "
                         "(criterion, value, Wilson 95% CI, verdict)"))
+        if accept is not None and diary_run is not None:
+            report_diary(console, accept, diary_run[0].sent, len(diary_run[0].answered))
         console.print(f"CONSORT diagram (pooled, blinded): {diagram}")
         console.print(picture)
         console.print(f"CONSORT diagram per arm ([bold red]UNBLINDED[/bold red], DSMB): {per_arm}")

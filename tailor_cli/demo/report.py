@@ -158,3 +158,23 @@ def reminders(console: Console, rows: list[tuple[str, int, int]]) -> None:
     for label, n, mails in rows:
         table.add_row(label, str(n), str(mails))
     console.print(table)
+
+
+def diary(console: Console, participants: int, steps: int, sent: int, answered: int,
+          seconds: float) -> None:
+    console.print(f"diary module: {participants} participants' first diary morning "
+                  f"(to 10:00, {steps} half-hour steps of the clock, {seconds:.0f}s): {sent} prompts "
+                  f"by SMS, each with the participant's REDCap survey link of that prompt; "
+                  f"{answered} answered on the survey page, the rest left to expire")
+
+
+def acceptability(console: Console, body: dict, sent: int, answered: int) -> None:
+    """The acceptability summary's diary line (pooled: what blinded readers see)."""
+    diary = body["pooled"]["diary"]
+    rate = body["diary_adherence"]
+    shown = "null" if rate is None else f"{rate:.3f}"
+    console.print(f"Acceptability: diary adherence {shown} = {diary['answered_in_time']} prompts "
+                  f"answered in time / {diary['prompts_sent']} sent (to {diary['participants']} "
+                  f"diary participants; the demo's own count: {answered}/{sent})")
+    for week in diary["weeks"]:
+        console.print(f"  {week['week']}: {week['answered_in_time']}/{week['prompts_sent']}")

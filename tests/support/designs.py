@@ -42,3 +42,18 @@ def minimization_trial(p_preferred: float = 0.8) -> TrialProtocol:
     return parse_protocol(plain_trial(
         method="minimization", block_lengths=[], stratify_by=["site", "peg"], factors=[PEG],
         initial_slots_per_stratum=None, minimization={"p_preferred": p_preferred}))
+
+
+def group_trial_data(min_group_size: int = 2, max_group_size: int | None = 8,
+                     block_lengths: tuple[int, ...] = (2, 4)) -> dict[str, Any]:
+    """Group randomization by site: therapy groups (baseline field `grp_id`) in permuted
+    blocks of 2 or 4 groups per site."""
+    return plain_trial(
+        method="group", block_lengths=list(block_lengths), initial_slots_per_stratum=40,
+        group={"group_field": "grp_id", "min_group_size": min_group_size,
+               "max_group_size": max_group_size})
+
+
+def group_trial(min_group_size: int = 2, max_group_size: int | None = 8,
+                block_lengths: tuple[int, ...] = (2, 4)) -> TrialProtocol:
+    return parse_protocol(group_trial_data(min_group_size, max_group_size, block_lengths))

@@ -3,8 +3,8 @@
     .venv/bin/python protocols/perpain-pilot/redcap/generate.py
 
 Field names, codes, events and mappings come from the protocol file (the `redcap`,
-`timepoints`, `modules`, `reminders` and `safety` sections; `surveys.json` from the
-timepoints' `surveys`), so the dictionary and the
+`timepoints`, `modules`, `reminders`, `safety` and `diary` sections; `surveys.json` from the
+timepoints' `surveys` and the diary's `answer_form`), so the dictionary and the
 code that reads it cannot drift apart. The CSV files beside this script are the
 artifact a REDCap administrator imports; re-run the script after changing the protocol
 and commit the result (a test fails when they differ).
@@ -261,9 +261,36 @@ def withdrawal_and_allocation(p: Any) -> Iterator[Row]:
                 validation="datetime_seconds_ymd", annotation="@READONLY")
 
 
+def diary_answers(p: Any) -> Iterator[Row]:
+    """The diary module's momentary questions (EMDI, a positive activity diary: the absence
+    of pain, positive mood, pleasant events and activity, never pain or distress), one
+    instance of a repeating survey per prompt. Only the diary module's participants answer
+    it, so its data show the module: blinded roles get no access (`user_roles`)."""
+    answers = p.diary_answers
+    if answers is None:
+        return
+    form = answers[0]
+    yield field(f"{form}_pain_free", form, "yesno",
+                "Since the last prompt, was there a moment without pain?",
+                header="Right now and since the last prompt")
+    yield field(f"{form}_mood", form, "radio",
+                "How good is your mood right now? (0 = not good at all, 6 = very good)",
+                choices=scale(0, 6), custom_alignment="LH")
+    yield field(f"{form}_activity", form, "radio", "What are you doing right now?",
+                choices=choices([(1, "Working"), (2, "Household or errands"),
+                                 (3, "Hobby or leisure"), (4, "Being with other people"),
+                                 (5, "Exercise or physical activity"), (6, "Resting"),
+                                 (7, "Something else")]))
+    yield field(f"{form}_pleasant", form, "yesno",
+                "Has something pleasant happened since the last prompt?")
+    yield field(f"{form}_pleasant_what", form, "notes", "What was it?",
+                branching=f"[{form}_pleasant] = '1'")
+
+
 def dictionary_rows(p: Any) -> list[Row]:
     return [*screening_and_consent(p), *baseline_questionnaires(p),
-            *follow_up_questionnaires(p), *safety_forms(p), *withdrawal_and_allocation(p)]
+            *follow_up_questionnaires(p), *safety_forms(p), *withdrawal_and_allocation(p),
+            *diary_answers(p)]
 
 
 def event_name(redcap_event: str) -> str:
@@ -283,6 +310,13 @@ def event_rows(p: Any) -> list[Row]:
                      "offset_max": str(t.window_days[1]),
                      "unique_event_name": p.redcap.unique_event_name(t.redcap_event),
                      "custom_event_label": ""})
+    answers = p.diary_answers
+    if answers is not None:  # the diary's own event, from the day after allocation on
+        rows.insert(1, {"event_name": event_name(answers[1]),
+                        "arm_num": str(p.redcap.arm_number), "day_offset": "1",
+                        "offset_min": "0", "offset_max": str(p.diary.days),
+                        "unique_event_name": p.redcap.unique_event_name(answers[1]),
+                        "custom_event_label": ""})
     return rows
 
 
@@ -296,14 +330,26 @@ def mapping_rows(p: Any, forms: list[str]) -> list[Row]:
         rows += [{"arm_num": str(p.redcap.arm_number),
                   "unique_event_name": p.redcap.unique_event_name(t.redcap_event), "form": form}
                  for form in forms if form in here]
+    answers = p.diary_answers
+    if answers is not None:  # the diary event holds the diary answers only
+        rows.insert(next(i for i, r in enumerate(rows) if r["unique_event_name"] !=
+                         p.redcap.unique_event_name(p.timepoints[0].redcap_event)),
+                    {"arm_num": str(p.redcap.arm_number),
+                     "unique_event_name": p.redcap.unique_event_name(answers[1]),
+                     "form": answers[0]})
     return rows
 
 
 def repeating_rows(p: Any) -> list[Row]:
     f = p.safety.redcap_form.fields
-    return [{"event_name": p.redcap.unique_event_name(t.redcap_event),
+    rows = [{"event_name": p.redcap.unique_event_name(t.redcap_event),
              "form_name": p.redcap.adverse_event_form,
              "custom_form_label": f"[{f.verbatim_term}] ([{f.onset_date}])"} for t in p.timepoints]
+    answers = p.diary_answers
+    if answers is not None:  # one instance per prompt (instance = day x prompts + index + 1)
+        rows.append({"event_name": p.redcap.unique_event_name(answers[1]),
+                     "form_name": answers[0], "custom_form_label": ""})
+    return rows
 
 
 def user_roles(p: Any, fields: list[Row], forms: list[str]) -> list[dict[str, Any]]:
@@ -317,6 +363,9 @@ def user_roles(p: Any, fields: list[Row], forms: list[str]) -> list[dict[str, An
             if r["field_name"].startswith(prefix) and r["form_name"] in p.redcap.baseline_forms}
     baseline = set(p.redcap.baseline_forms)
     every_event = {p.redcap.withdrawal_form, p.redcap.adverse_event_form}
+    # Diary answers exist only for the diary module's participants: like the allocation,
+    # they show the module, so whoever may not see the allocation may not see them.
+    module = {allocation} | ({p.diary_answers[0]} if p.diary_answers else set())
 
     def role(label: str, entry: dict[str, int]) -> dict[str, Any]:
         flags = {"design": 0, "user_rights": 0, "data_access_groups": 0, "reports": 1,
@@ -326,11 +375,11 @@ def user_roles(p: Any, fields: list[Row], forms: list[str]) -> list[dict[str, An
 
     return [
         role("Site data entry (blinded to the module)",
-             {f: 0 if f == allocation else 1 for f in forms}),
+             {f: 0 if f in module else 1 for f in forms}),
         role("Therapist / coordinator (sees the module, not MPI-D)",
-             {f: 2 if f == allocation else 0 if f in mpid else 1 for f in forms}),
+             {f: 2 if f in module else 0 if f in mpid else 1 for f in forms}),
         role("Outcome assessor (blinded)",
-             {f: 1 if f not in baseline | {allocation} or f in every_event else 0
+             {f: 1 if f not in baseline | module or f in every_event else 0
               for f in forms}),
     ]
 
@@ -341,7 +390,11 @@ def surveys(p: Any) -> dict[str, dict[str, str]]:
     may answer in several sittings). REDCap's API cannot enable surveys; the emulator
     reads this file, a REDCap administrator ticks the same instruments."""
     names = dict.fromkeys(s for t in p.timepoints for s in t.surveys)
-    return {form: {"save_and_return": "1"} for form in names}
+    out = {form: {"save_and_return": "1"} for form in names}
+    if p.diary_answers is not None:  # a momentary answer is given in one sitting; each
+        # prompt links to its own instance, so the diary is not active in the survey queue
+        out[p.diary_answers[0]] = {"save_and_return": "0", "survey_queue": "0"}
+    return out
 
 
 def to_csv(rows: list[Row], columns: list[str], header: list[str] | None = None) -> str:

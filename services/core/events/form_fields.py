@@ -8,20 +8,22 @@ MPI-D answers, which with the module give the arm, reach allocation only):
   optional site and pilot fields, the MPI-D items and the baseline forms' completion; a
   save of the withdrawal form in any event. The withdrawal flag in both.
 - notifications: every save, with the completion status of the timepoint forms of its
-  event and the withdrawal flag; in the baseline event also the contact fields (e-mail,
+  event and the withdrawal flag (a diary answer: its instrument, instance and status
+  only); in the baseline event also the contact fields (e-mail,
   mobile, postal address, language, time zone, contact opt-outs).
 - safety: saves of the adverse-event, NEQ and INEP instruments, with that instrument's own
   fields only.
-- reports (when the protocol has a reports section): every save's completion status with
+- reports (when the protocol has a reports section): every save but the diary's answers
+  (their adherence comes counted from notifications), its completion status with
   screening, eligibility, consent, withdrawal (date, reason, preventable class), whether
   the allocated module was started, site,
   seriousness and the NEQ items with their attribution.
 - randomization, only for a design without a prediction step (no allocation cut then): every
   save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
-  forms' completion and the stratification fields (site, declared factors); with later
-  stages (SMART) also each rule's baseline field, the saves in a stage's timepoint event
-  (the rule's field, the timepoint forms' completion, the withdrawal flag) and the saves
-  of the withdrawal form in any event.
+  forms' completion and the stratification fields (site, declared factors), and the group
+  field under group randomization; with later stages (SMART) also each rule's baseline
+  field, the saves in a stage's timepoint event (the rule's field, the timepoint forms'
+  completion, the withdrawal flag) and the saves of the withdrawal form in any event.
 """
 
 from __future__ import annotations
@@ -103,9 +105,14 @@ def reports_fields(protocol: TrialProtocol) -> frozenset[str]:
     return frozenset(names)
 
 
+def _is_diary_answer(saved: FormSaved, protocol: TrialProtocol) -> bool:
+    answers = protocol.diary_answers
+    return answers is not None and saved.instrument == answers[0]
+
+
 def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
-    if protocol.reports is None:
-        return None
+    if protocol.reports is None or _is_diary_answer(saved, protocol):
+        return None  # diary adherence comes counted from notifications, which owns prompts
     wanted = reports_fields(protocol)
     if not _is_baseline(saved, protocol):  # screening and consent are baseline facts
         f = protocol.redcap.fields
@@ -139,6 +146,8 @@ def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | 
     wanted |= {f"{form}_complete" for form in r.baseline_forms}
     if "site" in protocol.randomization.stratify_by:
         wanted.add(protocol.randomization.site.field or "redcap_data_access_group")
+    if protocol.randomization.group is not None:  # group randomization: the member's group
+        wanted.add(protocol.randomization.group.group_field)
     return _cut(saved, wanted.__contains__)
 
 

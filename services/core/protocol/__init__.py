@@ -140,6 +140,18 @@ class TrialProtocol(Strict):
                 f"{sorted(clusters)} (training names each cluster by its profile)")
         if self.diary is not None and self.diary.module not in modules:
             problems.append(f"diary.module: {self.diary.module!r} is not a module")
+        if self.diary is not None and self.diary.answer_event is not None:
+            taken = {t.redcap_event: t.key for t in self.timepoints}
+            if self.diary.answer_event in taken:
+                problems.append(
+                    f"diary.answer_event: {self.diary.answer_event!r} is the event of timepoint "
+                    f"{taken[self.diary.answer_event]!r}; diary answers need an event of their own")
+            forms = {f for t in self.timepoints for f in t.forms} | {
+                self.redcap.withdrawal_form, self.redcap.adverse_event_form,
+                self.redcap.allocation_form}
+            if self.diary.answer_form in forms:
+                problems.append(f"diary.answer_form: {self.diary.answer_form!r} is already "
+                                "a form of the timepoints or the trial")
         if len(self.reminders.steps) > self.reminders.max_per_timepoint:
             problems.append(
                 f"reminders.steps: {len(self.reminders.steps)} steps exceed "
@@ -225,6 +237,29 @@ class TrialProtocol(Strict):
         if self.diary is None:
             raise ProtocolError("diary: this protocol has no diary module")
         return self.diary
+
+    @property
+    def diary_answers(self) -> tuple[str, str] | None:
+        """(instrument, event key) where REDCap records diary answers; None without."""
+        d = self.diary
+        if d is None or d.answer_form is None or d.answer_event is None:
+            return None
+        return d.answer_form, d.answer_event
+
+    @property
+    def module_forms(self) -> list[str]:
+        """REDCap instruments only one module's participants fill in (the diary's answers):
+        their data show the module, so the blinding check treats them as the allocation."""
+        answers = self.diary_answers
+        return [answers[0]] if answers else []
+
+    @cached_property
+    def redcap_events(self) -> list[str]:
+        """Every REDCap event of the project (keys, no arm suffix): the timepoints' and
+        the diary answers' own."""
+        events = [t.redcap_event for t in self.timepoints]
+        answers = self.diary_answers
+        return events + ([answers[1]] if answers and answers[1] not in events else [])
 
     # Lookups used everywhere; derived, never stored.
     @cached_property

@@ -94,17 +94,54 @@ class DiaryPolicy(Strict):
     expires_after_minutes: int = Field(gt=0)
     days: int = Field(gt=0)
     channel: Channel = "sms"
-    prompt_link: str = Field(description="URL of a prompt's questions, with {token}")
+    prompt_link: str | None = Field(
+        default=None,
+        description="URL of a prompt's questions in an app of the trial's own, with {token}; "
+                    "None: the participant's REDCap survey link of the prompt's instance of "
+                    "`answer_form`, fetched through the gateway when the prompt is sent")
     answer_form: str | None = Field(
         default=None,
-        description="REDCap instrument that records a diary answer; a complete save marks "
-                    "the participant's open prompt answered (adherence). None: answers are "
-                    "not reported back to Tailor")
+        description="REDCap instrument that records a diary answer, a repeating survey in "
+                    "`answer_event` (one instance per prompt); a complete save marks its "
+                    "prompt answered (adherence). None: answers are not reported back to Tailor")
+    answer_event: str | None = Field(
+        default=None,
+        description="the REDCap event (without its arm suffix) holding `answer_form`; its own "
+                    "event, not a timepoint's")
 
     @field_validator("prompt_link")
     @classmethod
-    def _link_placeholders(cls, v: str) -> str:
-        return _placeholders_only(v, {"token"})
+    def _link_placeholders(cls, v: str | None) -> str | None:
+        return None if v is None else _placeholders_only(v, {"token"})
+
+    @model_validator(mode="after")
+    def _answers_somewhere(self) -> DiaryPolicy:
+        if self.prompt_link is None and self.answer_form is None:
+            raise ValueError("diary: a prompt needs somewhere to answer: prompt_link (an app "
+                             "of the trial's own) or answer_form (a REDCap survey)")
+        if (self.answer_form is None) != (self.answer_event is None):
+            raise ValueError("diary: answer_form and answer_event go together (the REDCap "
+                             "instrument and the event that holds it)")
+        return self
+
+    @property
+    def prompts(self) -> int:
+        """Prompts in the whole diary: the highest instance number of `answer_form`."""
+        return self.days * self.prompts_per_day
+
+    def instance_of(self, day: int, index: int) -> int:
+        """The `answer_form` instance (1-based) that answers prompt `index` of diary `day`:
+        one instance per prompt, so a saved instance names the prompt it answers."""
+        if not (0 <= day < self.days and 0 <= index < self.prompts_per_day):
+            raise ValueError(f"no diary prompt {day}.{index}")
+        return day * self.prompts_per_day + index + 1
+
+    def prompt_of(self, instance: int) -> tuple[int, int]:
+        """(day, index) of the prompt an `answer_form` instance answers."""
+        if not 1 <= instance <= self.prompts:
+            raise ValueError(f"instance {instance} is not one of the diary's "
+                             f"{self.prompts} prompts")
+        return divmod(instance - 1, self.prompts_per_day)
 
     @model_validator(mode="after")
     def _prompts_fit_window(self) -> DiaryPolicy:

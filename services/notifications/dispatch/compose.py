@@ -3,7 +3,8 @@
 Participant messages go through `domain.MessageRenderer` (greeting, timepoint, link,
 study contact; checked against module, arm and cluster names). A reminder's link is the
 participant's REDCap survey link, asked of the gateway here, at send time
-(`survey_links.py`; `SurveyLinkUnavailable` puts the reminder back for a retry). Safety notices to the
+(`survey_links.py`; `SurveyLinkUnavailable` puts the reminder back for a retry); so is a
+diary prompt's, its own instance of the diary survey, unless the protocol names an app. Safety notices to the
 protocol's contacts use their own template and the same content guard.
 """
 
@@ -28,10 +29,11 @@ from ..domain import (
     RenderedMessage,
     prompt_link,
 )
+from ..domain.diary_weeks import diary_prompt_ref
 from ..domain.rendering import TEMPLATES
 from ..models import Message
 from ..runtime import Runtime
-from ..survey_links import survey_link
+from ..survey_links import diary_link, survey_link
 from .channels import Outgoing
 
 
@@ -63,6 +65,16 @@ def render_task(session: Session, rt: Runtime, msg: Message, details: ContactDet
     return rt.renderer.render(MessageKind.LETTER, _language(rt, details), facts)
 
 
+def _prompt_link(rt: Runtime, msg: Message) -> str:
+    """An app of the trial's own (`diary.prompt_link`), else the prompt's own instance of
+    the REDCap diary survey."""
+    policy = rt.protocol.diary_policy
+    if policy.prompt_link is not None:
+        return prompt_link(policy, rt.cipher.link_token("prompt", msg.key))
+    day, index = diary_prompt_ref(msg.ref or "")
+    return diary_link(rt, msg.record, day, index)
+
+
 def compose(session: Session, rt: Runtime, msg: Message,
             details: ContactDetails | None) -> Outgoing:
     """The e-mail or SMS for `msg`; NotificationError if it cannot be written."""
@@ -77,7 +89,7 @@ def compose(session: Session, rt: Runtime, msg: Message,
         raise NotificationError(f"no {msg.channel} contact on file", field="contact")
     language = _language(rt, details)
     if msg.kind == "diary_prompt":
-        link = prompt_link(rt.protocol.diary_policy, rt.cipher.link_token("prompt", msg.key))
+        link = _prompt_link(rt, msg)
         rendered = rt.renderer.render(MessageKind.DIARY_PROMPT, language,
                                       MessageFacts(link=link))
         names = rt.protocol.reminders.messages.study_name

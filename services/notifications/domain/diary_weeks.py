@@ -11,11 +11,16 @@ from datetime import date, datetime, timedelta
 from .errors import NotificationError
 
 
-def diary_day(ref: str) -> int:
+def diary_prompt_ref(ref: str) -> tuple[int, int]:
+    """(day, index) of a prompt's `ref` ("<day>.<index>")."""
     day, _, index = ref.partition(".")
     if not (day.isdigit() and index.isdigit()):
         raise NotificationError(f"{ref!r} is not a diary prompt reference", field="ref")
-    return int(day)
+    return int(day), int(index)
+
+
+def diary_day(ref: str) -> int:
+    return diary_prompt_ref(ref)[0]
 
 
 def iso_week(first_day: date, day: int) -> str:

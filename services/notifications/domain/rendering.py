@@ -82,6 +82,9 @@ def _date_filter(ctx: jinja2.runtime.Context, value: date) -> str:
 
 
 def prompt_link(policy: DiaryPolicy, token: str) -> str:
+    if policy.prompt_link is None:
+        raise NotificationError("the diary has no app link (diary.prompt_link)",
+                                field="prompt_link")
     return policy.prompt_link.format(token=token)
 
 

@@ -6,18 +6,22 @@ factors). In a personalized design (PerPAIN) the cluster comes first; within a s
 module has a weight by its relation to the stratum's cluster (matching or not), and a slot's
 arm follows from the same relation: 2:1:1 over (matching, non-matching A, non-matching B),
 so every block length is a multiple of 4. Otherwise a slot's treatment is its arm's (the
-arm's one module, else the arm itself) and the weights are the arms' ratios.
+arm's one module, else the arm itself) and the weights are the arms' ratios. A group design
+(`method: group`) is such a design whose slots are group slots: each is taken by a whole
+pre-formed group when it is closed (domain/group.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING
 
 from .errors import DesignError, NotInDesignError
+from .group import GroupDesign
 from .minimization import Factor as MinimizationFactor
 from .minimization import MinimizationDesign
 from .stages import StageDesign, stage_design
@@ -92,6 +96,8 @@ class ListDesign:
     # SMART: later stages, each with its own strata (outcome × first-stage arm) in this list.
     stages: tuple[StageDesign, ...] = ()
     stage_strata: tuple[StratumDesign, ...] = ()
+    # Group randomization: the slots are group slots; members inherit their group's arm.
+    group: GroupDesign | None = None
     _by_key: dict[str, StratumDesign] = field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
@@ -189,16 +195,14 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
     """A list design from the protocol's randomization section, clusters, module keys and
     (for a design without personalization) its arms."""
     r = randomization
-    # Declared in the vocabulary, not run yet: refuse rather than randomize participants
-    # one by one where groups were meant.
-    if r.method == "group":
-        raise DesignError("group randomization is not run by this version",
-                          field="randomization.method")
+    # Later stages follow a first stage whose participants hold a slot and an arm.
     if r.stages and (r.method != "permuted_blocks" or r.module_weights is not None):
         raise DesignError("later stages (SMART) follow a first stage of permuted blocks "
                           "without personalization", field="randomization.stages")
     if r.method == "minimization":
         return _minimization_design(r, arms)
+    if r.method == "group":
+        return _group_design(r, arms)
     if r.module_weights is None or r.arm_of is None:
         return _with_stages(_plain_design(r, arms), r)
     if not clusters:
@@ -296,8 +300,17 @@ def _with_stages(design: ListDesign, r: RandomizationDesign) -> ListDesign:
                     raise DesignError(f"{b} is not a multiple of {unit}, the sum of the "
                                       f"{outcome}' ratios",
                                       field=f"randomization.stages[{i}].block_lengths[{j}]")
-    return replace(design, stages=stages,
+    return dataclasses.replace(design, stages=stages,
                    stage_strata=tuple(sorted(strata, key=lambda s: s.key)))
+
+
+def _group_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
+    """Permuted blocks as in a plain design, over group slots: each slot is one group."""
+    if r.group is None:
+        raise DesignError("method 'group' needs its section", field="randomization.group")
+    plain = _plain_design(r, arms)
+    return dataclasses.replace(plain, group=GroupDesign(
+        r.group.group_field, r.group.min_group_size, r.group.max_group_size))
 
 
 def _factor_levels(r: RandomizationDesign) -> tuple[tuple[str, tuple[str, ...]], ...]:

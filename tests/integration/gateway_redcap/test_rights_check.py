@@ -35,7 +35,8 @@ def emulator(tmp_path: Path) -> Iterator[RunningEmulator]:
 
 def offenders(rc: RunningEmulator) -> list[str]:
     client = RedcapClient(rc.api_url, rc.token)
-    return [o.describe() for o in client.rights_offenders(PROTOCOL.redcap, "tailor")]
+    return [o.describe() for o in client.rights_offenders(
+        PROTOCOL.redcap, "tailor", module_forms=PROTOCOL.module_forms)]
 
 
 def leaky_role(project: redcap.Project) -> str:
@@ -57,8 +58,21 @@ def test_a_role_that_sees_both_is_named_and_so_are_its_users(emulator: RunningEm
     project.import_user_role_assignment([{"username": "nurse_anna", "unique_role_name": role}])
     named = offenders(emulator)
     assert named == [
-        f"role {role} (Study nurse): sees the allocation (allocation) and baseline MPI-D (mpid)",
-        f"user nurse_anna ({role}): sees the allocation (allocation) and baseline MPI-D (mpid)"]
+        f"role {role} (Study nurse): sees the allocation (allocation, diary) and baseline MPI-D (mpid)",
+        f"user nurse_anna ({role}): sees the allocation (allocation, diary) and baseline MPI-D (mpid)"]
+
+
+def test_a_role_that_sees_the_diary_answers_and_mpid_is_named(emulator: RunningEmulator) -> None:
+    """Only the diary module's participants have diary answers: with MPI-D (the cluster)
+    they give the arm like the allocation does."""
+    project = redcap.Project(emulator.api_url, emulator.token)
+    forms = {f["instrument_name"]: 0 for f in project.export_instruments()}
+    project.import_user_roles([{"role_label": "Diary reviewer",
+                                "forms": {**forms, "diary": 2, "mpid": 1}}])
+    role = next(r["unique_role_name"] for r in project.export_user_roles()
+                if r["role_label"] == "Diary reviewer")
+    assert offenders(emulator) == [
+        f"role {role} (Diary reviewer): sees the allocation (diary) and baseline MPI-D (mpid)"]
 
 
 def test_export_rights_count_and_a_user_who_may_edit_rights_is_named(

@@ -68,6 +68,43 @@ def test_several_surveys_are_reached_through_the_participants_survey_queue_link(
     assert r.json()["link"] == project.export_survey_queue_link(record=RECORD)
 
 
+def test_a_diary_prompt_gets_its_own_instance_of_the_diary_survey(
+        stack: Stack, project: redcap.Project) -> None:
+    """One instance per prompt: the link of instance 14 answers instance 14 and no other,
+    and the read is recorded with the instance."""
+    r = ask(stack, record=RECORD, instrument="diary", event="diary", repeat_instance="14")
+    assert r.status_code == 200, r.text
+    link = r.json()["link"]
+    assert link == project.export_survey_link(record=RECORD, instrument="diary",
+                                              event="diary_arm_1", repeat_instance=14)
+    other = ask(stack, record=RECORD, instrument="diary", event="diary", repeat_instance="15")
+    assert other.json()["link"] != link
+    assert httpx.post(link, data={"diary_mood": "4"}, timeout=30).status_code == 200
+    rows = [r for r in project.export_records(records=[RECORD], events=["diary_arm_1"])
+            if r["redcap_repeat_instrument"] == "diary"]
+    assert [(r["redcap_repeat_instance"], r["diary_mood"], r["diary_complete"])
+            for r in rows] == [(14, "4", "2")]
+    after = json.loads(reads_of(stack, RECORD)[0].after or "{}")
+    assert after["params"] == {"instrument": "diary", "event": "diary_arm_1",
+                               "repeat_instance": "14"}
+
+
+@pytest.mark.parametrize(("params", "field"), [
+    ({"instrument": "diary", "event": "diary"}, "repeat_instance"),
+    ({"instrument": "diary", "event": "diary", "repeat_instance": "0"}, "repeat_instance"),
+    ({"instrument": "diary", "event": "diary", "repeat_instance": "841"}, "repeat_instance"),
+    ({"instrument": "diary", "event": "diary", "repeat_instance": "x"}, "repeat_instance"),
+    ({"instrument": "mpid_ps", "event": "week_4", "repeat_instance": "2"}, "repeat_instance"),
+    ({"instrument": "diary", "event": "week_4", "repeat_instance": "2"}, "instrument"),
+    ({"instrument": "mpid_ps", "event": "diary", "repeat_instance": "2"}, "event"),
+])
+def test_a_diary_link_needs_a_prompts_instance_and_only_the_diary_repeats(
+        stack: Stack, project: redcap.Project, params: dict[str, str], field: str) -> None:
+    r = ask(stack, record=RECORD, **params)
+    assert (r.status_code, r.json().get("field")) == (422, field), r.text
+    assert reads_of(stack, RECORD) == []
+
+
 @pytest.mark.parametrize("secret", [None, "", "not-the-secret"])
 def test_a_wrong_or_missing_secret_is_refused_and_nothing_is_read(
         stack: Stack, project: redcap.Project, secret: str | None) -> None:

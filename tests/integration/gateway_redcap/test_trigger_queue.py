@@ -29,6 +29,7 @@ from services.core.db import make_engine, unit_of_work
 from services.core.digests import DigestKey
 from services.core.migrations import alembic_config, run_migrations
 from services.core.protocol import load_protocol
+from sim.redcap.testing import PERPAIN_REDCAP, running_emulator
 from tests.support.harness import eventually
 
 from .conftest import PROJECT_ID, Stack, baseline_values
@@ -277,3 +278,52 @@ async def test_a_backlog_drains_seconds_after_an_outage(stack: Stack) -> None:
     print(f"\nbacklog of {len(expected)} forms: quiet {quiescence:.1f} s after the faults stopped")
     published = _published(stack)
     assert sorted(published) == sorted(expected)  # nothing lost, nothing doubled
+
+
+@pytest.mark.postgres
+def test_a_sweep_and_a_locked_trigger_do_not_deadlock_on_the_audit_chain(
+        postgres_url: str, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    """The worker (or a DET merging) holds a form's pending trigger, then appends to the
+    audit chain; a sweep reaching that form meanwhile must wait for the trigger without
+    holding the chain, or PostgreSQL finds a deadlock and kills one of them (DETs got 500s
+    and monitors' reads 503s under load)."""
+    run_migrations(MIGRATIONS, postgres_url)
+    engine = make_engine(postgres_url)
+    with running_emulator(tmp_path / "redcap.sqlite", dictionary_dir=PERPAIN_REDCAP,
+                          project_id=PROJECT_ID) as redcap:
+        monkeypatch.setenv("TAILOR_REDCAP_API_URL", redcap.api_url)
+        monkeypatch.setenv("TAILOR_REDCAP_TOKEN", redcap.token)
+        for record in ("4001", "4002"):  # saved while DETs were lost: the sweep finds them
+            redcap.save_form("consent", values={"cons_given": "1"}, record=record, event=EVENT,
+                             fire_det=False)
+        busy = Trigger(PROJECT_ID, "4002", "consent", "t0_baseline", None)
+        with unit_of_work(engine) as session:
+            service.enqueue_trigger(session, trigger=busy, body={}, source="det", now=datetime.now(UTC))
+        settings = RedcapSettings()
+        client = RedcapClient(settings.api_url or "", settings.api_token() or "")
+        keys = service.FormKeys({}, DigestKey(os.urandom(32), source="test"))
+        # The pool outlives the worker's session: a failure here releases the lock first.
+        with ThreadPoolExecutor(max_workers=1) as pool, Session(engine) as worker:
+            key = form_key(PROJECT_ID, "4002", "t0_baseline", "consent", None)
+            assert repository.pending_for_form(worker, key) is not None  # locked, as the worker does
+            swept = pool.submit(service.sweep, engine, client, PROTOCOL, settings,
+                                datetime.now(UTC), keys)
+            _wait_until_blocked_on_a_row(engine, swept)
+            audit.append(worker, actor="test", role="system", action="redcap.form_unchanged",
+                         entity_type="redcap_trigger", entity_id=key)
+            worker.commit()
+            assert swept.result(timeout=60) >= 2  # both records' consent forms
+    engine.dispose()
+
+
+def _wait_until_blocked_on_a_row(engine, swept) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + 30
+    with engine.connect() as conn:
+        while time.monotonic() < deadline and not swept.done():
+            waiting = conn.execute(text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock'")).scalar()
+            if waiting:
+                return
+            time.sleep(0.05)
+    raise AssertionError("the sweep never reached the locked trigger")

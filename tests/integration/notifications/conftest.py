@@ -21,8 +21,10 @@ from gateway.app import SPEC as GATEWAY
 from services.core.bus import Bus
 from services.core.bus_contract import owner_of
 from services.core.events import Allocated, Envelope, Event, FormSaved
+from services.core.protocol import TrialProtocol
 from services.core.settings import SERVICES
 from services.notifications.app import SPEC
+from services.notifications.domain import prompt_key
 from services.notifications.models import ContactRow
 from services.notifications.runtime import Runtime
 from sim.redcap.testing import PERPAIN_REDCAP, RunningEmulator, running_emulator
@@ -40,6 +42,7 @@ from tests.support.sealed import form_saved_for
 
 SMS_SECRET = "test-sms-secret"
 SURVEY_LINK_SECRET = "test-survey-link-secret-of-the-stack"
+DET_SECRET = "test-det-secret-of-the-stack"
 # Monday 6 January 2025, 09:00 UTC (10:00 in Berlin).
 T0 = datetime(2025, 1, 6, 9, 0, tzinfo=UTC)
 
@@ -121,10 +124,11 @@ class Stack:
                                             module=module, allocated_at=at), record=record)
 
     async def save(self, record: str, event: str, instrument: str, fields: dict[str, str],
-                   complete: int = 2) -> Envelope:
+                   complete: int = 2, repeat_instance: int | None = None) -> Envelope:
         env = form_saved_for("notifications", FormSaved(
             project_id=101, record=record, event=event, instrument=instrument,
-            complete_status=complete, fields=fields, trigger="det"))
+            repeat_instance=repeat_instance, complete_status=complete, fields=fields,
+            trigger="det"))
         await self.bus.publish(env.subject, env.model_dump_json().encode(), msg_id=env.id)
         return env
 
@@ -134,10 +138,16 @@ class Stack:
         self.redcap.save_form("screening", values={"scr_eligible": "1"}, record=record,
                               event="t0_baseline_arm_1", fire_det=False)
 
-    def survey_link(self, record: str, instrument: str, event: str) -> str:
+    def wire_det(self) -> None:
+        """REDCap's Data Entry Trigger to the gateway: a saved form (a submitted survey)
+        reaches notifications the real way (DET → gateway re-fetch → sealed bus event)."""
+        self.redcap.set_det_url(f"{self.gateway_url}/redcap/det?secret={DET_SECRET}")
+
+    def survey_link(self, record: str, instrument: str, event: str,
+                    repeat_instance: int = 1) -> str:
         """What REDCap itself gives for the participant's survey (PyCap, straight)."""
         return redcap.Project(self.redcap.api_url, self.redcap.token).export_survey_link(
-            record=record, instrument=instrument, event=event)
+            record=record, instrument=instrument, event=event, repeat_instance=repeat_instance)
 
     def survey_queue_link(self, record: str) -> str:
         return redcap.Project(self.redcap.api_url, self.redcap.token).export_survey_queue_link(
@@ -172,6 +182,15 @@ class Stack:
                                       headers=self.svc.as_role("coordinator"))
         assert r.status_code == 200, r.text
         return r.json()  # type: ignore[no-any-return]
+
+
+def prompt_instance(protocol: TrialProtocol, record: str, key: str) -> int:
+    """The diary survey instance of the prompt whose message key is `key` (the key is a
+    digest of record, day and index: found by trying the diary's prompts)."""
+    policy = protocol.diary_policy
+    return next(policy.instance_of(day, index) for day in range(policy.days)
+                for index in range(policy.prompts_per_day)
+                if prompt_key(record, day, index) == key)
 
 
 def contact_fields(record: str, *, language: str = "en", zone: str = "Europe/Berlin",
@@ -239,6 +258,7 @@ async def stack(tmp_path: Path, nats_server: NatsServer, monkeypatch: pytest.Mon
                 monkeypatch.setenv("TAILOR_REDCAP_API_URL", emulator.api_url)
                 monkeypatch.setenv("TAILOR_REDCAP_TOKEN", emulator.token)
                 monkeypatch.setenv("TAILOR_REDCAP_TIMEOUT_SECONDS", "2")
+                monkeypatch.setenv("TAILOR_REDCAP_DET_SECRET", DET_SECRET)
                 with served_service(GATEWAY, home=tmp_path, nats_url=nats_server.url,
                                     database_url=f"sqlite:///{tmp_path}/gateway.db"
                                     ) as (gateway_url, _):

@@ -6,10 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from services.core.db import unit_of_work
+from services.notifications.diary import mark_answered
 from services.notifications.dispatch.metrics import DIARY_ADHERENCE
 from tests.support.harness import eventually
 
-from .conftest import T0, Stack
+from .conftest import T0, Stack, prompt_instance
 
 BERLIN = ZoneInfo("Europe/Berlin")
 
@@ -65,20 +67,34 @@ async def test_diary_prompts_are_batched_spaced_sent_while_open_and_answered(
                 assert m["state"] == "cancelled" and m["cancel_reason"] == "expired"
         assert sum(m["cancel_reason"] == "expired" for m in msgs.values()) >= 4
         assert msgs[open_one["key"]]["state"] in ("sent", "delivered")
+        # Each prompt links to its own instance of the REDCap diary survey.
         texts = [s.text for s in stack.provider.messages.values()]
-        assert texts and all("https://survey.perpain.example/p/" in t for t in texts)
+        protocol = svc.kernel.protocol
+        own = stack.survey_link("P-070", "diary", "diary_arm_1",
+                                prompt_instance(protocol, "P-070", open_one["key"]))
+        assert texts and all(f"{stack.redcap.base_url}/surveys/?s=" in t for t in texts)
+        assert any(own in t for t in texts)
         assert not any("EMDI" in t or "Diary Intervention" in t for t in texts)
 
-        # With a diary instrument configured, a saved answer marks the open prompt answered.
-        protocol = svc.kernel.protocol
-        svc.kernel.protocol = protocol.model_copy(update={
-            "diary": protocol.diary.model_copy(update={"answer_form": "diary_entry"})})
+        # A saved answer of a prompt's instance marks that prompt answered.
         later = next(m for m in msgs.values() if _at(m) > noon)
         stack.move_to(_at(later) + timedelta(minutes=5))
         await eventually(lambda: _sent(stack, later["key"]))
-        await stack.save("P-070", "t0_baseline", "diary_entry", {"diary_entry_complete": "2"})
+        instance = prompt_instance(protocol, "P-070", later["key"])
+        await stack.save("P-070", "diary", "diary", {"diary_complete": "2"},
+                         repeat_instance=instance)
         await eventually(lambda: _answered(stack, later["key"]))
         await eventually(lambda: DIARY_ADHERENCE._value.get() > 0)
+        # The same instance saved again (REDCap re-sent, the sweep found it) counts nothing;
+        # nor does an instance no prompt has, or a prompt that never went out.
+        unsent = next(m for m in msgs.values() if _at(m) > _at(later) + timedelta(hours=2))
+        with unit_of_work(svc.kernel.engine) as session:
+            assert mark_answered(session, stack.rt, "P-070", instance=instance) is None
+            assert mark_answered(session, stack.rt, "P-070", instance=10_000) is None
+            assert mark_answered(session, stack.rt, "P-070", instance=prompt_instance(
+                protocol, "P-070", unsent["key"])) is None
+        answered = [m for m in _prompts(await stack.messages("P-070")) if m["answered_at"]]
+        assert [m["key"] for m in answered] == [later["key"]]
 
         # Withdrawal stops the diary: what is queued is cancelled, nothing more is generated.
         await stack.save("P-070", "t0_baseline", "withdrawal", {"wd_withdrawn": "1"})

@@ -23,7 +23,7 @@ def test_check_accepts_the_perpain_folder_and_rejects_a_broken_one(tmp_path: Pat
     runner = CliRunner()
     ok = runner.invoke(cli, ["check", str(PERPAIN_REDCAP)])
     assert ok.exit_code == 0
-    assert "290 fields, 15 instruments, 5 events, 3 user roles: OK" in ok.output
+    assert "295 fields, 16 instruments, 6 events, 3 user roles: OK" in ok.output
     (tmp_path / "data_dictionary.csv").write_text(
         "field_name,form_name,field_type,field_label\nrecord_id,f,radio,ID\n", encoding="utf-8")
     broken = runner.invoke(cli, ["check", str(tmp_path)])

@@ -23,13 +23,13 @@ def test_perpain_files_build_the_project_step_by_step_through_pycap(
         emulator: RunningEmulator, perpain: PerpainProject) -> None:
     _, token = emulator.emulator.create_empty("PerPAIN via API", longitudinal=True)
     blank = perpain.project(token)
-    assert blank.import_metadata(read("data_dictionary.csv"), import_format="csv") == 290
+    assert blank.import_metadata(read("data_dictionary.csv"), import_format="csv") == 295
     assert blank.import_arms(read("arms.csv"), import_format="csv", override=1) == 1
-    assert blank.import_events(read("events.csv"), import_format="csv", override=1) == 5
+    assert blank.import_events(read("events.csv"), import_format="csv", override=1) == 6
     assert blank.import_instrument_event_mappings(
-        read("instrument_event_mapping.csv"), import_format="csv") == 38
+        read("instrument_event_mapping.csv"), import_format="csv") == 39
     assert blank.import_repeating_instruments_events(
-        read("repeating_instruments.csv"), import_format="csv") == 5
+        read("repeating_instruments.csv"), import_format="csv") == 6
     reference = perpain.project()
     assert blank.export_metadata() == reference.export_metadata()
     assert blank.export_instrument_event_mappings() == reference.export_instrument_event_mappings()
@@ -83,7 +83,7 @@ def test_folder_checks_catch_renamed_events_and_unknown_mapped_forms(tmp_path: P
     with pytest.raises(DesignError) as err:
         load_project_folder(folder)
     assert err.value.problems == [
-        "events row 3: unique_event_name 'week_4_arm_1' is not the name REDCap generates from "
+        "events row 4: unique_event_name 'week_4_arm_1' is not the name REDCap generates from "
         "event name 'Week four' ('week_four_arm_1')"]
     (folder / "events.csv").write_text(events, encoding="utf-8")
     with pytest.raises(DesignError) as err:

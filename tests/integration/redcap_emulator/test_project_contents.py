@@ -48,10 +48,11 @@ def test_metadata_has_the_18_columns_and_filters_by_field_and_form(
 def test_instruments_events_arms_and_mapping(project: redcap.Project) -> None:
     instruments = project.export_instruments()
     assert instruments[0] == {"instrument_name": "screening", "instrument_label": "Screening"}
-    assert len(instruments) == 15
+    assert len(instruments) == 16
     events = project.export_events()
     assert [(e["unique_event_name"], e["days_offset"], e["offset_min"], e["offset_max"])
-            for e in events] == [(BASELINE, 0, 0, 14), ("week_4_arm_1", 28, 3, 14),
+            for e in events] == [(BASELINE, 0, 0, 14), ("diary_arm_1", 1, 0, 84),
+                                 ("week_4_arm_1", 28, 3, 14),
                                  ("week_8_arm_1", 56, 3, 14), ("t1_post_arm_1", 84, 0, 28),
                                  ("t2_followup_arm_1", 175, 0, 28)]
     assert project.export_arms() == [{"arm_num": 1, "name": "All participants"}]
@@ -60,7 +61,8 @@ def test_instruments_events_arms_and_mapping(project: redcap.Project) -> None:
     assert week_4 == ["mpid_ps", "pgic", "adverse_event", "withdrawal"]
     repeating = project.export_repeating_instruments_events()
     assert {(r["event_name"], r["form_name"]) for r in repeating} == {
-        (e["unique_event_name"], "adverse_event") for e in events}
+        (e["unique_event_name"], "adverse_event") for e in events
+        if e["unique_event_name"] != "diary_arm_1"} | {("diary_arm_1", "diary")}
 
 
 def test_export_field_names_expands_checkboxes(project: redcap.Project) -> None:
@@ -75,7 +77,7 @@ def test_export_field_names_expands_checkboxes(project: redcap.Project) -> None:
 
 def test_csv_and_xml_formats_for_project_contents(project: redcap.Project) -> None:
     csv_text = project.export_instruments(format_type="csv")
-    assert pd.read_csv(io.StringIO(csv_text))["instrument_name"].iloc[-1] == "allocation"
+    assert pd.read_csv(io.StringIO(csv_text))["instrument_name"].iloc[-1] == "diary"
     root = ET.fromstring(project.export_events(format_type="xml"))
     assert next(i.findtext("unique_event_name") for i in root.iter("item")) == BASELINE
     info = ET.fromstring(project.export_project_info(format_type="xml"))

@@ -75,7 +75,10 @@ def test_mpid_items_exist_by_prefix_with_0_to_6_and_not_applicable_where_allowed
 def test_every_form_the_protocol_names_is_an_instrument_mapped_to_its_event(
         protocol: TrialProtocol, design: ProjectDesign) -> None:
     r = protocol.redcap
-    assert [e.unique_event_name for e in design.events] == [
+    diary = protocol.diary_answers
+    assert diary is not None
+    assert [e.unique_event_name for e in design.events if e.unique_event_name !=
+            r.unique_event_name(diary[1])] == [
         r.unique_event_name(t.redcap_event) for t in protocol.timepoints]
     for t in protocol.timepoints:
         mapped = design.forms_in_event(r.unique_event_name(t.redcap_event))
@@ -89,8 +92,28 @@ def test_every_form_the_protocol_names_is_an_instrument_mapped_to_its_event(
 
 def test_adverse_event_repeats_in_every_event_and_nothing_else_repeats(
         protocol: TrialProtocol, design: ProjectDesign) -> None:
+    diary = protocol.diary_answers
+    assert diary is not None
+    diary_event = protocol.redcap.unique_event_name(diary[1])
     for event in design.event_names():
-        assert set(design.repeating[event]) == {protocol.redcap.adverse_event_form}
+        if event != diary_event:
+            assert set(design.repeating[event]) == {protocol.redcap.adverse_event_form}
+
+
+def test_the_diary_answers_are_a_repeating_survey_in_an_event_of_their_own(
+        protocol: TrialProtocol, design: ProjectDesign) -> None:
+    """One instance per prompt: the diary survey repeats in the diary event, which holds
+    nothing else; participants answer it as a survey, in one sitting."""
+    form, event = protocol.diary_answers or ("", "")
+    unique = protocol.redcap.unique_event_name(event)
+    assert design.forms_in_event(unique) == [form]
+    assert set(design.repeating[unique]) == {form}
+    assert [e for e, forms in design.mapping.items() if form in forms] == [unique]
+    assert design.surveys[form]["save_and_return"] == "0"
+    assert event not in {t.redcap_event for t in protocol.timepoints}
+    assert protocol.diary is not None and protocol.diary.prompt_link is None
+    own = [f.field_name for f in design.fields_of(form)]
+    assert own and all(name.startswith(f"{form}_") for name in own)
 
 
 def test_safety_fields_and_codes_match_the_dictionary(
@@ -174,11 +197,13 @@ def test_withdrawal_reasons_and_preventable_class_the_reports_read_exist(
 def test_the_timepoints_surveys_are_exactly_the_projects_surveys_and_pgic_is_not_one(
         protocol: TrialProtocol, design: ProjectDesign) -> None:
     named = {s for t in protocol.timepoints for s in t.surveys}
-    assert set(design.surveys) == named and named
+    diary = protocol.diary_answers
+    assert diary is not None
+    assert set(design.surveys) == named | {diary[0]} and named
     # pgic also holds the therapist's rating: a participant's survey would show it.
     assert "pgic" not in design.surveys
     assert {f.form_name for f in design.fields if f.field_name == "tgic_rating"} == {"pgic"}
-    assert all(s["save_and_return"] == "1" for s in design.surveys.values())
+    assert all(s["save_and_return"] == "1" for f, s in design.surveys.items() if f in named)
     for t in protocol.timepoints:
         mapped = design.forms_in_event(protocol.redcap.unique_event_name(t.redcap_event))
         assert set(t.surveys) <= set(mapped), t.key

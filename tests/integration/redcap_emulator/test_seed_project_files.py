@@ -1,6 +1,6 @@
 """The seed trials' REDCap projects: generated from their protocol files as PerPAIN's is,
 loadable by the emulator, and holding every field the protocol names (its REDCap fields,
-site, stratification factors and eligibility criteria)."""
+site, stratification factors, group field and eligibility criteria)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from services.core.protocol import load_protocol
 from sim.redcap import load_project_folder
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
-SEEDS = ["partners4pain", "rush-mechanisms", "pcst-smart"]
+SEEDS = ["partners4pain", "rush-mechanisms", "iact-mmrp", "pcst-smart"]
 
 
 @pytest.mark.parametrize("name", SEEDS)
@@ -34,6 +34,8 @@ def test_every_field_the_protocol_names_is_in_the_project(name: str) -> None:
               *(protocol.eligibility.fields if protocol.eligibility else [])}
     if r.site.field:
         wanted.add(r.site.field)
+    if r.group is not None:
+        wanted.add(r.group.group_field)
     for stage in r.stages:  # SMART: the rule's fields and the stage's written-back fields
         wanted |= {stage.rule.field, stage.rule.baseline_field, stage.number_field,
                    stage.option_field}

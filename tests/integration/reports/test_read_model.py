@@ -35,8 +35,10 @@ from tests.support.harness import PROTOCOL, RunningService, eventually, provisio
 from tests.support.sealed import form_saved_for, keyring
 
 P = load_protocol(PROTOCOL)
-# Diary answers come back through a REDCap instrument (the PerPAIN file does not say which).
-P_DIARY = P.model_copy(update={"diary": P.diary.model_copy(update={"answer_form": "diary_entry"})})
+# A diary app of the trial's own: its answers never come back to Tailor (PerPAIN's come
+# back through its REDCap diary survey).
+P_APP = P.model_copy(update={"diary": P.diary.model_copy(update={
+    "answer_form": None, "answer_event": None, "prompt_link": "https://app.example/{token}"})})
 START = datetime(2026, 3, 2, 9, tzinfo=UTC)
 TODAY = START + timedelta(days=100)
 BASELINE = P.redcap.unique_event_name(P.redcap.baseline_event)
@@ -188,17 +190,17 @@ async def test_events_from_the_bus_build_the_consort_flow(reports: RunningServic
     assert svg.headers["content-type"].startswith("image/svg+xml")
     assert "Randomized (n=10)" in svg.text and "Allocated:" not in svg.text
 
-    reports.kernel.protocol = P_DIARY
     accept = (await reports.client.get("/v1/acceptability", headers=reports.as_role("monitor"))).json()
     diary = accept["pooled"]["diary"]
     assert (diary["participants"], diary["prompts_sent"], diary["answered_in_time"]) == (2, 4, 2)
     assert accept["diary_adherence"] == 0.5 and accept["by_arm"] is None
     assert [(w["week"], w["prompts_sent"], w["answered_in_time"], w["adherence"])
             for w in diary["weeks"]] == [("2026-W10", 3, 1, 1 / 3), ("2026-W11", 1, 1, 1.0)]
-    reports.kernel.protocol = P  # the PerPAIN file: answers are not reported back
+    reports.kernel.protocol = P_APP  # answers are not reported back
     accept = (await reports.client.get("/v1/acceptability", headers=reports.as_role("monitor"))).json()
     assert accept["diary_adherence"] is None and accept["pooled"]["diary"]["prompts_sent"] == 4
     assert any("diary.answer_form" in n for n in accept["notes"])
+    reports.kernel.protocol = P
 
     # the past is reproducible: as of day 5, five were randomized
     early = await flow_of(reports, as_of=(START + timedelta(days=5)).date().isoformat())
@@ -226,7 +228,7 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
     await eventually(settled)
     live_engine = reports.kernel.engine
     stream = await read_stream(nats_server.url, credentials=nats_server.credentials())
-    result = rebuild(live_engine, P_DIARY, keyring("reports"), stream, as_of=TODAY.date())
+    result = rebuild(live_engine, P, keyring("reports"), stream, as_of=TODAY.date())
     assert result.identical, result.changed
     rebuilt_diary = result.after["acceptability"]["pooled"]["diary"]
     assert (rebuilt_diary["prompts_sent"], rebuilt_diary["answered_in_time"]) == (4, 2)
@@ -241,9 +243,9 @@ async def test_a_rebuild_from_the_stream_gives_identical_figures(
     run_migrations(SPEC.migrations, fresh_url)
     fresh = make_engine(fresh_url)
     try:
-        rebuilt = rebuild(fresh, P_DIARY, keyring("reports"), stream, as_of=TODAY.date())
+        rebuilt = rebuild(fresh, P, keyring("reports"), stream, as_of=TODAY.date())
         with Session(live_engine) as session:
-            live = blinded_figures(session, protocol=P_DIARY, as_of=TODAY.date())
+            live = blinded_figures(session, protocol=P, as_of=TODAY.date())
         assert rebuilt.after == live
     finally:
         fresh.dispose()

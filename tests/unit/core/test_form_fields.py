@@ -68,7 +68,8 @@ def test_safety_gets_the_ae_instrument_own_fields_only(protocol: TrialProtocol) 
 
 @pytest.mark.parametrize(("name", "without"), [("perpain-pilot", "randomization"),
                                               ("rush-mechanisms", "allocation"),
-                                              ("partners4pain", "allocation")])
+                                              ("partners4pain", "allocation"),
+                                              ("iact-mmrp", "allocation")])
 def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
         name: str, without: str) -> None:
     """A personalized design seals its baseline to allocation, any other to randomization;
@@ -107,3 +108,30 @@ def test_a_smart_design_gives_randomization_the_stage_rule_fields_and_withdrawal
     p4p = load_protocol("protocols/partners4pain.yaml")
     assert "randomization" not in per_consumer(
         _save("withdrawal", "month_2_arm_1", {"wd_withdrawn": "1"}), p4p, [])
+
+
+def test_under_group_randomization_randomization_gets_the_group_field_and_no_contacts() -> None:
+    trial = load_protocol("protocols/iact-mmrp.yaml")
+    baseline = trial.redcap.unique_event_name(trial.redcap.baseline_event)
+    row = {"scr_mmrp_group": "G2011-03", "scr_eligible": "1", "cons_given": "1",
+           "screening_complete": "2", "dem_age": "41", "peg_pain": "7", **CONTACT}
+    cut = per_consumer(_save("screening", baseline, row), trial, [])["randomization"]
+    assert cut.fields == {"scr_mmrp_group": "G2011-03", "scr_eligible": "1", "cons_given": "1",
+                          "screening_complete": "2"}
+    partners = load_protocol("protocols/partners4pain.yaml")
+    other = per_consumer(_save("screening", baseline, row), partners, [])["randomization"]
+    assert "scr_mmrp_group" not in other.fields
+
+
+def test_a_diary_answer_goes_to_notifications_alone_without_its_answers(
+        protocol: TrialProtocol) -> None:
+    """Notifications counts the answer from its instrument, instance and status; reports
+    gets the adherence counted from notifications, and nobody gets the answers."""
+    row = {"record_id": "P1", "redcap_repeat_instrument": "diary", "redcap_repeat_instance": "7",
+           "diary_mood": "5", "diary_pleasant_what": "a walk", "diary_complete": "2"}
+    saved = _save("diary", "diary", row).model_copy(update={"repeat_instance": 7})
+    cuts = per_consumer(saved, protocol, ["diary_mood", "diary_pleasant_what"])
+    assert set(cuts) == {"notifications"}
+    note = cuts["notifications"]
+    assert (note.instrument, note.repeat_instance, note.complete_status) == ("diary", 7, 2)
+    assert note.fields == {}

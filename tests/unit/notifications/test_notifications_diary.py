@@ -137,3 +137,51 @@ def test_adherence_counts_only_answers_before_expiry():
     assert [(r.participant, r.day, r.scheduled, r.sent, r.answered) for r in rows] == [
         ("rec-1", 2, 4, 3, 1), ("rec-1", 3, 1, 1, 1), ("rec-2", 2, 1, 1, 0)]
     assert rows[0].rate == pytest.approx(1 / 3)
+
+
+# ── answers in REDCap: one survey instance per prompt ─────────────────────────────
+def test_every_prompt_has_its_own_instance_and_each_instance_names_its_prompt(
+        diary: DiaryPolicy):
+    instances = [diary.instance_of(day, index) for day in range(diary.days)
+                 for index in range(diary.prompts_per_day)]
+    assert instances == list(range(1, diary.prompts + 1))  # 1 … 840, none shared, none skipped
+    assert all(diary.instance_of(*diary.prompt_of(n)) == n for n in instances)
+    assert diary.prompt_of(1) == (0, 0) and diary.prompt_of(diary.prompts) == (
+        diary.days - 1, diary.prompts_per_day - 1)
+
+
+@pytest.mark.parametrize("instance", [0, -1, 841])
+def test_an_instance_outside_the_diary_names_no_prompt(diary: DiaryPolicy, instance: int):
+    with pytest.raises(ValueError, match="instance"):
+        diary.prompt_of(instance)
+
+
+@pytest.mark.parametrize(("day", "index"), [(-1, 0), (84, 0), (0, 10), (0, -1)])
+def test_a_prompt_outside_the_diary_has_no_instance(diary: DiaryPolicy, day: int, index: int):
+    with pytest.raises(ValueError, match="no diary prompt"):
+        diary.instance_of(day, index)
+
+
+def test_a_diary_needs_an_app_link_or_a_redcap_answer_form_with_its_event(diary: DiaryPolicy):
+    base = diary.model_dump()
+    for broken, says in (({"prompt_link": None, "answer_form": None, "answer_event": None},
+                          "somewhere to answer"),
+                         ({"answer_event": None}, "go together"),
+                         ({"answer_form": None, "prompt_link": "https://a.example/{token}"},
+                          "go together")):
+        with pytest.raises(ValueError, match=says):
+            DiaryPolicy.model_validate(base | broken)
+    app = DiaryPolicy.model_validate(base | {"prompt_link": "https://a.example/{token}",
+                                             "answer_form": None, "answer_event": None})
+    assert app.answer_form is None
+
+
+def test_the_diary_answers_need_an_event_and_a_form_of_their_own(protocol: TrialProtocol):
+    raw = protocol.model_dump(mode="json")
+    for clash, says in (({"answer_event": "week_4"}, "is the event of timepoint 'week_4'"),
+                        ({"answer_form": "mpid_ps"}, "already a form")):
+        broken = raw | {"diary": raw["diary"] | clash}
+        with pytest.raises(ValueError, match=says):
+            TrialProtocol.model_validate(broken)
+    assert protocol.diary_answers == ("diary", "diary")
+    assert protocol.redcap_events[-1] == "diary"

@@ -167,7 +167,24 @@ def test_text_messages_are_not_html_escaped(renderer: MessageRenderer, protocol:
     assert msg.media_type == "text/plain" and "tok-123&x=1" in msg.body
 
 
-def test_diary_prompt_link(renderer: MessageRenderer, protocol: TrialProtocol):
-    link = prompt_link(protocol.diary, "p-9")
+def test_diary_prompt_link_of_an_app(renderer: MessageRenderer, protocol: TrialProtocol):
+    app = protocol.diary.model_copy(update={
+        "prompt_link": "https://diary.example/p/{token}"})
+    link = prompt_link(app, "p-9")
+    assert link == "https://diary.example/p/p-9"
+    msg = renderer.render("diary_prompt", "de", MessageFacts(link=link))
+    assert link in msg.body and len(msg.body) < 160
+
+
+def test_a_redcap_diary_has_no_app_link(protocol: TrialProtocol):
+    """PerPAIN's prompts link to the participant's REDCap survey (fetched at send time),
+    so asking for an app link is refused, naming the setting."""
+    with pytest.raises(NotificationError) as err:
+        prompt_link(protocol.diary, "p-9")
+    assert err.value.field == "prompt_link"
+
+
+def test_a_redcap_survey_link_fits_one_text_message(renderer: MessageRenderer):
+    link = "https://redcap.perpain.example/surveys/?s=ABCDEFGHJK"
     msg = renderer.render("diary_prompt", "de", MessageFacts(link=link))
     assert link in msg.body and len(msg.body) < 160

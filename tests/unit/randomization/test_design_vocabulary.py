@@ -174,15 +174,6 @@ def test_a_minimization_design_validates(perpain) -> None:
     assert protocol.randomization.minimization.p_preferred == 0.8
 
 
-def test_group_is_declared_but_refused_when_a_list_is_made(perpain) -> None:
-    from services.randomization.domain import DesignError
-
-    grouped = parse_protocol(plain(perpain, method="group", group={"group_field": "grp_id"}))
-    with pytest.raises(DesignError) as err:
-        design_from_protocol(grouped)
-    assert err.value.field == "randomization.method"
-
-
 def test_stages_make_their_own_strata_in_the_list(perpain) -> None:
     data = plain(perpain, stages=[{
         "key": "second", "timepoint": "week_8", "number_field": "s2_number",

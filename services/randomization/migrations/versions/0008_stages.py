@@ -1,8 +1,8 @@
 """Multi-stage (SMART) designs: later-stage allocations, what their rules read, and the
 decisions that wait for a list or a free slot.
 
-Revision ID: randomization_0007_stages
-Revises: randomization_0006
+Revision ID: randomization_0008_stages
+Revises: randomization_0007
 
 Frozen: written out in full rather than calling a helper.
 """
@@ -10,8 +10,8 @@ Frozen: written out in full rather than calling a helper.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "randomization_0007_stages"
-down_revision = "randomization_0006"
+revision = "randomization_0008_stages"
+down_revision = "randomization_0007"
 branch_labels = None
 depends_on = None
 

@@ -37,8 +37,9 @@ SPEC: ServiceSpec[GatewayDeps] = ServiceSpec(
     routers=[router, audit_router, keys_router, ops_router, redcap_router, survey_links_router,
              proxy_router],
     consumers=lambda deps: [*handlers.consumers(deps),
-                            *redcap_handlers.consumers(deps.kernel.protocol)],
-    subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED],
+                            *redcap_handlers.consumers(deps.kernel.protocol, deps.redcap.keys)],
+    subscriptions=[handlers.AUDIT_HEADS, redcap_handlers.ALLOCATED,
+                   redcap_handlers.STAGE_ALLOCATED],
     reads_dead_letters=True,
     bootstrap=bootstrap_for(None),  # create_app gives it the public edge
     background=[run_redcap, close_on_stop],

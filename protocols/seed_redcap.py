@@ -2,6 +2,7 @@
 rush-mechanisms, …), generated from their protocol files as PerPAIN's are.
 
     .venv/bin/python -m protocols.seed_redcap partners4pain
+    .venv/bin/python -m protocols.seed_redcap pcst-smart    # SMART: stage fields too
 
 The building blocks (field rows, choices, the safety and adverse-event forms, events,
 event mappings, repeating instruments, CSV layout) are PerPAIN's generator's, so every
@@ -126,6 +127,20 @@ def withdrawal_and_allocation(g: ModuleType, p: Any) -> Iterator[dict[str, str]]
                   annotation="@READONLY", choices=g.choices((m.key, m.label) for m in p.modules))
     yield g.field(f.allocation_time, al, "text", "Allocation time (UTC)", note=written,
                   validation="datetime_seconds_ymd", annotation="@READONLY")
+    for stage in p.randomization.stages:  # SMART: filled in the stage timepoint's event
+        options = {o.key: o.label for o in [*stage.responders, *stage.non_responders]}
+        yield g.field(stage.number_field, al, "text", f"Stage {stage.key}: allocation number",
+                      note=written, annotation="@READONLY")
+        yield g.field(stage.option_field, al, "dropdown", f"Stage {stage.key}: allocated option",
+                      note=written, annotation="@READONLY", choices=g.choices(options.items()))
+
+
+def stage_mappings(p: Any) -> list[dict[str, str]]:
+    """The allocation form in each stage timepoint's event, where its stage is written."""
+    events = dict.fromkeys(p.timepoint_by_key[s.timepoint].redcap_event
+                           for s in p.randomization.stages)
+    return [{"arm_num": str(p.redcap.arm_number), "unique_event_name":
+             p.redcap.unique_event_name(e), "form": p.redcap.allocation_form} for e in events]
 
 
 def user_roles(p: Any, forms: list[str]) -> list[dict[str, Any]]:
@@ -165,7 +180,7 @@ def render(protocol_path: Path) -> dict[str, str]:
         "events.csv": g.to_csv(g.event_rows(p), ["event_name", "arm_num", "day_offset",
                                                  "offset_min", "offset_max", "unique_event_name",
                                                  "custom_event_label"]),
-        "instrument_event_mapping.csv": g.to_csv(g.mapping_rows(p, forms),
+        "instrument_event_mapping.csv": g.to_csv(g.mapping_rows(p, forms) + stage_mappings(p),
                                                  ["arm_num", "unique_event_name", "form"]),
         "repeating_instruments.csv": g.to_csv(g.repeating_rows(p),
                                               ["event_name", "form_name", "custom_form_label"]),
@@ -175,7 +190,7 @@ def render(protocol_path: Path) -> dict[str, str]:
 
 
 def main(argv: list[str]) -> None:
-    for name in argv or ["partners4pain", "rush-mechanisms", "iact-mmrp"]:
+    for name in argv or ["partners4pain", "rush-mechanisms", "iact-mmrp", "pcst-smart"]:
         folder = HERE / name / "redcap"
         folder.mkdir(parents=True, exist_ok=True)
         for file, content in render(HERE / f"{name}.yaml").items():

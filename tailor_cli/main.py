@@ -133,7 +133,7 @@ def up(
 def demo(
     home: Annotated[Path, typer.Option(help="state folder (wiped first)")] = Path(".tailor/demo"),
     protocol: Annotated[str | None, typer.Option(
-        help="a seed trial under protocols/ (partners4pain, rush-mechanisms, iact-mmrp); "
+        help="a seed trial under protocols/ (partners4pain, rush-mechanisms, iact-mmrp, pcst-smart); "
              "default: the PerPAIN pilot")] = None,
     participants: Annotated[int | None, typer.Option(
         help="participants the seed trial's demo randomizes (besides a few ineligible and "

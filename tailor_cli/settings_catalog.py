@@ -58,6 +58,13 @@ DIRECT = (
     *(Variable(sealing_env(s, public=True), "embedded: `$TAILOR_HOME/keys`",
                f"{'allocation' if s == 'randomization' else 'gateway'}: the public bus key of {s} "
                "(PEM), to seal payloads to it (`_FILE`: path)", files=True) for s in RECIPIENTS),
+    # SMART only: each later stage's option is sealed to the gateway, which writes it back.
+    Variable(sealing_env("gateway", public=False), "embedded: `$TAILOR_HOME/keys`",
+             "gateway only, for a protocol with later stages (SMART): its X25519 PEM key that "
+             "opens each stage's option (`_FILE`: path)", True),
+    Variable(sealing_env("gateway", public=True), "embedded: `$TAILOR_HOME/keys`",
+             "randomization, for a protocol with later stages: the gateway's public bus key "
+             "(PEM), to seal each stage's option to it (`_FILE`: path)", files=True),
     *(Variable(digest_env(s), "embedded: `$TAILOR_HOME/keys`",
                f"{s} only: key of its digests of blinded data, base64 of 32 bytes "
                "(`_FILE`: path)", True) for s in DIGEST_HOLDERS),

@@ -17,11 +17,19 @@ from services.core import audit, outbox
 from services.core.backoff import backoff_seconds
 from services.core.db import unit_of_work
 from services.core.digests import DigestKey
-from services.core.events import Allocated, Envelope, FormSaved, RedcapWriteFailed
+from services.core.errors import InvalidInput
+from services.core.events import (
+    Allocated,
+    Envelope,
+    FormSaved,
+    RedcapWriteFailed,
+    SealedStageOption,
+    StageAllocated,
+)
 from services.core.events.form_fields import per_consumer
 from services.core.protocol import TrialProtocol
 from services.core.sealed_events import seal_form_saved
-from services.core.sealing import Recipient
+from services.core.sealing import Keyring, Recipient
 
 from . import metrics, repository
 from .client import RedcapClient, RedcapRefused, RedcapUnavailable
@@ -40,6 +48,8 @@ class FormKeys:
 
     recipients: dict[str, Recipient]  # consumer → its public bus key
     digest: DigestKey
+    # SMART: the gateway's own bus key, which opens each stage's option to write it back.
+    stage_options: Keyring | None = None
 
 
 def _retry_at(now: datetime, attempts: int, s: RedcapSettings) -> datetime:
@@ -256,6 +266,37 @@ def stage_allocation_write(session: Session, *, env: Envelope, allocated: Alloca
     audit.append(session, actor=ACTOR, role="system", action="redcap.write_staged",
                  entity_type="redcap_write", entity_id=env.id, record=allocated.record,
                  after=values, correlation_id=env.correlation_id)
+
+
+def stage_stage_write(session: Session, *, env: Envelope, allocated: StageAllocated,
+                      protocol: TrialProtocol, keyring: Keyring) -> None:
+    """A later stage's allocation (SMART) to its own REDCap fields, in the stage timepoint's
+    event on the allocation form (hidden from blinded REDCap roles like the first stage's);
+    the option is opened from the payload sealed to the gateway. Idempotent by event id."""
+    if session.get(RedcapWrite, env.id) is not None:
+        return
+    stage = next((s for s in protocol.randomization.stages if s.key == allocated.stage), None)
+    if stage is None:
+        raise InvalidInput(f"stage {allocated.stage!r} is not in the protocol", field="stage")
+    option = SealedStageOption.model_validate(keyring.open_json(
+        allocated.sealed, subject=StageAllocated.subject, record=allocated.record)).option
+    r = protocol.redcap
+    event = protocol.timepoint_by_key[stage.timepoint].redcap_event
+    values = {r.fields.record_id: allocated.record, "redcap_event_name": r.unique_event_name(event),
+              stage.number_field: allocated.stage_number, stage.option_field: option,
+              f"{r.allocation_form}_complete": "2"}
+    now = datetime.now(UTC)
+    session.add(RedcapWrite(id=env.id, kind="stage_allocation", project_id=r.project_id,
+                            record=allocated.record, event=event,
+                            fields=json.dumps(values, sort_keys=True), next_attempt_at=now,
+                            created_at=now, correlation_id=env.correlation_id))
+    session.info[WRITE_STAGED] = True
+    # The option is blinded: the audit entry names the fields written, not their values.
+    audit.append(session, actor=ACTOR, role="system", action="redcap.write_staged",
+                 entity_type="redcap_write", entity_id=env.id, record=allocated.record,
+                 after={"kind": "stage_allocation", "stage": stage.key,
+                        "stage_number": allocated.stage_number, "event": event,
+                        "fields": sorted(values)}, correlation_id=env.correlation_id)
 
 
 def perform_write(engine: Engine, client: RedcapClient, settings: RedcapSettings, w: RedcapWrite,

@@ -13,7 +13,7 @@ from services.core.db import is_sqlite
 from services.core.digests import load_digest_key
 from services.core.events.form_fields import form_save_consumers
 from services.core.runner import Kernel
-from services.core.sealing import load_recipient
+from services.core.sealing import load_keyring, load_recipient
 from services.core.survey_links import survey_link_secret_once
 
 from .client import RedcapClient
@@ -61,7 +61,11 @@ def form_keys(kernel: Kernel) -> FormKeys:
     embedded, home = is_sqlite(kernel.engine), kernel.settings.home
     recipients = {consumer: load_recipient(consumer, home, embedded=embedded)
                   for consumer in form_save_consumers(kernel.protocol)}
-    keys = FormKeys(recipients, load_digest_key("gateway", home, embedded=embedded))
+    # SMART: the gateway opens each stage's option (sealed to it) to write it back.
+    stage_options = (load_keyring("gateway", home, embedded=embedded)
+                     if kernel.protocol.randomization.stages else None)
+    keys = FormKeys(recipients, load_digest_key("gateway", home, embedded=embedded),
+                    stage_options)
     log.info("redcap.form_keys_loaded", digest_key_id=keys.digest.key_id,
              **{f"{c}_bus_key_id": r.key_id for c, r in recipients.items()})
     return keys

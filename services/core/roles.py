@@ -253,6 +253,41 @@ PERMISSIONS: tuple[RoutePermission, ...] = (
         requires=Capability.UNBLINDED_VIEW,
     ),
     _rule("GET", "/api/v1/randomization/v1/reports/balance", R.STUDY_MANAGER, R.DSMB, R.MONITOR),
+    # Randomization: later stages (SMART); a stage's option is blinded like an arm
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/stages/allocations",
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="every later-stage allocation with its option and outcome; audited",
+    ),
+    _rule(
+        "POST",
+        "/api/v1/randomization/v1/stages/allocations",
+        R.STUDY_MANAGER,
+        participant_data=True,
+        requires=Capability.UNBLINDED_VIEW,
+        note="manual stage decision when REDCap or the bus is down (the option is returned)",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/stages/balance",
+        R.STUDY_MANAGER,
+        R.DSMB,
+        requires=Capability.UNBLINDED_VIEW,
+        note="options per stage stratum (outcome x first-stage arm)",
+    ),
+    _rule(
+        "GET",
+        "/api/v1/randomization/v1/allocations/{record}/stages",
+        R.COORDINATOR,
+        R.STUDY_MANAGER,
+        R.DSMB,
+        participant_data=True,
+        note="blinded roles: stage and number only; unblinded: the option too (audited)",
+    ),
     # Randomization: groups (group randomization; members are records)
     _rule(
         "GET",

@@ -18,7 +18,7 @@ from services.core.http import SessionDep, deps_dependency
 from services.core.internal_token import Caller
 from services.core.roles import Role, View, find_rule
 
-from . import groups, lists, reports, repository, service
+from . import groups, lists, reports, repository, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import ListCommitment
 from .models import AllocationRow, GroupMember, RandomizationGroup, RandomizationList
@@ -30,6 +30,7 @@ from .schemas import (
     BalanceUnblinded,
     CloseAllocation,
     CommitmentRead,
+    EmergencyUnblindedRead,
     EmergencyUnblinding,
     GroupAdmit,
     GroupBlinded,
@@ -43,6 +44,11 @@ from .schemas import (
     MinimizationDecision,
     ModuleBalanceRead,
     SlotRef,
+    StageAllocationBlinded,
+    StageAllocationCreate,
+    StageAllocationUnblinded,
+    StageBalanceRead,
+    StageDecisionRead,
     StratumBalanceRead,
     StratumFlagRead,
     UnblindedListItem,
@@ -241,13 +247,17 @@ def get_allocation(record: str, session: SessionDep, ctx: ContextDep,
                              module=row.module, allocated_at=row.allocated_at)
 
 
-@router.post("/allocations/{record}/emergency-unblinding", response_model=AllocationUnblinded,
-             tags=["allocations"], summary="Unblind one participant in an emergency (reason required)")
+@router.post("/allocations/{record}/emergency-unblinding", response_model=EmergencyUnblindedRead,
+             tags=["allocations"], summary="Unblind one participant in an emergency (reason "
+                                           "required); later stages' options too")
 def emergency_unblinding(record: str, body: EmergencyUnblinding, session: SessionDep,
-                         ctx: ContextDep, caller: CallerDep) -> AllocationUnblinded:
-    return _unblinded(*service.emergency_unblind(session, ctx, record=record, reason=body.reason,
-                                                 actor=Actor.of(caller),
-                                                 correlation_id=_request_id()))
+                         ctx: ContextDep, caller: CallerDep) -> EmergencyUnblindedRead:
+    first = _unblinded(*service.emergency_unblind(session, ctx, record=record, reason=body.reason,
+                                                  actor=Actor.of(caller),
+                                                  correlation_id=_request_id()))
+    later = [StageAllocationUnblinded(**stages.stage_view(r, d)) for r, d in
+             stages.unblinded_stages_of(session, ctx, record=record, actor=Actor.of(caller))]
+    return EmergencyUnblindedRead(**first.model_dump(), stages=later)
 
 
 @router.get("/reports/balance", response_model=BalanceUnblinded | BalanceBlinded, tags=["reports"])
@@ -318,3 +328,51 @@ def admit_member(group_id: str, record: str, body: GroupAdmit, session: SessionD
     row = groups.admit(session, ctx, group_id=group_id, record=record, actor=Actor.of(caller),
                        reason=body.reason, correlation_id=_request_id())
     return _unblinded(row, service.disclose(ctx, row))
+
+
+# ── later stages (SMART) ─────────────────────────────────────────────────────────────
+
+
+@router.get("/stages/allocations", response_model=list[StageAllocationUnblinded],
+            tags=["stages"], summary="Every later-stage allocation with its option (study "
+                                     "manager, DSMB); audited")
+def list_stage_allocations(session: SessionDep, ctx: ContextDep,
+                           caller: CallerDep) -> list[StageAllocationUnblinded]:
+    pairs = stages.unblinded_stages(session, ctx, actor=Actor.of(caller))
+    return [StageAllocationUnblinded(**stages.stage_view(r, d)) for r, d in pairs]
+
+
+@router.get("/stages/balance", response_model=list[StageBalanceRead], tags=["stages"])
+def get_stage_balance(session: SessionDep, ctx: ContextDep,
+                      _caller: CallerDep) -> list[StageBalanceRead]:
+    return [StageBalanceRead(stage=stage, **b.__dict__)
+            for stage, b in reports.stage_balances(session, ctx)]
+
+
+@router.get("/allocations/{record}/stages",
+            response_model=list[StageAllocationUnblinded] | list[StageAllocationBlinded],
+            tags=["stages"], summary="A participant's later-stage allocations, shaped by role")
+def get_record_stages(record: str, session: SessionDep, ctx: ContextDep,
+                      caller: CallerDep) -> list:
+    if view_of(caller) is not View.UNBLINDED:
+        return [StageAllocationBlinded(**stages.stage_view(r, None))
+                for r in stages.stages_of(session, record)]
+    return [StageAllocationUnblinded(**stages.stage_view(r, d))
+            for r, d in stages.unblinded_stages_of(session, ctx, record=record,
+                                                   actor=Actor.of(caller))]
+
+
+@router.post("/stages/allocations", response_model=StageDecisionRead, tags=["stages"],
+             summary="Manual stage decision (study manager) when REDCap or the bus is down")
+def create_stage_allocation(body: StageAllocationCreate, response: Response, session: SessionDep,
+                            ctx: ContextDep, caller: CallerDep) -> StageDecisionRead:
+    result = stages.reach_stage(session, ctx, stages.StageRequest(
+        record=body.record, stage=body.stage, value=body.value, source="manual",
+        actor=Actor.of(caller), correlation_id=_request_id()))
+    response.status_code = 201 if result.status == "allocated" else 200
+    allocation = None
+    if result.row is not None:
+        allocation = StageAllocationUnblinded(
+            **stages.stage_view(result.row, stages.disclose_stage(ctx, result.row)))
+    return StageDecisionRead(status=result.status, detail=result.detail, field=result.field,
+                             allocation=allocation)

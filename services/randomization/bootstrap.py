@@ -9,7 +9,7 @@ import structlog
 
 from services.core.db import is_sqlite
 from services.core.runner import Kernel
-from services.core.sealing import Keyring, load_keyring
+from services.core.sealing import Keyring, load_keyring, load_recipient
 
 from .keys import load_list_key
 from .service import SERVICE, Context
@@ -31,4 +31,8 @@ def bootstrap(kernel: Kernel) -> RandomizationDeps:
     log.info("randomization.list_key_loaded", key_id=key.key_id, source=key.source)
     keyring = load_keyring(SERVICE, kernel.settings.home, embedded=embedded)
     log.info("randomization.bus_key_loaded", key_id=keyring.key_id)
-    return RandomizationDeps(kernel, Context(key=key, protocol=kernel.protocol), keyring)
+    # A multi-stage design seals each stage's option to the gateway, which writes it back.
+    gateway = (load_recipient("gateway", kernel.settings.home, embedded=embedded)
+               if kernel.protocol.randomization.stages else None)
+    return RandomizationDeps(kernel, Context(key=key, protocol=kernel.protocol,
+                                             seal_to_gateway=gateway), keyring)

@@ -24,6 +24,7 @@ from services.core.errors import InvalidInput, TransientError
 from services.core.events import (
     ClusterAssigned,
     Envelope,
+    FormSaved,
     FormSavedForRandomization,
     SealedCluster,
 )
@@ -31,7 +32,7 @@ from services.core.periodic import every
 from services.core.sealed_events import open_form_saved, validated
 from services.core.sealing import Keyring
 
-from . import baseline_saves, groups, parking, reports, service
+from . import baseline_saves, groups, parking, reports, service, stages
 from .bootstrap import RandomizationDeps
 from .domain import RandomizationError
 from .domain.baseline import is_baseline, levels_of, unmet
@@ -99,6 +100,10 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
             return  # the cluster comes from the allocation service
         trigger = baseline_saves.Trigger(env.id, env.correlation_id or env.id)
         withdrawn = baseline_saves.note_withdrawal(session, saved, trigger, protocol)
+        if protocol.randomization.stages and not _stage_save(
+                session, ctx, saved, Actor(f"event:{env.producer}", "system"),
+                trigger.correlation_id):
+            return  # a save outside the baseline event is the stages' alone
         actor = Actor(f"event:{env.producer}", "system")
         if protocol.randomization.group is not None and withdrawn:
             groups.withdraw(session, ctx, record=saved.record, actor=actor,
@@ -135,6 +140,43 @@ def consumers(deps: RandomizationDeps) -> list[Consumer]:
             Consumer.on(FORM_SAVED, on_form_saved)]
 
 
+def _stage_save(session: Session, ctx: service.Context, saved: FormSaved, actor: Actor,
+                correlation_id: str) -> bool:
+    """What a save means for the later stages; True when it is a baseline save (the
+    first stage then reads it too)."""
+    protocol = ctx.protocol
+    r, f = protocol.redcap, protocol.redcap.fields
+    if f.withdrawn in saved.fields:
+        stages.record_withdrawal(session, record=saved.record, actor=actor,
+                                 withdrawn=(saved.fields.get(f.withdrawn) or "").strip() == "1",
+                                 correlation_id=correlation_id)
+    event = r.event_key(saved.event)
+    if event == r.baseline_event:
+        values = {s.rule.baseline_field: saved.fields[s.rule.baseline_field]
+                  for s in protocol.randomization.stages if s.rule.baseline_field in saved.fields}
+        if values:
+            stages.record_baseline(session, record=saved.record, values=values, actor=actor,
+                                   correlation_id=correlation_id)
+        return True
+    for stage in protocol.randomization.stages:
+        tp = protocol.timepoint_by_key[stage.timepoint]
+        if tp.redcap_event != event:
+            continue
+        if any((saved.fields.get(f"{form}_complete") or "").strip() != "2" for form in tp.forms):
+            continue  # the stage's forms are not complete yet
+        request = stages.StageRequest(record=saved.record, stage=stage.key,
+                                      value=saved.fields.get(stage.rule.field), source="event",
+                                      actor=actor, correlation_id=correlation_id)
+        try:
+            with session.begin_nested():
+                stages.reach_stage(session, ctx, request)
+        except service.AllocationRace as err:
+            raise TransientError(err.detail) from None
+        except stages.WAITING as err:  # no list, stage stratum empty: wait in the database
+            stages.park(session, ctx, request, err)
+    return False
+
+
 def _join_group(session: Session, deps: RandomizationDeps, env: Envelope, record: str,
                 fields: dict[str, str], levels: dict[str, str], actor: Actor,
                 design: GroupDesign) -> None:
@@ -154,7 +196,7 @@ def check_slots(deps: RandomizationDeps) -> None:
     """Raise the low-slot alarm where due (own transaction) and refresh the gauges."""
     kernel, ctx = deps.kernel, deps.context
     with unit_of_work(kernel.engine) as session:
-        if parking.redrive(session, ctx):
+        if parking.redrive(session, ctx) + stages.redrive(session, ctx):
             kernel.relay.wake()
     with unit_of_work(kernel.engine) as session:
         alarm = reports.raise_low_alarms(session, ctx)

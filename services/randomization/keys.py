@@ -91,6 +91,10 @@ class ListKey:
         """Who used a slot, opaque without the key (record ids are guessable)."""
         return self._tag("tailor.participant-tag/1", (list_id, record))[:32]
 
+    def stage_participant_tag(self, list_id: str, stage: str, record: str) -> str:
+        """Who used a slot of a later stage (each participant uses one slot per stage)."""
+        return self._tag("tailor.stage-participant-tag/1", (list_id, stage, record))[:32]
+
     def seal(self, purpose: str, aad: Sequence[str], plaintext: bytes) -> bytes:
         """nonce ‖ AES-256-GCM ciphertext; opens only with the same purpose and `aad`."""
         nonce = secrets.token_bytes(_NONCE)

@@ -22,7 +22,7 @@ from sqlmodel import Session
 from services.core import audit
 from services.core.errors import Conflict, Forbidden, InvalidInput, NotFound
 
-from . import groups, parking, repository
+from . import groups, parking, repository, stages
 from .domain import (
     BatchCommitment,
     CommitmentError,
@@ -86,6 +86,9 @@ def import_csv(session: Session, ctx: Context, *, text: str, actor: Actor) -> Ra
         design = design_from_snapshot(snapshot)
     except RandomizationError as err:
         raise invalid(err) from None
+    if design.stages:
+        raise InvalidInput("a multi-stage (SMART) list is generated here, not imported: its "
+                           "stage strata have their own options and block lengths", field="body")
     try:
         slots = parse_list_csv(text, design)
     except ListImportError as err:
@@ -113,6 +116,8 @@ def _store(session: Session, ctx: Context, snapshot: dict, design: ListDesign, s
         repository.add_counter(session, list_id, ref, last.get(key, 0))
     if design.minimization is not None:  # exists before any decision: always row-locked
         session.add(NamedCounter(name=decision_counter(list_id), value=0))
+    if design.stages:  # each stage's numbers run over the trial, like the first stage's
+        stages.ensure_counters(session, ctx)
     _add_commitment(session, sealed.commitment, actor, now)
     audit.append(session, actor=actor.name, role=actor.role, action=f"list.{source.value}",
                  entity_type="list", entity_id=list_id,
@@ -183,6 +188,7 @@ def seal(session: Session, ctx: Context, *, list_id: str, actor: Actor) -> ListC
                  entity_type="list", entity_id=list_id,
                  after={**_commitment_audit(commitment), **_seed_commitment(design, seed)})
     parking.redrive(session, ctx)  # participants who waited for a list are allocated now
+    stages.redrive(session, ctx)  # and stage decisions that waited for one
     return commitment
 
 
@@ -226,6 +232,7 @@ def extend(session: Session, ctx: Context, *, list_id: str, stratum: str, slots:
                  entity_type="list", entity_id=list_id,
                  after={**_commitment_audit(commitment), "slots_added": len(new)})
     parking.redrive(session, ctx)  # participants who waited for a slot are allocated now
+    stages.redrive(session, ctx)
     return commitment
 
 

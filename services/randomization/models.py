@@ -149,6 +149,49 @@ class ParkedAllocation(SQLModel, table=True):
     attempts: int = 1
 
 
+class StageAllocationRow(SQLModel, table=True):
+    """A later-stage (SMART) allocation: one per participant and stage. Its option, outcome,
+    first-stage arm, stratum and slot are sealed with the list key (the option is blinded)."""
+
+    __tablename__ = "stage_allocation"
+
+    record: str = Field(primary_key=True)
+    stage: str = Field(primary_key=True)
+    stage_number: str = Field(unique=True)
+    list_id: str = Field(foreign_key="randomization_list.id")
+    sealed_detail: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    detail_digest: str  # SHA-256 of the salted detail: what the audit chain holds
+    source: str  # event | manual
+    allocated_by: str
+    allocated_at: datetime = Field(sa_column=_utc())
+    correlation_id: str | None = None
+
+
+class StageParticipant(SQLModel, table=True):
+    """What the stage rules need from other REDCap events than the stage's own: the
+    baseline value of each rule's baseline field (latest save) and the withdrawal flag."""
+
+    __tablename__ = "stage_participant"
+
+    record: str = Field(primary_key=True)
+    baseline: str = Field(default="{}", sa_column=Column(Text, nullable=False))  # JSON field → value
+    withdrawn: bool = False
+    updated_at: datetime = Field(sa_column=_utc())
+
+
+class ParkedStage(SQLModel, table=True):
+    """A stage decision that waits for a sealed list or a free slot in its stage stratum;
+    the request (it holds the participant's value) is sealed with the list key."""
+
+    __tablename__ = "parked_stage"
+
+    record: str = Field(primary_key=True)
+    stage: str = Field(primary_key=True)
+    sealed_request: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    parked_at: datetime = Field(sa_column=_utc())
+    attempts: int = 1
+
+
 class RandomizationGroup(SQLModel, table=True):
     """A pre-formed group (group randomization): open while members join, closed once
     randomized. Its stratum levels (what its first member's baseline said) are sealed like

@@ -20,7 +20,7 @@ from sqlmodel import Session
 from services.core import audit, outbox
 from services.core.events import StratumRunningLow
 
-from . import repository
+from . import repository, stages
 from .domain import (
     Allocation,
     ModuleBalance,
@@ -29,6 +29,7 @@ from .domain import (
     module_balance,
     stratum_balance,
 )
+from .domain.stages import StageBalance, stage_balance
 from .models import RandomizationList
 from .service import Context, disclose
 
@@ -136,3 +137,18 @@ def raise_low_alarms(session: Session, ctx: Context) -> StratumRunningLow | None
                         "allocations_in_batch": used - lst.low_check_used})
     outbox.enqueue(session, event, producer=ctx.producer)
     return event
+
+
+def stage_balances(session: Session, ctx: Context) -> list[tuple[str, StageBalance]]:
+    """Unblinded: each later stage's options per stratum (outcome × first-stage arm)."""
+    lst = repository.latest_used_list(session)
+    if lst is None:
+        return []
+    design = ctx.design_of(lst)
+    by_stratum: dict[str, list[str]] = {}
+    for row in stages.stage_allocations(session):
+        if row.list_id == lst.id:
+            d = stages.disclose_stage(ctx, row)
+            by_stratum.setdefault(d.stratum, []).append(d.option)
+    return [(stage.key, b) for stage in design.stages
+            for b in stage_balance(stage, by_stratum)]

@@ -232,6 +232,60 @@ class BalanceUnblinded(Schema):
     by_stratum: list[StratumBalanceRead]
 
 
+class StageAllocationBlinded(BaseModel):
+    """A later-stage allocation as blinded roles see it: no option, outcome or arm."""
+
+    record: str
+    stage: str
+    stage_number: str
+    allocated_at: datetime
+
+
+class StageAllocationUnblinded(StageAllocationBlinded):
+    option: str
+    outcome: str
+    first_arm: str
+    stratum: str
+    seq: int
+    batch: int
+    list_id: str
+    source: str
+
+
+class StageBalanceRead(BaseModel):
+    stage: str
+    stratum: str
+    allocated: int
+    by_option: dict[str, int]
+    expected: dict[str, float]
+
+
+class EmergencyUnblindedRead(AllocationUnblinded):
+    """Emergency unblinding: the first stage and every later stage's option (SMART)."""
+
+    stages: list[StageAllocationUnblinded] = Field(default_factory=list)
+
+
+class StageAllocationCreate(Schema):
+    """Manual stage decision (REDCap or the bus is down): the same rule and guarantees as
+    a save of the stage's form. `value`: the rule's field at the stage timepoint."""
+
+    record: RecordId
+    stage: Text
+    # As REDCap holds it; blank or absent: the rule cannot score it (needs review).
+    value: Annotated[str, StringConstraints(max_length=50)] | None = None
+    reason: Reason
+
+
+class StageDecisionRead(BaseModel):
+    """What a manual stage decision did: allocated (or found), not reached, or needs review."""
+
+    status: Literal["allocated", "existing", "not_reached", "needs_review"]
+    detail: str | None = None
+    field: str | None = None
+    allocation: StageAllocationUnblinded | None = None
+
+
 # ── groups (group randomization) ─────────────────────────────────────────────────────
 
 

@@ -35,6 +35,7 @@ from services.core.errors import Conflict, InvalidInput, NotFound
 from services.core.events import Allocated, EmergencyUnblinded
 from services.core.internal_token import Caller
 from services.core.protocol import Arm, Cluster, RandomizationDesign, TrialProtocol
+from services.core.sealing import Recipient
 
 from . import repository
 from .domain import (
@@ -130,6 +131,8 @@ class Context:
     key: ListKey
     protocol: TrialProtocol
     producer: str = SERVICE
+    # SMART: the gateway's public bus key, to which each stage's option is sealed.
+    seal_to_gateway: Recipient | None = None
     _designs: dict[str, ListDesign] = field(default_factory=dict, repr=False)
     # Per minimization list, after a commit: (decisions, last record, every (levels, arm)),
     # so a decision need not unseal all earlier ones; checked against the database first.

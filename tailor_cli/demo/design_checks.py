@@ -6,6 +6,8 @@
   allocations made, against the mean of simple randomization on the same cohort;
 - either: how often an observer who knows every past assignment guesses the next one,
   against the method's theoretical rate (within four sampling sds bounded from n).
+- later stages (SMART): every participant allocated at each stage they reached and none at
+  a stage they did not, by the rule's decision, and block balance per stage stratum.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from services.randomization.domain.predictability import (
     blocks_guessability,
     minimization_guessability,
 )
+from sim.smart_cohort import StageVisit
 
 from .checks import Verdict
 
@@ -121,3 +124,62 @@ def guessability(protocol: TrialProtocol, fields_by_record: Mapping[str, Mapping
 
 def check_guessability(verdict: Verdict, g: Guessability) -> None:
     verdict.check(g.within(), f"{g.line()}: within 4 sds of the theory")
+
+
+# ── later stages (SMART) ──────────────────────────────────────────────────────────────
+
+
+def check_stages(verdict: Verdict, protocol: TrialProtocol, visits: Sequence[StageVisit],
+                 in_redcap: Mapping[str, Mapping[str, str]], service: Sequence[Mapping],
+                 first_arm: Mapping[str, str]) -> None:
+    """Every participant who reached the stage is allocated there once, nobody else; REDCap
+    matches the service; each option is one of their outcome's; the outcome is the rule's."""
+    stage = protocol.randomization.stages[0]
+    expected = {v.record for v in visits if v.expects_stage}
+    got = set(in_redcap)
+    verdict.check(got == expected,
+                  f"stage {stage.key}: every participant who reached it ({len(expected)}) is "
+                  f"allocated in REDCap and nobody else ({len(got - expected)} unexpected, "
+                  f"{len(expected - got)} missing)")
+    not_reached = Counter(v.story for v in visits if not v.expects_stage and v.record in got)
+    verdict.check(not not_reached, f"stage {stage.key}: none for the withdrawn, the missed "
+                                   f"visit or anyone without a first-stage allocation "
+                                   f"({dict(not_reached) or 'none'})")
+    per_record = Counter(a["record"] for a in service if a["stage"] == stage.key)
+    verdict.check(set(per_record) == expected and all(n == 1 for n in per_record.values()),
+                  f"stage {stage.key}: the randomization service holds exactly one allocation "
+                  "per participant who reached it")
+    by_record = {a["record"]: a for a in service if a["stage"] == stage.key}
+    mismatched = [r for r, row in in_redcap.items()
+                  if r not in by_record
+                  or by_record[r]["option"] != row.get(stage.option_field)
+                  or by_record[r]["stage_number"] != row.get(stage.number_field)]
+    verdict.check(not mismatched, f"stage {stage.key}: REDCap's number and option match the "
+                                  f"service for every participant ({len(mismatched)} mismatches)")
+    options = {"responders": {o.key for o in stage.responders},
+               "non_responders": {o.key for o in stage.non_responders}}
+    wanted = {v.record: v.outcome for v in visits if v.expects_stage}
+    wrong_outcome = [r for r, a in by_record.items() if a["outcome"] != wanted.get(r)]
+    verdict.check(not wrong_outcome, f"stage {stage.key}: every decision is the rule's "
+                                     f"(≥ {stage.rule.min_reduction:.0%} fall from baseline, "
+                                     f"the boundary a response; {len(wrong_outcome)} wrong)")
+    wrong_option = [r for r, a in by_record.items() if a["option"] not in options[a["outcome"]]]
+    verdict.check(not wrong_option, f"stage {stage.key}: responders and non-responders get only "
+                                    f"their own options ({len(wrong_option)} wrong)")
+    wrong_arm = [r for r, a in by_record.items() if a["first_arm"] != first_arm.get(r)]
+    verdict.check(not wrong_arm, f"stage {stage.key}: each stage stratum follows the "
+                                 f"participant's first-stage arm ({len(wrong_arm)} wrong)")
+    numbers = [a["stage_number"] for a in by_record.values()]
+    verdict.check(len(numbers) == len(set(numbers)), f"stage {stage.key}: numbers are unique")
+
+
+def check_stage_blocks(verdict: Verdict, protocol: TrialProtocol,
+                       balance: Sequence[Mapping]) -> None:
+    """Within each stage stratum the options stay within half the stage's longest block."""
+    for stage in protocol.randomization.stages:
+        allowed = max(stage.block_lengths) / 2
+        for row in (b for b in balance if b["stage"] == stage.key):
+            gap = max((abs(row["by_option"][o] - row["expected"][o]) for o in row["by_option"]),
+                      default=0.0)
+            verdict.check(gap <= allowed, f"stage stratum {row['stratum']}: {row['by_option']} "
+                                          f"within ±{allowed:g} of the ratio (off by {gap:g})")

@@ -11,6 +11,7 @@ an observer knowing every past assignment guesses the next, against theory (prin
 group randomization the groups form and the coordinator closes each
 (tailor_cli/demo/group_demo.py), and the checks are every member sharing their group's arm
 and the groups' block balance.
+A multi-stage design (SMART) then plays its stage visit (tailor_cli/demo/stages.py).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from rich.table import Table
 from services.core.protocol import TrialProtocol, load_protocol
 from sim.group_cohort import make_group_cohort
 from sim.seed_cohort import make_seed_cohort
+from sim.smart_cohort import StageVisit, make_smart_cohort
 
 from .. import registry
 from ..stack import LocalStack
@@ -32,6 +34,7 @@ from . import design_checks, group_demo
 from .checks import Verdict, check_allocations
 from .client import Gateway, issue_keys
 from .pilot import allocations_in_redcap, enter_cohort
+from .stages import run_stage
 
 ROLES = ["statistician", "study_manager", "monitor", "coordinator"]
 API = "/api/v1/randomization/v1"
@@ -75,6 +78,7 @@ def run_design_demo(name: str, home: Path, console: Console, *,
         sealed = gw.call("statistician", "POST", f"{API}/lists/{created['id']}/seal")
         console.print(f"{protocol.randomization.method} list {created['id']} sealed; "
                       f"commitment sha256 {sealed['digest'][:16]}…")
+        visits: list[StageVisit] = []
         r, f = protocol.redcap, protocol.redcap.fields
         event = r.unique_event_name(r.baseline_event)
         alloc_fields = (f.allocation_number, f.allocation_module, f.allocation_time)
@@ -87,7 +91,10 @@ def run_design_demo(name: str, home: Path, console: Console, *,
                                 f"each once its members completed the baseline…"):
                 group_demo.form_and_close_groups(gw, stack.redcap, event, grouped)
         else:
-            cohort = make_seed_cohort(protocol, eligible=n + 1, withdrawn=1)
+            if protocol.randomization.stages:
+                cohort, visits = make_smart_cohort(protocol, eligible=n)
+            else:
+                cohort = make_seed_cohort(protocol, eligible=n + 1, withdrawn=1)
             with console.status(f"site staff enter {len(cohort)} screened people in REDCap…"):
                 enter_cohort(stack.redcap["url"], stack.redcap["project_id"], event, cohort)
         expected = [p for p in cohort if p.expects_allocation]
@@ -117,6 +124,8 @@ def run_design_demo(name: str, home: Path, console: Console, *,
             guessed = design_checks.guessability(protocol, fields_by_record, arm_by_record, order)
             console.print(guessed.line())
             design_checks.check_guessability(verdict, guessed)
+        if visits:
+            run_stage(console, verdict, protocol, stack, gw, visits, arm_by_record)
         for line in verdict.passed:
             console.print(f"[green]✓[/green] {line}")
         for line in verdict.failed:

@@ -54,6 +54,7 @@ CONSUMERS: dict[str, tuple[tuple[str, ...], type[Event]]] = {
     "notifications-redcap-write-failed": ((events.RedcapWriteFailed.subject,),
                                           events.RedcapWriteFailed),
     "gateway-redcap-sync": ((events.Allocated.subject,), events.Allocated),
+    "gateway-redcap-stage-sync": ((events.StageAllocated.subject,), events.StageAllocated),
 }
 
 

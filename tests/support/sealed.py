@@ -29,8 +29,8 @@ _NOWHERE = Path("/nonexistent")  # keys come from the environment in tests
 def configure_bus_keys(folder: Path, env: pytest.MonkeyPatch) -> None:
     """Every consumer's bus key pair and the digest keys, configured through the environment
     as a deployment does."""
-    ensure_bus_keys(folder)
-    for service in RECIPIENTS:
+    ensure_bus_keys(folder, (*RECIPIENTS, "gateway"))
+    for service in (*RECIPIENTS, "gateway"):  # the gateway's: SMART stage options
         private, public = key_files(folder, service)
         env.setenv(f"{env_name(service, public=False)}_FILE", str(private))
         env.setenv(f"{env_name(service, public=True)}_FILE", str(public))

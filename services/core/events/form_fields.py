@@ -21,7 +21,9 @@ MPI-D answers, which with the module give the arm, reach allocation only):
 - randomization, only for a design without a prediction step (no allocation cut then): every
   save in the baseline event, with consent, eligibility, the withdrawal flag, the baseline
   forms' completion and the stratification fields (site, declared factors), and the group
-  field under group randomization; a save of the withdrawal form in any event, with the
+  field under group randomization; with later stages (SMART) also each rule's baseline
+  field and the saves in a stage's timepoint event (the rule's field, the timepoint forms'
+  completion, the withdrawal flag); a save of the withdrawal form in any event, with the
   withdrawal flag only (as allocation's).
 """
 
@@ -122,16 +124,27 @@ def for_reports(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
 
 def for_randomization(saved: FormSaved, protocol: TrialProtocol) -> FormSaved | None:
     """Baseline saves for a design without a prediction step (with one, the cluster comes
-    from the allocation service instead), and its withdrawal form in any event."""
+    from the allocation service instead), its withdrawal form in any event, and with later
+    stages (SMART) the saves in each stage's timepoint event (the rule's field, the timepoint
+    forms' completion)."""
     if protocol.randomization.personalized:
         return None
     r, f = protocol.redcap, protocol.redcap.fields
+    stages = protocol.randomization.stages
     if not _is_baseline(saved, protocol):
-        if saved.instrument != r.withdrawal_form:
+        event = r.event_key(saved.event)
+        withdrawal = _names(f.withdrawn)
+        wanted = set(withdrawal)
+        for stage in stages:
+            tp = protocol.timepoint_by_key[stage.timepoint]
+            if tp.redcap_event == event:
+                wanted |= {stage.rule.field, *(f"{form}_complete" for form in tp.forms)}
+        if wanted == withdrawal and saved.instrument != r.withdrawal_form:
             return None
-        return _cut(saved, _names(f.withdrawn).__contains__)
+        return _cut(saved, wanted.__contains__)
     wanted = _names(f.consent, f.eligible, f.withdrawn,
-                    *(x.field for x in protocol.randomization.factors))
+                    *(x.field for x in protocol.randomization.factors),
+                    *(s.rule.baseline_field for s in stages))
     wanted |= {f"{form}_complete" for form in r.baseline_forms}
     if "site" in protocol.randomization.stratify_by:
         wanted.add(protocol.randomization.site.field or "redcap_data_access_group")

@@ -9,6 +9,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import ClassVar
 
+from pydantic import BaseModel
+
 from .base import Event
 
 
@@ -62,3 +64,34 @@ class BaselineNeedsReview(Event):
     reason: str
     field: str
     detail: str
+
+
+class StageAllocated(Event):
+    """A later-stage (SMART) allocation. Blinded: the option travels only in `sealed`, a
+    `SealedStageOption` sealed to the gateway (which writes it to the stage's REDCap field);
+    in clear are the stage, its allocation number and the time, never outcome or arm."""
+
+    subject: ClassVar[str] = "trial.v1.randomization.stage_allocated"
+    record: str
+    stage: str
+    stage_number: str
+    allocated_at: datetime
+    sealed: str
+
+
+class SealedStageOption(BaseModel):
+    """The content of `StageAllocated.sealed`."""
+
+    option: str
+
+
+class StageNeedsReview(Event):
+    """The participant reached a stage's timepoint but its rule cannot class them (a value
+    missing, not a number, or a baseline of 0): nothing is allocated until the form is
+    corrected and saved again. Names the field, never its value."""
+
+    subject: ClassVar[str] = "trial.v1.randomization.stage_needs_review"
+    record: str
+    stage: str
+    field: str
+    reason: str

@@ -174,9 +174,11 @@ class StageOption(Strict):
 
 
 class Stage(Strict):
-    """A later randomization (SMART): at `timepoint`, participants who received one of
-    `after_arms` (default: any) are classed by `rule` and randomized among their group's
-    options with their own list; the result is written to the stage's REDCap fields."""
+    """A later randomization (SMART): at `timepoint`, participants with a first-stage
+    allocation (not withdrawn) are classed by `rule` and randomized among their outcome's
+    options, in strata of their own per outcome and first-stage arm (permuted blocks of
+    `block_lengths`); the result is written to the stage's REDCap fields (`number_field`,
+    `option_field`, on the allocation form in the timepoint's event)."""
 
     key: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
     timepoint: str

@@ -24,6 +24,7 @@ from .errors import DesignError, NotInDesignError
 from .group import GroupDesign
 from .minimization import Factor as MinimizationFactor
 from .minimization import MinimizationDesign
+from .stages import StageDesign, stage_design
 
 if TYPE_CHECKING:
     from services.core.protocol import Arm, Cluster, RandomizationDesign, TrialProtocol
@@ -92,13 +93,16 @@ class ListDesign:
     personalized: bool = True
     # Minimization has no slots: its sealed element is the seed's draws.
     minimization: MinimizationDesign | None = None
+    # SMART: later stages, each with its own strata (outcome × first-stage arm) in this list.
+    stages: tuple[StageDesign, ...] = ()
+    stage_strata: tuple[StratumDesign, ...] = ()
     # Group randomization: the slots are group slots; members inherit their group's arm.
     group: GroupDesign | None = None
     _by_key: dict[str, StratumDesign] = field(default_factory=dict, init=False, repr=False,
                                             compare=False)
 
     def __post_init__(self) -> None:
-        self._by_key.update({s.key: s for s in self.strata})
+        self._by_key.update({s.key: s for s in (*self.strata, *self.stage_strata)})
 
     @property
     def by_site(self) -> bool:
@@ -106,7 +110,21 @@ class ListDesign:
 
     @cached_property
     def stratum_keys(self) -> tuple[str, ...]:
-        return tuple(s.key for s in self.strata)
+        """Every stratum holding slots: the first stage's, then the later stages'."""
+        return tuple(s.key for s in (*self.strata, *self.stage_strata))
+
+    def block_lengths_of(self, key: str) -> tuple[int, ...]:
+        """A stage stratum draws its blocks from its stage's lengths."""
+        for stage in self.stages:
+            if key.startswith(f"{stage.key}:"):
+                return stage.block_lengths
+        return self.block_lengths
+
+    def stage(self, key: str) -> StageDesign:
+        for stage in self.stages:
+            if stage.key == key:
+                return stage
+        raise NotInDesignError(f"{key!r} is not a stage of this design", field="stage")
 
     def stratum(self, key: str) -> StratumDesign:
         try:
@@ -177,17 +195,16 @@ def build_design(randomization: RandomizationDesign, clusters: Sequence[Cluster]
     """A list design from the protocol's randomization section, clusters, module keys and
     (for a design without personalization) its arms."""
     r = randomization
-    # Declared in the vocabulary, not run yet: refuse rather than randomize participants
-    # one by one where later stages were meant.
-    if r.stages:
-        raise DesignError("multi-stage (SMART) randomization is not run by this version",
-                          field="randomization.stages")
+    # Later stages follow a first stage whose participants hold a slot and an arm.
+    if r.stages and (r.method != "permuted_blocks" or r.module_weights is not None):
+        raise DesignError("later stages (SMART) follow a first stage of permuted blocks "
+                          "without personalization", field="randomization.stages")
     if r.method == "minimization":
         return _minimization_design(r, arms)
     if r.method == "group":
         return _group_design(r, arms)
     if r.module_weights is None or r.arm_of is None:
-        return _plain_design(r, arms)
+        return _with_stages(_plain_design(r, arms), r)
     if not clusters:
         raise DesignError("the protocol has no clusters", field="clusters")
     if "cluster" not in r.stratify_by:
@@ -259,6 +276,32 @@ def _plain_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:
     )
     _check_blocks(design, "the sum of the arms' ratios")
     return design
+
+
+def _with_stages(design: ListDesign, r: RandomizationDesign) -> ListDesign:
+    """The design with each stage's strata: one per outcome and first-stage arm."""
+    if not r.stages:
+        return design
+    stages = tuple(stage_design(s, design.arms) for s in r.stages)
+    strata = []
+    for stage in stages:
+        for outcome, weights in stage.options:
+            rule = tuple((o, o) for o, _ in weights)  # a slot's module and arm: the option
+            for arm in stage.after_arms:
+                key = stage.stratum_key(outcome, arm)
+                strata.append(StratumDesign(key, None, None, None, weights, rule,
+                                            (("stage", stage.key), ("outcome", outcome),
+                                             ("arm", arm))))
+    for i, stage in enumerate(stages):
+        for outcome, weights in stage.options:
+            unit = sum(w for _, w in weights)
+            for j, b in enumerate(stage.block_lengths):
+                if b % unit:
+                    raise DesignError(f"{b} is not a multiple of {unit}, the sum of the "
+                                      f"{outcome}' ratios",
+                                      field=f"randomization.stages[{i}].block_lengths[{j}]")
+    return dataclasses.replace(design, stages=stages,
+                   stage_strata=tuple(sorted(strata, key=lambda s: s.key)))
 
 
 def _group_design(r: RandomizationDesign, arms: Sequence[Arm]) -> ListDesign:

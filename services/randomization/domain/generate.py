@@ -67,8 +67,8 @@ def generate_list(design: ListDesign, seed: bytes,
         raise DesignError("say how many slots per stratum (the protocol sets no "
                           "initial_slots_per_stratum)", field="min_slots_per_stratum")
     slots: list[Slot] = []
-    for stratum in design.strata:
-        slots.extend(generate_stratum(stratum, design.block_lengths, seed, n))
+    for stratum in (*design.strata, *design.stage_strata):
+        slots.extend(generate_stratum(stratum, design.block_lengths_of(stratum.key), seed, n))
     return slots
 
 
@@ -79,5 +79,5 @@ def extend_stratum(design: ListDesign, stratum: str, seed: bytes, *, after: Slot
     `after` is the stratum's last slot (unseal it to learn its block); an incomplete last
     block (a cut imported list) stays as it is and the extension starts a new block.
     """
-    return generate_stratum(design.stratum(stratum), design.block_lengths, seed,
+    return generate_stratum(design.stratum(stratum), design.block_lengths_of(stratum), seed,
                             min_new_slots, after=after)

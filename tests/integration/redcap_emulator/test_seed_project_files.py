@@ -13,7 +13,7 @@ from services.core.protocol import load_protocol
 from sim.redcap import load_project_folder
 
 PROTOCOLS = Path(__file__).resolve().parents[3] / "protocols"
-SEEDS = ["partners4pain", "rush-mechanisms", "iact-mmrp"]
+SEEDS = ["partners4pain", "rush-mechanisms", "iact-mmrp", "pcst-smart"]
 
 
 @pytest.mark.parametrize("name", SEEDS)
@@ -36,6 +36,10 @@ def test_every_field_the_protocol_names_is_in_the_project(name: str) -> None:
         wanted.add(r.site.field)
     if r.group is not None:
         wanted.add(r.group.group_field)
+    for stage in r.stages:  # SMART: the rule's fields and the stage's written-back fields
+        wanted |= {stage.rule.field, stage.rule.baseline_field, stage.number_field,
+                   stage.option_field}
+        assert fields[stage.number_field].form_name == protocol.redcap.allocation_form
     assert sorted(wanted - set(fields)) == []
     if r.site.codes:  # the site field's choices are the protocol's site codes
         assert r.site.field is not None

@@ -84,6 +84,32 @@ def test_the_gateway_needs_the_keys_of_exactly_the_services_its_cuts_go_to(
         assert set(cuts) <= set(consumers)
 
 
+def test_a_smart_design_gives_randomization_the_stage_rule_fields_and_withdrawals() -> None:
+    """pcst-smart: the baseline pain at baseline, the week-8 pain with its forms' completion
+    and the withdrawal flag in the stage event, the withdrawal form in any other event;
+    nothing else (no contacts, no other measures)."""
+    trial = load_protocol("protocols/pcst-smart.yaml")
+    baseline = _save("baseline_measures", "t0_baseline_arm_1", {
+        "peg_pain": "8", "peg_enjoyment": "5", "cons_given": "1", "scr_eligible": "1",
+        "baseline_measures_complete": "2", **CONTACT})
+    cut = per_consumer(baseline, trial, [])["randomization"].fields
+    assert cut["peg_pain"] == "8" and "peg_enjoyment" not in cut
+    assert not set(CONTACT) & set(cut)
+    week8 = _save("peg_followup", "week_8_arm_1", {
+        "pegf_pain": "5", "pegf_enjoyment": "4", "peg_followup_complete": "2",
+        "wd_withdrawn": "0", "s2_option": "x", **CONTACT})
+    assert per_consumer(week8, trial, [])["randomization"].fields == {
+        "pegf_pain": "5", "peg_followup_complete": "2", "wd_withdrawn": "0"}
+    later = _save("peg_followup", "month_6_arm_1", {"pegf_pain": "5", "wd_withdrawn": "0"})
+    assert "randomization" not in per_consumer(later, trial, [])
+    withdrawal = _save("withdrawal", "month_6_arm_1", {"pegf_pain": "5", "wd_withdrawn": "1"})
+    assert per_consumer(withdrawal, trial, [])["randomization"].fields == {"wd_withdrawn": "1"}
+    # Without stages, nothing outside the baseline reaches randomization (as before).
+    p4p = load_protocol("protocols/partners4pain.yaml")
+    assert "randomization" not in per_consumer(
+        _save("withdrawal", "month_2_arm_1", {"wd_withdrawn": "1"}), p4p, [])
+
+
 def test_under_group_randomization_randomization_gets_the_group_field_and_no_contacts() -> None:
     trial = load_protocol("protocols/iact-mmrp.yaml")
     baseline = trial.redcap.unique_event_name(trial.redcap.baseline_event)

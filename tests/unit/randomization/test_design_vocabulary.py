@@ -174,15 +174,14 @@ def test_a_minimization_design_validates(perpain) -> None:
     assert protocol.randomization.minimization.p_preferred == 0.8
 
 
-def test_stages_are_declared_but_refused_when_a_list_is_made(perpain) -> None:
-    from services.randomization.domain import DesignError
-
+def test_stages_make_their_own_strata_in_the_list(perpain) -> None:
     data = plain(perpain, stages=[{
         "key": "second", "timepoint": "week_8", "number_field": "s2_number",
         "option_field": "s2_option", "block_lengths": [2],
         "rule": {"field": "peg", "baseline_field": "peg_t0", "min_reduction": 0.3},
         "responders": [{"key": "maint", "label": "m"}, {"key": "none", "label": "n"}],
         "non_responders": [{"key": "more", "label": "i"}, {"key": "maint", "label": "m"}]}])
-    with pytest.raises(DesignError) as err:
-        design_from_protocol(parse_protocol(data))
-    assert err.value.field == "randomization.stages"
+    design = design_from_protocol(parse_protocol(data))
+    assert [s.key for s in design.stage_strata] == [
+        "second:non_responders:ktw", "second:non_responders:p4p",
+        "second:responders:ktw", "second:responders:p4p"]

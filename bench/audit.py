@@ -37,6 +37,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -56,7 +57,7 @@ def chain(n: int) -> Iterator[tuple[dict, bytes]]:
     """n chained rows as the append path would write them, each with its hashed bytes."""
     prev, at = GENESIS, datetime(2026, 1, 1, tzinfo=UTC)
     for seq in range(1, n + 1):
-        row = {"seq": seq, "at": at + timedelta(seconds=seq), "actor": f"user-{seq % 17}",
+        row: dict[str, Any] = {"seq": seq, "at": at + timedelta(seconds=seq), "actor": f"user-{seq % 17}",
                "role": "study_manager", "action": ACTIONS[seq % 4], "entity_type": "allocation",
                "entity_id": f"A{seq:08d}", "record": f"R{seq % 5000:05d}",
                "before": None if seq % 3 else canonical_json({"status": "pending"}),

@@ -219,17 +219,17 @@ async def dispatch_rates(protocol: TrialProtocol, n: int, m: int
         return None
 
     config = Settings(home=home, protocol_file=protocol_file, log_json=False)
-    kernel = Kernel("notifications", config, ServiceSettings(name="notifications"), protocol,
-                    engine, Bus("nats://127.0.0.1:1", "notifications"),
-                    OutboxRelay(engine, no_publish))
-    start = datetime(2025, 2, 6, 9, 0, tzinfo=UTC)
-    clock = _Clock(start)
     # Diary prompts by e-mail (the protocol's channel is SMS): the same claim → send →
     # record path as a reminder, against the SMTP baseline.
     diary = protocol.diary
     assert diary is not None, "the benchmark protocol has a diary"
     protocol = protocol.model_copy(update={"diary": diary.model_copy(update={"channel": "email"})})
     protocol.__dict__.pop("diary_policy", None)  # a cached view of the old diary section
+    kernel = Kernel("notifications", config, ServiceSettings(name="notifications"), protocol,
+                    engine, Bus("nats://127.0.0.1:1", "notifications"),
+                    OutboxRelay(engine, no_publish))
+    start = datetime(2025, 2, 6, 9, 0, tzinfo=UTC)
+    clock = _Clock(start)
     rt = dataclasses.replace(bootstrap(kernel), clock=clock)  # the composition root, as served
     people = [f"B-{i:05d}" for i in range(n)] + [f"P-{i:05d}" for i in range(m)]
     await asyncio.to_thread(_allocate, rt, people, start - timedelta(hours=1), diary.module)

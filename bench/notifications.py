@@ -273,7 +273,7 @@ def main() -> None:
     # ── LEAD: e-mail dispatch measurement ──────────────────────────────────────────────
     burst, paced = asyncio.run(dispatch_rates(protocol, args.dispatch, args.paced))
     rate, took = burst
-    print(f"dispatch: {args.dispatch:,} reminder e-mails due at once, through claim → send → "
+    print(f"dispatch: {args.dispatch:,} diary-prompt e-mails due at once, through claim → send → "
           f"record (SQLite, audit on every change)")
     print(f"  sustained                   {rate:8.0f} e-mails/s   ({took:.2f} s)   "
           f"ratio to raw {rate / raw:5.2f}×")

@@ -13,7 +13,8 @@ participant is allocated to the diary module through `service.schedule_participa
 the outbox is kept but not relayed (bench/bus.py measures the kernel round trip).
 
 The trial clock is `start + speed × (real time since start)`: `--speed auto` picks the
-speed at which prompts fall due at `--offered` per second. The run stops at `--weeks` of
+speed at which prompts fall due at `--offered` per second on average over a day (about
+1.7 times that in waking hours). The run stops at `--weeks` of
 trial time or after `--max-minutes` of real time, whichever comes first, and says which:
 a 10,000-participant, 12-week diary is 8.4 million prompts, far beyond minutes on a
 2-core machine, so the default run covers the trial time it can and prints it.
@@ -44,7 +45,10 @@ sys.path.insert(0, str(ROOT))
 from bench.peak_rss import peak_rss_line  # noqa: E402
 
 PROTOCOL = ROOT / "protocols" / "perpain-pilot.yaml"
-START = datetime(2025, 3, 3, 6, 0, tzinfo=UTC)  # a Monday; prompts start the next day
+# The trial clock starts when the first diary day's waking hours do (08:00 in Berlin); the
+# participants are allocated the evening before, so their diary starts that morning.
+START = datetime(2025, 3, 4, 7, 0, tzinfo=UTC)
+ALLOCATED = START - timedelta(hours=9)
 
 
 class FlowingClock:
@@ -179,7 +183,7 @@ async def run(args: argparse.Namespace, url: str, home: Path) -> None:
     rt = dataclasses.replace(bootstrap(kernel), clock=clock)
     records = [f"S-{i:05d}" for i in range(args.participants)]
     t0 = time.perf_counter()
-    await asyncio.to_thread(allocate, rt, records, START)
+    await asyncio.to_thread(allocate, rt, records, ALLOCATED)
     setup = time.perf_counter() - t0
     allocated = database_size(engine)
     baseline = await raw_sms_rate(sms_url)
@@ -234,7 +238,7 @@ def main() -> None:
     parser.add_argument("--weeks", type=float, default=12)
     parser.add_argument("--speed", type=float, default=0,
                         help="trial seconds per real second (0: from --offered)")
-    parser.add_argument("--offered", type=float, default=40,
+    parser.add_argument("--offered", type=float, default=20,
                         help="diary prompts falling due per real second, for --speed 0")
     parser.add_argument("--max-minutes", type=float, default=8, help="real-time cap of the run")
     parser.add_argument("--database", choices=("sqlite", "postgresql"), default="sqlite")

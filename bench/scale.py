@@ -1,8 +1,8 @@
 """Scale benchmark: a diary trial (10 prompts a day) run on the notifications service's
 real parts, with trial time flowing faster than real time.
 
-    .venv/bin/python bench/scale.py [--participants 10000] [--weeks 12] [--speed auto]
-                                    [--max-minutes 8] [--database sqlite|postgresql]
+    .venv/bin/python bench/scale.py [--participants 10000] [--weeks 12] [--speed 0]
+                                    [--offered 20] [--max-minutes 8] [--database sqlite|postgresql]
 
 What runs: the notifications service's composition root (`bootstrap`, as served), its
 dispatcher (claim in the database → send → record, audited) and its housekeeping job
@@ -12,7 +12,7 @@ participant is allocated to the diary module through `service.schedule_participa
 (timepoint e-mails, reminders, first diary batch), as the `allocated` event does. No bus:
 the outbox is kept but not relayed (bench/bus.py measures the kernel round trip).
 
-The trial clock is `start + speed × (real time since start)`: `--speed auto` picks the
+The trial clock is `start + speed × (real time since start)`: `--speed 0` (the default) picks the
 speed at which prompts fall due at `--offered` per second on average over a day (about
 1.7 times that in waking hours). The run stops at `--weeks` of
 trial time or after `--max-minutes` of real time, whichever comes first, and says which:

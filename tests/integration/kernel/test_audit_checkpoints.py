@@ -27,7 +27,7 @@ def engine(database_url: str):
     eng.dispose()
 
 
-def _append(engine, n: int, start: int = 0, **fields) -> None:  # noqa: ANN003
+def _append(engine, n: int, start: int = 0, **fields) -> None:
     with unit_of_work(engine) as session:
         for i in range(start, start + n):
             audit.append(session, actor=f"user-{i % 3}", role="system",
@@ -36,7 +36,7 @@ def _append(engine, n: int, start: int = 0, **fields) -> None:  # noqa: ANN003
                          after={"value": i + 1}, reason="test", **fields)
 
 
-def _verify(engine, **kwargs) -> audit.ChainReport:  # noqa: ANN003
+def _verify(engine, **kwargs) -> audit.ChainReport:
     with unit_of_work(engine) as session:  # commits the checkpoint the verification stages
         return audit.verify(session, **kwargs)
 

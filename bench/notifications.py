@@ -130,7 +130,7 @@ class _Clock:
         return datetime.now(UTC) + self.offset
 
 
-def _allocate(rt: Any, records: list[str], at: datetime) -> None:
+def _allocate(rt: Any, records: list[str], at: datetime, module: str = "PERT") -> None:
     from services.core.db import unit_of_work
     from services.core.events import Allocated
     from services.notifications import contacts, service
@@ -141,24 +141,26 @@ def _allocate(rt: Any, records: list[str], at: datetime) -> None:
                 email=f"{record}@participant.example", language="de",
                 timezone="Europe/Berlin"), at)
             service.schedule_participant(session, rt, allocated=Allocated(
-                record=record, allocation_number=record, module="PERT", allocated_at=at))
+                record=record, allocation_number=record, module=module, allocated_at=at))
 
 
 def _make_due(kernel: object, records: list[str], first: datetime, gap: float) -> list[str]:
-    """Move each record's first week-4 e-mail to `first + i·gap`; their keys."""
-    from sqlmodel import col, select, update
+    """Move each record's first diary prompt to `first + i·gap` (open for an hour); their
+    keys. Prompts, not reminders: a reminder asks the gateway for the participant's survey
+    link at send time, and there is no gateway here; a prompt's link is made locally."""
+    from sqlmodel import col, func, select, update
 
     from services.core.db import unit_of_work
     from services.notifications.models import Message
 
     with unit_of_work(kernel.engine) as session:  # type: ignore[attr-defined]
-        keys = dict(session.exec(select(Message.record, Message.key).where(
-            col(Message.record).in_(records), Message.timepoint == "week_4",
-            Message.attempt == 1)).all())
+        keys = dict(session.exec(select(Message.record, func.min(Message.key)).where(
+            col(Message.record).in_(records), Message.kind == "diary_prompt")
+            .group_by(Message.record)).all())
         for i, record in enumerate(records):
             at = first + timedelta(seconds=i * gap)
             session.exec(update(Message).where(col(Message.key) == keys[record])  # type: ignore[call-overload]
-                         .values(due_at=at, not_before=at))
+                         .values(due_at=at, not_before=at, expires_at=at + timedelta(hours=1)))
     return [keys[r] for r in records]
 
 
@@ -217,14 +219,20 @@ async def dispatch_rates(protocol: TrialProtocol, n: int, m: int
         return None
 
     config = Settings(home=home, protocol_file=protocol_file, log_json=False)
+    # Diary prompts by e-mail (the protocol's channel is SMS): the same claim → send →
+    # record path as a reminder, against the SMTP baseline.
+    diary = protocol.diary
+    assert diary is not None, "the benchmark protocol has a diary"
+    protocol = protocol.model_copy(update={"diary": diary.model_copy(update={"channel": "email"})})
+    protocol.__dict__.pop("diary_policy", None)  # a cached view of the old diary section
     kernel = Kernel("notifications", config, ServiceSettings(name="notifications"), protocol,
                     engine, Bus("nats://127.0.0.1:1", "notifications"),
                     OutboxRelay(engine, no_publish))
-    start = datetime(2025, 2, 6, 9, 0, tzinfo=UTC)  # week-4 e-mail 1 of a 6 January allocation
+    start = datetime(2025, 2, 6, 9, 0, tzinfo=UTC)
     clock = _Clock(start)
     rt = dataclasses.replace(bootstrap(kernel), clock=clock)  # the composition root, as served
     people = [f"B-{i:05d}" for i in range(n)] + [f"P-{i:05d}" for i in range(m)]
-    await asyncio.to_thread(_allocate, rt, people, datetime(2025, 1, 6, 9, tzinfo=UTC))
+    await asyncio.to_thread(_allocate, rt, people, start - timedelta(hours=1), diary.module)
     await asyncio.to_thread(_make_due, kernel, people, start + timedelta(days=30), 0)
     dispatcher = Dispatcher(rt)
     task = asyncio.create_task(dispatcher.run(kernel.stop))
@@ -265,7 +273,7 @@ def main() -> None:
     # ── LEAD: e-mail dispatch measurement ──────────────────────────────────────────────
     burst, paced = asyncio.run(dispatch_rates(protocol, args.dispatch, args.paced))
     rate, took = burst
-    print(f"dispatch: {args.dispatch:,} reminder e-mails due at once, through claim → send → "
+    print(f"dispatch: {args.dispatch:,} diary-prompt e-mails due at once, through claim → send → "
           f"record (SQLite, audit on every change)")
     print(f"  sustained                   {rate:8.0f} e-mails/s   ({took:.2f} s)   "
           f"ratio to raw {rate / raw:5.2f}×")

@@ -41,6 +41,7 @@ from services.core.audit_api import (
     select_entries,
 )
 from services.core.audit_witness import WitnessedHeadRead
+from services.core.db import unit_of_work
 from services.core.errors import InvalidInput
 from services.core.internal_token import HEADER, Caller, route_of
 from services.core.roles import SERVICES
@@ -224,15 +225,23 @@ def _verdict(chain: str, report: ChainReportRead | None, head: WitnessedHead | N
                         witnessed=witnessed, truncated=truncated)
 
 
+def _verify_own(runtime: GatewayRuntime, at_seq: int | None, full: bool) -> ChainReportRead:
+    """The gateway's chain, from its newest signed checkpoint; the new one is committed."""
+    key = runtime.kernel.audit_key if runtime.kernel is not None else None
+    with unit_of_work(runtime.engine) as session:
+        return chain_report(session, at_seq=at_seq, key=key, full=full)
+
+
 async def _verify_chain(runtime: GatewayRuntime, caller: Caller, chain: str,
-                        head: WitnessedHead | None) -> ChainVerdict:
+                        head: WitnessedHead | None, full: bool = False) -> ChainVerdict:
     at_seq = head.length if head is not None and head.length > 0 else None
     try:
         if chain == "gateway":
-            report = await asyncio.to_thread(_local, runtime,
-                                             lambda s: chain_report(s, at_seq=at_seq))
+            report = await asyncio.to_thread(_verify_own, runtime, at_seq, full)
         else:
-            params = {"at_seq": at_seq} if at_seq else {}
+            params: dict[str, Any] = {"at_seq": at_seq} if at_seq else {}
+            if full:
+                params["full"] = "true"
             answer = await _service_json(runtime, caller, chain, "/v1/audit/verify", params)
             report = ChainReportRead.model_validate(answer)
     except ServiceUnavailable as exc:
@@ -261,12 +270,16 @@ async def _gateway_head(runtime: GatewayRuntime, caller: Caller) -> WitnessedHea
 
 @router.get("/verify", response_model=AuditVerification,
             summary="Verify every chain: length, head hash, first broken link, witnessed head")
-async def verify_audit(request: Request, caller: GatewayCallerDep) -> AuditVerification:
+async def verify_audit(request: Request, caller: GatewayCallerDep,
+                       full: Annotated[bool, Query(description="re-hash every entry of every "
+                                                   "chain, ignoring signed checkpoints")] = False,
+                       ) -> AuditVerification:
     runtime = runtime_of(request)
     heads = {h.service: h for h in await asyncio.to_thread(_local, runtime, repository.witnessed_heads)}
     heads.pop("gateway", None)  # only another party's record of it counts
     gateway_head = await _gateway_head(runtime, caller)
     if gateway_head is not None:
         heads["gateway"] = gateway_head
-    verdicts = await asyncio.gather(*(_verify_chain(runtime, caller, c, heads.get(c)) for c in CHAINS))
+    verdicts = await asyncio.gather(*(_verify_chain(runtime, caller, c, heads.get(c), full)
+                                      for c in CHAINS))
     return AuditVerification(ok=all(v.ok for v in verdicts), services=list(verdicts))

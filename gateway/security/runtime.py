@@ -19,6 +19,7 @@ from starlette.types import Scope
 from gateway.auth.oidc import OidcVerifier
 from gateway.auth.rate_limit import RateLimiter
 from gateway.settings import GatewaySettings
+from services.core import audit
 from services.core.db import is_sqlite
 from services.core.errors import DomainError
 from services.core.internal_token import (
@@ -87,6 +88,8 @@ class GatewayRuntime:
         self.kernel = kernel
         # The gateway's heads are signed so the services witnessing its chain can check them.
         kernel.head_signer = self.signer.sign_detached
+        # Its audit checkpoints are signed with a key derived from the same secret.
+        kernel.audit_key = audit.checkpoint_key(self.signer.secret_material())
         log.info("gateway.edge_ready", services=sorted(self.proxy.services),
                  oidc=self.oidc is not None)
 

@@ -8,13 +8,16 @@ DELETE are refused by the database itself (triggers created in the kernel migrat
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, func, insert, text
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import Column, Index, Text, func, insert, text
 from sqlmodel import Field, Session, SQLModel, select
 
 from .db import UtcDateTime
@@ -24,15 +27,20 @@ GENESIS = "0" * 64
 
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_entry"
+    # Each listing filter with `seq` after it: `WHERE record = ? AND seq > ? ORDER BY seq
+    # LIMIT n` (keyset paging, audit_api.py) reads one index range, however long the chain.
+    __table_args__ = (*(Index(f"ix_audit_entry_{name}_seq", name, "seq") for name in
+                        ("action", "actor", "entity_type", "entity_id", "record")),
+                      Index("ix_audit_entry_at", "at"))
 
     seq: int | None = Field(default=None, primary_key=True)
     at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
     actor: str
     role: str
-    action: str = Field(index=True)
+    action: str
     entity_type: str
-    entity_id: str = Field(index=True)
-    record: str | None = Field(default=None, index=True)
+    entity_id: str
+    record: str | None = Field(default=None)
     before: str | None = Field(default=None, sa_column=Column(Text))
     after: str | None = Field(default=None, sa_column=Column(Text))
     reason: str | None = None
@@ -149,6 +157,10 @@ class ChainReport:
     head_hash: str
     first_broken_seq: int | None = None
     problem: str | None = None
+    # How the verdict was reached, not part of it: entries re-hashed, and the signed
+    # checkpoint the verification started from (None: from the first entry).
+    rows_read: int = field(default=0, compare=False)
+    checkpoint_seq: int | None = field(default=None, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -218,12 +230,173 @@ def verify_rows(rows: Iterable[tuple[Any, ...]]) -> ChainReport:
     return ChainReport(length, prev_hash)
 
 
-def verify(session: Session, *, batch: int = 2000) -> ChainReport:
-    """Re-hash the whole chain, streamed `batch` rows at a time as plain rows."""
+class AuditCheckpoint(SQLModel, table=True):
+    """A verified (seq, hash) of the chain, signed with a key only the service holds.
+
+    A later verification re-hashes only the entries after the newest checkpoint whose
+    signature holds, once it has checked that entry `seq` still carries `hash` (rewriting
+    the chain before it changes that hash). A checkpoint needs no protection of its own
+    beyond the signature: a deleted one costs a longer verification, a forged one is refused.
+    """
+
+    __tablename__ = "audit_checkpoint"
+
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    hash: str
+    key_id: str
+    signature: str
+    at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))
+
+
+CHECKPOINT_INFO = b"tailor/audit-checkpoint/v1"
+
+
+@dataclass(frozen=True, repr=False)
+class CheckpointKey:
+    """HMAC-SHA256 key of a service's checkpoints (derive it with `checkpoint_key`)."""
+
+    secret: bytes
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"tailor/audit-checkpoint-id|" + self.secret).hexdigest()[:16]
+
+    def sign(self, seq: int, head_hash: str) -> str:
+        return hmac.new(self.secret, f"{seq}:{head_hash}".encode(), hashlib.sha256).hexdigest()
+
+    def holds(self, seq: int, head_hash: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(seq, head_hash), signature)
+
+    def __repr__(self) -> str:
+        return f"CheckpointKey(key_id={self.key_id})"
+
+
+def checkpoint_key(material: bytes) -> CheckpointKey:
+    """A checkpoint key derived (HKDF-SHA256) from secret key material the service already
+    holds, so no new secret has to be configured, and the material itself is never used
+    for a second purpose."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=CHECKPOINT_INFO).derive(material)
+    return CheckpointKey(derived)
+
+
+def verify(session: Session, *, key: CheckpointKey | None = None, full: bool = False,
+           batch: int = 5000) -> ChainReport:
+    """Verify the chain. With `key`, start from the newest checkpoint it signed (unless
+    `full`: a monitor's whole re-hash) and, when the chain holds, stage a checkpoint at
+    the new head in the caller's transaction. A checkpoint under this key whose signature
+    does not hold fails the verification: someone wrote to the checkpoint table."""
+    start: tuple[int, str] = (0, GENESIS)
+    if key is not None and not full:
+        table = AuditCheckpoint.__table__  # type: ignore[attr-defined]
+        cp = session.execute(select(table.c.seq, table.c.hash, table.c.signature)  # type: ignore[call-overload]
+                             .where(table.c.key_id == key.key_id)
+                             .order_by(table.c.seq.desc()).limit(1)).first()
+        if cp is not None:
+            seq, cp_hash, signature = cp
+            if not key.holds(seq, cp_hash, signature):
+                return ChainReport(0, GENESIS, seq, f"the checkpoint at entry {seq} does not "
+                                   "carry this service's signature: forged or altered")
+            entries = AuditEntry.__table__  # type: ignore[attr-defined]
+            stored = session.execute(select(entries.c.hash)  # type: ignore[call-overload]
+                                     .where(entries.c.seq == seq)).scalar()
+            if stored != cp_hash:
+                return ChainReport(seq - 1, GENESIS, seq, f"entry {seq} is not the one its "
+                                   "signed checkpoint recorded: the chain was rewritten",
+                                   rows_read=1, checkpoint_seq=seq)
+            start = (seq, cp_hash)
+    report = _verify_after(session, *start, batch=batch)
+    if key is not None and report.ok and report.length > start[0]:
+        _stage_checkpoint(session, key, report.length, report.head_hash)
+    return report
+
+
+def _stage_checkpoint(session: Session, key: CheckpointKey, seq: int, head_hash: str) -> None:
+    # Two verifications at once may both record the same head: the second is a no-op.
+    session.connection().execute(
+        text("INSERT INTO audit_checkpoint (seq, hash, key_id, signature, at) "
+             "VALUES (:seq, :hash, :key_id, :signature, :at) ON CONFLICT (seq) DO NOTHING"),
+        {"seq": seq, "hash": head_hash, "key_id": key.key_id,
+         "signature": key.sign(seq, head_hash), "at": _bind_time(session, datetime.now(UTC))})
+
+
+def _bind_time(session: Session, at: datetime) -> Any:
+    return UtcDateTime().process_bind_param(at, session.get_bind().dialect)
+
+
+def _body_sql(dialect: str) -> str | None:  # None: not a database Tailor runs on
+    """`entry_hash`'s canonical JSON built by the database, in the same key order, so the
+    verifier fetches one text per entry instead of building it from thirteen columns (the
+    bulk of a full verification's cost). A row whose database-built text does not hash to
+    its stored hash is re-built in Python (`_row_hash`) before it is called broken: an
+    encoding quirk of the database never passes for tampering, and never hides it."""
+    if dialect == "postgresql":
+        def quote(column: str) -> str:
+            return f"to_json({column})::text"
+        at = "'\"'||to_char(at AT TIME ZONE 'UTC','YYYY-MM-DD\"T\"HH24:MI:SS.US')||'+00:00\"'"
+        seq = "seq::text"
+    elif dialect == "sqlite":
+        def quote(column: str) -> str:
+            return f"json_quote({column})"
+        at = "'\"'||replace(at,' ','T')||'+00:00\"'"  # as SQLAlchemy stores a UTC time
+        seq = "seq"
+    else:
+        return None
+    nullable = {"after", "before", "correlation_id", "reason", "record"}
+    parts = {name: (f"coalesce({quote(name)},'null')" if name in nullable else quote(name))
+             for name in _HASHED if name not in ("at", "seq")}
+    parts.update(at=at, seq=seq)
+    return "'{'||" + "||','||".join(f"'\"{name}\":'||{parts[name]}"
+                                    for name in sorted(parts)) + "||'}'"
+
+
+def _row_hash(session: Session, seq: int) -> str | None:
+    """`entry_hash` of entry `seq` as Python builds it (None: no such entry)."""
     table = AuditEntry.__table__  # type: ignore[attr-defined]
-    query = (select(*(table.c[name] for name in (*_HASHED, "hash")))  # type: ignore[call-overload]
-             .order_by(table.c.seq).execution_options(yield_per=batch))
-    return verify_rows(session.execute(query))
+    row = session.execute(select(*(table.c[name] for name in _HASHED))  # type: ignore[call-overload]
+                          .where(table.c.seq == seq)).first()
+    if row is None:
+        return None
+    at = _utc_iso(row[1])
+    try:
+        body = _body_json(tuple(row), at)
+    except TypeError:
+        fields = dict(zip(_HASHED, row, strict=True))
+        fields["at"] = at
+        body = _encode(fields)
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def _verify_after(session: Session, seq0: int, hash0: str, *, batch: int) -> ChainReport:
+    """Re-hash the entries after `seq0` (whose hash is `hash0`), streamed `batch` rows at
+    a time, checking order, links and hashes as `verify_rows` does."""
+    dialect = session.get_bind().dialect.name
+    body = _body_sql(dialect)
+    if body is None:
+        raise NotImplementedError(f"audit verification on {dialect}")
+    prev_hash, expected, read = hash0, seq0 + 1, 0
+    result = session.connection().exec_driver_sql(
+        f"SELECT seq, prev_hash, hash, {body} FROM audit_entry WHERE seq > {int(seq0)} "
+        "ORDER BY seq", execution_options={"stream_results": True, "yield_per": batch})
+    sha256, checkpoint = hashlib.sha256, seq0 or None
+    try:
+        for partition in result.partitions():
+            for seq, prev, stored, text_ in partition:
+                read += 1
+                if seq != expected:
+                    return ChainReport(expected - 1, prev_hash, expected,
+                                       f"entry {expected} is missing", read, checkpoint)
+                if prev != prev_hash:
+                    return ChainReport(expected - 1, prev_hash, seq, "prev_hash does not "
+                                       "match the entry before", read, checkpoint)
+                if (text_ is None or sha256(text_.encode()).hexdigest() != stored) \
+                        and _row_hash(session, seq) != stored:
+                    return ChainReport(expected - 1, prev_hash, seq,
+                                       "content does not match its hash", read, checkpoint)
+                prev_hash, expected = stored, expected + 1
+    finally:
+        result.close()  # a server-side cursor left open on an early verdict
+    return ChainReport(expected - 1, prev_hash, rows_read=read, checkpoint_seq=checkpoint)
 
 
 def count(session: Session) -> int:

@@ -1,8 +1,9 @@
 """Every process's own audit trail over HTTP, for monitors through the gateway.
 
 `GET /v1/audit` lists entries (filtered, paginated by sequence number: pass the last
-`seq` you saw as `after_seq`); `GET /v1/audit/verify` re-computes the whole chain and
-reports its length, head hash and first broken link; `GET /v1/audit/witnessed` gives the
+`seq` you saw as `after_seq`); `GET /v1/audit/verify` re-computes the chain from the newest
+checkpoint signed with the service's key (`full=true`: from the first entry) and reports
+its length, head hash and first broken link; `GET /v1/audit/witnessed` gives the
 newest head of the gateway's chain this service witnessed (see audit_witness.py).
 `at_seq` lets a witness compare the hash it once saw at that length with what the chain
 holds now (a rewritten chain fails).
@@ -18,7 +19,7 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from sqlmodel import Session, col, select
 
@@ -77,6 +78,9 @@ class ChainReportRead(BaseModel):
     at_seq: int | None = Field(default=None, description="the seq asked for with `at_seq`")
     hash_at_seq: str | None = Field(default=None,
                                     description="the stored hash of entry `at_seq`, if it exists")
+    checkpoint_seq: int | None = Field(
+        default=None, description="the signed checkpoint the verification started from")
+    rows_read: int = Field(default=0, description="entries re-hashed by this verification")
 
 
 def select_entries(session: Session, query: AuditQuery) -> list[AuditEntry]:
@@ -115,12 +119,17 @@ def entry_read(entry: AuditEntry) -> AuditEntryRead:
         {**fields, "before": _parsed(entry.before), "after": _parsed(entry.after)})
 
 
-def chain_report(session: Session, *, at_seq: int | None = None) -> ChainReportRead:
-    report = audit.verify(session)
+def chain_report(session: Session, *, at_seq: int | None = None,
+                 key: audit.CheckpointKey | None = None, full: bool = False) -> ChainReportRead:
+    """With the service's checkpoint key, only the entries after its newest signed
+    checkpoint are re-hashed (and a new checkpoint is staged in `session`); `full`
+    re-hashes the whole chain whatever the checkpoints say."""
+    report = audit.verify(session, key=key, full=full)
     entry = session.get(AuditEntry, at_seq) if at_seq else None
     return ChainReportRead(ok=report.ok, length=report.length, head_hash=report.head_hash,
                            first_broken_seq=report.first_broken_seq, problem=report.problem,
-                           at_seq=at_seq, hash_at_seq=entry.hash if entry else None)
+                           at_seq=at_seq, hash_at_seq=entry.hash if entry else None,
+                           checkpoint_seq=report.checkpoint_seq, rows_read=report.rows_read)
 
 
 def audit_router() -> APIRouter:
@@ -135,9 +144,14 @@ def audit_router() -> APIRouter:
 
     @router.get("/audit/verify", response_model=ChainReportRead,
                 summary="Re-compute this service's chain: length, head hash, first broken link")
-    def kernel_audit_verification(session: SessionDep, _caller: CallerDep,
-                     at_seq: Annotated[int | None, Query(gt=0, le=MAX_SEQ)] = None) -> ChainReportRead:
-        return chain_report(session, at_seq=at_seq)
+    def kernel_audit_verification(
+            request: Request, session: SessionDep, _caller: CallerDep,
+            at_seq: Annotated[int | None, Query(gt=0, le=MAX_SEQ)] = None,
+            full: Annotated[bool, Query(description="re-hash every entry, ignoring the "
+                                                    "signed checkpoints")] = False,
+    ) -> ChainReportRead:
+        key = getattr(request.app.state.kernel, "audit_key", None)
+        return chain_report(session, at_seq=at_seq, key=key, full=full)
 
     @router.get("/audit/witnessed", response_model=list[WitnessedHeadRead],
                 summary="The newest head of the gateway's chain that this service witnessed")

@@ -163,6 +163,13 @@ class InternalTokenSigner:
         self._issuer = issuer
         self._ttl = ttl
 
+    def secret_material(self) -> bytes:
+        """The raw private key, for deriving other keys of the gateway from (HKDF with
+        their own label, e.g. audit.checkpoint_key); never used as a key itself."""
+        return self._key.private_bytes(serialization.Encoding.Raw,
+                                       serialization.PrivateFormat.Raw,
+                                       serialization.NoEncryption())
+
     def sign(self, caller: Caller, *, audience: str | list[str], now: datetime | None = None,
              routes: Mapping[str, str] | None = None) -> str:
         """`audience` may list several services (e.g. safety and randomization for the DSMB

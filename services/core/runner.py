@@ -28,7 +28,7 @@ from .auth import verifier_for
 from .bus import Bus, BusUnavailable, TlsFiles, redact_url
 from .bus_contract import Grant, Subscription, check_durables, grant
 from .consumers import Consumer, to_spec
-from .db import make_engine, unit_of_work
+from .db import is_sqlite, make_engine, unit_of_work
 from .events import AuditHead
 from .http import EdgeMiddleware, health_router, install_error_handlers
 from .logging import configure_logging
@@ -37,6 +37,7 @@ from .outbox import OutboxMessage, OutboxRelay, enqueue
 from .outbox_retention import purge_sent_outbox
 from .periodic import Wake, idle
 from .protocol import TrialProtocol
+from .sealing import RECIPIENTS, BusKeyError, load_keyring
 from .settings import ServiceSettings, Settings, service_settings, settings
 
 log = structlog.get_logger(__name__)
@@ -124,6 +125,9 @@ class Kernel:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     # The gateway signs its audit heads (its witnesses verify them); other services do not.
     head_signer: Callable[[bytes], str] | None = None
+    # Signs the audit chain's checkpoints (audit.CheckpointKey); None: every verification
+    # re-hashes the whole chain.
+    audit_key: audit.CheckpointKey | None = None
 
     def spawn(self, job: Coroutine[Any, Any, None], name: str) -> None:
         self.tasks.append(asyncio.create_task(job, name=name))
@@ -193,6 +197,7 @@ async def start_kernel(spec: ServiceSpec[D], config: Settings, own: ServiceSetti
     relay = OutboxRelay(engine, bus.publish, poll_seconds=config.outbox_poll_seconds,
                         on_backlog=metrics.OUTBOX_BACKLOG.labels(spec.name).set)
     kernel = Kernel(spec.name, config, own, protocol, engine, bus, relay)
+    kernel.audit_key = _audit_key(spec.name, config, engine)
     if spec.verifies_internal_tokens:
         kernel.readiness["internal_token_key"] = lambda: _public_key_problem(kernel)
     await asyncio.to_thread(record_start, kernel)
@@ -220,6 +225,19 @@ async def start_kernel(spec: ServiceSpec[D], config: Settings, own: ServiceSetti
         kernel.spawn(job(deps), getattr(job, "__name__", "job"))
     log.info("service.started", database=engine.dialect.name, nats=redact_url(config.nats_url))
     return kernel, deps
+
+
+def _audit_key(name: str, config: Settings, engine: Engine) -> audit.CheckpointKey | None:
+    """Derived from the service's private bus key (each service but the gateway holds one;
+    the gateway's comes from its token-signing key, gateway/security/runtime.py). A missing
+    bus key is the bootstrap's to report, naming the variable."""
+    if name not in RECIPIENTS:
+        return None
+    try:
+        keyring = load_keyring(name, config.home, embedded=is_sqlite(engine))
+    except BusKeyError:
+        return None
+    return audit.checkpoint_key(keyring.secret_material())
 
 
 def _compose(spec: ServiceSpec[D], kernel: Kernel, overrides: dict[str, Any] | None) -> D:

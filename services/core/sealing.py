@@ -95,6 +95,13 @@ class Keyring:
     def recipient(self) -> Recipient:
         return Recipient(self.service, self._key.public_key())
 
+    def secret_material(self) -> bytes:
+        """The raw private key, for deriving other keys of this service from (HKDF with
+        their own label, e.g. audit.checkpoint_key); never used as a key itself."""
+        return self._key.private_bytes(serialization.Encoding.Raw,
+                                       serialization.PrivateFormat.Raw,
+                                       serialization.NoEncryption())
+
     def open(self, sealed: str, *, subject: str, record: str) -> bytes:
         key_id, _, body = sealed.partition(".")
         if key_id != self.key_id:

@@ -205,6 +205,53 @@ async def test_a_gateway_head_not_signed_by_the_gateway_does_not_move_a_services
         assert all(length < 10**12 for length in recorded), recorded
 
 
+def _checkpoints(engine: Engine) -> list[audit.AuditCheckpoint]:
+    with Session(engine) as session:
+        return list(session.exec(select(audit.AuditCheckpoint)))
+
+
+async def test_verifications_through_the_gateway_start_from_signed_checkpoints(
+        tmp_path: Path, nats_server: NatsServer) -> None:
+    """The service signs its checkpoints with a key derived from its bus key, the gateway
+    with one derived from its token-signing key; a forged checkpoint fails the verdict,
+    and `full=true` re-hashes past the checkpoints."""
+    async with pair(tmp_path, nats_server) as p:
+        engine, key = p.service.kernel.engine, p.service.kernel.audit_key
+        gateway_key = p.gateway.state.kernel.audit_key
+        assert key is not None and gateway_key is not None and key.key_id != gateway_key.key_id
+        await asyncio.to_thread(_append, engine, 5)
+        await asyncio.to_thread(_append, p.gateway_engine, 2)
+        first = await p.verdicts()
+        assert first["allocation"]["ok"] and first["gateway"]["ok"], first
+        made = await asyncio.to_thread(_checkpoints, engine)
+        assert made and all(c.key_id == key.key_id and key.holds(c.seq, c.hash, c.signature)
+                            for c in made)
+        assert max(c.seq for c in made) == first["allocation"]["length"]
+        own = await asyncio.to_thread(_checkpoints, p.gateway_engine)
+        assert own and all(gateway_key.holds(c.seq, c.hash, c.signature) for c in own)
+        answer = await p.client.get("/api/v1/allocation/v1/audit/verify", headers=p.monitor)
+        assert answer.status_code == 200, answer.text  # the service's own verification, proxied
+        direct = answer.json()
+        assert direct["ok"] and direct["checkpoint_seq"] == direct["length"], direct
+        assert direct["rows_read"] == 0, direct  # nothing new since the checkpoint
+        newest = max(made, key=lambda c: c.seq)
+
+        def forge() -> None:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "INSERT INTO audit_checkpoint (seq, hash, key_id, signature, at) VALUES "
+                    f"({newest.seq + 1000}, '{newest.hash}', '{key.key_id}', '{'0' * 64}', "
+                    "CURRENT_TIMESTAMP)")
+
+        await asyncio.to_thread(forge)
+        forged = (await p.verdicts())["allocation"]
+        assert forged["ok"] is False and "signature" in forged["problem"], forged
+        full = await p.client.get("/api/v1/audit/verify?full=true", headers=p.monitor)
+        assert full.status_code == 200, full.text
+        verdicts = {v["service"]: v for v in full.json()["services"]}
+        assert verdicts["allocation"]["ok"] is True, verdicts  # the chain itself is intact
+
+
 def test_audit_verify_command_exit_status(tmp_path: Path) -> None:
     """No witnessed head yet: every readable chain is ok, exit 0."""
     from services.core.migrations import run_migrations

@@ -1,7 +1,7 @@
 """Audit checkpoints (signed verified heads) and keyset indexes for filtered listings.
 
-Revision ID: randomization_0007
-Revises: randomization_0006
+Revision ID: randomization_0010
+Revises: randomization_0009
 
 Frozen: written out in full rather than calling a helper.
 """
@@ -9,8 +9,8 @@ Frozen: written out in full rather than calling a helper.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "randomization_0007"
-down_revision = "randomization_0006"
+revision = "randomization_0010"
+down_revision = "randomization_0009"
 branch_labels = None
 depends_on = None
 

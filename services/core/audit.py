@@ -77,7 +77,10 @@ def _lock_chain(session: Session) -> None:
     # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
 
 
-_INSERT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+_TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE)
+# Built once: composing the statement cost more than running it, once per transaction.
+_LAST = select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)  # type: ignore[call-overload]
 _HEAD = "audit.head"  # session.info key: (transaction, seq, hash) of the last append
 
 
@@ -89,10 +92,8 @@ def _chain_head(session: Session) -> tuple[int, str]:
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1], cached[2]
     _lock_chain(session)
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
-    # Two columns, not the whole entry as an ORM object: this runs once per transaction.
-    last = session.execute(select(table.c.seq, table.c.hash)  # type: ignore[call-overload]
-                           .order_by(table.c.seq.desc()).limit(1)).first()
+    # Two columns on the Core connection, not the whole entry through the ORM.
+    last = session.connection().execute(_LAST).first()
     return (last[0], last[1]) if last else (0, GENESIS)
 
 
@@ -122,25 +123,35 @@ def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     seq, prev_hash = _chain_head(session)
-    entry = AuditEntry(
-        seq=seq + 1,
-        at=at or datetime.now(UTC),
-        actor=actor, role=role, action=action, entity_type=entity_type,
-        entity_id=str(entity_id), record=record,
-        before=None if before is None else canonical_json(before),
-        after=None if after is None else canonical_json(after),
-        reason=reason, correlation_id=correlation_id,
-        prev_hash=prev_hash,
-        hash="",
-    )
-    entry.hash = entry_hash(entry)
-    # A Core insert: the entry is not kept in the session's identity map, which would make
-    # every later flush of a long transaction slower (quadratic over thousands of appends).
+    row: dict[str, Any] = {
+        "seq": seq + 1, "at": at or datetime.now(UTC), "actor": actor, "role": role,
+        "action": action, "entity_type": entity_type, "entity_id": str(entity_id),
+        "record": record, "before": None if before is None else canonical_json(before),
+        "after": None if after is None else canonical_json(after), "reason": reason,
+        "correlation_id": correlation_id, "prev_hash": prev_hash,
+    }
+    row["hash"] = _row_hash(row)
+    # A Core insert of a plain row: no ORM object is built or kept in the session's identity
+    # map (that made every later flush of a long transaction slower, quadratic over
+    # thousands of appends).
     session.flush()  # the audited change first, as callers expect of an append
-    session.connection().execute(_INSERT, entry.model_dump())
-    session.info[_HEAD] = (_innermost(session), entry.seq, entry.hash)
+    session.connection().execute(_INSERT, row)
+    session.info[_HEAD] = (_innermost(session), row["seq"], row["hash"])
     session.info["audit_appended"] = True  # the beacon announces the head after commit
-    return entry
+    return AuditEntry.model_construct(**row)  # no validation: the row was just written
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    """`entry_hash` of a row about to be inserted (same bytes, without an entry object)."""
+    at = _utc_iso(row["at"])
+    values = tuple(row[name] for name in _HASHED)
+    try:
+        text = _body_json(values, at)
+    except TypeError:
+        body = dict(zip(_HASHED, values, strict=True))
+        body["at"] = at
+        text = _encode(body)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

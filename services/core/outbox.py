@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from uuid import uuid4
 
 import structlog
-from sqlalchemy import Column, Integer, Sequence, Text, func
+from sqlalchemy import Column, Integer, Sequence, Text, func, insert
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, col, select, update
 
@@ -49,6 +49,11 @@ class OutboxMessage(SQLModel, table=True):
         Integer, POSITION_SEQUENCE, nullable=True, index=True))
 
 
+_TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE)
+_LAST_POSITION = select(func.max(_TABLE.c.position))
+
+
 def enqueue(
     session: Session,
     event: Event,
@@ -63,8 +68,13 @@ def enqueue(
     env = Envelope(id=event_id or uuid4().hex, subject=subject or event.subject,
                    producer=producer, correlation_id=correlation_id, record=record,
                    data=event.model_dump(mode="json"))
-    session.add(OutboxMessage(id=env.id, subject=env.subject, envelope=env.model_dump_json(),
-                              created_at=env.occurred_at, position=_sqlite_position(session)))
+    row = {"id": env.id, "subject": env.subject, "envelope": env.model_dump_json(),
+           "created_at": env.occurred_at}
+    position = _sqlite_position(session)
+    if position is not None:  # elsewhere omitted: the column's sequence fills it
+        row["position"] = position
+    # A Core insert, run now: no ORM object to build and flush at commit.
+    session.connection().execute(_INSERT, row)
     session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then
     return env
 
@@ -80,7 +90,7 @@ def _sqlite_position(session: Session) -> int | None:
     PostgreSQL transactions the same position)."""
     if session.get_bind().dialect.name != "sqlite":
         return None
-    current = session.exec(select(func.max(OutboxMessage.position))).one()
+    current = session.connection().execute(_LAST_POSITION).scalar()
     return (current or 0) + 1
 
 

@@ -1,21 +1,28 @@
-"""The consumer edge: one bus message = one database transaction.
+"""The consumer edge: one fetched batch = one database transaction, a savepoint per message.
 
-Parses the envelope tolerantly (unreadable → poison), refuses an event whose producer is
+Parses each envelope tolerantly (unreadable → poison), refuses an event whose producer is
 not the owner of the subject it came on (a forgery: poison, counted), records the event id
-in the inbox in the
-same transaction as the handler's effect (a duplicate has no second effect), commits,
-then wakes the outbox relay so any event the handler staged goes out at once.
+in the inbox in the same transaction as the handler's effect (a duplicate has no second
+effect), commits, then wakes the outbox relay so any event a handler staged goes out at once.
+
+Each message of a batch runs in its own savepoint and its own ORM session: a handler that
+raises rolls back its savepoint only (its inbox row with it), and that message alone is
+retried or dead-lettered; the others' effects commit together. The bus acks after the
+commit, so a crash before the ack redelivers messages whose inbox rows are committed: the
+redelivery is skipped as a duplicate. What a handler asks to run after its commit
+(`after_commit` listeners on its session) runs after the batch's commit, and never for a
+message that was rolled back.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from nats.aio.msg import Msg
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from . import inbox, metrics
@@ -90,9 +97,72 @@ def apply_once(engine: Engine, consumer: Consumer, env: Envelope, service: str) 
         return True
 
 
+Outcome = bool | Exception  # applied, skipped as a duplicate, or what the message failed with
+
+
+def apply_batch(engine: Engine, consumer: Consumer, envs: Sequence[Envelope],
+                service: str) -> list[Outcome]:
+    """Apply `envs` in order in one transaction, each in a savepoint; one outcome per event:
+    True (applied), False (a duplicate) or the exception it failed with (nothing of it
+    kept). If the transaction itself fails (BEGIN or COMMIT), that raises: nothing is kept."""
+    outcomes: list[Outcome] = []
+    applied: list[Session] = []
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            for env in envs:
+                outcomes.append(_apply_in_savepoint(conn, consumer, env, service, applied))
+            transaction.commit()
+        except BaseException:
+            for session in applied:
+                session.close()
+            raise
+        # Committed: now each session's own commit, which runs its `after_commit` listeners
+        # (its transaction joined ours for rollback only, so this commits nothing itself).
+        for session in applied:
+            session.commit()
+            session.close()
+    return outcomes
+
+
+def _apply_in_savepoint(conn: Connection, consumer: Consumer, env: Envelope, service: str,
+                        applied: list[Session]) -> Outcome:
+    with structlog.contextvars.bound_contextvars(event_id=env.id, record=env.record,
+                                                 correlation_id=env.correlation_id):
+        savepoint = conn.begin_nested()
+        # A session of its own, as if the message had its own transaction: its identity
+        # map, `info` and listeners die with it if it fails.
+        session = Session(bind=conn, join_transaction_mode="rollback_only",
+                          expire_on_commit=False)
+        try:
+            fresh = inbox.claim(session, consumer.durable, env.id)
+            if fresh:
+                consumer.handle(session, env)
+            session.flush()
+        except Exception as exc:
+            session.rollback()  # to the savepoint: the session joined it for rollback
+            session.close()
+            if savepoint.is_active:
+                savepoint.rollback()
+            if isinstance(exc, DomainError):  # the rules refuse this event: retrying cannot help
+                refused = PermanentError(f"{type(exc).__name__}: {exc}")
+                refused.__cause__ = exc
+                return refused
+            return exc
+        savepoint.commit()
+        if not fresh:
+            session.close()
+            metrics.DUPLICATES.labels(service, consumer.durable).inc()
+            log.info("consumer.duplicate_skipped", consumer=consumer.durable)
+            return False
+        applied.append(session)
+        return True
+
+
 def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[[], None],
             default_max_deliver: int) -> ConsumerSpec:
-    async def handler(msg: Msg) -> None:
+    async def admit(msg: Msg) -> Envelope:
+        """The event of `msg` if it may be applied: readable, its owner's, and checked."""
         env = parse_envelope(msg.data)
         forged = check_producer(env, msg.subject)
         if forged is not None:
@@ -102,9 +172,32 @@ def to_spec(consumer: Consumer, engine: Engine, service: str, *, wake: Callable[
             raise PermanentError(f"refused: {forged}")
         if consumer.check is not None:
             await consumer.check(env)
+        return env
+
+    async def handler(msg: Msg) -> None:
+        env = await admit(msg)
         if await asyncio.to_thread(apply_once, engine, consumer, env, service):
             wake()
 
+    async def batch_handler(msgs: list[Msg]) -> list[BaseException | None]:
+        outcomes: list[BaseException | None] = [None] * len(msgs)
+        admitted: list[tuple[int, Envelope]] = []
+        for i, msg in enumerate(msgs):
+            try:
+                admitted.append((i, await admit(msg)))
+            except Exception as exc:
+                outcomes[i] = exc
+        if not admitted:
+            return outcomes
+        results = await asyncio.to_thread(apply_batch, engine, consumer,
+                                          [env for _, env in admitted], service)
+        for (i, _), result in zip(admitted, results, strict=True):
+            if isinstance(result, Exception):
+                outcomes[i] = result
+        if any(result is True for result in results):
+            wake()
+        return outcomes
+
     return ConsumerSpec(durable=consumer.durable, subjects=consumer.subjects, handler=handler,
                         max_deliver=consumer.max_deliver or default_max_deliver,
-                        stream=consumer.stream)
+                        stream=consumer.stream, batch_handler=batch_handler)

@@ -103,6 +103,23 @@ def _innermost(session: Session) -> object:
     return session.get_nested_transaction() or session.get_transaction()
 
 
+def appended_head(session: Session) -> tuple[int, str] | None:
+    """(seq, hash) this session's current transaction appended last, if it appended."""
+    cached = session.info.get(_HEAD)
+    if cached is None or cached[0] is not _innermost(session):
+        return None
+    return cached[1], cached[2]
+
+
+def continue_chain(session: Session, head: tuple[int, str]) -> None:
+    """Chain this session's next append from `head`: the last entry another session appended
+    on the same connection, in the same database transaction (it holds the chain's lock).
+    Saves a session joining that transaction (a message of a consumed batch) the lock and
+    the head query."""
+    session.connection()  # begins the session's transaction, which the head is tied to
+    session.info[_HEAD] = (_innermost(session), *head)
+
+
 def head(session: Session) -> AuditEntry | None:
     return session.exec(select(AuditEntry).order_by(AuditEntry.seq.desc()).limit(1)).first()  # type: ignore[union-attr]
 

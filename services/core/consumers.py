@@ -25,7 +25,7 @@ from nats.aio.msg import Msg
 from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
-from . import inbox, metrics
+from . import audit, inbox, metrics
 from .bus import STREAM, ConsumerSpec
 from .bus_contract import Subscription, owner_of
 from .db import unit_of_work
@@ -134,7 +134,10 @@ def _apply_in_savepoint(conn: Connection, consumer: Consumer, env: Envelope, ser
         # map, `info` and listeners die with it if it fails.
         session = Session(bind=conn, join_transaction_mode="rollback_only",
                           expire_on_commit=False)
+        head = audit.appended_head(applied[-1]) if applied else None
         try:
+            if head is not None:  # the audit chain goes on from the last applied message
+                audit.continue_chain(session, head)
             fresh = inbox.claim(session, consumer.durable, env.id)
             if fresh:
                 consumer.handle(session, env)

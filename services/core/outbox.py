@@ -52,7 +52,10 @@ class OutboxMessage(SQLModel, table=True):
 
 _TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
 _INSERT = insert(_TABLE)
-_LAST_POSITION = select(func.max(_TABLE.c.position))
+# SQLite has no sequences: MAX+1 is safe because one writer holds the database at a time
+# (BEGIN IMMEDIATE). Not on PostgreSQL, where two concurrent transactions would get the same.
+_INSERT_NUMBERED = insert(_TABLE).values(
+    position=select(func.coalesce(func.max(_TABLE.c.position), 0) + 1).scalar_subquery())
 
 
 def enqueue(
@@ -71,11 +74,10 @@ def enqueue(
                    data=event.model_dump(mode="json"))
     row = {"id": env.id, "subject": env.subject, "envelope": env.model_dump_json(),
            "created_at": env.occurred_at}
-    position = _sqlite_position(session)
-    if position is not None:  # elsewhere omitted: the column's sequence fills it
-        row["position"] = position
-    # A Core insert, run now: no ORM object to build and flush at commit.
-    session.connection().execute(_INSERT, row)
+    # A Core insert, run now: no ORM object to build and flush at commit. The position
+    # comes with it: the sequence's next value, or on SQLite MAX+1 in the same statement.
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    session.connection().execute(_INSERT_NUMBERED if sqlite else _INSERT, row)
     session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then
     return env
 
@@ -83,16 +85,6 @@ def enqueue(
 def staged(session: Session) -> bool:
     """Did this unit of work stage an event? (read by the edge after commit)"""
     return bool(session.info.get("outbox_staged"))
-
-
-def _sqlite_position(session: Session) -> int | None:
-    """SQLite: MAX+1 is safe because one writer holds the database at a time. Elsewhere
-    None: the column's sequence numbers the row (MAX+1 would give two concurrent
-    PostgreSQL transactions the same position)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
-    current = session.connection().execute(_LAST_POSITION).scalar()
-    return (current or 0) + 1
 
 
 def backlog(session: Session) -> int:

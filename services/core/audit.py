@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Text, func, insert, text
+from sqlalchemy import Column, Text, func, insert
 from sqlmodel import Field, Session, SQLModel, select
 
 from .db import UtcDateTime
@@ -73,7 +73,7 @@ def entry_hash(e: AuditEntry) -> str:
 def _lock_chain(session: Session) -> None:
     """Serialize appends so two writers never chain from the same head."""
     if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_advisory_xact_lock(72616469)"))  # type: ignore[call-overload]
+        session.connection().exec_driver_sql("SELECT pg_advisory_xact_lock(72616469)")
     # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
 
 

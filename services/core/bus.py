@@ -6,7 +6,10 @@
   `provision()`), never by a service: `TRIAL` for facts, with a duplicate window so a
   republished `Nats-Msg-Id` is dropped, and `TRIAL_DLQ` for dead letters. A service binds
   to its durables and may only pull from, ack and inspect them (bus_contract.py).
-- Consumers are durable pull consumers with explicit ack. A handler that returns acks; one
+- Consumers are durable pull consumers with explicit ack. A consumer with a batch handler
+  gets each fetched batch in one call (the consumer edge applies it in one transaction) and
+  says per message how it went; every message is then settled as below, after the call.
+  A handler that returns acks; one
   that raises `PermanentError` is dead-lettered and terminated (poison); anything else
   naks with the kernel's backoff (`backoff.py`), and is dead-lettered on its `max_deliver`-th
   failure. The server redelivers without limit, so a delivery lost with a dead process

@@ -1,7 +1,7 @@
-"""A fetched batch is applied in one transaction with a savepoint per message (SQLite and
-PostgreSQL): a failing message takes back only its own effect and inbox row, the others
-commit; `after_commit` listeners run after the batch's commit and never for a rolled-back
-message; a crash between the commit and the acks redelivers, and the inbox skips it."""
+"""A fetched batch is applied in one transaction (SQLite and PostgreSQL): a failing message
+takes back only its own effect and inbox row, the others commit; `after_commit` listeners
+run after the batch's commit and never for a rolled-back message; a crash between the
+commit and the acks redelivers, and the inbox skips it."""
 
 from __future__ import annotations
 
@@ -61,6 +61,20 @@ def _commits(engine) -> list[int]:
     seen: list[int] = []
     event.listen(engine, "commit", lambda _conn: seen.append(1))
     return seen
+
+
+def _savepoints(engine) -> list[int]:
+    seen: list[int] = []
+    event.listen(engine, "savepoint", lambda _conn, _name: seen.append(1))
+    return seen
+
+
+def test_a_batch_is_one_transaction_without_savepoints_when_nothing_fails(engine) -> None:
+    consumer = Consumer("t-clean", ("trial.v1.test.>",), _applied)
+    commits, savepoints = _commits(engine), _savepoints(engine)
+    assert apply_batch(engine, consumer, [_env(n) for n in range(4)], "test") == [True] * 4
+    assert (len(commits), len(savepoints)) == (1, 0)
+    assert _effects(engine) == [0, 1, 2, 3]
 
 
 def test_one_commit_for_the_batch_and_a_failing_message_rolls_back_alone(engine) -> None:

@@ -5,7 +5,7 @@ Prints events/s (as fast as the producer can go) and p50/p99 publish→handled l
 paced so latency is not queueing), for SQLite and, when reachable, PostgreSQL, and the
 ratio to bare nats-py. Each kernel event is a real state change: producer side writes an
 audit entry + outbox row in one transaction; consumer side records the inbox entry + an
-audit entry in one transaction.
+audit entry in one savepoint of its fetched batch's transaction.
 
     python bench/bus.py [--events 1000] [--paced 300] [--rate 50]
 """
@@ -201,8 +201,9 @@ async def main(args: argparse.Namespace) -> None:
     print("CPU ms/ev: this process's CPU (producer, relay, consumer; not nats-server or "
           "PostgreSQL) per event in the as-fast-as-possible phase: the machine's other load "
           "disturbs it far less than rates.")
-    print("\nkernel overhead per event = two database transactions (outbox + audit on the "
-          "producer, inbox + audit on the consumer) and the relay hop.")
+    print("\nkernel overhead per event = the producer's transaction (audit + outbox row), the "
+          "relay hop, and on the consumer a savepoint (inbox + audit) in the one transaction "
+          "of its fetched batch.")
 
 
 if __name__ == "__main__":

@@ -95,7 +95,9 @@ def _wake_on_staged_writes(engine: Engine, wake: Wake) -> Callable[[OrmSession],
     (`service.WRITE_STAGED`), instead of at its next poll. Returns the listener, for removal."""
 
     def after_commit(session: OrmSession) -> None:
-        if session.get_bind() is engine and session.info.pop(service.WRITE_STAGED, False):
+        # `.engine`: a consumed batch's message sessions are bound to its connection.
+        if (session.get_bind().engine is engine
+                and session.info.pop(service.WRITE_STAGED, False)):
             wake.set()  # thread-safe: commits happen in worker threads
 
     event.listen(OrmSession, "after_commit", after_commit)

@@ -81,11 +81,14 @@ def entry_hash(e: AuditEntry) -> str:
 def _lock_chain(session: Session) -> None:
     """Serialize appends so two writers never chain from the same head."""
     if session.get_bind().dialect.name == "postgresql":
-        session.exec(text("SELECT pg_advisory_xact_lock(72616469)"))  # type: ignore[call-overload]
+        session.connection().exec_driver_sql("SELECT pg_advisory_xact_lock(72616469)")
     # SQLite: BEGIN IMMEDIATE (see db.make_engine) already serializes writers.
 
 
-_INSERT = insert(AuditEntry.__table__)  # type: ignore[attr-defined]
+_TABLE = AuditEntry.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE)
+# Built once: composing the statement cost more than running it, once per transaction.
+_LAST = select(_TABLE.c.seq, _TABLE.c.hash).order_by(_TABLE.c.seq.desc()).limit(1)  # type: ignore[call-overload]
 _HEAD = "audit.head"  # session.info key: (transaction, seq, hash) of the last append
 
 
@@ -97,10 +100,8 @@ def _chain_head(session: Session) -> tuple[int, str]:
     if cached is not None and transaction is not None and cached[0] is transaction:
         return cached[1], cached[2]
     _lock_chain(session)
-    table = AuditEntry.__table__  # type: ignore[attr-defined]
-    # Two columns, not the whole entry as an ORM object: this runs once per transaction.
-    last = session.execute(select(table.c.seq, table.c.hash)  # type: ignore[call-overload]
-                           .order_by(table.c.seq.desc()).limit(1)).first()
+    # Two columns on the Core connection, not the whole entry through the ORM.
+    last = session.connection().execute(_LAST).first()
     return (last[0], last[1]) if last else (0, GENESIS)
 
 
@@ -108,6 +109,23 @@ def _innermost(session: Session) -> object:
     """The transaction an append belongs to: a savepoint that is rolled back takes its
     entries with it, so the cached head is only trusted inside the same (sub)transaction."""
     return session.get_nested_transaction() or session.get_transaction()
+
+
+def appended_head(session: Session) -> tuple[int, str] | None:
+    """(seq, hash) this session's current transaction appended last, if it appended."""
+    cached = session.info.get(_HEAD)
+    if cached is None or cached[0] is not _innermost(session):
+        return None
+    return cached[1], cached[2]
+
+
+def continue_chain(session: Session, head: tuple[int, str]) -> None:
+    """Chain this session's next append from `head`: the last entry another session appended
+    on the same connection, in the same database transaction (it holds the chain's lock).
+    Saves a session joining that transaction (a message of a consumed batch) the lock and
+    the head query."""
+    session.connection()  # begins the session's transaction, which the head is tied to
+    session.info[_HEAD] = (_innermost(session), *head)
 
 
 def head(session: Session) -> AuditEntry | None:
@@ -130,25 +148,35 @@ def append(
     at: datetime | None = None,
 ) -> AuditEntry:
     seq, prev_hash = _chain_head(session)
-    entry = AuditEntry(
-        seq=seq + 1,
-        at=at or datetime.now(UTC),
-        actor=actor, role=role, action=action, entity_type=entity_type,
-        entity_id=str(entity_id), record=record,
-        before=None if before is None else canonical_json(before),
-        after=None if after is None else canonical_json(after),
-        reason=reason, correlation_id=correlation_id,
-        prev_hash=prev_hash,
-        hash="",
-    )
-    entry.hash = entry_hash(entry)
-    # A Core insert: the entry is not kept in the session's identity map, which would make
-    # every later flush of a long transaction slower (quadratic over thousands of appends).
+    row: dict[str, Any] = {
+        "seq": seq + 1, "at": at or datetime.now(UTC), "actor": actor, "role": role,
+        "action": action, "entity_type": entity_type, "entity_id": str(entity_id),
+        "record": record, "before": None if before is None else canonical_json(before),
+        "after": None if after is None else canonical_json(after), "reason": reason,
+        "correlation_id": correlation_id, "prev_hash": prev_hash,
+    }
+    row["hash"] = _row_hash(row)
+    # A Core insert of a plain row: no ORM object is built or kept in the session's identity
+    # map (that made every later flush of a long transaction slower, quadratic over
+    # thousands of appends).
     session.flush()  # the audited change first, as callers expect of an append
-    session.connection().execute(_INSERT, entry.model_dump())
-    session.info[_HEAD] = (_innermost(session), entry.seq, entry.hash)
+    session.connection().execute(_INSERT, row)
+    session.info[_HEAD] = (_innermost(session), row["seq"], row["hash"])
     session.info["audit_appended"] = True  # the beacon announces the head after commit
-    return entry
+    return AuditEntry.model_construct(**row)  # no validation: the row was just written
+
+
+def _row_hash(row: dict[str, Any]) -> str:
+    """`entry_hash` of a row about to be inserted (same bytes, without an entry object)."""
+    at = _utc_iso(row["at"])
+    values = tuple(row[name] for name in _HASHED)
+    try:
+        text = _body_json(values, at)
+    except TypeError:
+        body = dict(zip(_HASHED, values, strict=True))
+        body["at"] = at
+        text = _encode(body)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -328,7 +356,7 @@ def _body_sql(dialect: str) -> str | None:  # None: not a database Tailor runs o
     """`entry_hash`'s canonical JSON built by the database, in the same key order, so the
     verifier fetches one text per entry instead of building it from thirteen columns (the
     bulk of a full verification's cost). A row whose database-built text does not hash to
-    its stored hash is re-built in Python (`_row_hash`) before it is called broken: an
+    its stored hash is re-built in Python (`_stored_entry_hash`) before it is called broken: an
     encoding quirk of the database never passes for tampering, and never hides it."""
     if dialect == "postgresql":
         def quote(column: str) -> str:
@@ -350,7 +378,7 @@ def _body_sql(dialect: str) -> str | None:  # None: not a database Tailor runs o
                                     for name in sorted(parts)) + "||'}'"
 
 
-def _row_hash(session: Session, seq: int) -> str | None:
+def _stored_entry_hash(session: Session, seq: int) -> str | None:
     """`entry_hash` of entry `seq` as Python builds it (None: no such entry)."""
     table = AuditEntry.__table__  # type: ignore[attr-defined]
     row = session.execute(select(*(table.c[name] for name in _HASHED))  # type: ignore[call-overload]
@@ -390,7 +418,7 @@ def _verify_after(session: Session, seq0: int, hash0: str, *, batch: int) -> Cha
                     return ChainReport(expected - 1, prev_hash, seq, "prev_hash does not "
                                        "match the entry before", read, checkpoint)
                 if (text_ is None or sha256(text_.encode()).hexdigest() != stored) \
-                        and _row_hash(session, seq) != stored:
+                        and _stored_entry_hash(session, seq) != stored:
                     return ChainReport(expected - 1, prev_hash, seq,
                                        "content does not match its hash", read, checkpoint)
                 prev_hash, expected = stored, expected + 1

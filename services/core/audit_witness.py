@@ -45,8 +45,9 @@ def watch_appends(engine: Engine, wake: Callable[[], None]) -> None:
 @event.listens_for(OrmSession, "after_commit")
 def _after_commit(session: OrmSession) -> None:
     if session.info.pop(APPENDED, False):
-        bind = session.get_bind()
-        wake = _watchers.get(bind) if isinstance(bind, Engine) else None
+        bind = session.get_bind()  # a connection for a message of a consumed batch
+        engine = getattr(bind, "engine", None)
+        wake = _watchers.get(engine) if isinstance(engine, Engine) else None
         if wake is not None:
             wake()
 

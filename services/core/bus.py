@@ -6,7 +6,10 @@
   `provision()`), never by a service: `TRIAL` for facts, with a duplicate window so a
   republished `Nats-Msg-Id` is dropped, and `TRIAL_DLQ` for dead letters. A service binds
   to its durables and may only pull from, ack and inspect them (bus_contract.py).
-- Consumers are durable pull consumers with explicit ack. A handler that returns acks; one
+- Consumers are durable pull consumers with explicit ack. A consumer with a batch handler
+  gets each fetched batch in one call (the consumer edge applies it in one transaction) and
+  says per message how it went; every message is then settled as below, after the call.
+  A handler that returns acks; one
   that raises `PermanentError` is dead-lettered and terminated (poison); anything else
   naks with the kernel's backoff (`backoff.py`), and is dead-lettered on its `max_deliver`-th
   failure. The server redelivers without limit, so a delivery lost with a dead process
@@ -53,6 +56,9 @@ log = structlog.get_logger(__name__)
 __all__ = ["DLQ_STREAM", "STREAM", "Bus", "ConsumerSpec", "TlsFiles"]
 
 Handler = Callable[[Msg], Awaitable[None]]
+# Handles a fetched batch at once; one outcome per message, in order: None (done: ack) or
+# the exception that message failed with (settled as a handler's exception would be).
+BatchHandler = Callable[[list[Msg]], Awaitable[list[BaseException | None]]]
 MIN_SERVER = (2, 10)  # multi-subject consumer filters (older servers deliver the whole stream)
 
 
@@ -93,6 +99,9 @@ class ConsumerSpec:
     batch: int = 32
     backoff_base: float = 0.5
     stream: str = STREAM
+    # When set, a fetched batch goes to it in one call (the consumer edge applies it in one
+    # transaction); `handler` is then unused.
+    batch_handler: BatchHandler | None = None
 
     @property
     def subscription(self) -> Subscription:
@@ -309,8 +318,11 @@ class Bus:
                 sub = None
                 await asyncio.sleep(0.5)
                 continue
-            for msg in msgs:
-                await self._dispatch(spec, msg)
+            if spec.batch_handler is not None:
+                await self._dispatch_batch(spec, spec.batch_handler, msgs)
+            else:
+                for msg in msgs:
+                    await self._dispatch(spec, msg)
         if sub is not None:
             await _quietly(sub.unsubscribe())
 
@@ -325,25 +337,59 @@ class Bus:
 
     async def _dispatch(self, spec: ConsumerSpec, msg: Msg) -> None:
         started = time.perf_counter()
-        attempt = msg.metadata.num_delivered if msg.metadata else 1
+        attempt = _attempt(msg)
+        error: BaseException | None = None
         try:
             if attempt > spec.max_deliver:  # its last attempt was lost with a process
                 raise _Exhausted(f"delivered {attempt} times")
             await spec.handler(msg)
-            outcome = "ack"
-            await msg.ack()
-        except PermanentError as exc:
-            log.error("bus.poison_message", consumer=spec.durable, error=str(exc))
-            outcome = await self._dead_letter(spec, msg, "terminated", attempt, exc)
         except Exception as exc:
-            if isinstance(exc, _Exhausted) or attempt >= spec.max_deliver:
-                outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, exc)
+            error = exc
+        await self._settle(spec, msg, attempt, error, started)
+
+    async def _dispatch_batch(self, spec: ConsumerSpec, handle: BatchHandler,
+                              msgs: list[Msg]) -> None:
+        """The batch in one call; each message then acked, retried or dead-lettered by its own
+        outcome, in delivery order. If the call itself fails, every message failed with it."""
+        started = time.perf_counter()
+        outcomes: dict[int, BaseException | None] = {}
+        ready = []
+        for i, msg in enumerate(msgs):
+            if _attempt(msg) > spec.max_deliver:  # its last attempt was lost with a process
+                outcomes[i] = _Exhausted(f"delivered {_attempt(msg)} times")
             else:
-                outcome = "nak"
-                delay = _redelivery_delay(spec, attempt)
-                log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
-                            retry_in=round(delay, 2), error=repr(exc))
-                await _quietly(msg.nak(delay=delay))
+                ready.append(i)
+        if ready:
+            try:
+                results = await handle([msgs[i] for i in ready])
+                if len(results) != len(ready):
+                    raise RuntimeError(f"{len(results)} outcomes for {len(ready)} messages")
+            except Exception as exc:
+                results = [exc] * len(ready)
+            outcomes.update(zip(ready, results, strict=True))
+        for i, msg in enumerate(msgs):
+            await self._settle(spec, msg, _attempt(msg), outcomes[i], started)
+
+    async def _settle(self, spec: ConsumerSpec, msg: Msg, attempt: int,
+                      error: BaseException | None, started: float) -> None:
+        """Ack a handled message; dead-letter a poison or exhausted one; nak the rest."""
+        if error is None:
+            outcome = "ack"
+            try:
+                await msg.ack()
+            except Exception as exc:  # handled and committed: the redelivery is a duplicate
+                log.warning("bus.ack_failed", consumer=spec.durable, error=repr(exc))
+        elif isinstance(error, PermanentError):
+            log.error("bus.poison_message", consumer=spec.durable, error=str(error))
+            outcome = await self._dead_letter(spec, msg, "terminated", attempt, error)
+        elif isinstance(error, _Exhausted) or attempt >= spec.max_deliver:
+            outcome = await self._dead_letter(spec, msg, "max_deliveries", attempt, error)
+        else:
+            outcome = "nak"
+            delay = _redelivery_delay(spec, attempt)
+            log.warning("bus.handler_failed", consumer=spec.durable, attempt=attempt,
+                        retry_in=round(delay, 2), error=repr(error))
+            await _quietly(msg.nak(delay=delay))
         metrics.CONSUMER_MESSAGES.labels(self.service, spec.durable, outcome).inc()
         metrics.CONSUMER_SECONDS.labels(self.service, spec.durable).observe(
             time.perf_counter() - started)
@@ -375,6 +421,10 @@ class Bus:
         log.error("bus.dead_lettered", consumer=spec.durable, stream_seq=seq, reason=reason,
                   error=repr(error)[:500])
         return "term"
+
+
+def _attempt(msg: Msg) -> int:
+    return msg.metadata.num_delivered if msg.metadata else 1
 
 
 def _redelivery_delay(spec: ConsumerSpec, attempt: int) -> float:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import cache
 
 from . import events as _events  # noqa: F401  (every contract module must be imported)
 from .events import AuditHead, Event
@@ -71,6 +72,7 @@ def _declared() -> list[tuple[str, str]]:
     return pairs
 
 
+@cache  # every contract module is imported with this one: the answer never changes
 def namespaces(service: str) -> tuple[str, ...]:
     """The `trial.v1.<ns>` namespaces whose facts `service` alone publishes."""
     owned = {service}

@@ -12,8 +12,6 @@ from sqlmodel import Field, Session, SQLModel
 
 from .db import UtcDateTime
 
-_UPSERT = {"sqlite": sqlite_insert, "postgresql": pg_insert}
-
 
 class InboxEntry(SQLModel, table=True):
     __tablename__ = "inbox_entry"
@@ -26,21 +24,25 @@ class InboxEntry(SQLModel, table=True):
     )
 
 
+_TABLE = InboxEntry.__table__  # type: ignore[attr-defined]
+# Built once per dialect (composing it cost more than running it); values come as parameters.
+_CLAIM = {name: insert(_TABLE).on_conflict_do_nothing(index_elements=["consumer", "event_id"])
+          .returning(_TABLE.c.event_id)
+          for name, insert in (("sqlite", sqlite_insert), ("postgresql", pg_insert))}
+
+
 def claim(session: Session, consumer: str, event_id: str) -> bool:
     """True if this event is new for this consumer (and is now recorded as processed).
 
     One statement: INSERT … ON CONFLICT DO NOTHING (SQLite and PostgreSQL), instead of a
     lookup, a savepoint and an insert. A concurrent replica's row makes it a no-op (on
     PostgreSQL the insert waits for that replica's transaction and then sees its row)."""
-    dialect = session.get_bind().dialect.name
-    if dialect not in _UPSERT:
+    statement = _CLAIM.get(session.get_bind().dialect.name)
+    if statement is None:
         return _claim_portably(session, consumer, event_id)
-    statement = _UPSERT[dialect](InboxEntry.__table__).values(  # type: ignore[attr-defined]
-        consumer=consumer, event_id=event_id, processed_at=datetime.now(UTC)
-    ).on_conflict_do_nothing(index_elements=["consumer", "event_id"]).returning(
-        InboxEntry.__table__.c.event_id)  # type: ignore[attr-defined]
     # RETURNING, not rowcount: psycopg reports no reliable count for a skipped row.
-    return session.connection().execute(statement).first() is not None
+    row = {"consumer": consumer, "event_id": event_id, "processed_at": datetime.now(UTC)}
+    return session.connection().execute(statement, row).first() is not None
 
 
 def _claim_portably(session: Session, consumer: str, event_id: str) -> bool:

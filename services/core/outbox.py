@@ -15,16 +15,17 @@ row that failed. Events of transactions that overlapped have no defined order.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
+from typing import Protocol
 from uuid import uuid4
 
 import structlog
-from sqlalchemy import Column, Integer, Sequence, Text, func
+from sqlalchemy import Column, Integer, Sequence, Text, bindparam, func, insert, update
 from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, col, select, update
+from sqlmodel import Field, Session, SQLModel, col, select
 
-from .db import UtcDateTime, unit_of_work
+from .db import UtcDateTime
 from .events import Envelope, Event
 from .periodic import Wake, every
 
@@ -49,6 +50,14 @@ class OutboxMessage(SQLModel, table=True):
         Integer, POSITION_SEQUENCE, nullable=True, index=True))
 
 
+_TABLE = OutboxMessage.__table__  # type: ignore[attr-defined]
+_INSERT = insert(_TABLE)
+# SQLite has no sequences: MAX+1 is safe because one writer holds the database at a time
+# (BEGIN IMMEDIATE). Not on PostgreSQL, where two concurrent transactions would get the same.
+_INSERT_NUMBERED = insert(_TABLE).values(
+    position=select(func.coalesce(func.max(_TABLE.c.position), 0) + 1).scalar_subquery())
+
+
 def enqueue(
     session: Session,
     event: Event,
@@ -63,8 +72,12 @@ def enqueue(
     env = Envelope(id=event_id or uuid4().hex, subject=subject or event.subject,
                    producer=producer, correlation_id=correlation_id, record=record,
                    data=event.model_dump(mode="json"))
-    session.add(OutboxMessage(id=env.id, subject=env.subject, envelope=env.model_dump_json(),
-                              created_at=env.occurred_at, position=_sqlite_position(session)))
+    row = {"id": env.id, "subject": env.subject, "envelope": env.model_dump_json(),
+           "created_at": env.occurred_at}
+    # A Core insert, run now: no ORM object to build and flush at commit. The position
+    # comes with it: the sequence's next value, or on SQLite MAX+1 in the same statement.
+    sqlite = session.get_bind().dialect.name == "sqlite"
+    session.connection().execute(_INSERT_NUMBERED if sqlite else _INSERT, row)
     session.info["outbox_staged"] = True  # the edge wakes the relay after commit only then
     return env
 
@@ -74,16 +87,6 @@ def staged(session: Session) -> bool:
     return bool(session.info.get("outbox_staged"))
 
 
-def _sqlite_position(session: Session) -> int | None:
-    """SQLite: MAX+1 is safe because one writer holds the database at a time. Elsewhere
-    None: the column's sequence numbers the row (MAX+1 would give two concurrent
-    PostgreSQL transactions the same position)."""
-    if session.get_bind().dialect.name != "sqlite":
-        return None
-    current = session.exec(select(func.max(OutboxMessage.position))).one()
-    return (current or 0) + 1
-
-
 def backlog(session: Session) -> int:
     return session.exec(
         select(func.count()).select_from(OutboxMessage).where(col(OutboxMessage.sent_at).is_(None))
@@ -91,6 +94,19 @@ def backlog(session: Session) -> int:
 
 
 Publish = Callable[[str, bytes, str], Awaitable[object]]
+
+
+class Pending(Protocol):
+    """What the relay reads of a pending row."""
+
+    id: str
+    subject: str
+    envelope: str
+
+
+_BACKLOG = select(func.count()).select_from(_TABLE).where(_TABLE.c.sent_at.is_(None))
+_MARK_SENT = (update(_TABLE).where(_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+              .values(sent_at=bindparam("now")))
 
 
 class PartialPublish(Exception):
@@ -111,6 +127,9 @@ class OutboxRelay:
         self._engine = engine
         self._publish = publish
         self._batch = batch
+        self._pending = (select(_TABLE.c.id, _TABLE.c.subject, _TABLE.c.envelope)
+                         .where(_TABLE.c.sent_at.is_(None)).order_by(_TABLE.c.position)
+                         .limit(batch))
         self._poll = poll_seconds
         self._wake = Wake()
         self._on_backlog = on_backlog or (lambda _n: None)
@@ -120,22 +139,20 @@ class OutboxRelay:
         Safe from any thread (request handlers and consumers commit in worker threads)."""
         self._wake.set()
 
-    def pending(self) -> list[OutboxMessage]:
-        with Session(self._engine) as session:
-            rows = list(session.exec(
-                select(OutboxMessage).where(col(OutboxMessage.sent_at).is_(None))
-                .order_by(col(OutboxMessage.position)).limit(self._batch)
-            ))
+    def pending(self) -> list[Pending]:
+        # Plain rows through Core, the statement built once: this runs once per relay pass.
+        with self._engine.connect() as conn:
+            rows: list[Pending] = list(conn.execute(self._pending))  # type: ignore[arg-type]
             # A short page is the whole backlog (same snapshot): count only a full one.
-            self._on_backlog(len(rows) if len(rows) < self._batch else backlog(session))
+            self._on_backlog(len(rows) if len(rows) < self._batch
+                             else conn.execute(_BACKLOG).scalar_one())
             return rows
 
     def mark_sent(self, ids: list[str]) -> None:
-        with unit_of_work(self._engine) as session:
-            session.exec(update(OutboxMessage).where(col(OutboxMessage.id).in_(ids))  # type: ignore[call-overload]
-                         .values(sent_at=datetime.now(UTC)))
+        with self._engine.begin() as conn:
+            conn.execute(_MARK_SENT, {"ids": ids, "now": datetime.now(UTC)})
 
-    async def publish_rows(self, rows: list[OutboxMessage]) -> list[str]:
+    async def publish_rows(self, rows: Iterable[Pending]) -> list[str]:
         """Publish in position order, one at a time; returns the ids published before the
         first failure, which is then raised (no later row goes out before it)."""
         done: list[str] = []

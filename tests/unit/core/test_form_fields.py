@@ -104,10 +104,12 @@ def test_a_smart_design_gives_randomization_the_stage_rule_fields_and_withdrawal
     assert "randomization" not in per_consumer(later, trial, [])
     withdrawal = _save("withdrawal", "month_6_arm_1", {"pegf_pain": "5", "wd_withdrawn": "1"})
     assert per_consumer(withdrawal, trial, [])["randomization"].fields == {"wd_withdrawn": "1"}
-    # Without stages, nothing outside the baseline reaches randomization (as before).
+    # Without stages, only the withdrawal form reaches randomization outside the baseline.
     p4p = load_protocol("protocols/partners4pain.yaml")
+    assert per_consumer(_save("withdrawal", "month_2_arm_1", {"wd_withdrawn": "1"}), p4p,
+                        [])["randomization"].fields == {"wd_withdrawn": "1"}
     assert "randomization" not in per_consumer(
-        _save("withdrawal", "month_2_arm_1", {"wd_withdrawn": "1"}), p4p, [])
+        _save("peg_followup", "month_2_arm_1", {"wd_withdrawn": "1"}), p4p, [])
 
 
 def test_under_group_randomization_randomization_gets_the_group_field_and_no_contacts() -> None:

@@ -10,18 +10,9 @@ from sqlalchemy.exc import DatabaseError
 from sqlmodel import Session
 
 from services.core import audit
-from services.core.db import make_engine, unit_of_work
-from services.core.migrations import run_migrations
+from services.core.db import unit_of_work
 
 MIGRATIONS = Path("gateway/migrations")
-
-
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def _append_many(engine, n: int) -> None:

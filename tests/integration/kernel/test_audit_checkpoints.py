@@ -11,20 +11,11 @@ from sqlmodel import Session
 
 from services.core import audit
 from services.core.audit_api import AuditQuery, select_entries
-from services.core.db import make_engine, unit_of_work
-from services.core.migrations import run_migrations
+from services.core.db import unit_of_work
 
 MIGRATIONS = Path("services/allocation/migrations")
 KEY = audit.checkpoint_key(b"the service's private key material, 32+ bytes long")
 OTHER = audit.checkpoint_key(b"somebody else's key material, also long enough")
-
-
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def _append(engine, n: int, start: int = 0, **fields) -> None:

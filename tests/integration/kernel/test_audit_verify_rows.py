@@ -4,24 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from sqlmodel import Session, select
 
 from services.core import audit
-from services.core.db import make_engine, unit_of_work
-from services.core.migrations import run_migrations
+from services.core.db import unit_of_work
 
 MIGRATIONS = Path("gateway/migrations")
-
-
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def _rows(entries: list[audit.AuditEntry]) -> list[tuple]:

@@ -10,7 +10,6 @@ import dataclasses
 from pathlib import Path
 from typing import ClassVar
 
-import pytest
 from sqlalchemy import event
 from sqlmodel import Session, select
 
@@ -18,10 +17,8 @@ from services.core import audit, metrics
 from services.core.audit import AuditEntry
 from services.core.bus import DLQ_STREAM
 from services.core.consumers import Consumer, apply_batch, to_spec
-from services.core.db import make_engine
 from services.core.errors import Conflict, PermanentError
 from services.core.events import Envelope, Event
-from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import eventually, provisioner_bus
 
@@ -31,14 +28,6 @@ MIGRATIONS = Path("gateway/migrations")
 class Counted(Event):
     subject: ClassVar[str] = "trial.v1.test.counted"
     n: int
-
-
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def _env(n: int) -> Envelope:

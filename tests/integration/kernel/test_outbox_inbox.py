@@ -13,9 +13,8 @@ from sqlmodel import Session, select
 from services.core import audit, outbox
 from services.core.audit import AuditEntry
 from services.core.consumers import Consumer, apply_once, to_spec
-from services.core.db import make_engine, unit_of_work
+from services.core.db import unit_of_work
 from services.core.events import Envelope, Event
-from services.core.migrations import run_migrations
 from tailor_cli.natsd import NatsServer
 from tests.support.harness import eventually, provisioner_bus
 
@@ -25,14 +24,6 @@ MIGRATIONS = Path("gateway/migrations")
 class ThingHappened(Event):
     subject: ClassVar[str] = "trial.v1.test.thing_happened"
     n: int
-
-
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
 
 
 def _stage(engine, count: int) -> list[str]:

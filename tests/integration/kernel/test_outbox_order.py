@@ -27,14 +27,6 @@ class Counted(Event):
     n: int
 
 
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
-
-
 def _stage(engine, n: int) -> str:
     with unit_of_work(engine) as session:
         return outbox.enqueue(session, Counted(n=n), producer="test").id

@@ -33,14 +33,6 @@ class ContactSaved(Event):
     email: str
 
 
-@pytest.fixture
-def engine(database_url: str):
-    run_migrations(MIGRATIONS, database_url)
-    eng = make_engine(database_url)
-    yield eng
-    eng.dispose()
-
-
 def _stage(engine, email: str, *, sent_at: datetime | None) -> str:
     with unit_of_work(engine) as session:
         env = outbox.enqueue(session, ContactSaved(email=email), producer="test")

@@ -41,6 +41,7 @@ from . import repository
 from .domain import (
     ListDesign,
     ListImportError,
+    OpenedSlot,
     RandomizationError,
     SealedSlot,
     SealError,
@@ -53,7 +54,7 @@ from .domain.design import SEPARATOR, treatment_for
 from .domain.errors import NotInDesignError
 from .domain.minimization import check_levels, next_decision
 from .keys import ListKey, SealedDataError
-from .models import AllocationRow, RandomizationList
+from .models import AllocationRow, RandomizationList, SealedSlotRow, StratumCounter
 
 log = structlog.get_logger(__name__)
 
@@ -309,17 +310,34 @@ def _decided_before(session: Session, ctx: Context, list_id: str,
 
 def _take_slot(session: Session, ctx: Context, lst: RandomizationList, stratum: str,
                req: AllocationRequest) -> AllocationRow | tuple[str, Disclosure]:
-    counter = repository.lock_counter(session, lst.id, ctx.key.stratum_ref(lst.id, stratum))
-    if counter is None:
-        raise InvalidInput("the sealed list has no counter for the participant's stratum",
-                           field="cluster")
+    counter = lock_stratum(session, ctx, lst, stratum, field="cluster")
     again = repository.allocation(session, req.record)
     if again is not None:
         return again
+    opened, row = take_next_slot(session, ctx, lst, counter, stratum,
+                                 tag=ctx.key.participant_tag(lst.id, req.record), field="cluster")
+    slot = opened.slot
+    return slot.module, Disclosure(req.cluster, slot.arm, stratum, slot.seq, row.batch,
+                                   secrets.token_hex(16))
+
+
+def lock_stratum(session: Session, ctx: Context, lst: RandomizationList, stratum: str, *,
+                 field: str) -> StratumCounter:
+    """The stratum's counter, locked: whoever holds it takes the stratum's next slot. A
+    duplicate request checks for its allocation after this lock, never before."""
+    counter = repository.lock_counter(session, lst.id, ctx.key.stratum_ref(lst.id, stratum))
+    if counter is None:
+        raise InvalidInput("the sealed list has no counter for this stratum", field=field)
+    return counter
+
+
+def take_next_slot(session: Session, ctx: Context, lst: RandomizationList, counter: StratumCounter,
+                   stratum: str, *, tag: str, field: str) -> tuple[OpenedSlot, SealedSlotRow]:
+    """Open the locked stratum's next slot with the list key and mark it used by `tag`."""
     if counter.next_seq > counter.last_seq:
         # No stratum name here: this message reaches logs next to the record id.
-        raise StratumExhausted("the participant's stratum has no free slot left; the "
-                               "statistician must extend it", field="cluster")
+        raise StratumExhausted("the stratum has no free slot left; the statistician must "
+                               "extend it", field=field)
     row = repository.slot(session, lst.id, counter.stratum_ref, counter.next_seq)
     if row is None or row.used_by is not None:
         raise Conflict("the list's next slot is missing or already used: the list is "
@@ -330,13 +348,11 @@ def _take_slot(session: Session, ctx: Context, lst: RandomizationList, stratum: 
     except SealError:
         raise Conflict("the next slot does not open with this key: altered, moved or sealed "
                        "with another key", field="list") from None
-    row.used_by = ctx.key.participant_tag(lst.id, req.record)
+    row.used_by = tag
     counter.next_seq += 1
     session.add(row)
     session.add(counter)
-    slot = opened.slot
-    return slot.module, Disclosure(req.cluster, slot.arm, stratum, slot.seq, row.batch,
-                                   secrets.token_hex(16))
+    return opened, row
 
 
 def format_number(protocol: TrialProtocol, n: int) -> str:

@@ -34,12 +34,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from services.core import audit, outbox
-from services.core.errors import Conflict, InvalidInput, NotFound
+from services.core.errors import Conflict, NotFound
 from services.core.events import StageAllocated, StageNeedsReview
 from services.core.protocol.randomization import Stage
 
 from . import repository
-from .domain import RandomizationError, SealedSlot, SealError, unseal_slot
+from .domain import RandomizationError
 from .domain.stages import Unscorable, classify
 from .keys import SealedDataError
 from .models import NamedCounter, ParkedStage, StageAllocationRow, StageParticipant
@@ -52,6 +52,8 @@ from .service import (
     StratumExhausted,
     disclose,
     invalid,
+    lock_stratum,
+    take_next_slot,
 )
 
 log = structlog.get_logger(__name__)
@@ -210,29 +212,13 @@ def reach_stage(session: Session, ctx: Context, req: StageRequest) -> StageResul
         stratum = design.stage(req.stage).stratum_key(outcome, first_arm)
     except RandomizationError as err:
         raise invalid(err) from None
-    counter = repository.lock_counter(session, lst.id, ctx.key.stratum_ref(lst.id, stratum))
-    if counter is None:
-        raise InvalidInput("the sealed list has no counter for this stage", field="stage")
+    counter = lock_stratum(session, ctx, lst, stratum, field="stage")
     again = stage_allocation(session, req.record, req.stage)  # a duplicate won the lock
     if again is not None:
         return StageResult("existing", again)
-    if counter.next_seq > counter.last_seq:
-        raise StratumExhausted("the stage stratum has no free slot left; the statistician "
-                               "must extend it", field="stage")
-    slot_row = repository.slot(session, lst.id, counter.stratum_ref, counter.next_seq)
-    if slot_row is None or slot_row.used_by is not None:
-        raise Conflict("the list's next stage slot is missing or already used: the list is "
-                       "inconsistent", field="list")
-    try:
-        opened = unseal_slot(SealedSlot(stratum, slot_row.seq, slot_row.nonce,
-                                        slot_row.ciphertext, slot_row.leaf),
-                             key=ctx.key.material, list_id=lst.id)
-    except SealError:
-        raise Conflict("the next stage slot does not open with this key", field="list") from None
-    slot_row.used_by = ctx.key.stage_participant_tag(lst.id, req.stage, req.record)
-    counter.next_seq += 1
-    session.add(slot_row)
-    session.add(counter)
+    opened, slot_row = take_next_slot(
+        session, ctx, lst, counter, stratum,
+        tag=ctx.key.stage_participant_tag(lst.id, req.stage, req.record), field="stage")
     detail = StageDisclosure(req.stage, outcome, first_arm, opened.slot.module, stratum,
                              opened.slot.seq, slot_row.batch, secrets.token_hex(16))
     return StageResult("allocated", _record(session, ctx, lst.id, req, detail))
